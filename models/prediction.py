@@ -1,0 +1,48 @@
+"""The ``predictions`` topic contract (see design.md).
+
+Example:
+    >>> p = Prediction("p-1", "pat-7", 1000, "vitals-risk", 2, "champion", 0.8, 1, 1005)
+    >>> Prediction.from_dict(p.to_dict()) == p
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Variant = Literal["champion", "challenger", "shadow", "fallback"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One scored event. ``prediction_id`` is stable for an input event and variant, so replays are identifiable."""
+
+    prediction_id: str
+    entity_id: str
+    event_ts: int
+    model: str
+    model_version: int
+    variant: str
+    score: float
+    label: int | None
+    scored_at: int
+    features: dict[str, float] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        return cls(
+            prediction_id=str(data["prediction_id"]),
+            entity_id=str(data["entity_id"]),
+            event_ts=int(data["event_ts"]),
+            model=str(data["model"]),
+            model_version=int(data["model_version"]),
+            variant=str(data["variant"]),
+            score=float(data["score"]),
+            label=None if data.get("label") is None else int(data["label"]),
+            scored_at=int(data["scored_at"]),
+            features=data.get("features"),
+        )
