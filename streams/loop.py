@@ -1,0 +1,219 @@
+"""The batch loop: the one owner of offsets.
+
+Per batch, in order: consume up to N records or W ms → ``handler.process`` (pure work, in memory) →
+produce its outputs asynchronously → flush and check every delivery → ``result.finalize()`` (write state and
+the last applied offset atomically) → commit the next offsets synchronously. Auto-commit is off.
+
+Why state after delivery: the store skips events at or below its stored offset on a replay, so an event may
+be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
+from the old state: same features, same ``prediction_id`` (an identifiable duplicate), state applied once.
+
+A failure (Redis down, delivery failed) rewinds the consumer to the batch's first offsets and retries with
+exponential backoff; the loop reports itself unhealthy meanwhile instead of idling as a zombie.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Output:
+    """One record to produce."""
+
+    topic: str
+    value: bytes
+    key: bytes | str | None = None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+@dataclass
+class BatchResult:
+    outputs: list[Output] = field(default_factory=list)
+    finalize: Callable[[], None] | None = None  # state write; runs after every output was delivered
+
+
+class BatchHandler(Protocol):
+    def process(self, messages: Sequence[Message]) -> BatchResult: ...
+
+    def on_assign(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    def on_revoke(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+
+class DeliveryError(Exception):
+    """At least one output was not acknowledged by the broker."""
+
+
+@dataclass
+class LoopHealth:
+    """What /health and the metrics report about one loop."""
+
+    started_at: float = field(default_factory=time.time)
+    last_commit_at: float | None = None
+    last_poll_at: float | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    batches: int = 0
+    records: int = 0
+    assigned: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return self.consecutive_failures == 0
+
+
+class BatchLoop:
+    """Runs ``handler`` over a subscribed consumer until ``stop()``; see the module docstring."""
+
+    def __init__(self, consumer: Consumer, producer: Producer, handler: BatchHandler, topics: Sequence[str], *,
+                 max_rows: int = 500, max_ms: int = 50, flush_timeout_s: float = 30.0,
+                 max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.handler = handler
+        self.topics = list(topics)
+        self.max_rows = max_rows
+        self.max_s = max_ms / 1000
+        self.flush_timeout_s = flush_timeout_s
+        self.max_backoff_s = max_backoff_s
+        self.on_batch = on_batch
+        self.health = LoopHealth()
+        self._stop = threading.Event()
+        self._delivery_errors: list[str] = []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Subscribe and loop until stopped; closes the consumer (leaving the group) at the end."""
+        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked,
+                                on_lost=self._revoked)
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+        finally:
+            self.producer.flush(5)
+            self.consumer.close()
+
+    def run_once(self) -> int:
+        """Consume and fully handle one batch; returns the number of records handled."""
+        messages = self.consumer.consume(self.max_rows, self.max_s)
+        self.health.last_poll_at = time.time()
+        records = [m for m in messages if not self._is_error(m)]
+        if not records:
+            self.producer.poll(0)
+            return 0
+        started = time.perf_counter()
+        try:
+            self._handle(records)
+        except Exception as exc:  # noqa: BLE001 - any failure: rewind, back off, retry; never lose the batch
+            self._rewind(records)
+            self.health.consecutive_failures += 1
+            self.health.last_error = f"{type(exc).__name__}: {exc}"
+            delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.health.consecutive_failures, 10))
+            log.warning("batch failed (%s); rewound %d records, retrying in %.1fs",
+                        self.health.last_error, len(records), delay)
+            self._stop.wait(delay)
+            return 0
+        self.health.consecutive_failures = 0
+        self.health.batches += 1
+        self.health.records += len(records)
+        if self.on_batch:
+            self.on_batch(len(records), time.perf_counter() - started)
+        return len(records)
+
+    def _handle(self, records: list[Message]) -> None:
+        result = self.handler.process(records)
+        self._delivery_errors.clear()
+        for out in result.outputs:
+            self._produce(out)
+        remaining = self.producer.flush(self.flush_timeout_s)
+        if remaining or self._delivery_errors:
+            raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
+        if result.finalize is not None:
+            result.finalize()
+        self.consumer.commit(offsets=_next_offsets(records), asynchronous=False)
+        self.health.last_commit_at = time.time()
+
+    def _produce(self, out: Output) -> None:
+        while True:
+            try:
+                self.producer.produce(out.topic, out.value, out.key, headers=out.headers, on_delivery=self._delivered)
+                return
+            except BufferError:  # local queue full: serve delivery callbacks, then retry (back-pressure)
+                self.producer.poll(0.05)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _rewind(self, records: list[Message]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for m in records:
+            first.setdefault((m.topic(), m.partition()), m.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
+                log.info("seek %s[%d]@%d skipped: %s", topic, partition, offset, exc)
+
+    def _is_error(self, m: Message) -> bool:
+        err = m.error()
+        if err is None:
+            return False
+        if err.fatal():
+            raise KafkaException(err)
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err.str())
+        return True
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.health.assigned = sorted({*self.health.assigned, *(f"{p.topic}[{p.partition}]" for p in partitions)})
+        log.info("assigned %s", [f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions])
+        self.handler.on_assign(partitions)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {f"{p.topic}[{p.partition}]" for p in partitions}
+        self.health.assigned = [a for a in self.health.assigned if a not in gone]
+        log.info("revoked %s", sorted(gone))
+        self.handler.on_revoke(partitions)
+
+
+def _next_offsets(records: Sequence[Message]) -> list[TopicPartition]:
+    """The offsets to commit: last handled offset + 1, per partition."""
+    last: dict[tuple[str, int], int] = {}
+    for m in records:
+        key = (m.topic(), m.partition())
+        if m.offset() > last.get(key, -1):
+            last[key] = m.offset()
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def describe(m: Message) -> str:
+    """``topic[partition]@offset`` for error messages."""
+    return f"{m.topic()}[{m.partition()}]@{m.offset()}"
+
+
+def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "") -> Output:
+    """A dead-letter record: original key and value bytes plus the reason and the source position in headers."""
+    headers: list[tuple[str, Any]] = [
+        ("error", reason.encode()), ("source_topic", (m.topic() or "").encode()),
+        ("source_partition", str(m.partition()).encode()), ("source_offset", str(m.offset()).encode()),
+    ]
+    if detail:
+        headers.append(("error_detail", detail[:500].encode("utf-8", "replace")))
+    return Output(dlq_topic, m.value() or b"", m.key(), headers)

@@ -1,0 +1,163 @@
+"""One typed settings object, built at the edge from environment variables and an optional TOML file.
+
+Precedence: explicit overrides > environment > TOML file > defaults. Nothing deeper in the code reads
+``os.environ``: the object is passed down.
+
+Example:
+    >>> s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092", "DRIFTLINE_SOURCE_PARTITIONS": "6"})
+    >>> s.kafka.bootstrap_servers, s.topics.source_partitions
+    ('k1:9092', 6)
+    >>> s.kafka.client_config()["bootstrap.servers"]
+    'k1:9092'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from streams.exceptions import ConfigError
+
+# Environment variables passed through to librdkafka unchanged (security settings of a real cluster).
+_KAFKA_PASSTHROUGH = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "KAFKA_SASL_USERNAME": "sasl.username",
+    "KAFKA_SASL_PASSWORD": "sasl.password",
+    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+    "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+    "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
+    "KAFKA_SSL_KEY_PASSWORD": "ssl.key.password",
+}
+SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Broker connection and consumer-group timing.
+
+    ``session_timeout_ms`` decides how fast a new group gets its first message: the embedded tansu broker
+    delivers after about session.timeout/2 (23 s at librdkafka's 45 s default, 1.2 s at 2000 ms); a real
+    Kafka refuses values below its ``group.min.session.timeout.ms`` (6000 by default), so it is a setting.
+    """
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security: Mapping[str, str] = field(default_factory=dict)
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    auto_offset_reset: Literal["earliest", "latest", "error"] = "earliest"
+    processing_guarantee: Literal["at_least_once"] = "at_least_once"
+    create_topics: bool = True
+
+    def client_config(self) -> dict[str, Any]:
+        """Settings common to every client (bootstrap + security)."""
+        return {"bootstrap.servers": self.bootstrap_servers, **dict(self.security)}
+
+    def redacted(self) -> dict[str, Any]:
+        """``client_config()`` safe to log: secrets replaced by ``***``."""
+        return {k: ("***" if k in SECRET_KEYS else v) for k, v in self.client_config().items()}
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """Topic names and partition counts."""
+
+    source_partitions: int = 3
+    predictions: str = "predictions"
+    predictions_partitions: int = 3
+    labels: str = "labels"
+    alerts: str = "alerts"
+    control: str = "control"
+    replication_factor: int = 1
+
+    def dlq(self, source_topic: str) -> str:
+        return f"{source_topic}.dlq"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Micro-batching and group ids of the stages."""
+
+    batch_max_rows: int = 500
+    batch_max_ms: int = 50
+    features_group: str = "driftline-features"
+    monitor_group: str = "driftline-monitor"
+    max_in_flight_batches: int = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    registry_dir: str = ".driftline/registry"
+    run_dir: str = ".driftline/run"
+    control_key: str = field(default="", repr=False)
+    control_max_age_s: float = 300.0
+    metrics_port: int = 0
+    log_json: bool = False
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], toml_path: str | Path | None = None) -> Settings:
+        """Build settings from ``env`` (e.g. ``os.environ``) over an optional TOML file."""
+        data: dict[str, Any] = {}
+        path = toml_path or env.get("DRIFTLINE_CONFIG")
+        if path:
+            try:
+                data = tomllib.loads(Path(path).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        kafka_t = data.get("kafka", {})
+        security = dict(kafka_t.get("security", {}))
+        security.update({cfg: env[var] for var, cfg in _KAFKA_PASSTHROUGH.items() if env.get(var)})
+        kafka = KafkaSettings(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", kafka_t.get("bootstrap_servers", "127.0.0.1:9092")),
+            security=security,
+            session_timeout_ms=_int(env, "DRIFTLINE_SESSION_TIMEOUT_MS", kafka_t.get("session_timeout_ms", 6000)),
+            heartbeat_interval_ms=_int(env, "DRIFTLINE_HEARTBEAT_INTERVAL_MS", kafka_t.get("heartbeat_interval_ms", 1000)),
+            auto_offset_reset=env.get("DRIFTLINE_AUTO_OFFSET_RESET", kafka_t.get("auto_offset_reset", "earliest")),  # type: ignore[arg-type]
+            create_topics=_bool(env.get("DRIFTLINE_CREATE_TOPICS", str(kafka_t.get("create_topics", True)))),
+        )
+        topics_t = data.get("topics", {})
+        topics = TopicSettings(
+            source_partitions=_int(env, "DRIFTLINE_SOURCE_PARTITIONS", topics_t.get("source_partitions", 3)),
+            predictions_partitions=_int(env, "DRIFTLINE_PREDICTIONS_PARTITIONS", topics_t.get("predictions_partitions", 3)),
+            replication_factor=_int(env, "DRIFTLINE_REPLICATION_FACTOR", topics_t.get("replication_factor", 1)),
+        )
+        pipe_t = data.get("pipeline", {})
+        pipeline = PipelineSettings(
+            batch_max_rows=_int(env, "DRIFTLINE_BATCH_MAX_ROWS", pipe_t.get("batch_max_rows", 500)),
+            batch_max_ms=_int(env, "DRIFTLINE_BATCH_MAX_MS", pipe_t.get("batch_max_ms", 50)),
+        )
+        if kafka.auto_offset_reset not in ("earliest", "latest", "error"):
+            raise ConfigError("DRIFTLINE_AUTO_OFFSET_RESET must be earliest, latest or error")
+        return cls(
+            kafka=kafka, topics=topics, pipeline=pipeline,
+            redis_url=env.get("REDIS_URL", data.get("redis_url", "redis://127.0.0.1:6379/0")),
+            registry_dir=env.get("DRIFTLINE_REGISTRY", data.get("registry_dir", ".driftline/registry")),
+            run_dir=env.get("DRIFTLINE_RUN_DIR", data.get("run_dir", ".driftline/run")),
+            control_key=env.get("DRIFTLINE_CONTROL_KEY", ""),
+            control_max_age_s=float(env.get("DRIFTLINE_CONTROL_MAX_AGE_S", data.get("control_max_age_s", 300.0))),
+            metrics_port=_int(env, "DRIFTLINE_METRICS_PORT", data.get("metrics_port", 0)),
+            log_json=_bool(env.get("DRIFTLINE_LOG_JSON", str(data.get("log_json", False)))),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: Any) -> int:
+    raw = env.get(name, default)
+    try:
+        return int(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes", "on")
