@@ -1,0 +1,74 @@
+"""A model version loaded for scoring: its registry metadata plus the verified estimator."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.exceptions import ModelError
+from models.registry import ModelVersion, Registry
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An immutable (metadata, estimator) pair; swapping models means swapping one of these whole."""
+
+    meta: ModelVersion
+    estimator: Any
+
+    @property
+    def version(self) -> int:
+        return self.meta.version
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(self.meta.feature_names)
+
+    @classmethod
+    def load(cls, registry: Registry, model: str, version: int) -> LoadedModel:
+        """Load a version; the registry verifies the artifact's sha256 before unpickling it."""
+        meta = registry.get(model, version)
+        return cls(meta, registry.load(model, version))
+
+    def matrix(self, vectors: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Rows in this version's declared feature order (missing names are a schema mismatch upstream).
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> m = LoadedModel(SimpleNamespace(feature_names=("a", "b")), None)
+            >>> m.matrix([{"b": 2.0, "a": 1.0}]).tolist()
+            [[1.0, 2.0]]
+        """
+        names = self.feature_names
+        return np.array([[v.get(n, math.nan) for n in names] for v in vectors], dtype=np.float64).reshape(
+            len(vectors), len(names))
+
+    def schema_mismatch(self, vector: Mapping[str, float]) -> str | None:
+        """Why ``vector`` does not fit this version's declared schema, or ``None`` when it does."""
+        missing = [n for n in self.feature_names if n not in vector]
+        if missing:
+            return f"missing features {missing[:5]}"
+        wrong = [n for n in self.feature_names if not isinstance(vector[n], (int, float)) or isinstance(vector[n], bool)]
+        return f"non-numeric features {wrong[:5]}" if wrong else None
+
+    def predict_scores(self, X: np.ndarray) -> np.ndarray:
+        """Probability of the positive class for each row: one call per batch."""
+        if len(X) == 0:
+            return np.empty(0)
+        flavor = getattr(self.meta, "flavor", "sklearn")
+        if flavor == "river":
+            names = self.feature_names
+            out = []
+            for row in X:
+                proba = self.estimator.predict_proba_one(dict(zip(names, row.tolist(), strict=True)))
+                out.append(float(proba.get(1, proba.get(True, 0.0))))
+            return np.asarray(out)
+        try:
+            proba = self.estimator.predict_proba(X)
+        except Exception as exc:  # noqa: BLE001 - any model failure becomes one typed error
+            raise ModelError(f"model {self.meta.model} v{self.version} failed on a batch: {exc}") from exc
+        return np.asarray(proba)[:, 1]

@@ -1,0 +1,142 @@
+"""The streaming scorer: micro-batches of feature vectors → predictions, with routing and hot swap.
+
+The active set of models (champion, optional challenger, traffic split) is one immutable snapshot held in a
+single attribute. ``apply`` builds the next snapshot completely (loading and verifying artifacts) before the
+assignment that swaps it in, and the pipeline calls it only between batches: no event is ever scored by a
+half-loaded model, and none is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from models.exceptions import ModelError, RegistryError
+from models.loaded import LoadedModel
+from models.prediction import Prediction
+from models.registry import Registry
+from models.routing import TrafficSplit, route
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringRow:
+    """One event's features, ready to score. ``event_key`` is stable across replays (``topic-partition-offset``)."""
+
+    event_key: str
+    entity_id: str
+    event_ts: int
+    features: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ActiveModels:
+    champion: LoadedModel
+    challenger: LoadedModel | None
+    split: TrafficSplit
+
+    @property
+    def by_version(self) -> dict[int, LoadedModel]:
+        out = {self.champion.version: self.champion}
+        if self.challenger is not None:
+            out[self.challenger.version] = self.challenger
+        return out
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    predictions: list[Prediction]
+    schema_mismatches: list[tuple[ScoringRow, int, str]]  # (row, version, why): not scored by that version
+
+
+class Scorer:
+    """Scores batches with the registry's production version (plus an optional challenger)."""
+
+    def __init__(self, registry: Registry, model: str, *, threshold: float = 0.5, include_features: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.model = model
+        self.threshold = threshold
+        self.include_features = include_features
+        self.clock = clock
+        self._active: ActiveModels | None = None
+        self.paused = False
+
+    @property
+    def active(self) -> ActiveModels:
+        if self._active is None:
+            raise ModelError("scorer not started: call start() first")
+        return self._active
+
+    @property
+    def active_version(self) -> int | None:
+        return None if self._active is None else self._active.champion.version
+
+    def start(self) -> ActiveModels:
+        """Load the registry's production version (fails loudly if there is none)."""
+        prod = self.registry.production(self.model)
+        if prod is None:
+            raise RegistryError(f"model {self.model!r} has no production version; run `driftline registry promote`")
+        champion = LoadedModel.load(self.registry, self.model, prod.version)
+        self._active = ActiveModels(champion, None, TrafficSplit(champion=champion.version))
+        log.info("scorer: serving %s v%d", self.model, champion.version)
+        return self._active
+
+    def swap_to(self, version: int) -> ActiveModels:
+        """Serve ``version`` as champion (challenger dropped). Loads before swapping; raises on failure."""
+        current = self.active
+        champion = current.by_version.get(version) or LoadedModel.load(self.registry, self.model, version)
+        nxt = ActiveModels(champion, None, TrafficSplit(champion=version))
+        self._active = nxt
+        log.info("scorer: swapped %s v%d -> v%d", self.model, current.champion.version, version)
+        return nxt
+
+    def set_traffic(self, challenger: int | None, canary_pct: float, shadow: bool) -> ActiveModels:
+        """Route ``canary_pct`` % of entities to ``challenger`` (and/or shadow-score it)."""
+        current = self.active
+        loaded = None
+        if challenger is not None:
+            loaded = current.by_version.get(challenger) or LoadedModel.load(self.registry, self.model, challenger)
+        split = replace(current.split, champion=current.champion.version, challenger=challenger,
+                        canary_pct=float(canary_pct) if loaded else 0.0, shadow=bool(shadow) and loaded is not None)
+        self._active = ActiveModels(current.champion, loaded, split)
+        return self._active
+
+    def score(self, rows: Sequence[ScoringRow]) -> ScoreResult:
+        """One ``predict_scores`` call per routed version for the whole batch."""
+        active = self.active
+        models = active.by_version
+        groups: dict[tuple[int, str], list[ScoringRow]] = defaultdict(list)
+        for row in rows:
+            for a in route(row.entity_id, active.split):
+                groups[(a.version, a.variant)].append(row)
+        predictions: list[Prediction] = []
+        mismatches: list[tuple[ScoringRow, int, str]] = []
+        now = int(self.clock() * 1000)
+        for (version, variant), group in groups.items():
+            model = models[version]
+            fit = []
+            for row in group:
+                why = model.schema_mismatch(row.features)
+                if why is None:
+                    fit.append(row)
+                else:
+                    mismatches.append((row, version, why))
+            scores = model.predict_scores(model.matrix([r.features for r in fit]))
+            for row, score in zip(fit, scores.tolist(), strict=True):
+                predictions.append(Prediction(
+                    prediction_id=f"{row.event_key}-{variant}", entity_id=row.entity_id, event_ts=row.event_ts,
+                    model=self.model, model_version=version, variant=variant, score=_finite(score),
+                    label=None if score != score else int(score >= self.threshold), scored_at=now,
+                    features=row.features if self.include_features else None))
+        return ScoreResult(predictions, mismatches)
+
+
+def _finite(x: float) -> float:
+    return float(x) if np.isfinite(x) else float("nan")
