@@ -77,7 +77,8 @@ class BatchLoop:
 
     def __init__(self, consumer: Consumer, producer: Producer, handler: BatchHandler, topics: Sequence[str], *,
                  max_rows: int = 500, max_ms: int = 50, flush_timeout_s: float = 30.0,
-                 max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None) -> None:
+                 max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
+                 tick: Callable[[], None] | None = None) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -87,6 +88,7 @@ class BatchLoop:
         self.flush_timeout_s = flush_timeout_s
         self.max_backoff_s = max_backoff_s
         self.on_batch = on_batch
+        self.tick = tick  # runs between batches (control commands, timers); never inside one
         self.health = LoopHealth()
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
@@ -111,6 +113,8 @@ class BatchLoop:
 
     def run_once(self) -> int:
         """Consume and fully handle one batch; returns the number of records handled."""
+        if self.tick is not None:
+            self.tick()
         messages = self.consumer.consume(self.max_rows, self.max_s)
         self.health.last_poll_at = time.time()
         records = [m for m in messages if not self._is_error(m)]

@@ -1,0 +1,121 @@
+"""Kafka edge of the monitor: predictions and labels in; alerts, sink calls and signed rollbacks out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from models.prediction import Prediction
+from monitor.alerts import Alert
+from monitor.drift_monitor import DriftMonitor
+from monitor.label_join import RedisLabelJoin
+from monitor.rollback import Decision, RollbackPolicy
+from monitor.sinks import AlertSink
+from streams import codec
+from streams.control import new_command, sign_command
+from streams.control_io import Refused
+from streams.loop import BatchResult, Output, describe
+from streams.settings import Settings
+from streams.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+
+class MonitorHandler:
+    """Batch handler over the ``predictions`` and ``labels`` topics."""
+
+    def __init__(self, settings: Settings, drift: DriftMonitor, join: RedisLabelJoin, rollback: RollbackPolicy,
+                 *, registry: Any, control_key: bytes, sinks: Sequence[AlertSink] = (),
+                 timeline: Timeline | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.drift = drift
+        self.join = join
+        self.rollback = rollback
+        self.registry = registry
+        self.control_key = control_key
+        self.sinks = list(sinks)
+        self.timeline = timeline or Timeline()
+        self.clock = clock
+        self.malformed = 0
+        self.alerts_sent = 0
+
+    def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
+        pass
+
+    def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
+        pass
+
+    def process(self, messages: Sequence[Message]) -> BatchResult:
+        now = int(self.clock() * 1000)
+        predictions: list[Prediction] = []
+        labels: list[dict[str, Any]] = []
+        for m in messages:
+            try:
+                body = codec.decode(m.value() or b"")
+                if m.topic() == self.settings.topics.predictions:
+                    predictions.append(Prediction.from_dict(body))
+                else:
+                    labels.append(body if isinstance(body, dict) else {})
+            except (codec.DecodeError, KeyError, TypeError, ValueError) as exc:
+                self.malformed += 1
+                log.warning("monitor: skipping malformed record %s: %s", describe(m), exc)
+        outcomes = self.join.remember(predictions) + self.join.match(labels)
+        served = [p for p in predictions if p.variant in ("champion", "challenger")]
+        alerts = self.drift.on_predictions(served, now)
+        alerts += self.drift.on_outcomes(((o.model, o.version, o.error) for o in outcomes), now)
+        outputs = [Output(self.settings.topics.alerts, codec.encode(a.to_dict()), a.dedup_key) for a in alerts]
+        for alert in alerts:
+            self.timeline.record("alert", action=alert.action, severity=alert.severity, kind=alert.kind,
+                                 version=alert.model_version, feature=alert.feature, summary=alert.summary)
+            decision = self.rollback.on_alert(alert, now)
+            if decision is not None:
+                outputs.append(self._command(decision, now))
+        return BatchResult(outputs, finalize=lambda: self._after_delivery(alerts))
+
+    def _command(self, decision: Decision, now: int) -> Output:
+        if decision.command == "rollback" and decision.to_version is not None:
+            self.registry.rollback(decision.model, to_version=decision.to_version, by="driftline-monitor",
+                                   reason=decision.reason[:200])
+        cmd = sign_command(new_command(decision.command, model=decision.model, now_ms=now,
+                                       to_version=decision.to_version, traffic=decision.traffic,
+                                       reason=decision.reason[:500], issued_by="driftline-monitor",
+                                       evidence=decision.evidence), self.control_key)
+        self.rollback.issued(cmd["command_id"], decision, now)
+        self.timeline.record("rollback_command", command_id=cmd["command_id"], model=decision.model,
+                             from_version=decision.from_version, to_version=decision.to_version)
+        return Output(self.settings.topics.control, codec.encode(cmd), decision.model)
+
+    def _after_delivery(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            self.alerts_sent += 1
+            for sink in self.sinks:
+                sink.send(alert)
+
+    def on_control(self, item: object) -> None:
+        """Acks (and refusals) read from the control topic."""
+        if isinstance(item, Refused):
+            return
+        ack_for = getattr(item, "ack_for", None)
+        if ack_for is None:
+            return
+        pending = self.rollback.on_ack(ack_for, item.instance, item.status)  # type: ignore[attr-defined]
+        if pending is not None:
+            self.timeline.record("ack", ack_for=ack_for, instance=item.instance, status=item.status,  # type: ignore[attr-defined]
+                                 active_version=item.active_version)  # type: ignore[attr-defined]
+
+    def overdue_alerts(self) -> list[Alert]:
+        """Re-alerts for rollback commands nobody acknowledged in time."""
+        now = int(self.clock() * 1000)
+        out = []
+        for p in self.rollback.overdue(now):
+            out.append(Alert.build(
+                action="trigger", severity="critical", kind="performance", model=p.decision.model,
+                model_version=p.decision.from_version, feature=None, detector="rollback", statistic="acks",
+                value=0.0, threshold=1.0, window=f"{self.rollback.ack_timeout_ms // 1000}s", ts=now,
+                summary=f"rollback {p.command_id} of {p.decision.model} to v{p.decision.to_version} has no ack: "
+                        "are the scorers running and reading the control topic?"))
+        return out
