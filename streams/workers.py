@@ -1,0 +1,170 @@
+"""Assembling runnable workers from settings: the fused pipeline (features → score) and the monitor.
+
+Each worker owns its consumer, producer and batch loop, and runs until ``stop()``. Several can run in one
+process (threads; the demo does this) or one per process (``driftline run pipeline|monitor``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+
+from features.definitions import FeatureView
+from features.redis_store import RedisFeatureStore
+from models.hotswap import apply_command, reject
+from models.registry import Registry
+from models.scorer import Scorer
+from monitor.drift_monitor import DriftMonitor
+from monitor.label_join import RedisLabelJoin
+from monitor.reference import ReferenceProfile
+from monitor.rollback import RollbackPolicy
+from monitor.sinks import AlertSink
+from streams import codec
+from streams.clients import make_consumer, make_producer
+from streams.control import CommandVerifier
+from streams.control_io import ControlReader, Refused
+from streams.loop import BatchLoop, Output
+from streams.monitor_handler import MonitorHandler
+from streams.pipeline import FusedHandler
+from streams.settings import Settings
+from streams.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """A bytes client (hiredis parser when installed) with short timeouts, so an outage surfaces quickly."""
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                                health_check_interval=10)
+
+
+def instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclass
+class Worker:
+    """A batch loop plus what it needs, running in a thread."""
+
+    name: str
+    loop: BatchLoop
+    closers: list = field(default_factory=list)
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+
+    def start(self) -> Worker:
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.loop.run()
+        except BaseException as exc:  # noqa: BLE001 - recorded, reported by health and re-raised by join
+            self.error = exc
+            log.exception("worker %s died", self.name)
+        finally:
+            for close in self.closers:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    log.debug("closer failed", exc_info=True)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        self.loop.stop()
+        if self.thread is not None:
+            self.thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timeline: Timeline | None = None,
+                   instance: str | None = None) -> tuple[Worker, FusedHandler]:
+    """The fused features → score worker for one view and model, obeying control commands between batches."""
+    instance = instance or instance_id()
+    timeline = timeline or Timeline()
+    registry = Registry(settings.registry_dir)
+    scorer = Scorer(registry, model)
+    scorer.start()
+    rclient = redis_client(settings)
+    handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group,
+                           predictions_topic=settings.topics.predictions,
+                           dlq_topic=settings.topics.dlq(view.source_topic))
+    producer = make_producer(settings.kafka)
+    verifier = CommandVerifier(settings.control_key.encode(), max_age_s=settings.control_max_age_s)
+    control = ControlReader(settings, verifier=verifier)
+
+    def tick() -> None:
+        now = int(time.time() * 1000)
+        for item in control.poll(0):
+            if isinstance(item, Refused):
+                if item.command_id and item.model in ("", model):
+                    ack = reject(item.command_id, instance, scorer.active_version, item.reason, now, model)
+                    producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
+                    timeline.record("command_rejected", instance=instance, reason=item.reason)
+                continue
+            if not hasattr(item, "command_id"):
+                continue  # an ack from another instance
+            before = scorer.active_version
+            ack = apply_command(scorer, item, instance=instance, now_ms=now)  # type: ignore[arg-type]
+            if ack is not None:
+                producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
+                producer.flush(5)
+                timeline.record("swap" if ack.status == "applied" else "command_rejected", instance=instance,
+                                command=item.command, from_version=before,  # type: ignore[attr-defined]
+                                to_version=ack.active_version, status=ack.status)
+
+    consumer = make_consumer(settings.kafka, settings.pipeline.features_group)
+    loop = BatchLoop(consumer, producer, handler, [view.source_topic], max_rows=settings.pipeline.batch_max_rows,
+                     max_ms=settings.pipeline.batch_max_ms, tick=tick)
+    worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close])
+    return worker, handler
+
+
+def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks: list[AlertSink] | None = None,
+                  rollback_mode: str = "rollback", evaluate_every: int = 100,
+                  min_samples: int = 200) -> tuple[Worker, MonitorHandler]:
+    """The monitor worker: drift detection, alerts, rollbacks and ack tracking."""
+    from monitor.drift_monitor import default_policy
+    from monitor.version_monitor import MonitorConfig
+
+    registry = Registry(settings.registry_dir)
+
+    def profile(model: str, version: int) -> ReferenceProfile:
+        return ReferenceProfile.from_dict(registry.get(model, version).reference)
+
+    drift = DriftMonitor(profile, policy=default_policy(min_samples),
+                         config=MonitorConfig(psi_min_samples=min_samples), evaluate_every=evaluate_every)
+    rclient = redis_client(settings)
+    handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
+                             RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
+                             registry=registry, control_key=settings.control_key.encode(), sinks=sinks or [],
+                             timeline=timeline)
+    producer = make_producer(settings.kafka)
+    acks = ControlReader(settings, verifier=None)
+
+    def tick() -> None:
+        for item in acks.poll(0):
+            handler.on_control(item)
+        for alert in handler.overdue_alerts():
+            producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
+            handler.timeline.record("alert", action=alert.action, severity=alert.severity, kind=alert.kind,
+                                    version=alert.model_version, summary=alert.summary)
+
+    consumer = make_consumer(settings.kafka, settings.pipeline.monitor_group)
+    loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
+                     max_rows=settings.pipeline.batch_max_rows, max_ms=100, tick=tick)
+    closers = [acks.close, rclient.close] + [s.close for s in (sinks or [])]
+    return Worker("monitor", loop, closers=closers), handler
+
+
+__all__ = ["Worker", "build_pipeline", "build_monitor", "redis_client", "instance_id", "Output"]
