@@ -1,0 +1,199 @@
+"""``driftline demo``: the whole loop on the embedded stack, with a readable timeline and a summary.
+
+Starts the stack (or uses ``KAFKA_BOOTSTRAP_SERVERS``), creates topics, trains v1 (no SpO2 features) and v2
+(all vitals features) from a simulated stable history through the online feature definitions, promotes v2,
+runs the fused pipeline and the monitor, then streams a scenario in which v2's inputs drift. The monitor's
+PSI/ADWIN/DDM detectors raise an alert, a signed rollback goes out on ``control``, the scorer swaps to v1
+between two batches and acks, and later predictions carry v1.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from features.exceptions import RecordError
+from features.records import Event, parse_record
+from features.views import VITALS_VIEW
+from models.prediction import Prediction
+from models.registry import Registry
+from models.training_job import build_training_set, train_and_register
+from streams import codec
+from streams.clients import make_producer
+from streams.produce import produce_stream
+from streams.settings import Settings
+from streams.simulator import SimConfig, SimEvent, generate
+from streams.stack import EmbeddedStack
+from streams.timeline import Timeline
+from streams.topics import ensure_topics, required_topics
+from streams.workers import build_monitor, build_pipeline
+
+log = logging.getLogger(__name__)
+MODEL = "vitals-risk"
+V1_FEATURES = ("hr_mean_5m", "hr_std_5m", "hr_max_5m", "rr_mean_5m", "temp_last", "sbp_mean_5m", "sbp_slope_30m",
+               "dbp_mean_5m")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    entities: int = 40
+    rate: float = 400.0
+    duration_s: float = 45.0
+    drift_at_s: float = 15.0
+    scenario: str = "sensor-fault"
+    time_scale: float = 20.0
+    seed: int = 7
+    train_duration_s: float = 90.0
+    label_delay_s: float = 2.0
+    settle_timeout_s: float = 20.0
+
+
+def demo_settings(base: Settings, bootstrap: str, redis_url: str, run_dir: Path, run_id: str) -> Settings:
+    """Per-run groups and registry (a previous run's Redis offsets can never make this run skip events)."""
+    pipeline = base.pipeline.__class__(**{**base.pipeline.__dict__, "features_group": f"driftline-features-{run_id}",
+                                          "monitor_group": f"driftline-monitor-{run_id}"})
+    kafka = base.kafka.__class__(**{**base.kafka.__dict__, "bootstrap_servers": bootstrap,
+                                    "session_timeout_ms": min(base.kafka.session_timeout_ms, 2000),
+                                    "heartbeat_interval_ms": min(base.kafka.heartbeat_interval_ms, 200)})
+    return base.replace(kafka=kafka, pipeline=pipeline, redis_url=redis_url,
+                        registry_dir=str(run_dir / f"demo-{run_id}" / "registry"),
+                        control_key=base.control_key or secrets.token_hex(32))
+
+
+def to_events(sim: list[SimEvent]) -> tuple[list[Event], dict[tuple[str, int], int]]:
+    """Simulated records through the same parser/validator as the online path (bad ones are dropped)."""
+    events, labels = [], {}
+    for s in sim:
+        try:
+            ev = parse_record(VITALS_VIEW, s.key.encode(), codec.encode(s.value))
+        except RecordError:
+            continue
+        events.append(ev)
+        if s.label is not None:
+            labels[(ev.entity_id, ev.ts_ms)] = s.label
+    return events, labels
+
+
+def train_versions(registry: Registry, cfg: DemoConfig, start_ms: int, timeline: Timeline) -> tuple[int, int]:
+    history = list(generate(SimConfig(source="vitals", entities=cfg.entities, rate=cfg.rate,
+                                      duration_s=cfg.train_duration_s, scenario="stable", seed=cfg.seed + 1000,
+                                      start_ms=start_ms, time_scale=cfg.time_scale)))
+    events, labels = to_events(history)
+    v1 = train_and_register(registry, MODEL, build_training_set(VITALS_VIEW, events, labels, V1_FEATURES),
+                            seed=cfg.seed, registered_by="driftline demo")
+    v2 = train_and_register(registry, MODEL, build_training_set(VITALS_VIEW, events, labels), seed=cfg.seed,
+                            registered_by="driftline demo")
+    registry.promote(MODEL, v1.version, by="driftline demo", reason="first model")
+    registry.promote(MODEL, v2.version, by="driftline demo", reason="better AUC with SpO2 features")
+    timeline.record("trained", events=len(events), v1_auc=round(v1.metrics["auc"], 3),
+                    v2_auc=round(v2.metrics["auc"], 3), production=v2.version)
+    return v1.version, v2.version
+
+
+def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[str], None] = print,
+             external_bootstrap: str | None = None) -> dict[str, Any]:
+    """Run the loop end to end; returns the summary (also for ``--json``). Leaves no process behind."""
+    run_dir = Path(base.run_dir)
+    stack = EmbeddedStack(run_dir, redis_url=base.redis_url, external_bootstrap=external_bootstrap)
+    timeline = Timeline(echo=echo)
+    workers = []
+    stop = threading.Event()
+    try:
+        info = stack.up()
+        timeline.record("stack_up", kafka=info.bootstrap_servers, redis=info.redis_url)
+        run_id = uuid.uuid4().hex[:8]
+        settings = demo_settings(base, info.bootstrap_servers, info.redis_url, run_dir, run_id)
+        ensure_topics(settings, required_topics(settings, [VITALS_VIEW.source_topic]))
+        start_ms = int(time.time() * 1000) - int(cfg.train_duration_s * 1000 * cfg.time_scale)
+        v1, v2 = train_versions(Registry(settings.registry_dir), cfg, start_ms, timeline)
+
+        monitor, mon_handler = build_monitor(settings, timeline=timeline)
+        pipeline, pipe_handler = build_pipeline(settings, VITALS_VIEW, MODEL, timeline=timeline)
+        after_swap = _VersionTracker(timeline)
+        pipe_handler.on_predictions = after_swap.observe
+        workers = [monitor.start(), pipeline.start()]
+        timeline.record("workers_started", serving=f"v{v2}")
+
+        stream = generate(SimConfig(source="vitals", entities=cfg.entities, rate=cfg.rate,
+                                    duration_s=cfg.duration_s, scenario=cfg.scenario,  # type: ignore[arg-type]
+                                    drift_at_s=cfg.drift_at_s, seed=cfg.seed,
+                                    start_ms=int(time.time() * 1000), time_scale=cfg.time_scale))
+        producer = make_producer(settings.kafka)
+        timeline.record("producing", scenario=cfg.scenario, rate=cfg.rate, drift_at_s=cfg.drift_at_s)
+        stats = produce_stream(producer, VITALS_VIEW.source_topic, stream, rate=cfg.rate,
+                               entity_field=VITALS_VIEW.entity_key, labels_topic=settings.topics.labels,
+                               label_delay_s=cfg.label_delay_s, stop=stop,
+                               on_drift=lambda i: timeline.record("drift_onset", event_index=i))
+        timeline.record("produced", events=stats.events, labels=stats.labels)
+        _wait(lambda: after_swap.version_after_swap is not None or not all(w.alive for w in workers),
+              cfg.settle_timeout_s)
+        _wait(lambda: pipe_handler.stats.consumed >= stats.events, cfg.settle_timeout_s)
+        return summarize(timeline, stats, pipe_handler.stats, mon_handler, v1, v2, after_swap, workers)
+    finally:
+        stop.set()
+        for w in workers:
+            w.stop()
+        stack.down()
+
+
+class _VersionTracker:
+    """Notes the version of predictions scored after the first swap (proof that later predictions carry v1)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.version_after_swap: int | None = None
+        self.versions: dict[int, int] = {}
+
+    def observe(self, predictions: list[Prediction]) -> None:
+        for p in predictions:
+            self.versions[p.model_version] = self.versions.get(p.model_version, 0) + 1
+        swap = self.timeline.first("swap")
+        if swap is not None and self.version_after_swap is None and predictions:
+            self.version_after_swap = predictions[-1].model_version
+            self.timeline.record("served_after_swap", version=self.version_after_swap, rows=len(predictions))
+
+
+def _wait(done: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if done():
+            return True
+        time.sleep(0.1)
+    return done()
+
+
+def summarize(timeline: Timeline, stats: Any, pipe: Any, monitor: Any, v1: int, v2: int, tracker: _VersionTracker,
+              workers: list) -> dict[str, Any]:
+    onset = timeline.first("drift_onset")
+    alert = next((a for a in timeline.all("alert") if a.get("severity") == "critical" and a.get("action") == "trigger"
+                  and onset is not None and a["t"] >= onset["t"]), None)
+    early = [a for a in timeline.all("alert") if onset is None or a["t"] < onset["t"]]
+    command = timeline.first("rollback_command")
+    ack = timeline.first("ack", status="applied")
+    run = timeline.first("workers_started")
+    produced = timeline.first("produced")
+    span = (produced["t"] - run["t"]) if produced and run else None
+    return {
+        "ok": bool(alert and command and ack and tracker.version_after_swap == v1 and not early),
+        "events_produced": stats.events, "labels_produced": stats.labels,
+        "events_consumed": pipe.consumed, "predictions": pipe.scored,
+        "dead_lettered": dict(pipe.dead_lettered), "throughput_eps": round(pipe.consumed / span, 1) if span else None,
+        "versions": {"v1": v1, "v2": v2, "served_after_swap": tracker.version_after_swap,
+                     "predictions_by_version": tracker.versions},
+        "alerts_before_onset": len(early),
+        "detection_delay_s": round(alert["t"] - onset["t"], 3) if alert and onset else None,
+        "detection_delay_events": round((alert["t"] - onset["t"]) * stats.rate) if alert and onset else None,
+        "first_alert": alert.get("summary") if alert else None,
+        "alert_to_command_s": round(command["t"] - alert["t"], 3) if alert and command else None,
+        "alert_to_ack_s": round(ack["t"] - alert["t"], 3) if alert and ack else None,
+        "command_to_ack_s": round(ack["t"] - command["t"], 3) if ack and command else None,
+        "alerts": len(timeline.all("alert")),
+        "worker_errors": [repr(w.error) for w in workers if w.error is not None],
+    }
