@@ -105,6 +105,7 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
     timeline = Timeline(echo=echo)
     workers = []
     stop = threading.Event()
+    was_running = bool(stack.status().get("running"))
     try:
         info = stack.up()
         timeline.record("stack_up", kafka=info.bootstrap_servers, redis=info.redis_url)
@@ -140,7 +141,8 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         stop.set()
         for w in workers:
             w.stop()
-        stack.down()
+        if not was_running:  # a stack the user started with `driftline up` stays up
+            stack.down()
 
 
 class _VersionTracker:

@@ -1,0 +1,293 @@
+"""The ``driftline`` command line: the edge where settings are built from the environment.
+
+Commands: ``up | status | down`` (embedded stack), ``topics``, ``produce``, ``train``, ``registry ...``,
+``control ...`` (send a signed command), ``run pipeline|monitor``, ``demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from streams.exceptions import DriftlineError
+from streams.settings import Settings
+from streams.stack import EmbeddedStack
+
+log = logging.getLogger("driftline")
+
+
+def load_settings(args: argparse.Namespace | None = None) -> Settings:
+    """Environment + TOML, then what a running embedded stack recorded (unless a real cluster is configured)."""
+    env = dict(os.environ)
+    settings = Settings.from_env(env, getattr(args, "config", None))
+    run_dir = Path(settings.run_dir)
+    state = run_dir / "stack.json"
+    if state.exists():
+        info = json.loads(state.read_text())
+        kafka = settings.kafka
+        if "KAFKA_BOOTSTRAP_SERVERS" not in env:
+            kafka = kafka.__class__(**{**kafka.__dict__, "bootstrap_servers": info["bootstrap_servers"],
+                                       "session_timeout_ms": min(kafka.session_timeout_ms, 2000),
+                                       "heartbeat_interval_ms": min(kafka.heartbeat_interval_ms, 200)})
+        settings = settings.replace(kafka=kafka, redis_url=env.get("REDIS_URL", info["redis_url"]))
+    key_file = run_dir / "control.key"
+    if not settings.control_key and key_file.exists():
+        settings = settings.replace(control_key=key_file.read_text().strip())
+    return settings
+
+
+def _stack(settings: Settings) -> EmbeddedStack:
+    return EmbeddedStack(Path(settings.run_dir), redis_url=settings.redis_url,
+                         external_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    info = _stack(settings).up()
+    key_file = Path(settings.run_dir) / "control.key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    settings = load_settings(args)
+    from features.views import VIEWS
+    from streams.topics import ensure_topics, required_topics
+    ensure_topics(settings, required_topics(settings, [v.source_topic for v in VIEWS.values()]))
+    print(json.dumps({**info.to_dict(), "control_key_file": str(key_file)}, indent=2))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _stack(load_settings(args)).status()
+    print(json.dumps(status, indent=2, default=str))
+    return 0 if status.get("running") else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = _stack(load_settings(args)).down()
+    print(json.dumps({"stopped": stopped}))
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from features.views import VIEWS
+    from streams.topics import ensure_topics, required_topics
+    settings = load_settings(args)
+    print(json.dumps(ensure_topics(settings, required_topics(settings, [v.source_topic for v in VIEWS.values()])),
+                     indent=2))
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from features.views import VIEWS
+    from streams.clients import make_producer
+    from streams.produce import produce_stream
+    from streams.simulator import SimConfig, generate
+    settings = load_settings(args)
+    view = VIEWS[args.source]
+    cfg = SimConfig(source=args.source, entities=args.entities, rate=args.rate, duration_s=args.duration,
+                    scenario=args.scenario, drift_at_s=args.drift_at, seed=args.seed,
+                    start_ms=args.start_ms or int(time.time() * 1000), time_scale=args.time_scale)
+    stats = produce_stream(make_producer(settings.kafka), view.source_topic, generate(cfg), rate=args.rate,
+                           entity_field=view.entity_key,
+                           labels_topic=settings.topics.labels if args.labels else None,
+                           label_delay_s=args.label_delay)
+    print(json.dumps({"events": stats.events, "labels": stats.labels, "rate": round(stats.rate, 1),
+                      "drift_onset_index": stats.drift_onset_index}))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from features.views import VIEWS
+    from models.registry import Registry
+    from models.training_job import build_training_set, train_and_register
+    from streams.demo import to_events
+    from streams.simulator import SimConfig, generate
+    settings = load_settings(args)
+    view = VIEWS[args.source]
+    sim = list(generate(SimConfig(source=args.source, entities=args.entities, rate=args.rate,
+                                  duration_s=args.duration, scenario="stable", seed=args.seed,
+                                  time_scale=args.time_scale)))
+    events, labels = to_events(sim) if args.source == "vitals" else ([], {})
+    if not labels:
+        raise DriftlineError(f"source {args.source!r} has no labels to train on; use --source vitals")
+    names = args.features.split(",") if args.features else None
+    registry = Registry(settings.registry_dir)
+    mv = train_and_register(registry, args.model, build_training_set(view, events, labels, names), seed=args.seed,
+                            kind=args.kind, registered_by=os.environ.get("USER", "driftline train"))
+    if args.promote:
+        mv = registry.promote(args.model, mv.version, by="driftline train", reason="--promote")
+    print(json.dumps({"model": mv.model, "version": mv.version, "stage": mv.stage, "metrics": mv.metrics}))
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+    registry = Registry(load_settings(args).registry_dir)
+    by = os.environ.get("USER", "cli")
+    if args.action == "list":
+        out: Any = [{"model": m, "versions": [{"version": v.version, "stage": v.stage, "auc": v.metrics.get("auc")}
+                                              for v in registry.versions(m)]} for m in registry.models()]
+    elif args.action == "show":
+        mv = registry.get(args.model, args.version) if args.version else registry.production(args.model)
+        out = {k: v for k, v in (mv.to_dict() if mv else {}).items() if k != "reference"}
+        out["history"] = registry.history(args.model)
+    elif args.action == "promote":
+        out = registry.promote(args.model, args.version, by=by, reason=args.reason).to_dict()
+    elif args.action == "archive":
+        out = registry.archive(args.model, args.version, by=by, reason=args.reason).to_dict()
+    else:
+        out = registry.rollback(args.model, to_version=args.version, by=by, reason=args.reason).to_dict()
+    if isinstance(out, dict):
+        out.pop("reference", None)
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from streams.clients import make_producer
+    from streams.control import new_command
+    from streams.control_io import publish_command
+    settings = load_settings(args)
+    traffic = None
+    if args.command == "set_traffic":
+        traffic = {"challenger": args.challenger, "canary_pct": args.canary_pct, "shadow": args.shadow}
+    cmd = new_command(args.command, model=args.model, now_ms=int(time.time() * 1000), to_version=args.version,
+                      traffic=traffic, reason=args.reason, issued_by=os.environ.get("USER", "cli"))
+    signed = publish_command(make_producer(settings.kafka), settings, cmd, settings.control_key.encode())
+    print(json.dumps({k: v for k, v in signed.items() if k != "signature"}))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from features.views import VIEWS
+    from streams.workers import build_monitor, build_pipeline
+    settings = load_settings(args)
+    if args.stage == "pipeline":
+        worker, _ = build_pipeline(settings, VIEWS[args.source], args.model)
+    else:
+        worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    while not stop.is_set() and worker.alive:
+        stop.wait(0.5)
+    worker.stop()
+    if worker.error is not None:
+        log.error("worker failed: %r", worker.error)
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import DemoConfig, run_demo
+    settings = load_settings(args)
+    cfg = DemoConfig(seed=args.seed, duration_s=args.duration, rate=args.rate, entities=args.entities,
+                     drift_at_s=args.drift_at, scenario=args.scenario)
+    echo = (lambda _line: None) if args.json else print
+    summary = run_demo(settings, cfg, echo=echo, external_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print("\nsummary")
+        for key, value in summary.items():
+            print(f"  {key:<24} {value}")
+    return 0 if summary["ok"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="driftline", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="TOML settings file (env DRIFTLINE_CONFIG)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("up", help="start the embedded broker (and Redis if none is reachable), create topics")
+    sub.add_parser("status", help="is the embedded stack running and healthy?")
+    sub.add_parser("down", help="stop what `up` started")
+    sub.add_parser("topics", help="create the topics (idempotent)")
+
+    pr = sub.add_parser("produce", help="stream simulated vitals or GPS events")
+    pr.add_argument("--source", choices=["vitals", "gps"], default="vitals")
+    pr.add_argument("--entities", type=int, default=50)
+    pr.add_argument("--rate", type=float, default=200.0, help="events per second")
+    pr.add_argument("--duration", type=float, default=30.0, help="seconds")
+    pr.add_argument("--scenario", choices=["stable", "covariate-shift", "concept-drift", "sensor-fault"],
+                    default="stable")
+    pr.add_argument("--drift-at", type=float, default=15.0, help="seconds into the stream")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--time-scale", type=float, default=1.0, help="event time runs this many times faster")
+    pr.add_argument("--start-ms", type=int, default=0)
+    pr.add_argument("--labels", action="store_true", help="also produce delayed labels (vitals)")
+    pr.add_argument("--label-delay", type=float, default=2.0)
+
+    tr = sub.add_parser("train", help="train on simulated history through the feature definitions, register")
+    tr.add_argument("--model", default="vitals-risk")
+    tr.add_argument("--source", choices=["vitals"], default="vitals")
+    tr.add_argument("--features", default="", help="comma-separated subset of the view's features")
+    tr.add_argument("--kind", choices=["logistic", "gbm"], default="logistic")
+    tr.add_argument("--entities", type=int, default=40)
+    tr.add_argument("--rate", type=float, default=400.0)
+    tr.add_argument("--duration", type=float, default=90.0)
+    tr.add_argument("--time-scale", type=float, default=20.0)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--promote", action="store_true")
+
+    rg = sub.add_parser("registry", help="list | show | promote | archive | rollback")
+    rg.add_argument("action", choices=["list", "show", "promote", "archive", "rollback"])
+    rg.add_argument("--model", default="vitals-risk")
+    rg.add_argument("--version", type=int)
+    rg.add_argument("--reason", default="")
+
+    ct = sub.add_parser("control", help="send a signed control command")
+    ct.add_argument("command", choices=["rollback", "promote", "set_traffic", "reload", "pause", "resume"])
+    ct.add_argument("--model", default="vitals-risk")
+    ct.add_argument("--version", type=int)
+    ct.add_argument("--challenger", type=int)
+    ct.add_argument("--canary-pct", type=float, default=0.0)
+    ct.add_argument("--shadow", action="store_true")
+    ct.add_argument("--reason", default="")
+
+    rn = sub.add_parser("run", help="run one stage until Ctrl-C")
+    rn.add_argument("stage", choices=["pipeline", "monitor"])
+    rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")
+    rn.add_argument("--model", default="vitals-risk")
+    rn.add_argument("--rollback-mode", choices=["alert_only", "rollback", "pause_challenger"], default="rollback")
+
+    dm = sub.add_parser("demo", help="the whole loop on the embedded stack, end to end")
+    dm.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
+    dm.add_argument("--seed", type=int, default=7)
+    dm.add_argument("--duration", type=float, default=45.0)
+    dm.add_argument("--rate", type=float, default=400.0)
+    dm.add_argument("--entities", type=int, default=40)
+    dm.add_argument("--drift-at", type=float, default=15.0)
+    dm.add_argument("--scenario", choices=["covariate-shift", "sensor-fault", "concept-drift"], default="sensor-fault")
+    return p
+
+
+COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "topics": cmd_topics, "produce": cmd_produce,
+            "train": cmd_train, "registry": cmd_registry, "control": cmd_control, "run": cmd_run, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return COMMANDS[args.cmd](args)
+    except DriftlineError as exc:
+        print(f"driftline: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
