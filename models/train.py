@@ -22,6 +22,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -50,7 +51,13 @@ def build_estimator(kind: str, seed: int = 0) -> object:
     """
     if kind == "logistic":
         return Pipeline(
-            [("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=1000, random_state=seed))]
+            [
+                # windowed features are NaN when a window holds too few points (std, slope): impute the
+                # training median, the same transform at serving time since it is part of the pickled pipeline
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler()),
+                ("clf", LogisticRegression(max_iter=1000, random_state=seed)),
+            ]
         )
     if kind == "gbm":
         return HistGradientBoostingClassifier(random_state=seed)
