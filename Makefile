@@ -1,0 +1,31 @@
+# Quickstart targets: each bootstraps .venv on first use, installs, and runs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit integration bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/driftline demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -m integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check streams features models monitor tests
+
+clean:
+	rm -rf $(VENV) .driftline .pytest_cache .hypothesis
