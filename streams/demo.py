@@ -136,7 +136,9 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         _wait(lambda: after_swap.version_after_swap is not None or not all(w.alive for w in workers),
               cfg.settle_timeout_s)
         _wait(lambda: pipe_handler.stats.consumed >= stats.events, cfg.settle_timeout_s)
-        return summarize(timeline, stats, pipe_handler.stats, mon_handler, v1, v2, after_swap, workers)
+        summary = summarize(timeline, stats, pipe_handler.stats, mon_handler, v1, v2, after_swap, workers)
+        summary.update(run_id=run_id, registry_dir=settings.registry_dir, model=MODEL)
+        return summary
     finally:
         stop.set()
         for w in workers:
@@ -197,5 +199,8 @@ def summarize(timeline: Timeline, stats: Any, pipe: Any, monitor: Any, v1: int, 
         "alert_to_ack_s": round(ack["t"] - alert["t"], 3) if alert and ack else None,
         "command_to_ack_s": round(ack["t"] - command["t"], 3) if ack and command else None,
         "alerts": len(timeline.all("alert")),
+        "onset_at_ms": int(onset["t"] * 1000) if onset else None,
+        "ack_at_ms": int(ack["t"] * 1000) if ack else None,
+        "rollback_command_id": command.get("command_id") if command else None,
         "worker_errors": [repr(w.error) for w in workers if w.error is not None],
     }
