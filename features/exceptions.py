@@ -22,3 +22,30 @@ class RecordError(FeatureError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class DefinitionError(FeatureError):
+    """A feature view, window or feature spec is invalid; the message names the bad part."""
+
+
+class StaleOffsetError(FeatureError):
+    """The store refused a save: its offset is not the one this writer expected.
+
+    Another writer (a zombie consumer after a rebalance, or a replay) got there first. Reload the
+    state with ``load`` and reprocess from the stored offset instead of overwriting.
+
+    Example:
+        >>> err = StaleOffsetError(expected=41, actual=57)
+        >>> (err.expected, err.actual)
+        (41, 57)
+    """
+
+    def __init__(self, expected: int, actual: int, detail: str = "") -> None:
+        self.expected = expected
+        self.actual = actual
+        msg = detail or f"stored offset is {actual}, this writer expected {expected}; reload and reprocess"
+        super().__init__(msg)
+
+
+class OffsetRegressionError(StaleOffsetError):
+    """A save tried to move the stored offset backwards (offsets only move forward)."""

@@ -1,0 +1,86 @@
+"""The Redis key schema of the online feature store (a spec; ``tests/features/test_keys.py`` pins the bytes).
+
+Keys::
+
+    state:  dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:e:<entity_id>   (hash)
+    offset: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:off             (string)
+
+* ``{<topic>:<partition>}`` is a **Redis Cluster hash tag**: only the part between the braces is hashed,
+  so every key of one source partition lives in one slot. The save script touches the offset key and the
+  state keys it guards in one atomic EVAL, which Redis Cluster only allows within one slot; and state
+  spreads over shards like Kafka spreads partitions over workers. Kafka topic names cannot contain braces.
+* ``<view>:v<version>:<fingerprint>``: a new version or any change of the definition (the fingerprint
+  hashes it) reads and writes fresh keys, never old state. Old keys die by TTL.
+* ``g:<group>``: the consumer group. State is written as full bucket values computed from the group's
+  own offset, so two groups on one topic must not share state (they would double-apply events).
+* ``<view>`` and ``<group>`` are percent-encoded (``%`` and ``:`` and braces escaped) so no component can
+  forge a separator; ``<entity_id>`` is last and used verbatim (UTF-8).
+
+Values:
+
+* state hash: field = bucket start (epoch ms, ASCII decimal); value = orjson
+  ``{field_name: [count, sum, m2, min, max, first_ts, first, last_ts, last, st, stt, sty, ang(, distinct)]}``
+  (see ``features.aggregations``). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
+* offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.
+
+Example:
+    >>> state_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features", "p-17")
+    b'dl:{vitals:3}:fv:vitals_v:v2:abc123:g:driftline-features:e:p-17'
+    >>> offset_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features")
+    b'dl:{vitals:3}:fv:vitals_v:v2:abc123:g:driftline-features:off'
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from features.definitions import FeatureView
+
+PREFIX = "dl"
+
+
+def _esc(text: str) -> str:
+    return quote(text, safe="-_.~!$&'()*+,;=@")
+
+
+def base_key(topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str) -> str:
+    """The common prefix of every key of one (source partition, view definition, consumer group)."""
+    return f"{PREFIX}:{{{topic}:{partition}}}:fv:{_esc(view_name)}:v{version}:{fingerprint}:g:{_esc(group)}"
+
+
+def state_key(
+    topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str, entity_id: str
+) -> bytes:
+    """Key of the state hash of one entity."""
+    return f"{base_key(topic, partition, view_name, version, fingerprint, group)}:e:{entity_id}".encode()
+
+
+def offset_key(topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str) -> bytes:
+    """Key of the last-applied-offset string of one source partition."""
+    return f"{base_key(topic, partition, view_name, version, fingerprint, group)}:off".encode()
+
+
+def view_base_key(view: FeatureView, group: str, topic: str, partition: int) -> str:
+    """``base_key`` for a feature view."""
+    return base_key(topic, partition, view.name, view.version, view.fingerprint(), group)
+
+
+def encode_position(offset: int, watermark_ms: int | None) -> bytes:
+    """The offset string value.
+
+    >>> encode_position(41, None), encode_position(41, 1700000000000)
+    (b'41', b'41:1700000000000')
+    """
+    return str(offset).encode() if watermark_ms is None else f"{offset}:{watermark_ms}".encode()
+
+
+def decode_position(raw: bytes | None) -> tuple[int, int | None]:
+    """(offset, watermark) from the offset string value; ``(-1, None)`` when absent.
+
+    >>> decode_position(b'41:1700000000000'), decode_position(None)
+    ((41, 1700000000000), (-1, None))
+    """
+    if raw is None:
+        return -1, None
+    off, _, wm = raw.partition(b":")
+    return int(off), (int(wm) if wm else None)

@@ -1,0 +1,34 @@
+-- driftline: atomic save of feature state guarded by the source offset (compare-and-set).
+-- KEYS[1]      offset key; KEYS[2..n] entity state hashes (all share one hash tag / cluster slot)
+-- ARGV[1]      expected stored offset (-1 = none yet)
+-- ARGV[2]      new offset (must be >= stored)
+-- ARGV[3]      new value of the offset key ("<offset>" or "<offset>:<watermark>")
+-- ARGV[4]      TTL in ms for every entity key written
+-- ARGV[5..]    per entity key, in KEYS order: nset, ndel, nset x (field, value), ndel x field
+-- Returns {1, stored} on success, {0, stored} on a CAS mismatch, {-1, stored} on a backwards move;
+-- nothing is written unless 1 is returned.
+local raw = redis.call('GET', KEYS[1])
+local stored = '-1'
+if raw then stored = string.match(raw, '^%-?%d+') end
+local cur = tonumber(stored)
+if cur ~= tonumber(ARGV[1]) then return {0, stored} end
+if tonumber(ARGV[2]) < cur then return {-1, stored} end
+local ttl = ARGV[4]
+local a = 5
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  local nset = tonumber(ARGV[a])
+  local ndel = tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, nset do
+    redis.call('HSET', key, ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  for _ = 1, ndel do
+    redis.call('HDEL', key, ARGV[a])
+    a = a + 1
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+redis.call('SET', KEYS[1], ARGV[3])
+return {1, stored}

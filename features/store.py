@@ -1,0 +1,194 @@
+"""The online feature store interface, and its in-memory twin for unit tests of logic.
+
+Contract (the same contract tests run over :class:`MemoryFeatureStore` and
+``features.redis_store.RedisFeatureStore``):
+
+* ``load`` returns a state for **every** requested entity (empty when unknown) and the last applied
+  offset of the source partition (-1 when none), in one round trip.
+* ``save`` is atomic: if the stored offset differs from ``expected_offset`` it raises
+  :class:`~features.exceptions.StaleOffsetError` and writes nothing; a ``new_offset`` below the stored
+  one raises :class:`~features.exceptions.OffsetRegressionError`. Otherwise it writes the dirty buckets
+  (full values), deletes the expired ones, PEXPIREs every touched entity key to ``ttl_ms`` and stores
+  ``new_offset`` (plus the optional watermark). The states are then marked saved.
+* ``read_features`` (serving) reads many entities' current vectors in one round trip.
+
+Example:
+    >>> from features.views import VITALS_VIEW
+    >>> from features.records import Event
+    >>> store, pos = MemoryFeatureStore(), SourcePosition("g", "vitals", 0)
+    >>> states, off = store.load(VITALS_VIEW, pos, ["p1"])
+    >>> off, states["p1"].is_empty
+    (-1, True)
+    >>> vals = {"hr": 80.0, "rr": 12.0, "spo2": 98.0, "temp": 37.0, "sbp": 120.0, "dbp": 80.0}
+    >>> states["p1"].apply(VITALS_VIEW, Event("p1", 1_700_000_000_000, vals))
+    >>> store.save(VITALS_VIEW, pos, states, expected_offset=-1, new_offset=0, ttl_ms=VITALS_VIEW.retention_ms)
+    >>> store.last_offset(VITALS_VIEW, pos)
+    0
+    >>> store.read_features(VITALS_VIEW, ["p1"], 1_700_000_000_000, partition_of=lambda e: 0, group="g")["p1"]["hr_mean_5m"]
+    80.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from features.definitions import FeatureView
+from features.exceptions import OffsetRegressionError, StaleOffsetError
+from features.keys import decode_position, encode_position, offset_key, state_key
+from features.state import EntityState
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """Which offsets a state belongs to: (consumer group, source topic, partition)."""
+
+    group: str
+    topic: str
+    partition: int
+
+
+def state_key_for(view: FeatureView, pos: SourcePosition, entity_id: str) -> bytes:
+    """The state key of ``entity_id`` at ``pos`` (see ``features.keys``)."""
+    return state_key(pos.topic, pos.partition, view.name, view.version, view.fingerprint(), pos.group, entity_id)
+
+
+def offset_key_for(view: FeatureView, pos: SourcePosition) -> bytes:
+    """The offset key of ``pos`` (see ``features.keys``)."""
+    return offset_key(pos.topic, pos.partition, view.name, view.version, view.fingerprint(), pos.group)
+
+
+@runtime_checkable
+class FeatureStore(Protocol):
+    """Online store of entity bucket state plus the last applied offset per source partition."""
+
+    def load(
+        self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
+    ) -> tuple[dict[str, EntityState], int]:
+        """(states of all ``entity_ids``, last applied offset or -1), in one round trip."""
+        ...
+
+    def save(
+        self,
+        view: FeatureView,
+        pos: SourcePosition,
+        states: Mapping[str, EntityState],
+        *,
+        expected_offset: int,
+        new_offset: int,
+        ttl_ms: int,
+    ) -> None:
+        """Atomically compare-and-set the offset and write the states' changes."""
+        ...
+
+    def read_features(
+        self,
+        view: FeatureView,
+        entity_ids: Collection[str],
+        now_ms: int,
+        *,
+        partition_of: Callable[[str], int],
+        group: str,
+    ) -> dict[str, dict[str, float]]:
+        """Current feature vectors of many entities (serving), in one round trip."""
+        ...
+
+    def last_offset(self, view: FeatureView, pos: SourcePosition) -> int:
+        """Last applied offset of ``pos`` or -1."""
+        ...
+
+
+def check_offsets(current: int, expected: int, new: int) -> None:
+    """Raise unless ``current == expected`` and ``new >= current`` (the CAS rule of ``save``).
+
+    >>> check_offsets(5, 5, 9)
+    >>> check_offsets(5, 4, 9)
+    Traceback (most recent call last):
+    ...
+    features.exceptions.StaleOffsetError: stored offset is 5, this writer expected 4; reload and reprocess
+    """
+    if current != expected:
+        raise StaleOffsetError(expected, current)
+    if new < current:
+        raise OffsetRegressionError(expected, current, f"refusing to move offset back from {current} to {new}")
+
+
+class MemoryFeatureStore:
+    """In-memory twin of ``RedisFeatureStore`` (same bytes, same CAS; TTLs are recorded, not enforced)."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[bytes, dict[bytes, bytes]] = {}
+        self.strings: dict[bytes, bytes] = {}
+        self.ttls: dict[bytes, int] = {}
+
+    def load(
+        self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
+    ) -> tuple[dict[str, EntityState], int]:
+        """See :class:`FeatureStore`."""
+        states = {e: EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})) for e in entity_ids}
+        return states, self.last_offset(view, pos)
+
+    def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
+        """(last applied offset, saved watermark or None)."""
+        return decode_position(self.strings.get(offset_key_for(view, pos)))
+
+    def last_offset(self, view: FeatureView, pos: SourcePosition) -> int:
+        """See :class:`FeatureStore`."""
+        return self.position(view, pos)[0]
+
+    def save(
+        self,
+        view: FeatureView,
+        pos: SourcePosition,
+        states: Mapping[str, EntityState],
+        *,
+        expected_offset: int,
+        new_offset: int,
+        ttl_ms: int,
+        watermark_ms: int | None = None,
+    ) -> None:
+        """See :class:`FeatureStore`; ``watermark_ms`` is stored beside the offset when given."""
+        okey = offset_key_for(view, pos)
+        check_offsets(decode_position(self.strings.get(okey))[0], expected_offset, new_offset)
+        for entity_id, st in states.items():
+            sets, dels = st.to_redis()
+            if not sets and not dels:
+                continue
+            key = state_key_for(view, pos, entity_id)
+            h = self.hashes.setdefault(key, {})
+            h.update(sets)
+            for f in dels:
+                h.pop(f, None)
+            if h:
+                self.ttls[key] = ttl_ms
+            else:
+                del self.hashes[key]
+                self.ttls.pop(key, None)
+        self.strings[okey] = encode_position(new_offset, watermark_ms)
+        for st in states.values():
+            st.mark_saved()
+
+    def read_features(
+        self,
+        view: FeatureView,
+        entity_ids: Collection[str],
+        now_ms: int,
+        *,
+        partition_of: Callable[[str], int],
+        group: str,
+    ) -> dict[str, dict[str, float]]:
+        """See :class:`FeatureStore`."""
+        out = {}
+        for e in entity_ids:
+            pos = SourcePosition(group, view.source_topic, partition_of(e))
+            out[e] = EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})).features(view, now_ms)
+        return out
+
+    def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:
+        """The stored hash of one entity (for tests and debugging)."""
+        return dict(self.hashes.get(state_key_for(view, pos, entity_id), {}))
+
+    def entity_ttl_ms(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> int | None:
+        """The TTL set on one entity key (None when the key does not exist)."""
+        return self.ttls.get(state_key_for(view, pos, entity_id))
