@@ -2,7 +2,7 @@
 
 Example:
     >>> t = Timeline(clock=lambda: 10.0)
-    >>> t.record("alert", severity="critical")
+    >>> t.record("alert", severity="critical", kind="data_drift")
     >>> t.first("alert")["severity"], t.first("ack") is None
     ('critical', None)
 """
@@ -23,23 +23,23 @@ class Timeline:
         self.entries: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def record(self, kind: str, **fields: Any) -> None:
+    def record(self, event: str, /, **fields: Any) -> None:
         now = self.clock()
-        entry = {"t": now, "elapsed_s": round(now - self.start, 3), "kind": kind, **fields}
+        entry = {**fields, "t": now, "elapsed_s": round(now - self.start, 3), "event": event}
         with self._lock:
             self.entries.append(entry)
         if self.echo is not None:
             text = " ".join(f"{k}={v}" for k, v in fields.items() if k != "summary")
             summary = f"  {fields['summary']}" if "summary" in fields else ""
-            self.echo(f"[{entry['elapsed_s']:7.2f}s] {kind:<18} {text}{summary}")
+            self.echo(f"[{entry['elapsed_s']:7.2f}s] {event:<18} {text}{summary}")
 
-    def first(self, kind: str, **match: Any) -> dict[str, Any] | None:
+    def first(self, event: str, /, **match: Any) -> dict[str, Any] | None:
         with self._lock:
             for e in self.entries:
-                if e["kind"] == kind and all(e.get(k) == v for k, v in match.items()):
+                if e["event"] == event and all(e.get(k) == v for k, v in match.items()):
                     return e
         return None
 
-    def all(self, kind: str) -> list[dict[str, Any]]:
+    def all(self, event: str) -> list[dict[str, Any]]:
         with self._lock:
-            return [e for e in self.entries if e["kind"] == kind]
+            return [e for e in self.entries if e["event"] == event]
