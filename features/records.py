@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -107,7 +108,12 @@ def parse_record(view: FeatureView, key: bytes | None, value: bytes | None) -> E
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise RecordError("malformed_json", str(exc)[:200]) from None
+        # Strict JSON has no NaN/Infinity (and orjson refuses 1e999); producers in Python/JS emit them anyway.
+        # Decode those leniently so the DLQ says "not_finite" rather than "malformed_json".
+        try:
+            obj = json.loads(value)
+        except (ValueError, RecursionError):
+            raise RecordError("malformed_json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"top level is {type(obj).__name__}")
     ek = view.entity_key

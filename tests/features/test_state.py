@@ -1,0 +1,57 @@
+"""EntityState: caching of window folds, encoding, dirty tracking."""
+
+from __future__ import annotations
+
+import math
+
+from features.definitions import FeatureSpec, FeatureView, FieldSpec, Window
+from features.records import Event
+from features.state import EntityState
+
+VIEW = FeatureView(
+    "st", 1, "t", "id", "ts", (FieldSpec("x"), FieldSpec("s", "str", required=False)),
+    (
+        FeatureSpec("n", "x", "count", Window("sliding", 60_000)),
+        FeatureSpec("m", "x", "mean", Window("sliding", 60_000)),
+        FeatureSpec("d", "s", "distinct_count", Window("tumbling", 60_000)),
+    ),
+)
+
+
+def test_late_write_into_an_older_bucket_invalidates_the_cached_fold() -> None:
+    st = EntityState()
+    for ts in (1_000, 12_000, 25_000):
+        st.apply(VIEW, Event("e", ts, {"x": 1.0}))
+    assert st.features(VIEW, 25_000)["n"] == 3.0  # caches the fold of buckets 0 s and 10 s
+    st.apply(VIEW, Event("e", 2_000, {"x": 4.0}))  # older bucket, no read in between
+    got = st.features(VIEW, 25_000)
+    assert got["n"] == 4.0 and got["m"] == 7.0 / 4
+
+
+def test_reads_at_other_times_and_after_expiry() -> None:
+    st = EntityState()
+    for ts in range(0, 100_000, 5_000):
+        st.apply(VIEW, Event("e", ts, {"x": float(ts)}))
+    assert st.features(VIEW, 95_000)["n"] == 12.0
+    assert st.features(VIEW, 30_000)["n"] == 8.0
+    assert st.features(VIEW, 95_000)["n"] == 12.0
+    st.expire(50_000)
+    assert st.features(VIEW, 95_000)["n"] == 10.0
+    assert st.features(VIEW, 0)["n"] == 0.0 and math.isnan(st.features(VIEW, 0)["m"])
+
+
+def test_encoding_roundtrip_and_dirty_tracking() -> None:
+    st = EntityState()
+    st.apply(VIEW, Event("e", 1_000, {"x": 1.5, "s": "b"}))
+    st.apply(VIEW, Event("e", 11_000, {"x": 2, "s": "a"}))
+    st.apply(VIEW, Event("e", 12_000, {"x": 2.5, "s": "a"}))
+    sets, dels = st.to_redis()
+    assert sorted(sets) == [b"0", b"10000"] and dels == []
+    assert sets[b"10000"].startswith(b'{"x":[2,4.5,') and sets[b"10000"].endswith(b'["a"]]}')
+    back = EntityState.from_redis(sets)
+    assert back.features(VIEW, 12_000) == st.features(VIEW, 12_000) == {"n": 3.0, "m": 2.0, "d": 2.0}
+    assert back.to_redis() == ({}, []) and not back.is_dirty
+    back.apply(VIEW, Event("e", 13_000, {"x": 1.0}))
+    assert list(back.to_redis()[0]) == [b"10000"]
+    back.mark_saved()
+    assert not back.is_dirty

@@ -1,0 +1,188 @@
+"""One contract, two stores: MemoryFeatureStore (unit) and RedisFeatureStore (integration, 127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from features.engine import FeatureEngine
+from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
+from features.partitioning import kafka_partition
+from features.records import Event
+from features.store import FeatureStore, MemoryFeatureStore, SourcePosition
+from features.views import VITALS_VIEW
+
+T0 = 1_700_000_000_000
+VALUES = {"hr": 80.0, "rr": 12.0, "spo2": 98.0, "temp": 37.0, "sbp": 120.0, "dbp": 80.0}
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def env(request: pytest.FixtureRequest) -> Iterator[tuple[FeatureStore, object]]:
+    # a unique view name per test: keys never collide with other tests or runs, and are easy to clean up
+    view = dataclasses.replace(VITALS_VIEW, name=f"test-{uuid.uuid4().hex[:10]}")
+    if request.param == "memory":
+        yield MemoryFeatureStore(), view
+        return
+    redis = pytest.importorskip("redis")
+    from features.redis_store import RedisFeatureStore
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=0, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    try:
+        yield RedisFeatureStore(client), view
+    finally:
+        keys = list(client.scan_iter(match=f"dl:*:fv:{view.name}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def events(start_offset: int, n: int, entities: str = "ab", t0: int = T0, step: int = 7_000) -> list[Event]:
+    out = []
+    for i in range(n):
+        vals = dict(VALUES, hr=60.0 + (i * 7) % 50, sbp=110.0 + i)
+        out.append(Event(entities[i % len(entities)], t0 + i * step, vals, offset=start_offset + i, partition=0))
+    return out
+
+
+def run_batch(store: FeatureStore, view, pos: SourcePosition, batch: list[Event], wm: int | None = None):
+    states, off = store.load(view, pos, {e.entity_id for e in batch})
+    res = FeatureEngine(view).process(states, batch, watermark_ms=wm, min_offset=off)
+    store.save(view, pos, states, expected_offset=off, new_offset=max(off, res.last_offset), ttl_ms=view.retention_ms)
+    return res
+
+
+def test_is_a_feature_store(env) -> None:
+    store, _ = env
+    assert isinstance(store, FeatureStore)
+
+
+def test_load_unknown_entities(env) -> None:
+    store, view = env
+    states, off = store.load(view, SourcePosition("g", "vitals", 0), ["nobody", "nobody-else"])
+    assert off == -1 and set(states) == {"nobody", "nobody-else"} and all(s.is_empty for s in states.values())
+
+
+def test_save_load_roundtrip(env) -> None:
+    store, view = env
+    pos = SourcePosition("g", "vitals", 0)
+    res = run_batch(store, view, pos, events(0, 20))
+    assert store.last_offset(view, pos) == 19
+    states, off = store.load(view, pos, ["a", "b"])
+    assert off == 19
+    last_a = [vec for e, vec in res.vectors if e.entity_id == "a"][-1]
+    now = [e.ts_ms for e, _ in res.vectors if e.entity_id == "a"][-1]
+    got = states["a"].features(view, now)
+    assert got == last_a or all(math.isclose(got[k], last_a[k]) or (math.isnan(got[k]) and math.isnan(last_a[k]))
+                                for k in got)
+    raw = store.raw_state(view, pos, "a")
+    assert raw and all(k.isdigit() for k in raw)
+    assert dict(states["a"].to_redis()[0]) == {}  # loaded state is clean
+
+
+def test_offset_cas_refuses_a_stale_writer(env) -> None:
+    store, view = env
+    pos = SourcePosition("g", "vitals", 1)
+    run_batch(store, view, pos, events(0, 10))
+    before = store.raw_state(view, pos, "a")
+    states, off = store.load(view, pos, ["a"])
+    FeatureEngine(view).process(states, events(10, 4, "a", t0=T0 + 100_000), watermark_ms=None, min_offset=off)
+    with pytest.raises(StaleOffsetError) as info:
+        store.save(view, pos, states, expected_offset=5, new_offset=13, ttl_ms=view.retention_ms)
+    assert info.value.actual == 9 and info.value.expected == 5
+    assert store.raw_state(view, pos, "a") == before and store.last_offset(view, pos) == 9
+    assert states["a"].is_dirty  # nothing was marked saved
+    with pytest.raises(StaleOffsetError):  # a fresh writer must not overwrite either
+        store.save(view, pos, states, expected_offset=-1, new_offset=13, ttl_ms=view.retention_ms)
+    store.save(view, pos, states, expected_offset=9, new_offset=13, ttl_ms=view.retention_ms)
+    assert store.last_offset(view, pos) == 13 and store.raw_state(view, pos, "a") != before
+
+
+def test_offsets_only_move_forward(env) -> None:
+    store, view = env
+    pos = SourcePosition("g", "vitals", 2)
+    run_batch(store, view, pos, events(0, 6))
+    states, _ = store.load(view, pos, ["a"])
+    states["a"].apply(view, events(99, 1, "a")[0])
+    with pytest.raises(OffsetRegressionError):
+        store.save(view, pos, states, expected_offset=5, new_offset=4, ttl_ms=1000)
+    assert store.last_offset(view, pos) == 5
+    store.save(view, pos, {}, expected_offset=5, new_offset=5, ttl_ms=1000)  # standing still is fine
+    assert store.last_offset(view, pos) == 5
+
+
+def test_ttl_is_set_on_touched_keys(env) -> None:
+    store, view = env
+    pos = SourcePosition("g", "vitals", 3)
+    run_batch(store, view, pos, events(0, 4))
+    ttl = store.entity_ttl_ms(view, pos, "a")
+    assert ttl is not None and view.retention_ms - 60_000 < ttl <= view.retention_ms
+    assert store.entity_ttl_ms(view, pos, "zz") is None
+
+
+def test_replay_changes_nothing(env) -> None:
+    store, view = env
+    pos = SourcePosition("g", "vitals", 4)
+    first = events(0, 12)
+    run_batch(store, view, pos, first)
+    snapshot = {e: store.raw_state(view, pos, e) for e in "ab"}
+    res = run_batch(store, view, pos, first)  # consumer restarted from an older committed offset
+    assert res.skipped == 12 and res.vectors == []
+    assert {e: store.raw_state(view, pos, e) for e in "ab"} == snapshot
+    assert store.last_offset(view, pos) == 11
+
+
+def test_reprocessing_after_a_crash_is_deterministic(env) -> None:
+    store, view = env
+    pos = SourcePosition("g", "vitals", 5)
+    run_batch(store, view, pos, events(0, 10))
+    second = events(10, 10, t0=T0 + 70_000)
+    outputs = []
+    for _ in range(2):  # the first attempt "crashes" before saving: only the encoded bytes are compared
+        states, off = store.load(view, pos, {"a", "b"})
+        FeatureEngine(view).process(states, second, watermark_ms=None, min_offset=off)
+        outputs.append({e: s.to_redis() for e, s in states.items()})
+    assert outputs[0] == outputs[1]
+
+
+def test_expired_buckets_are_deleted(env) -> None:
+    store, view = env
+    pos = SourcePosition("g", "vitals", 6)
+    run_batch(store, view, pos, events(0, 3, "a"))
+    old = set(store.raw_state(view, pos, "a"))
+    later = T0 + view.retention_ms + 100_000
+    run_batch(store, view, pos, events(3, 2, "a", t0=later))
+    now = set(store.raw_state(view, pos, "a"))
+    assert old and not (old & now) and len(now) == 1
+
+
+def test_read_features_across_partitions(env) -> None:
+    store, view = env
+    group = "serve"
+    parts = 3
+    by_part: dict[int, list[Event]] = {}
+    for i, entity in enumerate(["p1", "p2", "p3", "p4", "p5"]):
+        p = kafka_partition(entity.encode(), parts)
+        by_part.setdefault(p, []).append(Event(entity, T0 + i, dict(VALUES, hr=50.0 + i), offset=len(by_part.get(p, []))))
+    for p, evs in by_part.items():
+        run_batch(store, view, SourcePosition(group, view.source_topic, p), evs)
+    got = store.read_features(view, ["p1", "p3", "p5", "ghost"], T0 + 10,
+                              partition_of=lambda e: kafka_partition(e.encode(), parts), group=group)
+    assert [got[e]["hr_mean_5m"] for e in ("p1", "p3", "p5")] == [50.0, 52.0, 54.0]
+    assert math.isnan(got["ghost"]["hr_mean_5m"])
+    assert list(got["p1"]) == list(view.feature_names)
+
+
+def test_redis_store_needs_a_bytes_client() -> None:
+    redis = pytest.importorskip("redis")
+    from features.redis_store import RedisFeatureStore
+
+    with pytest.raises(FeatureError, match="decode_responses=False"):
+        RedisFeatureStore(redis.Redis(decode_responses=True))
