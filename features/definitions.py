@@ -102,7 +102,9 @@ class Window:
             raise DefinitionError(f"window size must be a positive int of ms, not {self.size_ms!r}")
         if self.kind == "hopping":
             if not isinstance(self.step_ms, int) or not 0 < self.step_ms <= self.size_ms:
-                raise DefinitionError(f"hopping window needs 0 < step_ms <= size_ms, got step {self.step_ms!r}")
+                raise DefinitionError(
+                    f"hopping window needs 0 < step_ms <= size_ms, got step {self.step_ms!r}"
+                )
         elif self.step_ms is not None:
             raise DefinitionError(f"step_ms is only for hopping windows, not {self.kind}")
 
@@ -135,7 +137,9 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         if self.agg not in AGGREGATIONS:
-            raise DefinitionError(f"feature {self.name!r}: unknown agg {self.agg!r}; known: {sorted(AGGREGATIONS)}")
+            raise DefinitionError(
+                f"feature {self.name!r}: unknown agg {self.agg!r}; known: {sorted(AGGREGATIONS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,9 @@ class FeatureView:
         if len(set(names)) != len(names):
             raise DefinitionError(f"{where}: duplicate field names {names}")
         if {self.entity_key, self.ts_field} & set(names) or self.entity_key == self.ts_field:
-            raise DefinitionError(f"{where}: entity_key and ts_field must differ from each other and the fields")
+            raise DefinitionError(
+                f"{where}: entity_key and ts_field must differ from each other and the fields"
+            )
         types = {f.name: f.type for f in self.fields}
         seen: set[str] = set()
         for feat in self.features:

@@ -55,7 +55,9 @@ def state_key(
     return f"{base_key(topic, partition, view_name, version, fingerprint, group)}:e:{entity_id}".encode()
 
 
-def offset_key(topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str) -> bytes:
+def offset_key(
+    topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str
+) -> bytes:
     """Key of the last-applied-offset string of one source partition."""
     return f"{base_key(topic, partition, view_name, version, fingerprint, group)}:off".encode()
 

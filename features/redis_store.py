@@ -31,7 +31,9 @@ class RedisFeatureStore:
 
     def __init__(self, client: redis.Redis) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
-            raise FeatureError("RedisFeatureStore needs a bytes client: create it with decode_responses=False")
+            raise FeatureError(
+                "RedisFeatureStore needs a bytes client: create it with decode_responses=False"
+            )
         self.client = client
         self._save = client.register_script(SAVE_SCRIPT)
 
@@ -69,7 +71,12 @@ class RedisFeatureStore:
     ) -> None:
         """See ``features.store.FeatureStore``; ``watermark_ms`` is stored beside the offset when given."""
         keys: list[bytes] = [offset_key_for(view, pos)]
-        args: list[bytes | int] = [expected_offset, new_offset, encode_position(new_offset, watermark_ms), int(ttl_ms)]
+        args: list[bytes | int] = [
+            expected_offset,
+            new_offset,
+            encode_position(new_offset, watermark_ms),
+            int(ttl_ms),
+        ]
         for entity_id, st in states.items():
             sets, dels = st.to_redis()
             if not sets and not dels:
@@ -86,7 +93,9 @@ class RedisFeatureStore:
             cur = int(stored)
             if status == 0:
                 raise StaleOffsetError(expected_offset, cur)
-            raise OffsetRegressionError(expected_offset, cur, f"refusing to move offset back from {cur} to {new_offset}")
+            raise OffsetRegressionError(
+                expected_offset, cur, f"refusing to move offset back from {cur} to {new_offset}"
+            )
         for st in states.values():
             st.mark_saved()
 

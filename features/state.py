@@ -34,7 +34,15 @@ from dataclasses import dataclass
 
 import orjson
 
-from features.aggregations import AGGREGATIONS, NUM_SLOTS, add_number, add_string, fold, new_accumulator, new_partial
+from features.aggregations import (
+    AGGREGATIONS,
+    NUM_SLOTS,
+    add_number,
+    add_string,
+    fold,
+    new_accumulator,
+    new_partial,
+)
 from features.definitions import FeatureView, Window
 from features.records import Event
 
@@ -101,7 +109,9 @@ class EntityState:
         self._cache_last = -1
 
     def __repr__(self) -> str:
-        return f"EntityState(buckets={len(self._order)}, dirty={len(self._dirty)}, deleted={len(self._deleted)})"
+        return (
+            f"EntityState(buckets={len(self._order)}, dirty={len(self._dirty)}, deleted={len(self._deleted)})"
+        )
 
     @property
     def is_empty(self) -> bool:

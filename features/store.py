@@ -51,7 +51,9 @@ class SourcePosition:
 
 def state_key_for(view: FeatureView, pos: SourcePosition, entity_id: str) -> bytes:
     """The state key of ``entity_id`` at ``pos`` (see ``features.keys``)."""
-    return state_key(pos.topic, pos.partition, view.name, view.version, view.fingerprint(), pos.group, entity_id)
+    return state_key(
+        pos.topic, pos.partition, view.name, view.version, view.fingerprint(), pos.group, entity_id
+    )
 
 
 def offset_key_for(view: FeatureView, pos: SourcePosition) -> bytes:
@@ -111,7 +113,9 @@ def check_offsets(current: int, expected: int, new: int) -> None:
     if current != expected:
         raise StaleOffsetError(expected, current)
     if new < current:
-        raise OffsetRegressionError(expected, current, f"refusing to move offset back from {current} to {new}")
+        raise OffsetRegressionError(
+            expected, current, f"refusing to move offset back from {current} to {new}"
+        )
 
 
 class MemoryFeatureStore:
@@ -126,7 +130,9 @@ class MemoryFeatureStore:
         self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
     ) -> tuple[dict[str, EntityState], int]:
         """See :class:`FeatureStore`."""
-        states = {e: EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})) for e in entity_ids}
+        states = {
+            e: EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})) for e in entity_ids
+        }
         return states, self.last_offset(view, pos)
 
     def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
@@ -182,7 +188,9 @@ class MemoryFeatureStore:
         out = {}
         for e in entity_ids:
             pos = SourcePosition(group, view.source_topic, partition_of(e))
-            out[e] = EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})).features(view, now_ms)
+            out[e] = EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})).features(
+                view, now_ms
+            )
         return out
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:

@@ -9,17 +9,44 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.aggregations import AGGREGATIONS, DISTINCT_CAP, EWMA_ALPHA, add_number, angle_diff, fold, new_accumulator, new_partial
+from features.aggregations import (
+    AGGREGATIONS,
+    DISTINCT_CAP,
+    EWMA_ALPHA,
+    add_number,
+    angle_diff,
+    fold,
+    new_accumulator,
+    new_partial,
+)
 from features.definitions import FeatureSpec, FeatureView, FieldSpec, Window
 from features.records import Event
 from features.state import EntityState
 
 BUCKET = 10_000
-NUMERIC_AGGS = ["count", "sum", "mean", "min", "max", "std", "first", "last", "delta", "slope", "ewma",
-                "distinct_count", "integral"]
+NUMERIC_AGGS = [
+    "count",
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "std",
+    "first",
+    "last",
+    "delta",
+    "slope",
+    "ewma",
+    "distinct_count",
+    "integral",
+]
 WINDOW = Window("sliding", 3_600_000)
 VIEW = FeatureView(
-    "agg", 1, "t", "id", "ts", (FieldSpec("x"), FieldSpec("h")),
+    "agg",
+    1,
+    "t",
+    "id",
+    "ts",
+    (FieldSpec("x"), FieldSpec("h")),
     tuple(FeatureSpec(a, "x", a, WINDOW) for a in NUMERIC_AGGS)
     + (FeatureSpec("turn", "h", "angle_change_rate", WINDOW),),
     bucket_ms=BUCKET,
@@ -38,11 +65,18 @@ def _expected(ts: np.ndarray, x: np.ndarray, h: np.ndarray) -> dict[str, float]:
     span = (ts_s[-1] - ts_s[0]) / 1000.0
     turns = sum(angle_diff(a, b) for a, b in zip(h_s[:-1], h_s[1:], strict=True))
     return {
-        "count": float(len(x)), "sum": float(x.sum()), "mean": float(x.mean()), "min": float(x.min()),
-        "max": float(x.max()), "std": float(np.std(x)), "first": float(x_s[0]), "last": float(x_s[-1]),
+        "count": float(len(x)),
+        "sum": float(x.sum()),
+        "mean": float(x.mean()),
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "std": float(np.std(x)),
+        "first": float(x_s[0]),
+        "last": float(x_s[-1]),
         "delta": float(x_s[-1] - x_s[0]),
         "slope": float(np.polyfit(t, x_s, 1)[0]) if len(x) > 1 and span > 0 else math.nan,
-        "ewma": ewma, "distinct_count": float(len(set(x.tolist()))),
+        "ewma": ewma,
+        "distinct_count": float(len(set(x.tolist()))),
         "integral": float(x.mean() * span),
         "turn": turns / span if len(x) > 1 and span > 0 else math.nan,
     }
@@ -57,7 +91,9 @@ def test_aggregations_match_numpy(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 300))
     start = 1_700_000_000_000 + int(rng.integers(0, BUCKET))
-    ts = start + rng.choice(3_000_000, size=n, replace=False)  # distinct timestamps (first/last are unambiguous)
+    ts = start + rng.choice(
+        3_000_000, size=n, replace=False
+    )  # distinct timestamps (first/last are unambiguous)
     x = np.round(rng.normal(80, 15, size=n), int(rng.integers(0, 3)))  # repeats for distinct_count
     h = rng.uniform(0, 360, size=n)
     state = EntityState()
@@ -102,7 +138,9 @@ def test_distinct_cap_saturates() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 99_999), st.floats(-1e3, 1e3, allow_nan=False)), min_size=1, max_size=60),
+    st.lists(
+        st.tuples(st.integers(0, 99_999), st.floats(-1e3, 1e3, allow_nan=False)), min_size=1, max_size=60
+    ),
     st.integers(1, 5),
 )
 def test_bucketing_does_not_change_results(points: list[tuple[int, float]], split: int) -> None:

@@ -14,8 +14,16 @@ from features.state import EntityState
 
 @pytest.mark.parametrize(
     ("text", "ms"),
-    [("500ms", 500), ("10s", 10_000), ("5m", 300_000), ("1h", 3_600_000), ("1d", 86_400_000), (" 2 s ", 2000),
-     (0, 0), (1234, 1234)],
+    [
+        ("500ms", 500),
+        ("10s", 10_000),
+        ("5m", 300_000),
+        ("1h", 3_600_000),
+        ("1d", 86_400_000),
+        (" 2 s ", 2000),
+        (0, 0),
+        (1234, 1234),
+    ],
 )
 def test_parse_duration(text: str | int, ms: int) -> None:
     assert parse_duration(text) == ms
@@ -27,7 +35,9 @@ def test_parse_duration_rejects(bad: object) -> None:
         parse_duration(bad)  # type: ignore[arg-type]
 
 
-def _view(*features: FeatureSpec, bucket_ms: int = 10_000, fields: tuple[FieldSpec, ...] = (FieldSpec("x"),)) -> FeatureView:
+def _view(
+    *features: FeatureSpec, bucket_ms: int = 10_000, fields: tuple[FieldSpec, ...] = (FieldSpec("x"),)
+) -> FeatureView:
     return FeatureView("t", 1, "topic", "id", "ts", fields, features, bucket_ms=bucket_ms)
 
 
@@ -65,9 +75,9 @@ def test_hopping_boundaries() -> None:
     # at exactly 80 s the window [20, 80) closed: [40, 100)
     assert _counts(w, [39_999, 40_000, 80_000], 80_000) == 2
     # step == bucket: hopping == sliding
-    assert Window("hopping", 30_000, 10_000).bucket_range(10_000, 65_000) == Window("sliding", 30_000).bucket_range(
-        10_000, 65_000
-    )
+    assert Window("hopping", 30_000, 10_000).bucket_range(10_000, 65_000) == Window(
+        "sliding", 30_000
+    ).bucket_range(10_000, 65_000)
 
 
 def test_window_validation() -> None:
@@ -99,8 +109,10 @@ def test_view_validation() -> None:
 
 
 def test_retention_and_fingerprint() -> None:
-    v = _view(FeatureSpec("a", "x", "count", Window("sliding", 60_000)),
-              FeatureSpec("b", "x", "count", Window("hopping", 120_000, 30_000)))
+    v = _view(
+        FeatureSpec("a", "x", "count", Window("sliding", 60_000)),
+        FeatureSpec("b", "x", "count", Window("hopping", 120_000, 30_000)),
+    )
     assert v.retention_ms == 120_000 + 30_000 + 60_000
     assert v.fingerprint() == _view(*v.features).fingerprint()
     changed = dataclasses.replace(v, bucket_ms=5_000)

@@ -13,13 +13,20 @@ from features.records import Event
 from features.state import EntityState
 
 VIEW = FeatureView(
-    "eng", 1, "t", "id", "ts", (FieldSpec("x"),),
+    "eng",
+    1,
+    "t",
+    "id",
+    "ts",
+    (FieldSpec("x"),),
     (
         FeatureSpec("n_30s", "x", "count", Window("sliding", 30_000)),
         FeatureSpec("sum_1m", "x", "sum", Window("tumbling", 60_000)),
         FeatureSpec("last_30s", "x", "last", Window("sliding", 30_000)),
     ),
-    bucket_ms=10_000, allowed_lateness_ms=20_000, max_future_ms=100_000,
+    bucket_ms=10_000,
+    allowed_lateness_ms=20_000,
+    max_future_ms=100_000,
 )
 
 
@@ -44,8 +51,9 @@ def test_lateness_boundary() -> None:
 
 
 def test_future_events_rejected() -> None:
-    res = FeatureEngine(VIEW).process({}, [ev(100_000, 1.0, 0), ev(200_001, 1.0, 1), ev(200_000, 1.0, 2)],
-                                      watermark_ms=None)
+    res = FeatureEngine(VIEW).process(
+        {}, [ev(100_000, 1.0, 0), ev(200_001, 1.0, 1), ev(200_000, 1.0, 2)], watermark_ms=None
+    )
     assert [(e.offset, r) for e, r in res.late] == [(1, "too_far_future")]
     assert res.watermark_ms == 200_000 and res.last_offset == 2
 
@@ -75,7 +83,9 @@ def test_expiry_keeps_what_accepted_events_need() -> None:
 
 
 def test_features_as_of_each_event_do_not_see_the_future() -> None:
-    rows = compute_offline(VIEW, [ev(1_000, 1.0, 0), ev(15_000, 2.0, 1), ev(12_000, 3.0, 2), ev(31_000, 5.0, 3)])
+    rows = compute_offline(
+        VIEW, [ev(1_000, 1.0, 0), ev(15_000, 2.0, 1), ev(12_000, 3.0, 2), ev(31_000, 5.0, 3)]
+    )
     got = [(r.ts_ms, r.features["n_30s"], r.features["last_30s"]) for r in rows]
     assert got == [(1_000, 1.0, 1.0), (15_000, 2.0, 2.0), (12_000, 3.0, 2.0), (31_000, 3.0, 5.0)]
 
@@ -89,13 +99,20 @@ def test_entities_and_partitions_are_independent() -> None:
 
 def test_events_from_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
-    lines = [orjson.dumps({"id": "a", "ts": 1_000, "x": 1.5}), b"{broken", b"", orjson.dumps({"id": "a", "ts": 2_000}),
-             orjson.dumps({"id": "b", "ts": 3_000, "x": 2})]
+    lines = [
+        orjson.dumps({"id": "a", "ts": 1_000, "x": 1.5}),
+        b"{broken",
+        b"",
+        orjson.dumps({"id": "a", "ts": 2_000}),
+        orjson.dumps({"id": "b", "ts": 3_000, "x": 2}),
+    ]
     path.write_bytes(b"\n".join(lines) + b"\n")
     stats = JsonlStats()
     events = list(events_from_jsonl(VIEW, path, stats))
     assert [(e.entity_id, e.ts_ms, e.offset) for e in events] == [("a", 1_000, 0), ("b", 3_000, 4)]
-    assert stats.lines == 4 and stats.skipped == 2 and stats.reasons == {"malformed_json": 1, "missing_field": 1}
+    assert (
+        stats.lines == 4 and stats.skipped == 2 and stats.reasons == {"malformed_json": 1, "missing_field": 1}
+    )
     rows = compute_offline(VIEW, events)
     assert [r.features["sum_1m"] for r in rows] == [1.5, 2.0]
     assert compute_offline(VIEW, [ev(0, 1.0, 0)])[0].features["last_30s"] == 1.0

@@ -18,15 +18,29 @@ from features.offline import compute_offline
 from features.records import Event
 from features.store import MemoryFeatureStore, SourcePosition
 
-WINDOWS = {"sl": Window("sliding", 30_000), "tu": Window("tumbling", 60_000), "ho": Window("hopping", 40_000, 20_000)}
+WINDOWS = {
+    "sl": Window("sliding", 30_000),
+    "tu": Window("tumbling", 60_000),
+    "ho": Window("hopping", 40_000, 20_000),
+}
 NUMERIC = [a for a, spec in AGGREGATIONS.items() if spec.numeric_only and a != "angle_change_rate"]
 VIEW = FeatureView(
-    "prop", 1, "src", "id", "ts",
+    "prop",
+    1,
+    "src",
+    "id",
+    "ts",
     (FieldSpec("x"), FieldSpec("h", min=0, max=360), FieldSpec("s", "str", required=False)),
     tuple(FeatureSpec(f"x_{a}_{w}", "x", a, win) for a in NUMERIC for w, win in WINDOWS.items())
     + tuple(FeatureSpec(f"h_turn_{w}", "h", "angle_change_rate", win) for w, win in WINDOWS.items())
-    + tuple(FeatureSpec(f"s_{a}_{w}", "s", a, win) for a in ("count", "distinct_count") for w, win in WINDOWS.items()),
-    bucket_ms=10_000, allowed_lateness_ms=25_000, max_future_ms=90_000,
+    + tuple(
+        FeatureSpec(f"s_{a}_{w}", "s", a, win)
+        for a in ("count", "distinct_count")
+        for w, win in WINDOWS.items()
+    ),
+    bucket_ms=10_000,
+    allowed_lateness_ms=25_000,
+    max_future_ms=90_000,
 )
 assert {f.agg for f in VIEW.features} == set(AGGREGATIONS)
 POS = SourcePosition("g", "src", 0)
@@ -54,7 +68,8 @@ def event_logs(draw: st.DrawFn) -> list[Event]:
 
 def _same(a: dict[str, float], b: dict[str, float]) -> bool:
     return a.keys() == b.keys() and all(
-        (math.isnan(a[k]) and math.isnan(b[k])) or math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-9) for k in a
+        (math.isnan(a[k]) and math.isnan(b[k])) or math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-9)
+        for k in a
     )
 
 
@@ -79,9 +94,20 @@ def test_online_equals_offline(events: list[Event], data: st.DataObject) -> None
             if fate == "crash_before_save" and run == 0:
                 continue  # the process died: nothing saved, nothing emitted
             if fate == "replay_after_save" and run == 1:
-                assert res.skipped == len(batch) and not res.vectors and not any(s.is_dirty for s in states.values())
-            store.save(VIEW, POS, states, expected_offset=off, new_offset=max(off, res.last_offset),
-                       ttl_ms=VIEW.retention_ms, watermark_ms=res.watermark_ms)
+                assert (
+                    res.skipped == len(batch)
+                    and not res.vectors
+                    and not any(s.is_dirty for s in states.values())
+                )
+            store.save(
+                VIEW,
+                POS,
+                states,
+                expected_offset=off,
+                new_offset=max(off, res.last_offset),
+                ttl_ms=VIEW.retention_ms,
+                watermark_ms=res.watermark_ms,
+            )
             online.extend((e.entity_id, e.ts_ms, vec) for e, vec in res.vectors)
         i = j
 

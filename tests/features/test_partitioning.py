@@ -18,7 +18,14 @@ KAFKA_UTILS_TEST = [
 
 # kafka-python, test/test_partitioner.py, test_murmur2_java_compatibility: partitions out of 1000,
 # "compare with output from Kafka's org.apache.kafka.clients.producer.Partitioner".
-KAFKA_PYTHON_PARTITIONS = [(b"", 681), (b"a", 524), (b"ab", 434), (b"abc", 107), (b"123456789", 566), (b"\x00 ", 742)]
+KAFKA_PYTHON_PARTITIONS = [
+    (b"", 681),
+    (b"a", 524),
+    (b"ab", 434),
+    (b"abc", 107),
+    (b"123456789", 566),
+    (b"\x00 ", 742),
+]
 
 
 @pytest.mark.parametrize(("data", "expected"), KAFKA_UTILS_TEST)

@@ -12,8 +12,16 @@ from features.exceptions import RecordError
 from features.records import MAX_RECORD_BYTES, parse_record
 
 VIEW = FeatureView(
-    "v", 1, "src", "id", "ts",
-    (FieldSpec("x", min=0, max=100), FieldSpec("n", "int", required=False), FieldSpec("s", "str", required=False)),
+    "v",
+    1,
+    "src",
+    "id",
+    "ts",
+    (
+        FieldSpec("x", min=0, max=100),
+        FieldSpec("n", "int", required=False),
+        FieldSpec("s", "str", required=False),
+    ),
     (),
 )
 STRICT = dataclasses.replace(VIEW, unknown_fields="reject")

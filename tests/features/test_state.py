@@ -9,7 +9,12 @@ from features.records import Event
 from features.state import EntityState
 
 VIEW = FeatureView(
-    "st", 1, "t", "id", "ts", (FieldSpec("x"), FieldSpec("s", "str", required=False)),
+    "st",
+    1,
+    "t",
+    "id",
+    "ts",
+    (FieldSpec("x"), FieldSpec("s", "str", required=False)),
     (
         FeatureSpec("n", "x", "count", Window("sliding", 60_000)),
         FeatureSpec("m", "x", "mean", Window("sliding", 60_000)),

@@ -48,14 +48,18 @@ def events(start_offset: int, n: int, entities: str = "ab", t0: int = T0, step: 
     out = []
     for i in range(n):
         vals = dict(VALUES, hr=60.0 + (i * 7) % 50, sbp=110.0 + i)
-        out.append(Event(entities[i % len(entities)], t0 + i * step, vals, offset=start_offset + i, partition=0))
+        out.append(
+            Event(entities[i % len(entities)], t0 + i * step, vals, offset=start_offset + i, partition=0)
+        )
     return out
 
 
 def run_batch(store: FeatureStore, view, pos: SourcePosition, batch: list[Event], wm: int | None = None):
     states, off = store.load(view, pos, {e.entity_id for e in batch})
     res = FeatureEngine(view).process(states, batch, watermark_ms=wm, min_offset=off)
-    store.save(view, pos, states, expected_offset=off, new_offset=max(off, res.last_offset), ttl_ms=view.retention_ms)
+    store.save(
+        view, pos, states, expected_offset=off, new_offset=max(off, res.last_offset), ttl_ms=view.retention_ms
+    )
     return res
 
 
@@ -80,8 +84,9 @@ def test_save_load_roundtrip(env) -> None:
     last_a = [vec for e, vec in res.vectors if e.entity_id == "a"][-1]
     now = [e.ts_ms for e, _ in res.vectors if e.entity_id == "a"][-1]
     got = states["a"].features(view, now)
-    assert got == last_a or all(math.isclose(got[k], last_a[k]) or (math.isnan(got[k]) and math.isnan(last_a[k]))
-                                for k in got)
+    assert got == last_a or all(
+        math.isclose(got[k], last_a[k]) or (math.isnan(got[k]) and math.isnan(last_a[k])) for k in got
+    )
     raw = store.raw_state(view, pos, "a")
     assert raw and all(k.isdigit() for k in raw)
     assert dict(states["a"].to_redis()[0]) == {}  # loaded state is clean
@@ -93,7 +98,9 @@ def test_offset_cas_refuses_a_stale_writer(env) -> None:
     run_batch(store, view, pos, events(0, 10))
     before = store.raw_state(view, pos, "a")
     states, off = store.load(view, pos, ["a"])
-    FeatureEngine(view).process(states, events(10, 4, "a", t0=T0 + 100_000), watermark_ms=None, min_offset=off)
+    FeatureEngine(view).process(
+        states, events(10, 4, "a", t0=T0 + 100_000), watermark_ms=None, min_offset=off
+    )
     with pytest.raises(StaleOffsetError) as info:
         store.save(view, pos, states, expected_offset=5, new_offset=13, ttl_ms=view.retention_ms)
     assert info.value.actual == 9 and info.value.expected == 5
@@ -170,11 +177,18 @@ def test_read_features_across_partitions(env) -> None:
     by_part: dict[int, list[Event]] = {}
     for i, entity in enumerate(["p1", "p2", "p3", "p4", "p5"]):
         p = kafka_partition(entity.encode(), parts)
-        by_part.setdefault(p, []).append(Event(entity, T0 + i, dict(VALUES, hr=50.0 + i), offset=len(by_part.get(p, []))))
+        by_part.setdefault(p, []).append(
+            Event(entity, T0 + i, dict(VALUES, hr=50.0 + i), offset=len(by_part.get(p, [])))
+        )
     for p, evs in by_part.items():
         run_batch(store, view, SourcePosition(group, view.source_topic, p), evs)
-    got = store.read_features(view, ["p1", "p3", "p5", "ghost"], T0 + 10,
-                              partition_of=lambda e: kafka_partition(e.encode(), parts), group=group)
+    got = store.read_features(
+        view,
+        ["p1", "p3", "p5", "ghost"],
+        T0 + 10,
+        partition_of=lambda e: kafka_partition(e.encode(), parts),
+        group=group,
+    )
     assert [got[e]["hr_mean_5m"] for e in ("p1", "p3", "p5")] == [50.0, 52.0, 54.0]
     assert math.isnan(got["ghost"]["hr_mean_5m"])
     assert list(got["p1"]) == list(view.feature_names)
