@@ -1,7 +1,7 @@
 """Training entry point: an event log → the SAME feature definitions the online path uses → a model version.
 
-Features come from :func:`features.offline.compute_offline` (point in time, no future leak), which runs the
-engine the online pipeline runs, so training and serving cannot disagree on what ``hr_mean_5m`` means.
+Features come from :func:`features.offline.compute_offline` or :func:`features.materialize.backfill` (point
+in time, no future leak), which run the engine the online pipeline runs, so training and serving cannot disagree on what ``hr_mean_5m`` means.
 The version is registered with its training metrics and a reference profile (quantile-binned histograms of
 each feature and of the held-out scores) for the monitor's PSI.
 """
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.definitions import FeatureView
-from features.offline import compute_offline
-from features.records import Event
+from features.offline import TrainingRow
 from models.exceptions import ModelError
 from models.registry import ModelVersion, Registry
 from models.train import train_classifier
@@ -34,18 +33,21 @@ class TrainingSet:
     rows_dropped: int  # rows whose label was unknown
 
 
-def build_training_set(view: FeatureView, events: Iterable[Event], labels: Mapping[tuple[str, int], int],
-                       feature_names: Sequence[str] | None = None) -> TrainingSet:
-    """One row per event with a label, features as of that event's time.
+def build_training_set(view: FeatureView, rows: Iterable[TrainingRow], labels: Mapping[tuple[str, int], int],
+                       feature_names: Sequence[str] | None = None, *, min_ts_ms: int | None = None) -> TrainingSet:
+    """One row per labelled event, features as of that event's time (rows from :func:`compute_offline`).
 
-    ``labels`` maps ``(entity_id, ts_ms)`` to the ground truth for that event.
+    ``labels`` maps ``(entity_id, ts_ms)`` to the ground truth for that event. Rows before ``min_ts_ms`` are
+    skipped: use it to leave out the warm-up of the log, where windows are not yet full.
     """
     names = tuple(feature_names or view.feature_names)
     unknown = [n for n in names if n not in view.feature_names]
     if unknown:
         raise ModelError(f"features {unknown} are not defined by view {view.name!r}")
     X, y, dropped = [], [], 0
-    for row in compute_offline(view, events):
+    for row in rows:
+        if min_ts_ms is not None and row.ts_ms < min_ts_ms:
+            continue
         label = labels.get((row.entity_id, row.ts_ms))
         if label is None:
             dropped += 1

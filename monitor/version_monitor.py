@@ -35,10 +35,11 @@ class Signal:
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    psi_window: int = 500
-    psi_min_samples: int = 200
+    psi_window: int = 1000
+    psi_min_samples: int = 500
     adwin_delta: float = 0.002
-    mean_shift_window: int = 500
+    mean_shift_window: int = 1000
+    ddm_warm_start: int = 300
 
 
 class VersionMonitor:
@@ -52,7 +53,7 @@ class VersionMonitor:
         self.score_adwin = AdwinDetector("adwin_score", delta=config.adwin_delta)
         self.mean_shift = MeanShift(profile.mean_score, window=config.mean_shift_window,
                                     min_samples=config.psi_min_samples)
-        self.error_ddm = DdmDetector("ddm_error")
+        self.error_ddm = DdmDetector("ddm_error", warm_start=config.ddm_warm_start)
         self.error_adwin = AdwinDetector("adwin_error", delta=config.adwin_delta)
         self.predictions = 0
         self.outcomes = 0

@@ -106,6 +106,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from features.offline import compute_offline
     from features.views import VIEWS
     from models.registry import Registry
     from models.training_job import build_training_set, train_and_register
@@ -121,7 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise DriftlineError(f"source {args.source!r} has no labels to train on; use --source vitals")
     names = args.features.split(",") if args.features else None
     registry = Registry(settings.registry_dir)
-    mv = train_and_register(registry, args.model, build_training_set(view, events, labels, names), seed=args.seed,
+    rows = compute_offline(view, events)
+    warm = rows[0].ts_ms + view.retention_ms - view.allowed_lateness_ms if rows else None
+    mv = train_and_register(registry, args.model, build_training_set(view, rows, labels, names, min_ts_ms=warm),
+                            seed=args.seed,
                             kind=args.kind, registered_by=os.environ.get("USER", "driftline train"))
     if args.promote:
         mv = registry.promote(args.model, mv.version, by="driftline train", reason="--promote")
@@ -266,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--seed", type=int, default=7)
     dm.add_argument("--duration", type=float, default=45.0)
     dm.add_argument("--rate", type=float, default=400.0)
-    dm.add_argument("--entities", type=int, default=40)
+    dm.add_argument("--entities", type=int, default=500)
     dm.add_argument("--drift-at", type=float, default=15.0)
-    dm.add_argument("--scenario", choices=["covariate-shift", "sensor-fault", "concept-drift"], default="sensor-fault")
+    dm.add_argument("--scenario", choices=["covariate-shift", "sensor-fault", "concept-drift"], default="covariate-shift")
     return p
 
 

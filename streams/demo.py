@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from features.exceptions import RecordError
+from features.materialize import backfill, write_backfill
+from features.redis_store import RedisFeatureStore
 from features.records import Event, parse_record
 from features.views import VITALS_VIEW
 from models.prediction import Prediction
@@ -33,7 +35,7 @@ from streams.simulator import SimConfig, SimEvent, generate
 from streams.stack import EmbeddedStack
 from streams.timeline import Timeline
 from streams.topics import ensure_topics, required_topics
-from streams.workers import build_monitor, build_pipeline
+from streams.workers import build_monitor, build_pipeline, redis_client
 
 log = logging.getLogger(__name__)
 MODEL = "vitals-risk"
@@ -43,12 +45,12 @@ V1_FEATURES = ("hr_mean_5m", "hr_std_5m", "hr_max_5m", "rr_mean_5m", "temp_last"
 
 @dataclass(frozen=True)
 class DemoConfig:
-    entities: int = 40
+    entities: int = 500
     rate: float = 400.0
     duration_s: float = 45.0
     drift_at_s: float = 15.0
-    scenario: str = "sensor-fault"
-    time_scale: float = 20.0
+    scenario: str = "covariate-shift"
+    time_scale: float = 40.0
     seed: int = 7
     train_duration_s: float = 90.0
     label_delay_s: float = 2.0
@@ -81,20 +83,42 @@ def to_events(sim: list[SimEvent]) -> tuple[list[Event], dict[tuple[str, int], i
     return events, labels
 
 
-def train_versions(registry: Registry, cfg: DemoConfig, start_ms: int, timeline: Timeline) -> tuple[int, int]:
-    history = list(generate(SimConfig(source="vitals", entities=cfg.entities, rate=cfg.rate,
-                                      duration_s=cfg.train_duration_s, scenario="stable", seed=cfg.seed + 1000,
-                                      start_ms=start_ms, time_scale=cfg.time_scale)))
-    events, labels = to_events(history)
-    v1 = train_and_register(registry, MODEL, build_training_set(VITALS_VIEW, events, labels, V1_FEATURES),
+@dataclass
+class Prepared:
+    v1: int
+    v2: int
+    live: list[SimEvent]
+
+
+def prepare(settings: Settings, cfg: DemoConfig, timeline: Timeline) -> Prepared:
+    """One continuous simulated stream: its history trains v1 and v2 and is backfilled into the online store;
+    the rest is streamed live. Training rows skip the history's warm-up, where windows are not full yet."""
+    rate_total = cfg.train_duration_s + cfg.duration_s
+    start_ms = int(time.time() * 1000) - int(cfg.train_duration_s * 1000 * cfg.time_scale)
+    stream = list(generate(SimConfig(source="vitals", entities=cfg.entities, rate=cfg.rate, duration_s=rate_total,
+                                     scenario=cfg.scenario, drift_at_s=cfg.train_duration_s + cfg.drift_at_s,  # type: ignore[arg-type]
+                                     seed=cfg.seed, start_ms=start_ms, time_scale=cfg.time_scale)))
+    n_history = round(cfg.rate * cfg.train_duration_s)
+    events, labels = to_events(stream[:n_history])
+    history = backfill(VITALS_VIEW, events, num_partitions=settings.topics.source_partitions)
+    rclient = redis_client(settings)
+    try:
+        write_backfill(RedisFeatureStore(rclient), VITALS_VIEW, history, group=settings.pipeline.features_group)
+    finally:
+        rclient.close()
+    warm = start_ms + VITALS_VIEW.retention_ms - VITALS_VIEW.allowed_lateness_ms
+    registry = Registry(settings.registry_dir)
+    v1 = train_and_register(registry, MODEL, build_training_set(VITALS_VIEW, history.rows, labels, V1_FEATURES,
+                                                                min_ts_ms=warm),
                             seed=cfg.seed, registered_by="driftline demo")
-    v2 = train_and_register(registry, MODEL, build_training_set(VITALS_VIEW, events, labels), seed=cfg.seed,
-                            registered_by="driftline demo")
+    v2 = train_and_register(registry, MODEL, build_training_set(VITALS_VIEW, history.rows, labels, min_ts_ms=warm),
+                            seed=cfg.seed, registered_by="driftline demo")
     registry.promote(MODEL, v1.version, by="driftline demo", reason="first model")
     registry.promote(MODEL, v2.version, by="driftline demo", reason="better AUC with SpO2 features")
-    timeline.record("trained", events=len(events), v1_auc=round(v1.metrics["auc"], 3),
-                    v2_auc=round(v2.metrics["auc"], 3), production=v2.version)
-    return v1.version, v2.version
+    timeline.record("trained", history_events=len(events), v1_auc=round(v1.metrics["auc"], 3),
+                    v2_auc=round(v2.metrics["auc"], 3), production=v2.version, backfilled_entities=sum(
+                        len(s) for s in history.states.values()))
+    return Prepared(v1.version, v2.version, stream[n_history:])
 
 
 def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[str], None] = print,
@@ -112,8 +136,8 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         run_id = uuid.uuid4().hex[:8]
         settings = demo_settings(base, info.bootstrap_servers, info.redis_url, run_dir, run_id)
         ensure_topics(settings, required_topics(settings, [VITALS_VIEW.source_topic]))
-        start_ms = int(time.time() * 1000) - int(cfg.train_duration_s * 1000 * cfg.time_scale)
-        v1, v2 = train_versions(Registry(settings.registry_dir), cfg, start_ms, timeline)
+        prepared = prepare(settings, cfg, timeline)
+        v1, v2 = prepared.v1, prepared.v2
 
         monitor, mon_handler = build_monitor(settings, timeline=timeline)
         pipeline, pipe_handler = build_pipeline(settings, VITALS_VIEW, MODEL, timeline=timeline)
@@ -122,10 +146,7 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         workers = [monitor.start(), pipeline.start()]
         timeline.record("workers_started", serving=f"v{v2}")
 
-        stream = generate(SimConfig(source="vitals", entities=cfg.entities, rate=cfg.rate,
-                                    duration_s=cfg.duration_s, scenario=cfg.scenario,  # type: ignore[arg-type]
-                                    drift_at_s=cfg.drift_at_s, seed=cfg.seed,
-                                    start_ms=int(time.time() * 1000), time_scale=cfg.time_scale))
+        stream = prepared.live
         producer = make_producer(settings.kafka)
         timeline.record("producing", scenario=cfg.scenario, rate=cfg.rate, drift_at_s=cfg.drift_at_s)
         stats = produce_stream(producer, VITALS_VIEW.source_topic, stream, rate=cfg.rate,

@@ -132,7 +132,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
 
 def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks: list[AlertSink] | None = None,
                   rollback_mode: str = "rollback", evaluate_every: int = 100,
-                  min_samples: int = 200) -> tuple[Worker, MonitorHandler]:
+                  min_samples: int = 500, psi_window: int = 1000) -> tuple[Worker, MonitorHandler]:
     """The monitor worker: drift detection, alerts, rollbacks and ack tracking."""
     from monitor.drift_monitor import default_policy
     from monitor.version_monitor import MonitorConfig
@@ -143,7 +143,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
         return ReferenceProfile.from_dict(registry.get(model, version).reference)
 
     drift = DriftMonitor(profile, policy=default_policy(min_samples),
-                         config=MonitorConfig(psi_min_samples=min_samples), evaluate_every=evaluate_every)
+                         config=MonitorConfig(psi_window=psi_window, psi_min_samples=min_samples,
+                                              mean_shift_window=psi_window), evaluate_every=evaluate_every)
     rclient = redis_client(settings)
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
