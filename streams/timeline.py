@@ -4,7 +4,7 @@ Example:
     >>> t = Timeline(clock=lambda: 10.0)
     >>> t.record("alert", severity="critical", kind="data_drift")
     >>> t.first("alert")["severity"], t.first("ack") is None
-    ('critical', None)
+    ('critical', True)
 """
 
 from __future__ import annotations
