@@ -30,7 +30,8 @@ class RedisFeatureStore:
     """``FeatureStore`` on Redis (standalone or Cluster) with one round trip per batch and direction."""
 
     def __init__(self, client: redis.Redis) -> None:
-        if client.get_connection_kwargs().get("decode_responses"):
+        kwargs = getattr(client, "get_connection_kwargs", dict)()
+        if kwargs.get("decode_responses"):
             raise FeatureError(
                 "RedisFeatureStore needs a bytes client: create it with decode_responses=False"
             )
