@@ -96,6 +96,10 @@ class FeatureStore(Protocol):
         """Current feature vectors of many entities (serving), in one round trip."""
         ...
 
+    def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
+        """(last applied offset or -1, saved watermark or None)."""
+        ...
+
     def last_offset(self, view: FeatureView, pos: SourcePosition) -> int:
         """Last applied offset of ``pos`` or -1."""
         ...

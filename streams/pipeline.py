@@ -90,6 +90,8 @@ class FusedHandler:
             events = by_partition.get(partition, [])
             pos = positions[partition]
             states, stored = self.store.load(self.view, pos, {e.entity_id for e in events})
+            if self.watermarks.get(partition) is None:  # first batch after an assignment: resume the watermark
+                self.watermarks[partition] = self.store.position(self.view, pos)[1]
             result = self.engine.process(states, events, watermark_ms=self.watermarks.get(partition),
                                          min_offset=stored)
             self.watermarks[partition] = result.watermark_ms
@@ -100,7 +102,7 @@ class FusedHandler:
                 rows.append(ScoringRow(f"{self.view.source_topic}-{partition}-{event.offset}", event.entity_id,
                                        event.ts_ms, vector))
             if new_offset > stored:
-                saves.append(self._saver(pos, states, stored, new_offset))
+                saves.append(self._saver(pos, states, stored, new_offset, result.watermark_ms))
 
         scored = self.scorer.score(rows) if rows else None
         if scored is not None:
@@ -112,10 +114,11 @@ class FusedHandler:
                 self.on_predictions(scored.predictions)
         return BatchResult(outputs, finalize=lambda: [save() for save in saves] and None)
 
-    def _saver(self, pos: SourcePosition, states: dict, expected: int, new: int) -> Callable[[], None]:
+    def _saver(self, pos: SourcePosition, states: dict, expected: int, new: int,
+               watermark: int | None) -> Callable[[], None]:
         def save() -> None:
             self.store.save(self.view, pos, states, expected_offset=expected, new_offset=new,
-                            ttl_ms=self.view.retention_ms)
+                            ttl_ms=self.view.retention_ms, watermark_ms=watermark)
         return save
 
     def _dead(self, m: Message, reason: str, detail: str) -> Output:

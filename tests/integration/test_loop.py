@@ -38,7 +38,9 @@ def read_all(settings: Settings, topic: str, partitions: int, idle_s: float = 1.
 
 def test_drift_alert_rollback_ack_and_v1_afterwards(settings: Settings) -> None:
     started_ms = int(time.time() * 1000)
-    summary = run_demo(settings, DemoConfig(entities=30, rate=300.0, duration_s=30.0, drift_at_s=10.0,
+    # 300 patients: the PSI window must see many entities, or the per-patient autocorrelation of the vitals
+    # alone gives PSI ~ (bins - 1) / patients and false alarms before the onset.
+    summary = run_demo(settings, DemoConfig(entities=300, rate=400.0, duration_s=30.0, drift_at_s=10.0,
                                             train_duration_s=60.0), echo=lambda _l: None)
     assert summary["worker_errors"] == []
     assert summary["alerts_before_onset"] == 0, summary
