@@ -1,0 +1,50 @@
+"""`driftline demo` as a user runs it: interrupted with Ctrl-C mid-stream, it leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.procs import pid_alive
+
+pytestmark = pytest.mark.integration
+
+
+def test_ctrl_c_mid_demo_stops_every_process(tmp_path: Path) -> None:
+    env = {**os.environ, "DRIFTLINE_RUN_DIR": str(tmp_path / "run"), "PYTHONUNBUFFERED": "1",
+           "REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens there: the demo must start its own Redis
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--entities", "100", "--duration", "60"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state_file = tmp_path / "run" / "stack.json"
+    lines: list[str] = []
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            line = proc.stdout.readline() if proc.stdout else ""
+            lines.append(line)
+            if "producing" in line or not line:
+                break
+        assert state_file.exists(), "".join(lines)
+        state = json.loads(state_file.read_text())
+        pids = [state["broker_pid"], state["redis_pid"]]
+        assert all(pid_alive(p) for p in pids), state
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not state_file.exists()
+    deadline = time.time() + 5
+    while any(pid_alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(pid_alive(p) for p in pids), f"left behind: {pids}"
+    assert proc.returncode in (130, 1, -signal.SIGINT), proc.returncode
