@@ -116,7 +116,9 @@ class CommandVerifier:
         sig = message.get("signature")
         if not isinstance(sig, str) or not sig:
             raise ControlError("missing signature")
-        if not hmac.compare_digest(sig, signature_for(message, self._key)):
+        # compare bytes: compare_digest raises TypeError on non-ASCII str, which a forged message could send
+        expected = signature_for(message, self._key).encode()
+        if not hmac.compare_digest(sig.encode("utf-8", "surrogatepass"), expected):
             raise ControlError("bad signature")
         try:
             cmd = Command(
