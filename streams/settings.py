@@ -145,7 +145,7 @@ class Settings:
             registry_dir=env.get("DRIFTLINE_REGISTRY", data.get("registry_dir", ".driftline/registry")),
             run_dir=env.get("DRIFTLINE_RUN_DIR", data.get("run_dir", ".driftline/run")),
             control_key=env.get("DRIFTLINE_CONTROL_KEY", ""),
-            control_max_age_s=float(env.get("DRIFTLINE_CONTROL_MAX_AGE_S", data.get("control_max_age_s", 300.0))),
+            control_max_age_s=_float(env, "DRIFTLINE_CONTROL_MAX_AGE_S", data.get("control_max_age_s", 300.0)),
             metrics_port=_int(env, "DRIFTLINE_METRICS_PORT", data.get("metrics_port", 0)),
             log_json=_bool(env.get("DRIFTLINE_LOG_JSON", str(data.get("log_json", False)))),
         )
@@ -157,6 +157,14 @@ def _int(env: Mapping[str, str], name: str, default: Any) -> int:
         return int(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: Any) -> float:
+    raw = env.get(name, default)
+    try:
+        return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
 def _bool(raw: str) -> bool:
