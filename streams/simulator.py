@@ -296,7 +296,7 @@ class _Gps:
             "lat": round(row[0], 6),
             "lon": round(row[1], 6),
             "speed": round(row[2], 2),
-            "heading": round(row[3], 1),
+            "heading": round(row[3], 1) % 360.0,
         }
 
 
