@@ -12,10 +12,11 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from models.breaker import CircuitBreaker
 from models.exceptions import ModelError, RegistryError
 from models.loaded import LoadedModel
 from models.prediction import Prediction
@@ -49,17 +50,29 @@ class ActiveModels:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class ScorerEvent:
+    """Something an operator must hear about: ``schema_drift``, ``breaker_open``, ``breaker_closed``."""
+
+    kind: str
+    version: int
+    detail: str
+    rows: int = 0
+
+
 @dataclass(frozen=True)
 class ScoreResult:
     predictions: list[Prediction]
     schema_mismatches: list[tuple[ScoringRow, int, str]]  # (row, version, why): not scored by that version
+    events: list[ScorerEvent] = field(default_factory=list)
 
 
 class Scorer:
     """Scores batches with the registry's production version (plus an optional challenger)."""
 
     def __init__(self, registry: Registry, model: str, *, threshold: float = 0.5, include_features: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 breaker_factory: Callable[[], CircuitBreaker] = CircuitBreaker) -> None:
         self.registry = registry
         self.model = model
         self.threshold = threshold
@@ -67,6 +80,9 @@ class Scorer:
         self.clock = clock
         self._active: ActiveModels | None = None
         self.paused = False
+        self.fallback: LoadedModel | None = None  # the previous good version, serves when the champion cannot
+        self.breaker_factory = breaker_factory
+        self.breakers: dict[int, CircuitBreaker] = {}
 
     @property
     def active(self) -> ActiveModels:
@@ -85,6 +101,7 @@ class Scorer:
             raise RegistryError(f"model {self.model!r} has no production version; run `driftline registry promote`")
         champion = LoadedModel.load(self.registry, self.model, prod.version)
         self._active = ActiveModels(champion, None, TrafficSplit(champion=champion.version))
+        self.fallback = self._load_fallback(champion.version)
         log.info("scorer: serving %s v%d", self.model, champion.version)
         return self._active
 
@@ -94,6 +111,8 @@ class Scorer:
         champion = current.by_version.get(version) or LoadedModel.load(self.registry, self.model, version)
         nxt = ActiveModels(champion, None, TrafficSplit(champion=version))
         self._active = nxt
+        if self.fallback is None or self.fallback.version == version:
+            self.fallback = current.champion if current.champion.version != version else None
         log.info("scorer: swapped %s v%d -> v%d", self.model, current.champion.version, version)
         return nxt
 
@@ -109,33 +128,90 @@ class Scorer:
         return self._active
 
     def score(self, rows: Sequence[ScoringRow]) -> ScoreResult:
-        """One ``predict_scores`` call per routed version for the whole batch."""
+        """One ``predict_scores`` call per routed version for the whole batch.
+
+        Rows a version cannot take (schema mismatch) and batches it fails on (exception or non-finite score;
+        its circuit breaker counts them) are served by the fallback instead; shadow rows are then dropped,
+        never served.
+        """
         active = self.active
         models = active.by_version
         groups: dict[tuple[int, str], list[ScoringRow]] = defaultdict(list)
         for row in rows:
             for a in route(row.entity_id, active.split):
                 groups[(a.version, a.variant)].append(row)
-        predictions: list[Prediction] = []
-        mismatches: list[tuple[ScoringRow, int, str]] = []
+        out = ScoreResult([], [], [])
         now = int(self.clock() * 1000)
         for (version, variant), group in groups.items():
             model = models[version]
-            fit = []
+            fit: list[ScoringRow] = []
+            misfit: list[ScoringRow] = []
             for row in group:
                 why = model.schema_mismatch(row.features)
                 if why is None:
                     fit.append(row)
                 else:
-                    mismatches.append((row, version, why))
-            scores = model.predict_scores(model.matrix([r.features for r in fit]))
-            for row, score in zip(fit, scores.tolist(), strict=True):
-                predictions.append(Prediction(
-                    prediction_id=f"{row.event_key}-{variant}", entity_id=row.entity_id, event_ts=row.event_ts,
-                    model=self.model, model_version=version, variant=variant, score=_finite(score),
-                    label=None if score != score else int(score >= self.threshold), scored_at=now,
-                    features=row.features if self.include_features else None))
-        return ScoreResult(predictions, mismatches)
+                    misfit.append(row)
+                    out.schema_mismatches.append((row, version, why))
+            if misfit:
+                out.events.append(ScorerEvent("schema_drift", version, out.schema_mismatches[-1][2], len(misfit)))
+            scores = self._guarded_scores(model, fit, out) if fit else np.empty(0)
+            if scores is None:
+                misfit, fit = misfit + fit, []
+                scores = np.empty(0)
+            self._emit(out, fit, scores, version, variant, now)
+            if misfit and variant != "shadow":
+                self._serve_fallback(misfit, out, now)
+        return out
+
+    def _guarded_scores(self, model: LoadedModel, rows: list[ScoringRow], out: ScoreResult) -> np.ndarray | None:
+        """Scores, or ``None`` when the version's breaker is open or this batch failed."""
+        breaker = self.breakers.setdefault(model.version, self.breaker_factory())
+        if not breaker.allow():
+            return None
+        was = breaker.state
+        try:
+            scores = model.predict_scores(model.matrix([r.features for r in rows]))
+            ok = bool(np.all(np.isfinite(scores)))
+            error = "" if ok else "non-finite scores"
+        except ModelError as exc:
+            scores, ok, error = None, False, str(exc)
+        breaker.record(ok)
+        if breaker.state == "open" and was != "open":
+            out.events.append(ScorerEvent("breaker_open", model.version, error or "error rate", len(rows)))
+            log.error("scorer: breaker open for %s v%d: %s", self.model, model.version, error)
+        elif breaker.state == "closed" and was == "half_open":
+            out.events.append(ScorerEvent("breaker_closed", model.version, "probe succeeded", len(rows)))
+        return scores if ok else None
+
+    def _serve_fallback(self, rows: list[ScoringRow], out: ScoreResult, now: int) -> None:
+        fb = self.fallback
+        if fb is not None and not any(fb.schema_mismatch(r.features) for r in rows):
+            scores = self._guarded_scores(fb, rows, out)
+            if scores is not None:
+                self._emit(out, rows, scores, fb.version, "fallback", now)
+                return
+        prior = float(self.active.champion.meta.reference.get("mean_score", float("nan")) or float("nan"))
+        self._emit(out, rows, np.full(len(rows), prior), 0, "fallback", now)
+
+    def _emit(self, out: ScoreResult, rows: Sequence[ScoringRow], scores: np.ndarray, version: int, variant: str,
+              now: int) -> None:
+        for row, score in zip(rows, scores.tolist(), strict=True):
+            out.predictions.append(Prediction(
+                prediction_id=f"{row.event_key}-{variant}", entity_id=row.entity_id, event_ts=row.event_ts,
+                model=self.model, model_version=version, variant=variant, score=_finite(score),
+                label=None if score != score else int(score >= self.threshold), scored_at=now,
+                features=row.features if self.include_features else None))
+
+    def _load_fallback(self, champion_version: int) -> LoadedModel | None:
+        target = self.registry.rollback_target(self.model, exclude={champion_version})
+        if target is None:
+            return None
+        try:
+            return LoadedModel.load(self.registry, self.model, target.version)
+        except ModelError as exc:
+            log.warning("scorer: no fallback model (v%d refused: %s)", target.version, exc)
+            return None
 
 
 def _finite(x: float) -> float:

@@ -23,6 +23,7 @@ from features.records import Event, parse_record
 from features.store import FeatureStore, SourcePosition
 from models.prediction import Prediction
 from models.scorer import Scorer, ScoringRow
+from monitor.scorer_alerts import AlertThrottle, alert_for
 from streams import codec
 from streams.loop import BatchResult, Output, dead_letter, describe
 
@@ -45,7 +46,7 @@ class FusedHandler:
     """Batch handler of the fused pipeline for one feature view and one model."""
 
     def __init__(self, view: FeatureView, store: FeatureStore, scorer: Scorer, *, group: str,
-                 predictions_topic: str, dlq_topic: str,
+                 predictions_topic: str, dlq_topic: str, alerts_topic: str = "alerts",
                  on_predictions: Callable[[list[Prediction]], None] | None = None) -> None:
         self.view = view
         self.store = store
@@ -54,6 +55,8 @@ class FusedHandler:
         self.group = group
         self.predictions_topic = predictions_topic
         self.dlq_topic = dlq_topic
+        self.alerts_topic = alerts_topic
+        self.throttle = AlertThrottle()
         self.on_predictions = on_predictions
         self.watermarks: dict[int, int | None] = {}
         self.stats = PipelineStats()
@@ -110,6 +113,10 @@ class FusedHandler:
             self.stats.schema_mismatches += len(scored.schema_mismatches)
             for p in scored.predictions:
                 outputs.append(Output(self.predictions_topic, codec.encode(p.to_dict()), p.entity_id))
+            for ev in scored.events:
+                if ev.kind != "schema_drift" or self.throttle.allow(f"{ev.kind}/{ev.version}", now_ms()):
+                    alert = alert_for(ev, self.scorer.model, now_ms())
+                    outputs.append(Output(self.alerts_topic, codec.encode(alert.to_dict()), alert.dedup_key))
             if self.on_predictions:
                 self.on_predictions(scored.predictions)
         return BatchResult(outputs, finalize=lambda: [save() for save in saves] and None)

@@ -98,7 +98,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     rclient = redis_client(settings)
     handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group,
                            predictions_topic=settings.topics.predictions,
-                           dlq_topic=settings.topics.dlq(view.source_topic))
+                           dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts)
     producer = make_producer(settings.kafka)
     verifier = CommandVerifier(settings.control_key.encode(), max_age_s=settings.control_max_age_s)
     control = ControlReader(settings, verifier=verifier)
