@@ -81,7 +81,9 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
         time.sleep(_POLL_S)
 
 
-def spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own process group with stdout and stderr appended to ``log_path``.
 
     ``env`` replaces the environment when given (pass ``{**os.environ, ...}`` to extend it). Raises

@@ -144,7 +144,9 @@ class SimConfig:
         return self.entities / self.rate * self.time_scale
 
 
-def _ou_step(x: np.ndarray, mean: np.ndarray | float, tau: float, sd: float, dt: float, eps: np.ndarray) -> np.ndarray:
+def _ou_step(
+    x: np.ndarray, mean: np.ndarray | float, tau: float, sd: float, dt: float, eps: np.ndarray
+) -> np.ndarray:
     """Exact Ornstein-Uhlenbeck update with stationary sd ``sd``."""
     a = math.exp(-dt / tau)
     return mean + (x - mean) * a + sd * math.sqrt(1.0 - a * a) * eps
@@ -204,11 +206,18 @@ class _Vitals:
     def observe(self, drifted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Readings (n x 6) and labels (n) of this round; ``drifted`` marks patients read after drift_at."""
         z = self.r + self.e
-        obs = self.base + np.outer(z * self.response, _EFFECT) + self.art + _NOISE_SD * self.rng.normal(size=(self.n, 6))
+        obs = (
+            self.base
+            + np.outer(z * self.response, _EFFECT)
+            + self.art
+            + _NOISE_SD * self.rng.normal(size=(self.n, 6))
+        )
         obs[:, 2] = np.minimum(obs[:, 2], 100.0)
         label = (z > _LABEL_THRESHOLD).astype(np.int64)
-        u_drop, u_spike, spike = self.fault_rng.random(self.n), self.fault_rng.random(self.n), self.fault_rng.uniform(
-            40.0, 90.0, self.n
+        u_drop, u_spike, spike = (
+            self.fault_rng.random(self.n),
+            self.fault_rng.random(self.n),
+            self.fault_rng.uniform(40.0, 90.0, self.n),
         )
         scenario = self.cfg.scenario
         if scenario == "covariate-shift":
@@ -314,8 +323,8 @@ def generate(config: SimConfig) -> Iterator[SimEvent]:
     fault_rng = np.random.Generator(np.random.PCG64([config.seed, 0xFA17]))
     n, total, first_drifted = config.entities, config.total_events, config.drift_index
     order = [int(j) for j in rng.permutation(n)]
-    model: _Vitals | _Gps = _Vitals(config, rng, fault_rng) if config.source == "vitals" else _Gps(
-        config, rng, fault_rng
+    model: _Vitals | _Gps = (
+        _Vitals(config, rng, fault_rng) if config.source == "vitals" else _Gps(config, rng, fault_rng)
     )
     dt = config.reading_interval_s
     slot = np.empty(n, dtype=np.int64)  # position of each entity within a round

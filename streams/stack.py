@@ -390,4 +390,3 @@ class EmbeddedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
-

@@ -72,9 +72,13 @@ def test_wait_for_port_returns_once_listening_and_raises_otherwise() -> None:
     assert 0.25 < time.monotonic() - t0 < 3
 
 
-def test_spawn_runs_in_its_own_session_and_logs(tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
+def test_spawn_runs_in_its_own_session_and_logs(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
     log = tmp_path / "sub" / "child.log"
-    p = spawn([sys.executable, "-c", "import os, sys; print(os.getsid(0)); print('oops', file=sys.stderr)"], log)
+    p = spawn(
+        [sys.executable, "-c", "import os, sys; print(os.getsid(0)); print('oops', file=sys.stderr)"], log
+    )
     started.append(p)
     assert p.wait(10) == 0
     out = log.read_text().split()
@@ -118,7 +122,9 @@ def test_stop_pid_escalates_to_sigkill(tmp_path: Path, started: list[subprocess.
     assert 0.3 <= time.monotonic() - t0 < 3  # SIGTERM was ignored for the whole grace period
 
 
-def test_stop_pid_stops_the_whole_process_group(tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
+def test_stop_pid_stops_the_whole_process_group(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
     log = tmp_path / "tree.log"
     p = spawn(PARENT_WITH_CHILD, log)
     started.append(p)
