@@ -35,7 +35,7 @@ from streams.simulator import SimConfig, SimEvent, generate
 from streams.stack import EmbeddedStack
 from streams.timeline import Timeline
 from streams.topics import ensure_topics, required_topics
-from streams.workers import build_monitor, build_pipeline, redis_client
+from streams.workers import build_monitor, build_pipeline, redis_client, sinks_from_settings
 
 log = logging.getLogger(__name__)
 MODEL = "vitals-risk"
@@ -139,7 +139,8 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         prepared = prepare(settings, cfg, timeline)
         v1, v2 = prepared.v1, prepared.v2
 
-        monitor, mon_handler = build_monitor(settings, timeline=timeline)
+        monitor, mon_handler = build_monitor(settings, timeline=timeline,
+                                             sinks=sinks_from_settings(settings, log_sink=False))
         pipeline, pipe_handler = build_pipeline(settings, VITALS_VIEW, MODEL, timeline=timeline)
         after_swap = _VersionTracker(timeline)
         pipe_handler.on_predictions = after_swap.observe

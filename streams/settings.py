@@ -101,6 +101,9 @@ class Settings:
     control_max_age_s: float = 300.0
     metrics_port: int = 0
     log_json: bool = False
+    pagerduty_routing_key: str = field(default="", repr=False)
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    webhook_url: str = ""
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -148,6 +151,10 @@ class Settings:
             control_max_age_s=_float(env, "DRIFTLINE_CONTROL_MAX_AGE_S", data.get("control_max_age_s", 300.0)),
             metrics_port=_int(env, "DRIFTLINE_METRICS_PORT", data.get("metrics_port", 0)),
             log_json=_bool(env.get("DRIFTLINE_LOG_JSON", str(data.get("log_json", False)))),
+            pagerduty_routing_key=env.get("DRIFTLINE_PAGERDUTY_ROUTING_KEY", ""),
+            pagerduty_url=env.get("DRIFTLINE_PAGERDUTY_URL", data.get("pagerduty_url",
+                                                                        "https://events.pagerduty.com/v2/enqueue")),
+            webhook_url=env.get("DRIFTLINE_WEBHOOK_URL", data.get("webhook_url", "")),
         )
 
 

@@ -130,6 +130,18 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     return worker, handler
 
 
+def sinks_from_settings(settings: Settings, *, log_sink: bool = True) -> list[AlertSink]:
+    """A log sink (unless ``log_sink=False``); PagerDuty when a routing key is set; a webhook when a URL is set."""
+    from monitor.sinks import LogSink, PagerDutySink, WebhookSink
+
+    sinks: list[AlertSink] = [LogSink()] if log_sink else []
+    if settings.pagerduty_routing_key:
+        sinks.append(PagerDutySink(settings.pagerduty_routing_key, url=settings.pagerduty_url))
+    if settings.webhook_url:
+        sinks.append(WebhookSink(settings.webhook_url))
+    return sinks
+
+
 def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks: list[AlertSink] | None = None,
                   rollback_mode: str = "rollback", evaluate_every: int = 100,
                   min_samples: int = 500, psi_window: int = 1000) -> tuple[Worker, MonitorHandler]:
@@ -142,6 +154,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
     def profile(model: str, version: int) -> ReferenceProfile:
         return ReferenceProfile.from_dict(registry.get(model, version).reference)
 
+    sinks = sinks if sinks is not None else sinks_from_settings(settings)
     drift = DriftMonitor(profile, policy=default_policy(min_samples),
                          config=MonitorConfig(psi_window=psi_window, psi_min_samples=min_samples,
                                               mean_shift_window=psi_window), evaluate_every=evaluate_every)
