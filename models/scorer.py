@@ -136,32 +136,37 @@ class Scorer:
         """
         active = self.active
         models = active.by_version
-        groups: dict[tuple[int, str], list[ScoringRow]] = defaultdict(list)
-        for row in rows:
+        groups: dict[int, list[tuple[ScoringRow, str]]] = defaultdict(list)  # by version: a challenger that
+        for row in rows:                                                      # serves and shadows is called once
             for a in route(row.entity_id, active.split):
-                groups[(a.version, a.variant)].append(row)
+                groups[a.version].append((row, a.variant))
         out = ScoreResult([], [], [])
         now = int(self.clock() * 1000)
-        for (version, variant), group in groups.items():
+        for version, group in groups.items():
             model = models[version]
-            fit: list[ScoringRow] = []
-            misfit: list[ScoringRow] = []
-            for row in group:
+            fit: list[tuple[ScoringRow, str]] = []
+            misfit: list[tuple[ScoringRow, str]] = []
+            for row, variant in group:
                 why = model.schema_mismatch(row.features)
                 if why is None:
-                    fit.append(row)
+                    fit.append((row, variant))
                 else:
-                    misfit.append(row)
+                    misfit.append((row, variant))
                     out.schema_mismatches.append((row, version, why))
             if misfit:
                 out.events.append(ScorerEvent("schema_drift", version, out.schema_mismatches[-1][2], len(misfit)))
-            scores = self._guarded_scores(model, fit, out) if fit else np.empty(0)
+            scores = self._guarded_scores(model, [r for r, _ in fit], out) if fit else np.empty(0)
             if scores is None:
                 misfit, fit = misfit + fit, []
                 scores = np.empty(0)
-            self._emit(out, fit, scores, version, variant, now)
-            if misfit and variant != "shadow":
-                self._serve_fallback(misfit, out, now)
+            by_variant: dict[str, list[int]] = defaultdict(list)
+            for i, (_, variant) in enumerate(fit):
+                by_variant[variant].append(i)
+            for variant, idx in by_variant.items():
+                self._emit(out, [fit[i][0] for i in idx], scores[idx], version, variant, now)
+            served_misfit = [row for row, variant in misfit if variant != "shadow"]
+            if served_misfit:
+                self._serve_fallback(served_misfit, out, now)
         return out
 
     def _guarded_scores(self, model: LoadedModel, rows: list[ScoringRow], out: ScoreResult) -> np.ndarray | None:
