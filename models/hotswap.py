@@ -37,7 +37,7 @@ def apply_command(scorer: Scorer, cmd: Command, *, instance: str, now_ms: int) -
             scorer.paused = True
         elif cmd.command == "resume":
             scorer.paused = False
-    except ModelError as exc:
+    except (ModelError, TypeError, ValueError) as exc:  # e.g. a non-numeric canary_pct: reject, keep serving
         log.warning("control %s %s rejected: %s", cmd.command, cmd.command_id, exc)
         return reject(cmd.command_id, instance, scorer.active_version, str(exc), now_ms, scorer.model)
     log.info("control %s %s applied: serving v%s", cmd.command, cmd.command_id, scorer.active_version)
