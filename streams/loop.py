@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from streams.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -78,7 +80,8 @@ class BatchLoop:
     def __init__(self, consumer: Consumer, producer: Producer, handler: BatchHandler, topics: Sequence[str], *,
                  max_rows: int = 500, max_ms: int = 50, flush_timeout_s: float = 30.0,
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None, stage: str = "pipeline",
+                 metrics: Metrics | None = None) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -89,6 +92,8 @@ class BatchLoop:
         self.max_backoff_s = max_backoff_s
         self.on_batch = on_batch
         self.tick = tick  # runs between batches (control commands, timers); never inside one
+        self.stage = stage
+        self.metrics = metrics or Metrics()
         self.health = LoopHealth()
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
@@ -128,6 +133,8 @@ class BatchLoop:
             self._rewind(records)
             self.health.consecutive_failures += 1
             self.health.last_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.batch_failures.labels(self.stage, type(exc).__name__).inc()
+            self.metrics.healthy.labels(self.stage).set(0)
             delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.health.consecutive_failures, 10))
             log.warning("batch failed (%s); rewound %d records, retrying in %.1fs",
                         self.health.last_error, len(records), delay)
@@ -136,8 +143,12 @@ class BatchLoop:
         self.health.consecutive_failures = 0
         self.health.batches += 1
         self.health.records += len(records)
+        elapsed = time.perf_counter() - started
+        self.metrics.batch_size.labels(self.stage).observe(len(records))
+        self.metrics.batch_seconds.labels(self.stage).observe(elapsed)
+        self.metrics.healthy.labels(self.stage).set(1)
         if self.on_batch:
-            self.on_batch(len(records), time.perf_counter() - started)
+            self.on_batch(len(records), elapsed)
         return len(records)
 
     def _handle(self, records: list[Message]) -> None:
@@ -145,6 +156,7 @@ class BatchLoop:
         self._delivery_errors.clear()
         for out in result.outputs:
             self._produce(out)
+            self.metrics.produced.labels(self.stage, out.topic).inc()
         remaining = self.producer.flush(self.flush_timeout_s)
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
@@ -152,6 +164,7 @@ class BatchLoop:
             result.finalize()
         self.consumer.commit(offsets=_next_offsets(records), asynchronous=False)
         self.health.last_commit_at = time.time()
+        self.metrics.last_commit.labels(self.stage).set(self.health.last_commit_at)
 
     def _produce(self, out: Output) -> None:
         while True:

@@ -26,6 +26,7 @@ from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
 from streams import codec
 from streams.loop import BatchResult, Output, dead_letter, describe
+from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class FusedHandler:
 
     def __init__(self, view: FeatureView, store: FeatureStore, scorer: Scorer, *, group: str,
                  predictions_topic: str, dlq_topic: str, alerts_topic: str = "alerts",
-                 on_predictions: Callable[[list[Prediction]], None] | None = None) -> None:
+                 on_predictions: Callable[[list[Prediction]], None] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.view = view
         self.store = store
         self.engine = FeatureEngine(view)
@@ -56,6 +58,7 @@ class FusedHandler:
         self.predictions_topic = predictions_topic
         self.dlq_topic = dlq_topic
         self.alerts_topic = alerts_topic
+        self.metrics = metrics or Metrics()
         self.throttle = AlertThrottle()
         self.on_predictions = on_predictions
         self.watermarks: dict[int, int | None] = {}
@@ -74,6 +77,9 @@ class FusedHandler:
         by_partition: dict[int, list[Event]] = defaultdict(list)
         last_offset: dict[int, int] = {}
         originals: dict[tuple[int, int], Message] = {}
+        topic = self.view.source_topic
+        self.metrics.consumed.labels("pipeline", topic).inc(len(messages))
+        oldest_append_ms = min((m.timestamp()[1] for m in messages), default=0)
         for m in messages:
             self.stats.consumed += 1
             last_offset[m.partition()] = max(last_offset.get(m.partition(), -1), m.offset())
@@ -92,13 +98,19 @@ class FusedHandler:
         for partition, new_offset in last_offset.items():
             events = by_partition.get(partition, [])
             pos = positions[partition]
+            t0 = time.perf_counter()
             states, stored = self.store.load(self.view, pos, {e.entity_id for e in events})
+            self.metrics.redis_seconds.labels("load").observe(time.perf_counter() - t0)
             if self.watermarks.get(partition) is None:  # first batch after an assignment: resume the watermark
                 self.watermarks[partition] = self.store.position(self.view, pos)[1]
             result = self.engine.process(states, events, watermark_ms=self.watermarks.get(partition),
                                          min_offset=stored)
             self.watermarks[partition] = result.watermark_ms
             self.stats.replayed += result.skipped
+            if result.skipped:
+                self.metrics.replayed.labels(topic).inc(result.skipped)
+            if result.late:
+                self.metrics.late_events.labels(topic).inc(len(result.late))
             for event, reason in result.late:
                 outputs.append(self._dead(originals[(partition, event.offset)], reason, "older than watermark - lateness"))
             for event, vector in result.vectors:
@@ -113,7 +125,9 @@ class FusedHandler:
             self.stats.schema_mismatches += len(scored.schema_mismatches)
             for p in scored.predictions:
                 outputs.append(Output(self.predictions_topic, codec.encode(p.to_dict()), p.entity_id))
+            self._observe(scored.predictions, oldest_append_ms)
             for ev in scored.events:
+                self.metrics.scorer_errors.labels(self.scorer.model, str(ev.version), ev.kind).inc()
                 if ev.kind != "schema_drift" or self.throttle.allow(f"{ev.kind}/{ev.version}", now_ms()):
                     alert = alert_for(ev, self.scorer.model, now_ms())
                     outputs.append(Output(self.alerts_topic, codec.encode(alert.to_dict()), alert.dedup_key))
@@ -124,12 +138,27 @@ class FusedHandler:
     def _saver(self, pos: SourcePosition, states: dict, expected: int, new: int,
                watermark: int | None) -> Callable[[], None]:
         def save() -> None:
+            t0 = time.perf_counter()
             self.store.save(self.view, pos, states, expected_offset=expected, new_offset=new,
                             ttl_ms=self.view.retention_ms, watermark_ms=watermark)
+            self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
         return save
+
+    def _observe(self, predictions: list[Prediction], oldest_append_ms: int) -> None:
+        now = now_ms()
+        self.metrics.model_info.labels(self.scorer.model).set(self.scorer.active_version or 0)
+        counts: dict[tuple[int, str], int] = defaultdict(int)
+        for p in predictions:
+            counts[(p.model_version, p.variant)] += 1
+            self.metrics.event_to_prediction.observe(max(0.0, (now - p.event_ts) / 1000))
+        for (version, variant), n in counts.items():
+            self.metrics.predictions.labels(self.scorer.model, str(version), variant).inc(n)
+        if oldest_append_ms > 0:
+            self.metrics.consume_to_produce.observe(max(0.0, (now - oldest_append_ms) / 1000))
 
     def _dead(self, m: Message, reason: str, detail: str) -> Output:
         self.stats.dead_lettered[reason] += 1
+        self.metrics.dead_letters.labels(m.topic() or self.view.source_topic, reason).inc()
         log.debug("dead letter %s: %s %s", describe(m), reason, detail)
         return dead_letter(m, self.dlq_topic, reason, detail)
 

@@ -1,0 +1,111 @@
+"""Prometheus metrics of one worker, in a registry of its own (no hidden global), and the HTTP endpoint
+that serves ``/metrics`` and ``/health``.
+
+Labels are bounded: topic, partition, reason, model, version, variant, feature, detector, kind, severity,
+stage. Never an entity id.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+class Metrics:
+    """Every series driftline exports. One instance per worker process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.consumed = Counter("driftline_records_consumed", "Records consumed", ["stage", "topic"], registry=r)
+        self.produced = Counter("driftline_records_produced", "Records produced", ["stage", "topic"], registry=r)
+        self.dead_letters = Counter("driftline_dead_letters", "Records sent to a dead-letter topic",
+                                    ["topic", "reason"], registry=r)
+        self.late_events = Counter("driftline_late_events", "Events later than the allowed lateness", ["topic"],
+                                   registry=r)
+        self.replayed = Counter("driftline_replayed_events", "Events skipped on replay (already applied)",
+                                ["topic"], registry=r)
+        self.batch_size = Histogram("driftline_batch_size_records", "Records per consumed batch", ["stage"],
+                                    buckets=SIZE_BUCKETS, registry=r)
+        self.batch_seconds = Histogram("driftline_batch_duration_seconds", "Consume-to-commit time of a batch",
+                                       ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.event_to_prediction = Histogram("driftline_event_to_prediction_seconds",
+                                             "Event time to prediction time", buckets=LATENCY_BUCKETS, registry=r)
+        self.consume_to_produce = Histogram("driftline_consume_to_produce_seconds",
+                                            "Broker append time of the input to production of the prediction",
+                                            buckets=LATENCY_BUCKETS, registry=r)
+        self.redis_seconds = Histogram("driftline_redis_roundtrip_seconds", "Redis round trips", ["op"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.predictions = Counter("driftline_predictions", "Predictions produced",
+                                   ["model", "version", "variant"], registry=r)
+        self.scorer_errors = Counter("driftline_scorer_events", "Scorer events (schema drift, breaker)",
+                                     ["model", "version", "kind"], registry=r)
+        self.model_info = Gauge("driftline_active_model_version", "Version the scorer serves as champion",
+                                ["model"], registry=r)
+        self.psi = Gauge("driftline_psi", "Rolling PSI against the training reference",
+                         ["model", "version", "feature"], registry=r)
+        self.mean_shift = Gauge("driftline_mean_score_shift", "|mean score - reference mean score|",
+                                ["model", "version"], registry=r)
+        self.accuracy = Gauge("driftline_rolling_accuracy", "Accuracy of joined labels", ["model", "version"],
+                              registry=r)
+        self.detections = Counter("driftline_detector_detections", "Drift detector firings",
+                                  ["model", "version", "detector"], registry=r)
+        self.alerts = Counter("driftline_alerts", "Alerts emitted", ["kind", "severity", "action"], registry=r)
+        self.control = Counter("driftline_control_messages", "Control commands and acks",
+                               ["command", "status"], registry=r)
+        self.labels_joined = Counter("driftline_labels_joined", "Labels joined to predictions", registry=r)
+        self.last_commit = Gauge("driftline_last_commit_timestamp_seconds", "Unix time of the last offset commit",
+                                 ["stage"], registry=r)
+        self.batch_failures = Counter("driftline_batch_failures", "Batches rewound after a failure",
+                                      ["stage", "error"], registry=r)
+        self.healthy = Gauge("driftline_healthy", "1 when the worker makes progress", ["stage"], registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """``/metrics`` (Prometheus text format) and ``/health`` (JSON, HTTP 503 when not healthy) on 127.0.0.1."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], dict[str, Any]], port: int = 0,
+                 host: str = "127.0.0.1") -> None:
+        metrics_ref, health_ref = metrics, health
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's API
+                if self.path.startswith("/metrics"):
+                    body, ctype, code = metrics_ref.exposition(), CONTENT_TYPE_LATEST, 200
+                elif self.path.startswith("/health"):
+                    state = health_ref()
+                    body = json.dumps(state, default=str).encode()
+                    ctype, code = "application/json", 200 if state.get("healthy") else 503
+                else:
+                    body, ctype, code = b"not found\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
+
+    def start(self) -> HealthServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
