@@ -77,6 +77,7 @@ class FusedHandler:
         by_partition: dict[int, list[Event]] = defaultdict(list)
         last_offset: dict[int, int] = {}
         originals: dict[tuple[int, int], Message] = {}
+        rejected: dict[int, list[tuple[Message, RecordError]]] = defaultdict(list)
         topic = self.view.source_topic
         self.metrics.consumed.labels("pipeline", topic).inc(len(messages))
         oldest_append_ms = min((m.timestamp()[1] for m in messages), default=0)
@@ -86,7 +87,7 @@ class FusedHandler:
             try:
                 event = parse_record(self.view, m.key(), m.value())
             except RecordError as err:
-                outputs.append(self._dead(m, err.reason, err.detail))
+                rejected[m.partition()].append((m, err))  # dead-lettered below, unless already applied
                 continue
             event.offset, event.partition = m.offset(), m.partition()
             originals[(m.partition(), m.offset())] = m
@@ -105,7 +106,12 @@ class FusedHandler:
                 self.watermarks[partition] = self.store.position(self.view, pos)[1]
             result = self.engine.process(states, events, watermark_ms=self.watermarks.get(partition),
                                          min_offset=stored)
-            self.watermarks[partition] = result.watermark_ms
+            # the new watermark is kept by finalize only: a failed batch is retried from the saved one
+            for m, err in rejected.get(partition, ()):
+                if m.offset() <= stored:  # dead-lettered before (a replay): not again
+                    result.skipped += 1
+                else:
+                    outputs.append(self._dead(m, err.reason, err.detail))
             self.stats.replayed += result.skipped
             if result.skipped:
                 self.metrics.replayed.labels(topic).inc(result.skipped)
@@ -116,8 +122,8 @@ class FusedHandler:
             for event, vector in result.vectors:
                 rows.append(ScoringRow(f"{self.view.source_topic}-{partition}-{event.offset}", event.entity_id,
                                        event.ts_ms, vector))
-            if new_offset > stored:
-                saves.append(self._saver(pos, states, stored, new_offset, result.watermark_ms))
+            # the watermark moves with the saved state only: a retried batch must see the watermark it saw first
+            saves.append(self._saver(pos, states, stored, new_offset, result.watermark_ms))
 
         scored = self.scorer.score(rows) if rows else None
         if scored is not None:
@@ -141,6 +147,7 @@ class FusedHandler:
             t0 = time.perf_counter()
             self.store.save(self.view, pos, states, expected_offset=expected, new_offset=new,
                             ttl_ms=self.view.retention_ms, watermark_ms=watermark)
+            self.watermarks[pos.partition] = watermark
             self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
         return save
 
