@@ -179,13 +179,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker, _ = build_pipeline(settings, VIEWS[args.source], args.model)
     else:
         worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode)
+    from streams.metrics import HealthServer
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    server = HealthServer(worker.metrics, worker.health, port=args.metrics_port or settings.metrics_port,
+                          host=args.metrics_host).start()
+    print(json.dumps({"stage": args.stage, "metrics": f"http://{args.metrics_host}:{server.port}/metrics",
+                      "health": f"http://{args.metrics_host}:{server.port}/health"}), flush=True)
     worker.start()
     while not stop.is_set() and worker.alive:
         stop.wait(0.5)
     worker.stop()
+    server.stop()
     if worker.error is not None:
         log.error("worker failed: %r", worker.error)
         return 1
@@ -264,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")
     rn.add_argument("--model", default="vitals-risk")
     rn.add_argument("--rollback-mode", choices=["alert_only", "rollback", "pause_challenger"], default="rollback")
+    rn.add_argument("--metrics-port", type=int, default=0, help="0: DRIFTLINE_METRICS_PORT, else a free port")
+    rn.add_argument("--metrics-host", default="127.0.0.1", help="0.0.0.0 inside a container")
 
     dm = sub.add_parser("demo", help="the whole loop on the embedded stack, end to end")
     dm.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")

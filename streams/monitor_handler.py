@@ -19,6 +19,7 @@ from streams import codec
 from streams.control import new_command, sign_command
 from streams.control_io import Refused
 from streams.loop import BatchResult, Output, describe
+from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.timeline import Timeline
 
@@ -30,7 +31,8 @@ class MonitorHandler:
 
     def __init__(self, settings: Settings, drift: DriftMonitor, join: RedisLabelJoin, rollback: RollbackPolicy,
                  *, registry: Any, control_key: bytes, sinks: Sequence[AlertSink] = (),
-                 timeline: Timeline | None = None, clock: Callable[[], float] = time.time) -> None:
+                 timeline: Timeline | None = None, clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.drift = drift
         self.join = join
@@ -41,6 +43,7 @@ class MonitorHandler:
         self.timeline = timeline or Timeline()
         self.clock = clock
         self.malformed = 0
+        self.metrics = metrics or Metrics()
         self.alerts_sent = 0
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
@@ -67,6 +70,7 @@ class MonitorHandler:
         served = [p for p in predictions if p.variant in ("champion", "challenger")]
         alerts = self.drift.on_predictions(served, now)
         alerts += self.drift.on_outcomes(((o.model, o.version, o.error) for o in outcomes), now)
+        self._observe(messages, outcomes, alerts)
         outputs = [Output(self.settings.topics.alerts, codec.encode(a.to_dict()), a.dedup_key) for a in alerts]
         for alert in alerts:
             self.timeline.record("alert", action=alert.action, severity=alert.severity, kind=alert.kind,
@@ -75,6 +79,23 @@ class MonitorHandler:
             if decision is not None:
                 outputs.append(self._command(decision, now))
         return BatchResult(outputs, finalize=lambda: self._after_delivery(alerts))
+
+    def _observe(self, messages: Sequence[Message], outcomes: list, alerts: list[Alert]) -> None:
+        for m in messages:
+            self.metrics.consumed.labels("monitor", m.topic() or "").inc()
+        if outcomes:
+            self.metrics.labels_joined.inc(len(outcomes))
+        for a in alerts:
+            self.metrics.alerts.labels(a.kind, a.severity, a.action).inc()
+            if a.detector in ("adwin", "ddm"):
+                self.metrics.detections.labels(a.model, str(a.model_version), a.detector).inc()
+        for mon in self.drift.monitors.values():
+            version = str(mon.version)
+            for name, psi in mon.feature_psi.items():
+                self.metrics.psi.labels(mon.model, version, name).set(psi.value)
+            self.metrics.psi.labels(mon.model, version, "__score__").set(mon.score_psi.value)
+            self.metrics.mean_shift.labels(mon.model, version).set(mon.mean_shift.value)
+            self.metrics.accuracy.labels(mon.model, version).set(mon.accuracy)
 
     def _command(self, decision: Decision, now: int) -> Output:
         if decision.command == "rollback" and decision.to_version is not None:
@@ -85,6 +106,7 @@ class MonitorHandler:
                                        reason=decision.reason[:500], issued_by="driftline-monitor",
                                        evidence=decision.evidence), self.control_key)
         self.rollback.issued(cmd["command_id"], decision, now)
+        self.metrics.control.labels(decision.command, "issued").inc()
         self.timeline.record("rollback_command", command_id=cmd["command_id"], model=decision.model,
                              from_version=decision.from_version, to_version=decision.to_version)
         return Output(self.settings.topics.control, codec.encode(cmd), decision.model)
@@ -103,6 +125,7 @@ class MonitorHandler:
         if ack_for is None:
             return
         pending = self.rollback.on_ack(ack_for, item.instance, item.status)  # type: ignore[attr-defined]
+        self.metrics.control.labels("ack", item.status).inc()  # type: ignore[attr-defined]
         if pending is not None:
             self.timeline.record("ack", ack_for=ack_for, instance=item.instance, status=item.status,  # type: ignore[attr-defined]
                                  active_version=item.active_version)  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ from streams.clients import make_consumer, make_producer
 from streams.control import CommandVerifier
 from streams.control_io import ControlReader, Refused
 from streams.loop import BatchLoop, Output
+from streams.metrics import Metrics
 from streams.monitor_handler import MonitorHandler
 from streams.pipeline import FusedHandler
 from streams.settings import Settings
@@ -56,6 +57,8 @@ class Worker:
     name: str
     loop: BatchLoop
     closers: list = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    probes: dict = field(default_factory=dict)  # name -> callable returning a dict (e.g. the active version)
     thread: threading.Thread | None = None
     error: BaseException | None = None
 
@@ -86,6 +89,25 @@ class Worker:
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
+    def health(self) -> dict:
+        """What ``/health`` reports: healthy only when the loop runs, its last batch succeeded, it polled the
+        broker recently and Redis answers."""
+        h = self.loop.health
+        now = time.time()
+        state: dict = {"stage": self.name, "alive": self.alive, "assigned": h.assigned,
+                       "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+                       "last_commit_age_s": None if h.last_commit_at is None else round(now - h.last_commit_at, 3),
+                       "last_poll_age_s": None if h.last_poll_at is None else round(now - h.last_poll_at, 3)}
+        for name, probe in self.probes.items():
+            try:
+                state[name] = probe()
+            except Exception as exc:  # noqa: BLE001 - a failing probe is an unhealthy answer, not a crash
+                state[name] = f"error: {exc}"
+        polled = h.last_poll_at is not None and now - h.last_poll_at < 10
+        state["healthy"] = bool(self.alive and polled and h.healthy and state.get("redis") == "ok"
+                                and self.error is None)
+        return state
+
 
 def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timeline: Timeline | None = None,
                    instance: str | None = None) -> tuple[Worker, FusedHandler]:
@@ -96,7 +118,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     scorer = Scorer(registry, model)
     scorer.start()
     rclient = redis_client(settings)
-    handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group,
+    metrics = Metrics()
+    handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group, metrics=metrics,
                            predictions_topic=settings.topics.predictions,
                            dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts)
     producer = make_producer(settings.kafka)
@@ -109,6 +132,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
             if isinstance(item, Refused):
                 if item.command_id and item.model in ("", model):
                     ack = reject(item.command_id, instance, scorer.active_version, item.reason, now, model)
+                    metrics.control.labels("unverified", "rejected").inc()
                     producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
                     timeline.record("command_rejected", instance=instance, reason=item.reason)
                 continue
@@ -117,6 +141,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
             before = scorer.active_version
             ack = apply_command(scorer, item, instance=instance, now_ms=now)  # type: ignore[arg-type]
             if ack is not None:
+                metrics.control.labels(item.command, ack.status).inc()  # type: ignore[attr-defined]
+                metrics.model_info.labels(model).set(scorer.active_version or 0)
                 producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
                 producer.flush(5)
                 timeline.record("swap" if ack.status == "applied" else "command_rejected", instance=instance,
@@ -125,8 +151,10 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
 
     consumer = make_consumer(settings.kafka, settings.pipeline.features_group)
     loop = BatchLoop(consumer, producer, handler, [view.source_topic], max_rows=settings.pipeline.batch_max_rows,
-                     max_ms=settings.pipeline.batch_max_ms, tick=tick)
-    worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close])
+                     max_ms=settings.pipeline.batch_max_ms, tick=tick, stage="pipeline", metrics=metrics)
+    worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close], metrics=metrics,
+                    probes={"redis": _redis_probe(rclient), "active_version": lambda: scorer.active_version,
+                            "model": lambda: model})
     return worker, handler
 
 
@@ -159,10 +187,11 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
                          config=MonitorConfig(psi_window=psi_window, psi_min_samples=min_samples,
                                               mean_shift_window=psi_window), evaluate_every=evaluate_every)
     rclient = redis_client(settings)
+    metrics = Metrics()
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
                              registry=registry, control_key=settings.control_key.encode(), sinks=sinks or [],
-                             timeline=timeline)
+                             timeline=timeline, metrics=metrics)
     producer = make_producer(settings.kafka)
     acks = ControlReader(settings, verifier=None)
 
@@ -176,9 +205,19 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
 
     consumer = make_consumer(settings.kafka, settings.pipeline.monitor_group)
     loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
-                     max_rows=settings.pipeline.batch_max_rows, max_ms=100, tick=tick)
+                     max_rows=settings.pipeline.batch_max_rows, max_ms=100, tick=tick, stage="monitor",
+                     metrics=metrics)
     closers = [acks.close, rclient.close] + [s.close for s in (sinks or [])]
-    return Worker("monitor", loop, closers=closers), handler
+    return Worker("monitor", loop, closers=closers, metrics=metrics, probes={"redis": _redis_probe(rclient)}), handler
+
+
+def _redis_probe(client: redis.Redis):  # noqa: ANN202
+    def probe() -> str:
+        try:
+            return "ok" if client.ping() else "no answer"
+        except redis.RedisError as exc:
+            return f"unreachable: {exc}"
+    return probe
 
 
 __all__ = ["Worker", "build_pipeline", "build_monitor", "redis_client", "instance_id", "Output"]
