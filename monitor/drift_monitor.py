@@ -86,7 +86,8 @@ class DriftMonitor:
             if s.event:
                 severity = EVENT_SEVERITY.get(s.kind, "warning")
                 verdict_action, threshold = "trigger", None
-                if self.policy.status(f"{s.detector}|{probe.dedup_key}") == severity:
+                # the policy records an event as +inf, i.e. status "critical": that means "already sent"
+                if self.policy.status(f"{s.detector}|{probe.dedup_key}") in (severity, "critical"):
                     continue
                 self.policy.observe(f"{s.detector}|{probe.dedup_key}", float("inf"), 10**9, now_ms)
             else:
