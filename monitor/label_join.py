@@ -1,8 +1,8 @@
 """Joining delayed labels to the predictions they judge, in Redis with a TTL.
 
 Keys (prefix ``dl:lj:``): ``p:<prediction_id>`` and ``e:<entity_id>:<event_ts>`` hold the served prediction
-(``{"m": model, "v": version, "y": predicted label, "s": score}``); ``l:<entity_id>:<event_ts>`` holds a
-label that arrived before its prediction. Every call is one pipelined round trip.
+(``{"m": model, "v": version, "y": predicted label, "s": score}``); ``l:<entity_id>:<event_ts>`` and
+``lp:<prediction_id>`` hold a label that arrived before its prediction. Every call is one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ class RedisLabelJoin:
             pipe.set(PREFIX + b"p:" + p.prediction_id.encode(), body, ex=self.ttl_s)
             pipe.set(_entity_key(b"e:", p.entity_id, p.event_ts), body, ex=self.ttl_s)
             pipe.getdel(_entity_key(b"l:", p.entity_id, p.event_ts))
+            pipe.getdel(PREFIX + b"lp:" + p.prediction_id.encode())
         replies = pipe.execute()
         outcomes = []
-        for p, waiting in zip(served, replies[2::3], strict=True):
+        for p, by_entity, by_id in zip(served, replies[2::4], replies[3::4], strict=True):
+            waiting = by_entity if by_entity is not None else by_id
             if waiting is not None:
                 self.stats.pending -= 1
                 outcomes.append(_outcome({"m": p.model, "v": p.model_version, "y": p.label, "s": p.score},
@@ -90,6 +92,9 @@ class RedisLabelJoin:
                 outcomes.append(_outcome(codec.decode(raw), y))
             elif lab.get("entity_id") is not None and lab.get("event_ts") is not None:
                 pipe.set(_entity_key(b"l:", str(lab["entity_id"]), int(lab["event_ts"])), str(y), ex=self.ttl_s)
+                self.stats.pending += 1
+            elif lab.get("prediction_id"):  # its prediction has not been consumed yet: wait for it
+                pipe.set(PREFIX + b"lp:" + str(lab["prediction_id"]).encode(), str(y), ex=self.ttl_s)
                 self.stats.pending += 1
             else:
                 self.stats.unmatched_labels += 1
