@@ -287,7 +287,7 @@ def test_state_key_pins_group_and_partition(store: MemoryFeatureStore, handler: 
     assert state_key_for(VIEW, pos(2), "p1") in store.hashes
 
 
-def test_tmp_registry_is_not_modified(registry: Registry, handler: FusedHandler, tmp_path: Path) -> None:
+def test_tmp_registry_is_not_modified(registry: Registry, handler: FusedHandler) -> None:
     rev = registry.revision("risk")
     run(handler, [msg(0)])
     assert registry.revision("risk") == rev
