@@ -31,6 +31,8 @@ class Metrics:
                                     ["topic", "reason"], registry=r)
         self.late_events = Counter("driftline_late_events", "Events later than the allowed lateness", ["topic"],
                                    registry=r)
+        self.silent_entities = Counter("driftline_silent_entities", "Entities reported silent (stale features)",
+                                       ["topic"], registry=r)
         self.replayed = Counter("driftline_replayed_events", "Events skipped on replay (already applied)",
                                 ["topic"], registry=r)
         self.batch_size = Histogram("driftline_batch_size_records", "Records per consumed batch", ["stage"],

@@ -20,6 +20,7 @@ from features.definitions import FeatureView
 from features.engine import FeatureEngine
 from features.exceptions import RecordError
 from features.records import Event, parse_record
+from features.silence import SilenceTracker
 from features.store import FeatureStore, SourcePosition
 from models.prediction import Prediction
 from models.scorer import Scorer, ScoringRow
@@ -49,7 +50,8 @@ class FusedHandler:
     def __init__(self, view: FeatureView, store: FeatureStore, scorer: Scorer, *, group: str,
                  predictions_topic: str, dlq_topic: str, alerts_topic: str = "alerts",
                  on_predictions: Callable[[list[Prediction]], None] | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, silence: SilenceTracker | None = None,
+                 features_topic: str | None = None) -> None:
         self.view = view
         self.store = store
         self.engine = FeatureEngine(view)
@@ -59,6 +61,8 @@ class FusedHandler:
         self.dlq_topic = dlq_topic
         self.alerts_topic = alerts_topic
         self.metrics = metrics or Metrics()
+        self.silence = silence
+        self.features_topic = features_topic or f"features.{view.source_topic}"
         self.throttle = AlertThrottle()
         self.on_predictions = on_predictions
         self.watermarks: dict[int, int | None] = {}
@@ -71,6 +75,8 @@ class FusedHandler:
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
         for p in partitions:
             self.watermarks.pop(p.partition, None)
+            if self.silence is not None:
+                self.silence.forget(p.partition)
 
     def process(self, messages: Sequence[Message]) -> BatchResult:
         outputs: list[Output] = []
@@ -119,6 +125,12 @@ class FusedHandler:
                 self.metrics.late_events.labels(topic).inc(len(result.late))
             for event, reason in result.late:
                 outputs.append(self._dead(originals[(partition, event.offset)], reason, "older than watermark - lateness"))
+            if self.silence is not None:
+                wall = time.time()
+                for event, _ in result.vectors:
+                    self.silence.observe(partition, event.entity_id, event.ts_ms, wall)
+                outputs += self._silent(pos, states, self.silence.due(partition, result.watermark_ms),
+                                        result.watermark_ms)
             for event, vector in result.vectors:
                 rows.append(ScoringRow(f"{self.view.source_topic}-{partition}-{event.offset}", event.entity_id,
                                        event.ts_ms, vector))
@@ -140,6 +152,38 @@ class FusedHandler:
             if self.on_predictions:
                 self.on_predictions(scored.predictions)
         return BatchResult(outputs, finalize=lambda: [save() for save in saves] and None)
+
+    def _silent(self, pos: SourcePosition, states: dict, due: list[tuple[str, int]],
+                as_of: int | None) -> list[Output]:
+        """Stale-feature records for silent entities: their windows evaluated at the partition's watermark."""
+        if not due or as_of is None:
+            return []
+        missing = {e for e, _ in due if e not in states}
+        loaded = self.store.load(self.view, pos, missing)[0] if missing else {}
+        outputs = []
+        for entity, last_ts in due:
+            state = states.get(entity) or loaded.get(entity)
+            features = state.features(self.view, as_of) if state is not None else {}
+            record = {"entity_id": entity, "view": self.view.name, "as_of": as_of, "last_event_ts": last_ts,
+                      "silent_for_ms": as_of - last_ts, "stale": True, "features": features}
+            outputs.append(Output(self.features_topic, codec.encode(record), entity))
+        self.metrics.silent_entities.labels(self.view.source_topic).inc(len(outputs))
+        return outputs
+
+    def idle_outputs(self, now_s: float, idle_wall_s: float) -> list[Output]:
+        """From the tick: a partition that received nothing for ``idle_wall_s`` cannot advance its watermark,
+        so every entity it tracks is reported silent (once), evaluated at the last watermark."""
+        if self.silence is None:
+            return []
+        outputs: list[Output] = []
+        for partition in self.silence.idle_partitions(now_s, idle_wall_s):
+            watermark = self.watermarks.get(partition)
+            if watermark is None:
+                continue
+            due = self.silence.due(partition, watermark + self.silence.idle_ms + 1)
+            pos = SourcePosition(self.group, self.view.source_topic, partition)
+            outputs += self._silent(pos, {}, due, watermark)
+        return outputs
 
     def _saver(self, pos: SourcePosition, states: dict, expected: int, new: int,
                watermark: int | None) -> Callable[[], None]:

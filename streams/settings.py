@@ -77,6 +77,10 @@ class TopicSettings:
     def dlq(self, source_topic: str) -> str:
         return f"{source_topic}.dlq"
 
+    def stale_features(self, source_topic: str) -> str:
+        """Where stale-feature records of silent entities go."""
+        return f"features.{source_topic}"
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
@@ -87,6 +91,8 @@ class PipelineSettings:
     features_group: str = "driftline-features"
     monitor_group: str = "driftline-monitor"
     max_in_flight_batches: int = 4
+    silence_idle_ms: int = 300_000  # event time without a reading before an entity is reported silent
+    silence_idle_wall_s: float = 60.0  # wall time without any record before a whole partition counts as silent
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ def required_topics(settings: Settings, sources: Iterable[str]) -> list[TopicSpe
 
     Example:
         >>> [t.name for t in required_topics(Settings(), ["vitals"])]
-        ['vitals', 'vitals.dlq', 'predictions', 'labels', 'alerts', 'control']
+        ['vitals', 'vitals.dlq', 'features.vitals', 'predictions', 'labels', 'alerts', 'control']
     """
     t = settings.topics
     specs: list[TopicSpec] = []
     for source in sources:
-        specs += [TopicSpec(source, t.source_partitions), TopicSpec(t.dlq(source), 1)]
+        specs += [TopicSpec(source, t.source_partitions), TopicSpec(t.dlq(source), 1),
+                  TopicSpec(t.stale_features(source), t.source_partitions)]
     specs += [
         TopicSpec(t.predictions, t.predictions_partitions),
         TopicSpec(t.labels, t.predictions_partitions),

@@ -18,6 +18,7 @@ import redis
 
 from features.definitions import FeatureView
 from features.redis_store import RedisFeatureStore
+from features.silence import SilenceTracker
 from models.hotswap import apply_command, reject
 from models.registry import Registry
 from models.scorer import Scorer
@@ -121,13 +122,21 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     metrics = Metrics()
     handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group, metrics=metrics,
                            predictions_topic=settings.topics.predictions,
-                           dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts)
+                           dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts,
+                           silence=SilenceTracker(settings.pipeline.silence_idle_ms),
+                           features_topic=settings.topics.stale_features(view.source_topic))
     producer = make_producer(settings.kafka)
     verifier = CommandVerifier(settings.control_key.encode(), max_age_s=settings.control_max_age_s)
     control = ControlReader(settings, verifier=verifier)
 
+    idle_checked = [0.0]
+
     def tick() -> None:
         now = int(time.time() * 1000)
+        if time.time() - idle_checked[0] > 5.0:  # O(tracked entities): not on every tick
+            idle_checked[0] = time.time()
+            for out in handler.idle_outputs(time.time(), settings.pipeline.silence_idle_wall_s):
+                producer.produce(out.topic, out.value, out.key)
         for item in control.poll(0):
             if isinstance(item, Refused):
                 if item.command_id and item.model in ("", model):
