@@ -31,6 +31,24 @@ def alert_for(event: ScorerEvent, model: str, now_ms: int) -> Alert:
                        details={"rows": event.rows, "detail": event.detail})
 
 
+def command_rejected_alert(model: str, active_version: int | None, command: str, command_id: str, error: str,
+                           instance: str, now_ms: int) -> Alert:
+    """A scorer refused a control command (bad signature, replay, unknown version, artifact failing its sha256):
+    it keeps serving ``active_version``; someone must look.
+
+    Example:
+        >>> a = command_rejected_alert("m", 2, "rollback", "c1", "bad signature", "host-1", 0)
+        >>> a.severity, a.kind, a.feature
+        ('critical', 'performance', 'control')
+    """
+    return Alert.build(action="trigger", severity="critical", kind="performance", model=model,
+                       model_version=active_version or 0, feature="control", detector="scorer",
+                       statistic="command_rejected", value=None, threshold=None, window="command", ts=now_ms,
+                       summary=(f"[CRITICAL] {instance} rejected {command} {command_id or '(no id)'} for {model}: "
+                                f"{error}; still serving v{active_version}")[:1024],
+                       details={"command": command, "command_id": command_id, "error": error, "instance": instance})
+
+
 class AlertThrottle:
     """At most one alert per key per ``interval_ms`` (dedup of repeating per-batch events)."""
 

@@ -26,6 +26,8 @@ from monitor.drift_monitor import DriftMonitor
 from monitor.label_join import RedisLabelJoin
 from monitor.reference import ReferenceProfile
 from monitor.rollback import RollbackPolicy
+from monitor.alerts import Alert
+from monitor.scorer_alerts import command_rejected_alert
 from monitor.sinks import AlertSink
 from streams import codec
 from streams.clients import make_consumer, make_producer
@@ -131,6 +133,17 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
 
     idle_checked = [0.0]
 
+    def _apply_pause(paused: bool) -> None:
+        """pause/resume stop and restart fetching (records stay in Kafka; offsets do not move)."""
+        assigned = consumer.assignment()
+        if assigned:
+            (consumer.pause if paused else consumer.resume)(assigned)
+
+    def _alert(alert: Alert) -> None:
+        producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
+        metrics.alerts.labels(alert.kind, alert.severity, alert.action).inc()
+        log.error("%s", alert.summary)
+
     def tick() -> None:
         now = int(time.time() * 1000)
         if time.time() - idle_checked[0] > 5.0:  # O(tracked entities): not on every tick
@@ -142,6 +155,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                 if item.command_id and item.model in ("", model):
                     ack = reject(item.command_id, instance, scorer.active_version, item.reason, now, model)
                     metrics.control.labels("unverified", "rejected").inc()
+                    _alert(command_rejected_alert(model, scorer.active_version, "unverified", item.command_id,
+                                                  item.reason, instance, now))
                     producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
                     timeline.record("command_rejected", instance=instance, reason=item.reason)
                 continue
@@ -151,6 +166,10 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
             ack = apply_command(scorer, item, instance=instance, now_ms=now)  # type: ignore[arg-type]
             if ack is not None:
                 metrics.control.labels(item.command, ack.status).inc()  # type: ignore[attr-defined]
+                _apply_pause(scorer.paused)
+                if ack.status == "rejected":
+                    _alert(command_rejected_alert(model, scorer.active_version, item.command,  # type: ignore[attr-defined]
+                                                  ack.ack_for, ack.error or "", instance, now))
                 metrics.model_info.labels(model).set(scorer.active_version or 0)
                 producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
                 producer.flush(5)
