@@ -1,111 +1,264 @@
-"""From predictions and joined labels to alerts: one :class:`VersionMonitor` per (model, version), one
-:class:`AlertPolicy` deciding triggers and resolves. Pure: the Kafka/Redis edge feeds it and ships its alerts.
+"""From predictions and joined labels to alerts: one :class:`VersionMonitor` per (model, version) and, when a
+``slice_of`` callable is given, one more per (model, version, slice); one :class:`AlertPolicy` deciding
+triggers and resolves. Pure: the Kafka/Redis edge feeds it and ships its alerts.
+
+Incidents. Several windowed statistics watch the same thing (PSI, KS and JS on one feature share the dedup key
+``model/version/kind/feature/slice``). Each has its own policy state and thresholds (policy key
+``detector|dedup_key``, or ``detector|slice|dedup_key`` in a slice), but they form **one** incident: a trigger
+is sent when the highest open severity over them rises, a resolve when all of them have resolved. Detector
+events (ADWIN, DDM) trigger at once and never resolve (unchanged).
+
+Inconclusive is never a verdict: a NaN statistic, too few samples, or no new traffic since the last evaluation
+is fed to the policy as NaN (status "inconclusive", streaks untouched) and listed by :meth:`inconclusive`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from models.prediction import Prediction
-from monitor.alerts import Alert
+from monitor.alerts import Alert, dedup_key_for
 from monitor.policy import AlertPolicy, PolicyConfig, Thresholds
 from monitor.reference import ReferenceProfile
+from monitor.slices import SliceRegistry, policy_key
 from monitor.version_monitor import MonitorConfig, Signal, VersionMonitor
 
 log = logging.getLogger(__name__)
 
 EVENT_SEVERITY = {"prediction_drift": "warning", "concept_drift": "critical"}
+_RANK = {None: 0, "warning": 1, "critical": 2}
+
+KS_THRESHOLDS = Thresholds(0.15, 0.30)
+"""KS distance D: warning 0.15, critical 0.30. With a 1000-value window against a 500-value reference sample,
+the 99.9% null quantile of D is about 0.11, so a stationary stream stays below warning."""
+
+JS_THRESHOLDS = Thresholds(0.02, 0.05)
+"""Jensen-Shannon divergence (bits) on PSI's bins: warning 0.02, critical 0.05. For small shifts JS ~ PSI / 5.5,
+so these sit just above PSI's 0.1 / 0.25 (JS is the slightly less eager, symmetric second opinion)."""
 
 
 def default_policy(min_samples: int = 200) -> AlertPolicy:
-    """PSI 0.1 / 0.25; mean score shift 3 / 10 points; ``trigger_after`` 3 evaluations, resolve after 3."""
+    """PSI 0.1 / 0.25; mean score shift 3 / 10 points; KS D 0.15 / 0.30; JS 0.02 / 0.05 bits;
+    ``trigger_after`` 3 evaluations, resolve after 3."""
     base = PolicyConfig(thresholds=Thresholds(0.1, 0.25), min_samples=min_samples)
-    mean_shift = PolicyConfig(thresholds=Thresholds(0.03, 0.10), min_samples=min_samples)
-    return AlertPolicy(base, per_key={"mean_shift|": mean_shift})
+    return AlertPolicy(base, per_key={
+        "mean_shift|": PolicyConfig(thresholds=Thresholds(0.03, 0.10), min_samples=min_samples),
+        "ks|": PolicyConfig(thresholds=KS_THRESHOLDS, min_samples=min_samples),
+        "js|": PolicyConfig(thresholds=JS_THRESHOLDS, min_samples=min_samples),
+    })
 
 
 @dataclass
 class DriftMonitor:
-    """Routes observations to version monitors and evaluates them every ``evaluate_every`` predictions."""
+    """Routes observations to version (and slice) monitors and evaluates them every ``evaluate_every`` predictions.
+
+    ``slice_of(prediction)`` names the prediction's slice (None: overall only); at most ``max_slices`` slices per
+    (model, version) are monitored, further ones are counted in ``slices.dropped`` and ignored.
+    """
 
     profiles: Callable[[str, int], ReferenceProfile]
     policy: AlertPolicy = field(default_factory=default_policy)
     config: MonitorConfig = field(default_factory=MonitorConfig)
     evaluate_every: int = 100
+    slice_of: Callable[[Prediction], str | None] | None = None
+    max_slices: int = 50
     monitors: dict[tuple[str, int], VersionMonitor] = field(default_factory=dict)
+    slice_monitors: dict[tuple[str, int, str], VersionMonitor] = field(default_factory=dict)
     _since_eval: int = 0
 
-    def monitor_for(self, model: str, version: int) -> VersionMonitor:
-        key = (model, version)
-        if key not in self.monitors:
-            self.monitors[key] = VersionMonitor(model, version, self.profiles(model, version), self.config)
-        return self.monitors[key]
+    def __post_init__(self) -> None:
+        self.slices = SliceRegistry(self.max_slices)
+        self._open: dict[str, str] = {}          # policy key -> open severity (windowed statistics)
+        self._sent: dict[str, str] = {}          # dedup key -> severity sent for the incident
+        self._inconclusive: dict[str, str] = {}  # policy key -> reason
+        self._seen_at_eval: dict[int, int] = {}  # id(monitor) -> predictions at its last evaluation
+        self._last_seen_ms: dict[int, int] = {}
+
+    def monitor_for(self, model: str, version: int, slice_: str | None = None) -> VersionMonitor:
+        """The monitor of (model, version) or of one of its slices, created on first use."""
+        if slice_ is None:
+            key = (model, version)
+            if key not in self.monitors:
+                self.monitors[key] = VersionMonitor(model, version, self.profiles(model, version), self.config)
+            return self.monitors[key]
+        skey = (model, version, slice_)
+        if skey not in self.slice_monitors:
+            self.slice_monitors[skey] = VersionMonitor(model, version, self.profiles(model, version), self.config,
+                                                       slice_=slice_)
+        return self.slice_monitors[skey]
+
+    def _slice_monitor(self, model: str, version: int, slice_: str | None) -> VersionMonitor | None:
+        if slice_ is None or not self.slices.admit(model, version, slice_):
+            return None
+        return self.monitor_for(model, version, slice_)
 
     def on_predictions(self, predictions: Iterable[Prediction], now_ms: int) -> list[Alert]:
         """Feed served predictions (shadow ones are monitored as their own version's stream too)."""
+        slice_of = self.slice_of
         for p in predictions:
             if p.score == p.score:
-                self.monitor_for(p.model, p.model_version).observe(p.score, p.features)
+                mon = self.monitor_for(p.model, p.model_version)
+                mon.observe(p.score, p.features)
+                self._last_seen_ms[id(mon)] = now_ms
+                if slice_of is not None:
+                    smon = self._slice_monitor(p.model, p.model_version, slice_of(p))
+                    if smon is not None:
+                        smon.observe(p.score, p.features)
+                        self._last_seen_ms[id(smon)] = now_ms
                 self._since_eval += 1
         if self._since_eval < self.evaluate_every:
             return []
         self._since_eval = 0
         return self.evaluate(now_ms)
 
-    def on_outcomes(self, outcomes: Iterable[tuple[str, int, int]], now_ms: int) -> list[Alert]:
-        """Feed joined labels as ``(model, version, error)``; detector events become alerts at once."""
-        touched = set()
-        for model, version, error in outcomes:
-            self.monitor_for(model, version).observe_outcome(error)
-            touched.add((model, version))
+    def on_outcomes(self, outcomes: Iterable[tuple[Any, ...]], now_ms: int) -> list[Alert]:
+        """Feed joined labels as ``(model, version, error[, label, score[, slice]])``; detector events become
+        alerts at once."""
+        touched: dict[int, VersionMonitor] = {}
+        for o in outcomes:
+            model, version, error = o[0], o[1], int(o[2])
+            label = o[3] if len(o) > 3 else None
+            score = float(o[4]) if len(o) > 4 and o[4] is not None else math.nan
+            mons = [self.monitor_for(model, version)]
+            smon = self._slice_monitor(model, version, o[5] if len(o) > 5 else None)
+            if smon is not None:
+                mons.append(smon)
+            for mon in mons:
+                mon.observe_outcome(error, label, score)
+                touched[id(mon)] = mon
         alerts: list[Alert] = []
-        for key in touched:
-            mon = self.monitors[key]
+        for mon in touched.values():
             alerts += self._alerts(mon, [s for s in mon.evaluate() if s.event], now_ms)
         return alerts
 
+    def all_monitors(self) -> list[VersionMonitor]:
+        """Every monitor: overall ones first, then slices."""
+        return [*self.monitors.values(), *self.slice_monitors.values()]
+
     def evaluate(self, now_ms: int) -> list[Alert]:
+        """Evaluate every monitor now (monitors without new traffic report inconclusive)."""
         alerts: list[Alert] = []
-        for mon in self.monitors.values():
-            alerts += self._alerts(mon, mon.evaluate(), now_ms)
+        for mon in self.all_monitors():
+            fresh = mon.predictions > self._seen_at_eval.get(id(mon), 0)
+            self._seen_at_eval[id(mon)] = mon.predictions
+            alerts += self._alerts(mon, mon.evaluate(), now_ms, fresh=fresh)
         return alerts
 
-    def _alerts(self, mon: VersionMonitor, signals: list[Signal], now_ms: int) -> list[Alert]:
+    def inconclusive(self) -> dict[str, str]:
+        """Policy keys whose latest evaluation was inconclusive, with the reason (not a verdict either way)."""
+        return dict(self._inconclusive)
+
+    def _reason(self, mon: VersionMonitor, s: Signal, key: str, fresh: bool) -> str | None:
+        if not fresh:
+            seen = self._last_seen_ms.get(id(mon))
+            return "no traffic since last evaluation" + (f" (last prediction at {seen} ms)" if seen else "")
+        min_n = max(self.policy.config_for(key).min_samples, 0)
+        if s.n < min_n or (s.value != s.value and s.n < self.config.psi_min_samples):
+            return f"too few samples ({s.n} < {max(min_n, self.config.psi_min_samples)})"
+        if not math.isfinite(s.value):
+            return "statistic is NaN"
+        return None
+
+    def _alerts(self, mon: VersionMonitor, signals: list[Signal], now_ms: int, *, fresh: bool = True) -> list[Alert]:
         ranked = mon.ranked_feature_psi()
         top = [{"feature": f, "psi": round(v, 4)} for f, v in ranked[:5] if v == v]
         alerts = []
+        stats: dict[str, dict[str, float | None]] = {}
         for s in signals:
-            feature = s.feature or ("score" if s.detector in ("psi", "adwin") and s.kind == "prediction_drift"
-                                    else "score_mean" if s.detector == "mean_shift" else None)
-            probe = Alert.build(action="trigger", severity="info", kind=s.kind, model=mon.model,
-                                model_version=mon.version, feature=feature, detector=s.detector,
-                                statistic=s.statistic, value=s.value, threshold=None, window=s.window, ts=now_ms,
-                                summary="")
+            if not s.event:
+                stats.setdefault(_feature(s) or "-", {})[s.statistic] = _round(s.value)
+                if s.detector == "ks":
+                    stats[_feature(s) or "-"]["ks_p_value"] = s.details.get("p_value")
+        changed: dict[str, tuple[Signal, float | None]] = {}
+        for s in signals:
+            feature = _feature(s)
+            dkey = dedup_key_for(mon.model, mon.version, s.kind, feature, mon.slice_)
+            pkey = policy_key(s.detector, dkey, mon.slice_)
             if s.event:
                 severity = EVENT_SEVERITY.get(s.kind, "warning")
-                verdict_action, threshold = "trigger", None
                 # the policy records an event as +inf, i.e. status "critical": that means "already sent"
-                if self.policy.status(f"{s.detector}|{probe.dedup_key}") in (severity, "critical"):
+                if self.policy.status(pkey) in (severity, "critical"):
                     continue
-                self.policy.observe(f"{s.detector}|{probe.dedup_key}", float("inf"), 10**9, now_ms)
+                self.policy.observe(pkey, float("inf"), 10**9, now_ms)
+                alerts.append(self._build(mon, s, "trigger", severity, None, now_ms, top, stats))
+                continue
+            reason = self._reason(mon, s, pkey, fresh)
+            if reason is not None:
+                self._inconclusive[pkey] = reason
+                self.policy.observe(pkey, math.nan, s.n, now_ms)
+                continue
+            self._inconclusive.pop(pkey, None)
+            verdict = self.policy.observe(pkey, s.value, s.n, now_ms)
+            if verdict is None:
+                continue
+            if verdict.action == "trigger":
+                self._open[pkey] = verdict.severity
             else:
-                verdict = self.policy.observe(f"{s.detector}|{probe.dedup_key}", s.value, s.n, now_ms)
-                if verdict is None:
-                    continue
-                severity, verdict_action, threshold = verdict.severity, verdict.action, verdict.threshold
-            alerts.append(Alert.build(
-                action=verdict_action, severity=severity, kind=s.kind, model=mon.model, model_version=mon.version,
-                feature=feature, detector=s.detector, statistic=s.statistic, value=_round(s.value),
-                threshold=threshold, window=s.window, ts=now_ms,
-                summary=_summary(verdict_action, severity, s, mon, feature, threshold, top),
-                details={"n": s.n, "top_drifted_features": top, "accuracy": _round(mon.accuracy),
-                         "predictions": mon.predictions}))
+                self._open.pop(pkey, None)
+            if dkey not in changed or verdict.action == "trigger":
+                changed.setdefault(dkey, (s, verdict.threshold))
+        for dkey, (s, threshold) in changed.items():
+            combined = max((sev for k, sev in self._open.items() if k.endswith("|" + dkey)),
+                           key=lambda sev: _RANK[sev], default=None)
+            sent = self._sent.get(dkey)
+            if _RANK[combined] > _RANK[sent]:
+                driver = self._driver(mon, signals, dkey, combined) or (s, threshold)
+                self._sent[dkey] = combined  # type: ignore[assignment]
+                alerts.append(self._build(mon, driver[0], "trigger", combined, driver[1], now_ms, top, stats))
+            elif combined is None and sent is not None:
+                del self._sent[dkey]
+                alerts.append(self._build(mon, s, "resolve", sent, threshold, now_ms, top, stats))
         return alerts
 
+    def _driver(self, mon: VersionMonitor, signals: list[Signal], dkey: str,
+                severity: str | None) -> tuple[Signal, float | None] | None:
+        """The first (PSI before KS before JS) statistic whose incident is open at ``severity``."""
+        for s in signals:
+            if s.event or dedup_key_for(mon.model, mon.version, s.kind, _feature(s), mon.slice_) != dkey:
+                continue
+            pkey = policy_key(s.detector, dkey, mon.slice_)
+            if self._open.get(pkey) == severity:
+                th = self.policy.config_for(pkey).thresholds
+                return s, th.critical if severity == "critical" else th.warning
+        return None
+
+    def _build(self, mon: VersionMonitor, s: Signal, action: str, severity: str, threshold: float | None,
+               now_ms: int, top: list[dict], stats: Mapping[str, Mapping[str, float | None]]) -> Alert:
+        feature = _feature(s)
+        details: dict[str, Any] = {"n": s.n, "top_drifted_features": top, "accuracy": _round(mon.accuracy),
+                                   "predictions": mon.predictions, **mon.performance()}
+        if feature in stats or (feature is None and "-" in stats):
+            details["statistics"] = dict(stats[feature or "-"])
+        if s.details:
+            details.update(s.details)
+        return Alert.build(
+            action=action, severity=severity, kind=s.kind, model=mon.model, model_version=mon.version,
+            feature=feature, detector=s.detector, statistic=s.statistic, value=_round(s.value),
+            threshold=threshold, window=s.window, ts=now_ms, slice_=mon.slice_,
+            summary=_summary(action, severity, s, mon, feature, threshold, top), details=details)
+
     def snapshots(self) -> list[Mapping[str, object]]:
-        return [m.snapshot() for m in self.monitors.values()]
+        """One snapshot per monitor, each with its inconclusive keys and reasons."""
+        out = []
+        for m in self.all_monitors():
+            snap = m.snapshot()
+            part = f"|{m.model}/{m.version}/"
+            tail = f"/{m.slice_ or 'all'}"
+            snap["inconclusive"] = {k: r for k, r in self._inconclusive.items() if part in k and k.endswith(tail)}
+            out.append(snap)
+        return out
+
+
+def _feature(s: Signal) -> str | None:
+    if s.feature:
+        return s.feature
+    if s.detector == "mean_shift":
+        return "score_mean"
+    return "score" if s.kind == "prediction_drift" else None
 
 
 def _round(x: float) -> float | None:
@@ -114,7 +267,7 @@ def _round(x: float) -> float | None:
 
 def _summary(action: str, severity: str, s: Signal, mon: VersionMonitor, feature: str | None,
              threshold: float | None, top: list[dict]) -> str:
-    what = f"{s.kind.replace('_', ' ')} on {mon.model} v{mon.version}"
+    what = f"{s.kind.replace('_', ' ')} on {mon.model} v{mon.version}" + (f" slice {mon.slice_}" if mon.slice_ else "")
     stat = f"{s.detector} {s.statistic}={_round(s.value)}" + (f" (threshold {threshold})" if threshold else "")
     where = f" feature {feature}" if feature else ""
     tops = ", ".join(f"{t['feature']} {t['psi']}" for t in top[:3])

@@ -1,4 +1,5 @@
-"""Kafka edge of the monitor: predictions and labels in; alerts, sink calls and signed rollbacks out."""
+"""Kafka edge of the monitor: predictions and labels in; alerts, sink calls, signed rollbacks and signed
+``retrain_requested`` commands (on the control topic) out."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from models.prediction import Prediction
 from monitor.alerts import Alert
 from monitor.drift_monitor import DriftMonitor
 from monitor.label_join import RedisLabelJoin
+from monitor.retrain import RetrainPolicy, RetrainRequest
 from monitor.rollback import Decision, RollbackPolicy
 from monitor.sinks import AlertSink
 from streams import codec
@@ -32,7 +34,7 @@ class MonitorHandler:
     def __init__(self, settings: Settings, drift: DriftMonitor, join: RedisLabelJoin, rollback: RollbackPolicy,
                  *, registry: Any, control_key: bytes, sinks: Sequence[AlertSink] = (),
                  timeline: Timeline | None = None, clock: Callable[[], float] = time.time,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, retrain: RetrainPolicy | None = None) -> None:
         self.settings = settings
         self.drift = drift
         self.join = join
@@ -45,6 +47,7 @@ class MonitorHandler:
         self.malformed = 0
         self.metrics = metrics or Metrics()
         self.alerts_sent = 0
+        self.retrain = retrain
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
         pass
@@ -69,15 +72,19 @@ class MonitorHandler:
         outcomes = self.join.remember(predictions) + self.join.match(labels)
         served = [p for p in predictions if p.variant in ("champion", "challenger")]
         alerts = self.drift.on_predictions(served, now)
-        alerts += self.drift.on_outcomes(((o.model, o.version, o.error) for o in outcomes), now)
+        alerts += self.drift.on_outcomes(((o.model, o.version, o.error, o.label, o.score) for o in outcomes), now)
         self._observe(messages, outcomes, alerts)
         outputs = [Output(self.settings.topics.alerts, codec.encode(a.to_dict()), a.dedup_key) for a in alerts]
+        # retrain first: it must see the production version that served when the alert fired
+        retrains = self.retrain.on_alerts(alerts, now) if self.retrain is not None else []
+        skip_rollback = self.retrain is not None and self.retrain.replaces_rollback
         for alert in alerts:
             self.timeline.record("alert", action=alert.action, severity=alert.severity, kind=alert.kind,
                                  version=alert.model_version, feature=alert.feature, summary=alert.summary)
-            decision = self.rollback.on_alert(alert, now)
+            decision = None if skip_rollback else self.rollback.on_alert(alert, now)
             if decision is not None:
                 outputs.append(self._command(decision, now))
+        outputs += [self._retrain_command(r, now) for r in retrains]
         return BatchResult(outputs, finalize=lambda: self._after_delivery(alerts))
 
     def _observe(self, messages: Sequence[Message], outcomes: list, alerts: list[Alert]) -> None:
@@ -89,7 +96,7 @@ class MonitorHandler:
             self.metrics.alerts.labels(a.kind, a.severity, a.action).inc()
             if a.detector in ("adwin", "ddm"):
                 self.metrics.detections.labels(a.model, str(a.model_version), a.detector).inc()
-        for mon in self.drift.monitors.values():
+        for mon in self.drift.monitors.values():  # overall monitors only: slices would explode label cardinality
             version = str(mon.version)
             for name, psi in mon.feature_psi.items():
                 self.metrics.psi.labels(mon.model, version, name).set(psi.value)
@@ -110,6 +117,14 @@ class MonitorHandler:
         self.timeline.record("rollback_command", command_id=cmd["command_id"], model=decision.model,
                              from_version=decision.from_version, to_version=decision.to_version)
         return Output(self.settings.topics.control, codec.encode(cmd), decision.model)
+
+    def _retrain_command(self, request: RetrainRequest, now: int) -> Output:
+        cmd = sign_command(new_command("retrain_requested", model=request.model, now_ms=now, reason=request.reason,
+                                       issued_by="driftline-monitor", evidence=request.evidence), self.control_key)
+        self.metrics.control.labels("retrain_requested", "issued").inc()
+        self.timeline.record("retrain_requested", command_id=cmd["command_id"], model=request.model,
+                             version=request.version, alerts=len(request.evidence.get("alert_ids", [])))
+        return Output(self.settings.topics.control, codec.encode(cmd), request.model)
 
     def _after_delivery(self, alerts: list[Alert]) -> None:
         for alert in alerts:

@@ -200,9 +200,14 @@ def sinks_from_settings(settings: Settings, *, log_sink: bool = True) -> list[Al
 
 def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks: list[AlertSink] | None = None,
                   rollback_mode: str = "rollback", evaluate_every: int = 100,
-                  min_samples: int = 500, psi_window: int = 1000) -> tuple[Worker, MonitorHandler]:
-    """The monitor worker: drift detection, alerts, rollbacks and ack tracking."""
+                  min_samples: int = 500, psi_window: int = 1000, slice_field: str | None = None,
+                  slice_edges: tuple[float, ...] | None = None, max_slices: int = 50,
+                  retrain_mode: str = "after_rollback") -> tuple[Worker, MonitorHandler]:
+    """The monitor worker: drift detection (optionally per slice of ``slice_field``, binned by ``slice_edges``),
+    alerts, rollbacks, retrain requests (``retrain_mode``: off | after_rollback | instead_of_rollback) and acks."""
     from monitor.drift_monitor import default_policy
+    from monitor.retrain import RetrainPolicy
+    from monitor.slices import slice_by
     from monitor.version_monitor import MonitorConfig
 
     registry = Registry(settings.registry_dir)
@@ -213,13 +218,15 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
     sinks = sinks if sinks is not None else sinks_from_settings(settings)
     drift = DriftMonitor(profile, policy=default_policy(min_samples),
                          config=MonitorConfig(psi_window=psi_window, psi_min_samples=min_samples,
-                                              mean_shift_window=psi_window), evaluate_every=evaluate_every)
+                                              mean_shift_window=psi_window), evaluate_every=evaluate_every,
+                         slice_of=slice_by(slice_field, slice_edges) if slice_field else None, max_slices=max_slices)
     rclient = redis_client(settings)
     metrics = Metrics()
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
                              registry=registry, control_key=settings.control_key.encode(), sinks=sinks or [],
-                             timeline=timeline, metrics=metrics)
+                             timeline=timeline, metrics=metrics,
+                             retrain=RetrainPolicy(registry, mode=retrain_mode))  # type: ignore[arg-type]
     producer = make_producer(settings.kafka)
     acks = ControlReader(settings, verifier=None)
 
