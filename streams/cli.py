@@ -123,7 +123,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     names = args.features.split(",") if args.features else None
     registry = Registry(settings.registry_dir)
     rows = compute_offline(view, events)
-    warm = rows[0].ts_ms + view.retention_ms - view.allowed_lateness_ms if rows else None
+    warmup_ms = view.retention_ms - view.allowed_lateness_ms  # until the longest window is full
+    span_ms = rows[-1].ts_ms - rows[0].ts_ms if rows else 0
+    if span_ms < 1.5 * warmup_ms:
+        raise DriftlineError(
+            f"the simulated history spans {span_ms / 60000:.0f} min of event time, but the longest window needs "
+            f"{warmup_ms / 60000:.0f} min to fill and rows before that are left out: make --duration x "
+            f"--time-scale at least {1.5 * warmup_ms / 1000:.0f} s")
+    warm = rows[0].ts_ms + warmup_ms
     mv = train_and_register(registry, args.model, build_training_set(view, rows, labels, names, min_ts_ms=warm),
                             seed=args.seed,
                             kind=args.kind, registered_by=os.environ.get("USER", "driftline train"))
@@ -245,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--kind", choices=["logistic", "gbm"], default="logistic")
     tr.add_argument("--entities", type=int, default=40)
     tr.add_argument("--rate", type=float, default=400.0)
-    tr.add_argument("--duration", type=float, default=90.0)
-    tr.add_argument("--time-scale", type=float, default=20.0)
+    tr.add_argument("--duration", type=float, default=120.0)
+    tr.add_argument("--time-scale", type=float, default=40.0)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--promote", action="store_true")
 
@@ -289,6 +296,7 @@ COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "topics": cmd_
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftline registry list | head` ends quietly
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
