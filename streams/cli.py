@@ -7,6 +7,7 @@ Commands: ``up | status | down`` (embedded stack), ``topics``, ``produce``, ``tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -183,7 +184,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.workers import build_monitor, build_pipeline
     settings = load_settings(args)
     if args.stage == "pipeline":
-        worker, _ = build_pipeline(settings, VIEWS[args.source], args.model)
+        view = VIEWS[args.source]
+        if args.topic:
+            view = dataclasses.replace(view, source_topic=args.topic)
+        worker, _ = build_pipeline(settings, view, args.model)
     else:
         worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode)
     from streams.metrics import HealthServer
@@ -276,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("stage", choices=["pipeline", "monitor"])
     rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")
     rn.add_argument("--model", default="vitals-risk")
+    rn.add_argument("--topic", default="", help="source topic, if not the view's own")
     rn.add_argument("--rollback-mode", choices=["alert_only", "rollback", "pause_challenger"], default="rollback")
     rn.add_argument("--metrics-port", type=int, default=0, help="0: DRIFTLINE_METRICS_PORT, else a free port")
     rn.add_argument("--metrics-host", default="127.0.0.1", help="0.0.0.0 inside a container")

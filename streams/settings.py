@@ -137,6 +137,10 @@ class Settings:
         )
         topics_t = data.get("topics", {})
         topics = TopicSettings(
+            predictions=env.get("DRIFTLINE_TOPIC_PREDICTIONS", topics_t.get("predictions", "predictions")),
+            labels=env.get("DRIFTLINE_TOPIC_LABELS", topics_t.get("labels", "labels")),
+            alerts=env.get("DRIFTLINE_TOPIC_ALERTS", topics_t.get("alerts", "alerts")),
+            control=env.get("DRIFTLINE_TOPIC_CONTROL", topics_t.get("control", "control")),
             source_partitions=_int(env, "DRIFTLINE_SOURCE_PARTITIONS", topics_t.get("source_partitions", 3)),
             predictions_partitions=_int(env, "DRIFTLINE_PREDICTIONS_PARTITIONS", topics_t.get("predictions_partitions", 3)),
             replication_factor=_int(env, "DRIFTLINE_REPLICATION_FACTOR", topics_t.get("replication_factor", 1)),
@@ -145,6 +149,8 @@ class Settings:
         pipeline = PipelineSettings(
             batch_max_rows=_int(env, "DRIFTLINE_BATCH_MAX_ROWS", pipe_t.get("batch_max_rows", 500)),
             batch_max_ms=_int(env, "DRIFTLINE_BATCH_MAX_MS", pipe_t.get("batch_max_ms", 50)),
+            features_group=env.get("DRIFTLINE_FEATURES_GROUP", pipe_t.get("features_group", "driftline-features")),
+            monitor_group=env.get("DRIFTLINE_MONITOR_GROUP", pipe_t.get("monitor_group", "driftline-monitor")),
         )
         if kafka.auto_offset_reset not in ("earliest", "latest", "error"):
             raise ConfigError("DRIFTLINE_AUTO_OFFSET_RESET must be earliest, latest or error")
