@@ -302,6 +302,7 @@ COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "topics": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftline registry list | head` ends quietly
+    argv = __import__("streams.logs").logs.cli_logging(argv, os.environ)  # --log-json, secrets masked
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
