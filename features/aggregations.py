@@ -117,6 +117,33 @@ def add_number(p: list, bucket_start: int, ts: int, x: float, angle: bool) -> No
         p[13].add(x)
 
 
+def first_number(bucket_start: int, ts: int, x: float, distinct: bool) -> list:
+    """A new partial holding one numeric value: the same list as ``new_partial`` + ``add_number``.
+
+    >>> p = new_partial(True); add_number(p, 10_000, 12_500, 4.0, False)
+    >>> first_number(10_000, 12_500, 4.0, True) == p
+    True
+    """
+    dt = (ts - bucket_start) / 1000.0
+    p = [1, x, 0.0, x, x, ts, x, ts, x, dt, dt * dt, dt * x, 0.0]
+    if distinct:
+        p.append({x})
+    return p
+
+
+def first_string(ts: int, x: str, distinct: bool) -> list:
+    """A new partial holding one string value: the same list as ``new_partial`` + ``add_string``.
+
+    >>> p = new_partial(True); add_string(p, 12_500, "a")
+    >>> first_string(12_500, "a", True) == p
+    True
+    """
+    p: list = [1, 0.0, 0.0, 0.0, 0.0, ts, 0.0, ts, 0.0, 0.0, 0.0, 0.0, 0.0]
+    if distinct:
+        p.append({x})
+    return p
+
+
 def add_string(p: list, ts: int, x: str) -> None:
     """Fold one string value into a partial (only count, timestamps and the distinct set are kept)."""
     if p[0] == 0:
@@ -227,15 +254,22 @@ def _delta(a: list) -> float:
     return float(a[8] - a[6]) if a[0] else NAN
 
 
-def _slope(a: list) -> float:
-    n = a[0]
-    if n < 2 or a[5] == a[7]:
+def slope_of(n: int, s: float, first_ts: int, last_ts: int, st: float, stt: float, sty: float) -> float:
+    """Least-squares slope from window sums (``st = Σt``, ``stt = Σt²``, ``sty = Σt·y``, ``s = Σy``).
+
+    >>> slope_of(3, 9.0, 0, 2000, 3.0, 5.0, 13.0)
+    2.0
+    """
+    if n < 2 or first_ts == last_ts:
         return NAN
-    st = a[9]
-    sxx = a[10] - st * st / n
+    sxx = stt - st * st / n
     if sxx <= 0.0:
         return NAN
-    return (a[11] - st * a[1] / n) / sxx
+    return (sty - st * s / n) / sxx
+
+
+def _slope(a: list) -> float:
+    return slope_of(a[0], a[1], a[5], a[7], a[9], a[10], a[11])
 
 
 def _ewma(a: list) -> float:

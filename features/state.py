@@ -7,9 +7,11 @@ returns them as full values, never increments, so a replayed save is idempotent)
 Hash encoding (one Redis hash field per bucket): field = bucket start in ms as ASCII decimal, value =
 orjson of ``{field_name: [13 numbers] (+ [sorted distinct values])}``. Floats round-trip exactly.
 
-Feature reads fold the window's buckets in time order. The fold of the buckets *before* the bucket of
-``now`` is cached per (window, field) and reused while no older bucket changes, so scoring many events
-of one bucket costs one fold per feature group; the arithmetic is identical with or without the cache.
+Feature reads fold the window's buckets in time order, with the code ``features.plan`` compiles per
+view: one pass per window over its live buckets, merging only the slots the view's aggregations read
+(bit-identical to ``features.aggregations.fold``). The fold of the buckets *before* the bucket of
+``now`` is cached per window and reused while no older bucket changes, so scoring many events of one
+bucket costs one small fold per window; the arithmetic is identical with or without the cache.
 
 Example:
     >>> from features.definitions import FeatureView, FieldSpec, FeatureSpec, Window
@@ -29,70 +31,16 @@ Example:
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import orjson
 
-from features.aggregations import (
-    AGGREGATIONS,
-    NUM_SLOTS,
-    add_number,
-    add_string,
-    fold,
-    new_accumulator,
-    new_partial,
-)
-from features.definitions import FeatureView, Window
+from features.aggregations import NUM_SLOTS, add_number, add_string, first_number, first_string
+from features.definitions import FeatureView
+from features.plan import Plan, plan_for
 from features.records import Event
 
-# (field name, is_str, needs_angle, needs_distinct)
-_FieldPlan = tuple[str, bool, bool, bool]
-# (field name, needs_angle, needs_distinct, [(feature name, result fn)])
-_GroupPlan = tuple[str, bool, bool, list[tuple[str, Callable[[list], float]]]]
-
-
-@dataclass(frozen=True)
-class _Plan:
-    bucket_ms: int
-    names: tuple[str, ...]
-    fields: tuple[_FieldPlan, ...]
-    windows: tuple[tuple[Window, tuple[_GroupPlan, ...]], ...]
-
-
-_PLANS: dict[int, tuple[FeatureView, _Plan]] = {}
-
-
-def _compile(view: FeatureView) -> _Plan:
-    angle = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_angle}
-    distinct = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_distinct}
-    fields = tuple((f.name, f.type == "str", f.name in angle, f.name in distinct) for f in view.fields)
-    by_window: dict[Window, dict[str, list[tuple[str, Callable[[list], float]]]]] = {}
-    for feat in view.features:
-        by_window.setdefault(feat.window, {}).setdefault(feat.field, []).append(
-            (feat.name, AGGREGATIONS[feat.agg].result)
-        )
-    windows = tuple(
-        (w, tuple((fname, fname in angle, fname in distinct, feats) for fname, feats in groups.items()))
-        for w, groups in by_window.items()
-    )
-    return _Plan(view.bucket_ms, view.feature_names, fields, windows)
-
-
-def plan_for(view: FeatureView) -> _Plan:
-    """The compiled (cached) evaluation plan of ``view``."""
-    entry = _PLANS.get(id(view))
-    if entry is None or entry[0] is not view:
-        entry = (view, _compile(view))
-        _PLANS[id(view)] = entry
-    return entry[1]
-
-
-def _copy_acc(acc: list) -> list:
-    out = acc.copy()
-    if out[14] is not None:
-        out[14] = set(out[14])
-    return out
+__all__ = ["EntityState", "Plan", "plan_for"]
 
 
 class EntityState:
@@ -105,7 +53,7 @@ class EntityState:
         self._order: list[int] = []
         self._dirty: set[int] = set()
         self._deleted: set[int] = set()
-        self._cache: dict[tuple[int, int], tuple[int, int, list]] = {}
+        self._cache: dict[int, tuple[int, int, tuple]] = {}
         self._cache_last = -1
 
     def __repr__(self) -> str:
@@ -150,9 +98,8 @@ class EntityState:
                 continue
             p = bucket.get(name)
             if p is None:
-                p = new_partial(distinct)
-                bucket[name] = p
-            if is_str:
+                bucket[name] = first_string(ts, x, distinct) if is_str else first_number(b, ts, x, distinct)  # type: ignore[arg-type]
+            elif is_str:
                 add_string(p, ts, x)  # type: ignore[arg-type]
             else:
                 add_number(p, b, ts, x, angle)  # type: ignore[arg-type]
@@ -162,36 +109,27 @@ class EntityState:
         plan = plan_for(view)
         out = dict.fromkeys(plan.names, 0.0)
         order = self._order
+        n_order = len(order)
         buckets = self.buckets
         cache = self._cache
-        for wi, (window, groups) in enumerate(plan.windows):
-            start, last = window.bucket_range(plan.bucket_ms, now_ms)
+        bucket_ms = plan.bucket_ms
+        last = now_ms - now_ms % bucket_ms
+        for wi, wp in enumerate(plan.windows):
+            back = wp.back_ms
+            start = last - back if back is not None else wp.window.bucket_range(bucket_ms, now_ms)[0]
             lo = bisect_left(order, start)
             hi = bisect_left(order, last, lo)
-            current = buckets.get(last) if hi < len(order) and order[hi] == last else None
-            for gi, (fname, angle, distinct, feats) in enumerate(groups):
-                key = (wi, gi)
-                hit = cache.get(key)
-                if hit is not None and hit[0] == start and hit[1] == last:
-                    prefix = hit[2]
-                else:
-                    prefix = new_accumulator(distinct)
-                    for i in range(lo, hi):
-                        b = order[i]
-                        p = buckets[b].get(fname)
-                        if p is not None:
-                            fold(prefix, p, b, start, angle)
-                    cache[key] = (start, last, prefix)
-                    if last > self._cache_last:
-                        self._cache_last = last
-                p = current.get(fname) if current is not None else None
-                if p is not None:
-                    acc = _copy_acc(prefix)
-                    fold(acc, p, last, start, angle)
-                else:
-                    acc = prefix
-                for name, result in feats:
-                    out[name] = result(acc)
+            hit = cache.get(wi)
+            if hit is not None and hit[0] == start and hit[1] == last:
+                acc = hit[2]
+            else:
+                acc = wp.fold(None, buckets, order, lo, hi, start)
+                cache[wi] = (start, last, acc)
+                if last > self._cache_last:
+                    self._cache_last = last
+            if hi < n_order and order[hi] == last:
+                acc = wp.fold(acc, buckets, order, hi, hi + 1, start)
+            wp.emit(acc, out)
         return out
 
     def expire(self, before_ms: int) -> None:
@@ -229,12 +167,15 @@ class EntityState:
     def from_redis(cls, mapping: Mapping[bytes, bytes]) -> EntityState:
         """Rebuild a clean state from a Redis hash (``HGETALL`` result)."""
         st = cls()
-        loads = orjson.loads
-        for raw_b, raw in mapping.items():
-            bucket = loads(raw)
-            for p in bucket.values():
-                if len(p) > NUM_SLOTS:
-                    p[NUM_SLOTS] = set(p[NUM_SLOTS])
-            st.buckets[int(raw_b)] = bucket
+        if not mapping:
+            return st
+        joined = b",".join(mapping.values())
+        parsed = orjson.loads(b"[" + joined + b"]")  # one decode for the whole hash
+        if b",[" in joined:  # only a distinct-value list nests a list in a partial: back into a set
+            for bucket in parsed:
+                for p in bucket.values():
+                    if len(p) > NUM_SLOTS:
+                        p[NUM_SLOTS] = set(p[NUM_SLOTS])
+        st.buckets = dict(zip(map(int, mapping), parsed, strict=True))
         st._order = sorted(st.buckets)
         return st
