@@ -69,7 +69,8 @@ def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
     m = 0.5 * (pa + qa)
 
     def kl(a: np.ndarray) -> float:
-        mask = a > 0
+        # m > 0 too: for a subnormal weight (5e-324) the midpoint underflows to 0; its term is 0 in the limit
+        mask = (a > 0) & (m > 0)
         return float(np.sum(a[mask] * np.log2(a[mask] / m[mask])))
 
     return float(min(1.0, max(0.0, 0.5 * kl(pa) + 0.5 * kl(qa))))

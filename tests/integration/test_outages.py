@@ -43,7 +43,7 @@ def own_redis(tmp_path: Path):  # noqa: ANN201
         stop_pid(pid)
 
 
-def test_redis_down_10s_mid_stream(own_redis, env) -> None:  # noqa: ANN001
+def test_redis_down_10s_mid_stream(own_redis, env) -> None:  # noqa: ANN001, F811 - env is the shared fixture
     port, pids, data_dir = own_redis
     settings, view, sim = env
     settings = settings.replace(redis_url=f"redis://127.0.0.1:{port}/0")
