@@ -41,7 +41,9 @@ def test_js_matches_scipy_and_is_bounded_symmetric(p: list[float], data: st.Data
     js = jensen_shannon(p, q)
     assert 0.0 <= js <= 1.0
     assert js == pytest.approx(jensen_shannon(q, p), abs=1e-12)
-    assert js == pytest.approx(jensenshannon(p, q, base=2) ** 2, abs=1e-9)
+    oracle = jensenshannon(p, q, base=2) ** 2
+    if math.isfinite(oracle):  # scipy itself returns inf on subnormal weights (e.g. p=[5e-324, 1.0], q=[0, 1])
+        assert js == pytest.approx(oracle, abs=1e-9)
 
 
 def test_js_extremes_and_errors() -> None:
