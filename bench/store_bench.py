@@ -74,7 +74,7 @@ class StoreConfig:
     reads: int = 20
     save_chunk: int = 100
     stream_entities: int = 500
-    stream_events: int = 30_000
+    stream_events: int = 20_000
     batch: int = 500
 
     @classmethod
