@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration bench lint clean
+.PHONY: demo test unit integration bench lint clean compose-up compose-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,dev]"
+	$(BIN)/python -m pip install -q pyyaml  # reads deploy/*.yml and docker-compose.yml in tests/deploy
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,3 +30,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .driftline .pytest_cache .hypothesis
+
+# The real stack in Docker (Kafka, Redis, workers, Prometheus, Grafana); needs DRIFTLINE_CONTROL_KEY set.
+compose-up:
+	docker compose up --build -d
+
+compose-down:
+	docker compose down

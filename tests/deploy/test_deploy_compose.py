@@ -1,0 +1,111 @@
+"""docker-compose.yml and the Dockerfile: the services, what they mount, their ports and environment; and
+``docker compose config`` where a Docker engine answers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, load_yaml
+
+SERVICES = {"kafka", "redis", "init", "pipeline", "monitor", "simulator", "prometheus", "grafana"}
+DRIFTLINE = ("init", "pipeline", "monitor", "simulator")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_yaml(ROOT / "docker-compose.yml")
+
+
+def test_services_and_named_volumes(compose: dict) -> None:
+    assert set(compose["services"]) >= SERVICES
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
+    assert compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+            else:
+                assert source in compose["volumes"], f"{name} uses undeclared volume {source}"
+
+
+def test_ports_are_unique_and_well_formed(compose: dict) -> None:
+    host_ports = []
+    for service in compose["services"].values():
+        for port in service.get("ports", []):
+            host, container = port.split(":")
+            assert host.isdigit() and container.isdigit()
+            host_ports.append(host)
+    assert len(host_ports) == len(set(host_ports))
+    assert {"3000", "9090", "29092"} <= set(host_ports)
+
+
+def test_driftline_services_share_settings_and_have_no_default_secret(compose: dict) -> None:
+    for name in DRIFTLINE:
+        service = compose["services"][name]
+        env = service["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092" and env["REDIS_URL"].startswith("redis://redis:")
+        assert env["DRIFTLINE_REGISTRY"].startswith("/data/")
+        assert "driftline-data:/data" in service["volumes"], name
+        key = env["DRIFTLINE_CONTROL_KEY"]
+        assert key.startswith("${DRIFTLINE_CONTROL_KEY:?"), f"{name}: the control key must come from the env"
+        assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in ("pipeline", "monitor"):
+        assert compose["services"][name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
+        assert "9100" in " ".join(compose["services"][name]["healthcheck"]["test"])
+    assert "--labels" in compose["services"]["simulator"]["command"]
+    assert "train --promote" in " ".join(compose["services"]["init"]["command"])
+    for name in ("kafka", "redis", "pipeline", "monitor", "prometheus", "grafana"):
+        assert compose["services"][name]["healthcheck"]["test"], name
+
+
+def test_grafana_is_anonymous_viewer(compose: dict) -> None:
+    env = compose["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_dockerfile_runs_driftline_as_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in text
+    assert 'ENTRYPOINT ["driftline"]' in text
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            for src in line.split()[1:-1]:
+                assert (ROOT / src).exists(), src
+
+
+def _docker_engine() -> str | None:
+    """Why no engine answers, or None when one does."""
+    try:
+        import docker  # type: ignore[import-untyped]
+    except ImportError:
+        if shutil.which("docker") is None:
+            return "no docker client installed"
+        rc = subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode
+        return None if rc == 0 else "`docker info` failed: no Docker engine answers"
+    try:
+        docker.from_env().ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means no engine to talk to
+        return f"no Docker engine answers ({type(exc).__name__})"
+    return None
+
+
+def test_docker_compose_config(tmp_path: Path) -> None:
+    reason = _docker_engine()
+    if reason is not None:
+        pytest.skip(f"docker compose config needs a Docker engine: {reason}")
+    env = {**os.environ, "DRIFTLINE_CONTROL_KEY": "0" * 64}
+    out = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    env.pop("DRIFTLINE_CONTROL_KEY")
+    missing = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode != 0 and "DRIFTLINE_CONTROL_KEY" in missing.stderr
