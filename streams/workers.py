@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import redis
+from confluent_kafka import KafkaException, Producer
 
 from features.definitions import FeatureView
 from features.redis_store import RedisFeatureStore
@@ -108,7 +109,7 @@ class Worker:
                 state[name] = f"error: {exc}"
         polled = h.last_poll_at is not None and now - h.last_poll_at < 10
         state["healthy"] = bool(self.alive and polled and h.healthy and state.get("redis") == "ok"
-                                and self.error is None)
+                                and state.get("broker", "ok") == "ok" and self.error is None)
         return state
 
 
@@ -181,8 +182,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     loop = BatchLoop(consumer, producer, handler, [view.source_topic], max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, tick=tick, stage="pipeline", metrics=metrics)
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close], metrics=metrics,
-                    probes={"redis": _redis_probe(rclient), "active_version": lambda: scorer.active_version,
-                            "model": lambda: model})
+                    probes={"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
+                            "active_version": lambda: scorer.active_version, "model": lambda: model})
     return worker, handler
 
 
@@ -243,7 +244,20 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
                      max_rows=settings.pipeline.batch_max_rows, max_ms=100, tick=tick, stage="monitor",
                      metrics=metrics)
     closers = [acks.close, rclient.close] + [s.close for s in (sinks or [])]
-    return Worker("monitor", loop, closers=closers, metrics=metrics, probes={"redis": _redis_probe(rclient)}), handler
+    probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions)}
+    return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes), handler
+
+
+def _broker_probe(producer: Producer, topic: str):  # noqa: ANN202
+    """A metadata request for ``topic`` (the producer is thread-safe; the consumer belongs to the loop)."""
+    def probe() -> str:
+        try:
+            meta = producer.list_topics(topic, timeout=2)
+        except KafkaException as exc:
+            return f"unreachable: {exc.args[0].str() if exc.args else exc}"
+        info = meta.topics.get(topic)
+        return "ok" if info is not None and info.error is None else f"topic {topic} unavailable"
+    return probe
 
 
 def _redis_probe(client: redis.Redis):  # noqa: ANN202
