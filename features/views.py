@@ -49,6 +49,9 @@ VITALS_VIEW = FeatureView(
         FeatureSpec("sbp_slope_30m", "sbp", "slope", _sliding("30m")),
         FeatureSpec("dbp_mean_5m", "dbp", "mean", _sliding("5m")),
     ),
+    # One-minute buckets: windows slide minute by minute, which vital-sign features tolerate, and a 30-minute
+    # window folds 30 buckets instead of 180 (Redis memory, read and write cost all scale with it).
+    bucket_ms=60_000,
 )
 
 GPS_VIEW = FeatureView(
