@@ -1,30 +1,34 @@
-"""Compiled evaluation plan of a feature view: one specialised fold function per window.
+"""Compiled evaluation plan of a feature view: one specialised pass over the buckets for all windows.
 
 ``features.aggregations.fold`` merges all 13 partial slots of one bucket per call. Reading a feature
 vector that way costs one call per (bucket, field, window), and every slot is merged even when the view
-only asks for a mean. :func:`plan_for` compiles a view once into, per distinct window:
+only asks for a mean. :func:`plan_for` compiles a view once into:
 
-* ``fold(acc, buckets, order, lo, hi, origin_ms) -> acc``: one loop over the live buckets
-  ``order[lo:hi]`` that merges, for every field the window's features read, **only the slots those
-  aggregations need** (a mean needs count and sum; std adds M2; slope adds first/last time and the
-  least-squares sums, ...). ``acc`` is a flat tuple of the locals (``None`` to start empty), so a fold
-  can continue from a cached prefix;
-* ``emit(acc, out)``: writes the window's features into ``out``.
+* ``starts(now_ms, last)``: the first bucket of every distinct window of the view (all end at ``last``);
+* ``fold(acc, buckets, order, lo, hi, starts) -> acc``: **one** loop over the live buckets
+  ``order[lo:hi]`` in time order that merges each bucket into every (window, field) group whose window
+  has started, and for each group **only the slots its aggregations read** (a mean needs count and sum;
+  std adds M2; slope adds first/last time and the least-squares sums, ...). Features sharing a (window,
+  field), like ``hr_mean_5m``/``hr_std_5m``/``hr_max_5m``, share one merge. ``acc`` is a flat tuple of
+  the locals (``None`` to start empty), so a fold can continue from a cached prefix;
+* ``emit(acc, out)``: writes every feature into ``out``.
 
 Every merged slot is computed by the same expression, in the same order, as ``fold`` and the result
 functions of ``AGGREGATIONS``, so the values are bit-identical to the reference path (pinned by
-``tests/features/test_plan.py``); the generated source is kept in ``WindowPlan.source`` for reading.
+``tests/features/test_plan.py``); the generated code is kept in ``Plan.source`` for reading.
 
 Example:
     >>> from features.definitions import FeatureView, FieldSpec, FeatureSpec, Window
     >>> view = FeatureView("v", 1, "t", "id", "ts", (FieldSpec("x"),),
-    ...                    (FeatureSpec("m", "x", "mean", Window("sliding", 60_000)),
-    ...                     FeatureSpec("hi", "x", "max", Window("sliding", 60_000))))
-    >>> wp = plan_for(view).windows[0]
+    ...                    (FeatureSpec("m", "x", "mean", Window("sliding", 20_000)),
+    ...                     FeatureSpec("hi", "x", "max", Window("sliding", 10_000))))
+    >>> plan = plan_for(view)
     >>> buckets = {0: {"x": [2, 3.0, 0.5, 1.0, 2.0, 0, 1.0, 1, 2.0, 0.0, 0.0, 0.0, 0.0]},
     ...            10_000: {"x": [1, 5.0, 0.0, 5.0, 5.0, 10_000, 5.0, 10_000, 5.0, 0.0, 0.0, 0.0, 0.0]}}
+    >>> plan.starts(10_000, 10_000)
+    (0, 10000)
     >>> out = {}
-    >>> wp.emit(wp.fold(None, buckets, [0, 10_000], 0, 2, 0), out)
+    >>> plan.emit(plan.fold(None, buckets, [0, 10_000], 0, 2, (0, 10_000)), out)
     >>> out
     {'m': 2.6666666666666665, 'hi': 5.0}
 """
@@ -104,30 +108,29 @@ _NAMESPACE: dict[str, Any] = {
     "ONE_MINUS_ALPHA": 1.0 - EWMA_ALPHA,
 }
 
-Fold = Callable[[tuple | None, dict[int, dict[str, list]], list[int], int, int, int], tuple]
+Fold = Callable[[tuple | None, dict[int, dict[str, list]], list[int], int, int, tuple[int, ...]], tuple]
 Emit = Callable[[tuple, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
-class WindowPlan:
-    """The compiled read of one window: its fold, its emit, the generated source, and for sliding
-    windows ``back_ms`` (window start = start of the bucket of now - ``back_ms``; None otherwise)."""
-
-    window: Window
-    fold: Fold
-    emit: Emit
-    source: str
-    back_ms: int | None
-
-
-@dataclass(frozen=True)
 class Plan:
-    """A compiled feature view: fields to apply (name, is_str, angle, distinct) and one plan per window."""
+    """A compiled feature view.
+
+    ``fields``: what ``apply`` folds in, as (name, is_str, angle, distinct). ``windows``: the distinct
+    windows of the view; ``starts(now_ms, last)`` returns their first bucket starts (``last`` is the
+    start of the bucket of now). ``fold(acc, buckets, order, lo, hi, starts)`` merges the live buckets
+    ``order[lo:hi]`` into every window that starts at or before each of them; ``emit(acc, out)`` writes
+    the features. ``source`` is the generated code.
+    """
 
     bucket_ms: int
     names: tuple[str, ...]
     fields: tuple[tuple[str, bool, bool, bool], ...]
-    windows: tuple[WindowPlan, ...]
+    windows: tuple[Window, ...]
+    starts: Callable[[int, int], tuple[int, ...]]
+    fold: Fold
+    emit: Emit
+    source: str
 
 
 def _closure(needs: set[str]) -> set[str]:
@@ -172,13 +175,15 @@ def _merge_lines(v: dict[str, str], slots: set[str], angle: bool) -> list[str]:
     first += [f"{v['ew']} = mean_b"] if has("ew") else []
     out += ["    " + line for line in first]
     out.append("else:")
-    rest = [f"n_new = {v['n']} + nb"]
     if has("m2"):
-        rest += [
+        rest = [
+            f"n_new = {v['n']} + nb",
             f"delta = mean_b - {v['s']} / {v['n']}",
             f"{v['m2']} += p[2] + delta * delta * {v['n']} * nb / n_new",
+            f"{v['n']} = n_new",
         ]
-    rest.append(f"{v['n']} = n_new")
+    else:
+        rest = [f"{v['n']} += nb"]
     rest += [f"{v['s']} += sb"] if has("s") else []
     rest += [f"if p[3] < {v['mn']}:", f"    {v['mn']} = p[3]"] if has("mn") else []
     rest += [f"if p[4] > {v['mx']}:", f"    {v['mx']} = p[4]"] if has("mx") else []
@@ -203,43 +208,86 @@ def _merge_lines(v: dict[str, str], slots: set[str], angle: bool) -> list[str]:
     return out
 
 
-def _compile_window(
-    window: Window,
-    bucket_ms: int,
-    groups: dict[str, list[tuple[str, str]]],
-    angle: set[str],
-    distinct: set[str],
-) -> WindowPlan:
-    """Generate and compile the fold and emit functions of one window (``groups``: field -> features)."""
+def _none(*args: Any) -> Any:
+    return None
+
+
+def compile_plan(view: FeatureView) -> Plan:
+    """Compile ``view`` (use :func:`plan_for`, which caches): one pass over the buckets for all windows.
+
+    Every window ends at the bucket of now, so one walk in time order from the earliest window start
+    serves them all; each (window, field) group merges a bucket only from its own window start on, so
+    every group sees the same left fold as on its own.
+    """
+    angle = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_angle}
+    distinct = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_distinct}
+    fields = tuple((f.name, f.type == "str", f.name in angle, f.name in distinct) for f in view.fields)
+    if not view.features:
+        return Plan(view.bucket_ms, (), fields, (), lambda now_ms, last: (), _none, _none, "")
+    windows: list[Window] = []
+    groups: dict[tuple[int, str], list[tuple[str, str]]] = {}  # (window index, field) -> [(name, agg)]
+    for feat in view.features:
+        if feat.window not in windows:
+            windows.append(feat.window)
+        groups.setdefault((windows.index(feat.window), feat.field), []).append((feat.name, feat.agg))
     locals_: list[str] = []
     init: list[str] = []
-    body: list[str] = []
     results: list[str] = []
-    any_slope = False
-    for gi, (field, feats) in enumerate(groups.items()):
+    by_field: dict[str, list[tuple[int, dict[str, str], set[str]]]] = {}
+    for gi, ((wi, field), feats) in enumerate(groups.items()):
         slots = _closure(set().union(*(_NEEDS[agg] for _, agg in feats)))
-        if field not in distinct:
-            slots.discard("ds")
         v = {slot: f"g{gi}_{slot}" for slot in _ORDER}
-        names = [v[s] for s in _ORDER if s in slots]
-        locals_ += names
+        locals_ += [v[s] for s in _ORDER if s in slots]
         init += [f"{v[s]} = {_INIT[s]}" for s in _ORDER if s in slots]
-        any_slope |= "st" in slots
-        body += [f"p = bk.get({field!r})", "if p is not None:", "    nb = p[0]", "    if nb:"]
-        body += ["        " + line for line in _merge_lines(v, slots, field in angle)]
-        results += [f"out[{name!r}] = {_RESULT[agg].format(**v)}" for name, agg in feats]
+        by_field.setdefault(field, []).append((wi, v, slots))
+    for feat in view.features:  # results in definition order
+        wi = windows.index(feat.window)
+        v = {slot: f"g{list(groups).index((wi, feat.field))}_{slot}" for slot in _ORDER}
+        results.append(f"out[{feat.name!r}] = {_RESULT[feat.agg].format(**v)}")
+    head: list[str] = []
+    body: list[str] = []
+    for fi, (field, uses) in enumerate(by_field.items()):
+        wis = sorted({wi for wi, _, _ in uses})
+        head.append(
+            f"f{fi} = {'min(' + ', '.join(f'o{w}' for w in wis) + ')' if len(wis) > 1 else f'o{wis[0]}'}"
+        )
+        body += [
+            f"if b >= f{fi}:",
+            f"    p = bk.get({field!r})",
+            "    if p is not None:",
+            "        nb = p[0]",
+        ]
+        body.append("        if nb:")
+        for wi, v, slots in uses:
+            merge = _merge_lines(v, slots, field in angle)
+            if "st" in slots:
+                merge.insert(0, f"d = (b - o{wi}) / 1000.0")
+            if len(wis) > 1:
+                body += [f"            if b >= o{wi}:", *["                " + line for line in merge]]
+            else:
+                body += ["            " + line for line in merge]
     tup = ", ".join(locals_) + ","
-    copy_sets = [f"    {n} = set({n})" for n in locals_ if n.endswith("_ds")]
+    origins = ", ".join(f"o{wi}" for wi in range(len(windows))) + ","
+    starts = ", ".join(
+        f"last - {w.size_ms - view.bucket_ms}"
+        if w.kind == "sliding"
+        else f"W{wi}.bucket_range({view.bucket_ms}, now_ms)[0]"
+        for wi, w in enumerate(windows)
+    )
     src = [
-        "def fold(acc, buckets, order, lo, hi, origin_ms):",
+        "def starts(now_ms, last):",
+        f"    return ({starts},)",
+        "",
+        "def fold(acc, buckets, order, lo, hi, origins):",
+        f"    ({origins}) = origins",
+        *["    " + line for line in head],
         "    if acc is None:",
         *["        " + line for line in init],
         "    else:",
         f"        ({tup}) = acc",
-        *["    " + line for line in copy_sets],
+        *[f"        {n} = set({n})" for n in locals_ if n.endswith("_ds")],
         "    for b in order[lo:hi]:",
         "        bk = buckets[b]",
-        *(["        d = (b - origin_ms) / 1000.0"] if any_slope else []),
         *["        " + line for line in body],
         f"    return ({tup})",
         "",
@@ -248,24 +296,18 @@ def _compile_window(
         *["    " + line for line in results],
     ]
     source = "\n".join(src) + "\n"
-    ns = dict(_NAMESPACE)
-    exec(compile(source, f"<features.plan window {window}>", "exec"), ns)  # noqa: S102 - our own template
-    back = window.size_ms - bucket_ms if window.kind == "sliding" else None
-    return WindowPlan(window, ns["fold"], ns["emit"], source, back)
-
-
-def compile_plan(view: FeatureView) -> Plan:
-    """Compile ``view`` (use :func:`plan_for`, which caches)."""
-    angle = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_angle}
-    distinct = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_distinct}
-    fields = tuple((f.name, f.type == "str", f.name in angle, f.name in distinct) for f in view.fields)
-    by_window: dict[Window, dict[str, list[tuple[str, str]]]] = {}
-    for feat in view.features:
-        by_window.setdefault(feat.window, {}).setdefault(feat.field, []).append((feat.name, feat.agg))
-    windows = tuple(
-        _compile_window(w, view.bucket_ms, groups, angle, distinct) for w, groups in by_window.items()
+    ns = dict(_NAMESPACE, **{f"W{wi}": w for wi, w in enumerate(windows)})
+    exec(compile(source, f"<features.plan {view.name} v{view.version}>", "exec"), ns)  # noqa: S102 - own template
+    return Plan(
+        view.bucket_ms,
+        view.feature_names,
+        fields,
+        tuple(windows),
+        ns["starts"],
+        ns["fold"],
+        ns["emit"],
+        source,
     )
-    return Plan(view.bucket_ms, view.feature_names, fields, windows)
 
 
 _PLANS: dict[int, tuple[FeatureView, Plan]] = {}

@@ -8,10 +8,11 @@ Hash encoding (one Redis hash field per bucket): field = bucket start in ms as A
 orjson of ``{field_name: [13 numbers] (+ [sorted distinct values])}``. Floats round-trip exactly.
 
 Feature reads fold the window's buckets in time order, with the code ``features.plan`` compiles per
-view: one pass per window over its live buckets, merging only the slots the view's aggregations read
+view: one pass over the live buckets for all windows, merging only the slots the aggregations read
 (bit-identical to ``features.aggregations.fold``). The fold of the buckets *before* the bucket of
-``now`` is cached per window and reused while no older bucket changes, so scoring many events of one
-bucket costs one small fold per window; the arithmetic is identical with or without the cache.
+``now`` is cached (from the second read in a bucket on) and reused while no older bucket
+changes, so scoring many events of one bucket costs one small fold per window; the arithmetic is
+identical with or without the cache (a left fold continued from a prefix is the same left fold).
 
 Example:
     >>> from features.definitions import FeatureView, FieldSpec, FeatureSpec, Window
@@ -46,15 +47,15 @@ __all__ = ["EntityState", "Plan", "plan_for"]
 class EntityState:
     """All live buckets of one entity: {bucket_start_ms: {field: partial}}; tracks dirty/deleted buckets."""
 
-    __slots__ = ("buckets", "_order", "_dirty", "_deleted", "_cache", "_cache_last")
+    __slots__ = ("buckets", "_order", "_dirty", "_deleted", "_cache", "_read_last")
 
     def __init__(self) -> None:
         self.buckets: dict[int, dict[str, list]] = {}
         self._order: list[int] = []
         self._dirty: set[int] = set()
         self._deleted: set[int] = set()
-        self._cache: dict[int, tuple[int, int, tuple]] = {}
-        self._cache_last = -1
+        self._cache: tuple[int, tuple[int, ...], tuple] | None = None  # (last, window starts, prefix fold)
+        self._read_last = -1  # bucket of the previous read: cache a prefix only on a second read there
 
     def __repr__(self) -> str:
         return (
@@ -88,9 +89,8 @@ class EntityState:
             insort(self._order, b)
             self._deleted.discard(b)
         self._dirty.add(b)
-        if b < self._cache_last:
-            self._cache.clear()
-            self._cache_last = -1
+        if self._cache is not None and b < self._cache[0]:
+            self._cache = None
         values = event.values
         for name, is_str, angle, distinct in plan.fields:
             x = values.get(name)
@@ -108,28 +108,28 @@ class EntityState:
         """The feature vector at ``now_ms`` (buckets after the bucket of ``now_ms`` are ignored)."""
         plan = plan_for(view)
         out = dict.fromkeys(plan.names, 0.0)
+        if not plan.windows:
+            return out
+        last = now_ms - now_ms % plan.bucket_ms
+        starts = plan.starts(now_ms, last)
         order = self._order
-        n_order = len(order)
+        lo = bisect_left(order, min(starts))
+        hi = bisect_left(order, last, lo)
+        cur = hi < len(order) and order[hi] == last
         buckets = self.buckets
-        cache = self._cache
-        bucket_ms = plan.bucket_ms
-        last = now_ms - now_ms % bucket_ms
-        for wi, wp in enumerate(plan.windows):
-            back = wp.back_ms
-            start = last - back if back is not None else wp.window.bucket_range(bucket_ms, now_ms)[0]
-            lo = bisect_left(order, start)
-            hi = bisect_left(order, last, lo)
-            hit = cache.get(wi)
-            if hit is not None and hit[0] == start and hit[1] == last:
-                acc = hit[2]
-            else:
-                acc = wp.fold(None, buckets, order, lo, hi, start)
-                cache[wi] = (start, last, acc)
-                if last > self._cache_last:
-                    self._cache_last = last
-            if hi < n_order and order[hi] == last:
-                acc = wp.fold(acc, buckets, order, hi, hi + 1, start)
-            wp.emit(acc, out)
+        if self._read_last != last:  # first read in this bucket: one pass, nothing cached
+            self._read_last = last
+            plan.emit(plan.fold(None, buckets, order, lo, hi + cur, starts), out)
+            return out
+        hit = self._cache
+        if hit is not None and hit[0] == last and hit[1] == starts:
+            acc = hit[2]
+        else:
+            acc = plan.fold(None, buckets, order, lo, hi, starts)
+            self._cache = (last, starts, acc)
+        if cur:
+            acc = plan.fold(acc, buckets, order, hi, hi + 1, starts)
+        plan.emit(acc, out)
         return out
 
     def expire(self, before_ms: int) -> None:
@@ -143,8 +143,7 @@ class EntityState:
             self._dirty.discard(b)
             self._deleted.add(b)
         del order[:cut]
-        self._cache.clear()
-        self._cache_last = -1
+        self._cache = None
 
     def to_redis(self) -> tuple[dict[bytes, bytes], list[bytes]]:
         """(dirty buckets as hash fields to HSET, expired bucket fields to HDEL); full values, sorted."""

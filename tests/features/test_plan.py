@@ -94,7 +94,7 @@ def test_compiled_reads_are_bit_identical_to_the_reference_fold(
     assert identical(restored.features(view, now), reference(state, view, now))
 
 
-def test_only_the_slots_a_window_needs_are_merged() -> None:
+def test_one_pass_merges_only_the_slots_each_group_needs() -> None:
     view = FeatureView(
         "p",
         1,
@@ -111,11 +111,12 @@ def test_only_the_slots_a_window_needs_are_merged() -> None:
         bucket_ms=BUCKET,
     )
     plan = compile_plan(view)
-    moments, slope = (wp.source for wp in plan.windows)
-    # one loop per window, one group per field, mean+std share one merge of x
-    assert moments.count("for b in") == 1 and moments.count("bk.get('x')") == 1
-    assert "p[2]" in moments and "p[9]" not in moments and "p[4]" not in moments
-    assert "p[9]" in slope and "p[2]" not in slope and "ALPHA" not in slope
+    src = plan.source
+    # one loop for both windows; x is looked up once per bucket, mean+std share one merge (group g0)
+    assert src.count("for b in") == 1 and src.count("bk.get('x')") == 1
+    assert "g0_m2" in src and "g0_st" not in src and "g0_mx" not in src and "g0_ew" not in src
+    assert "g2_st " in src and "g2_m2" not in src and "ALPHA" not in src
+    assert plan.windows == (WINDOWS[1], WINDOWS[2]) and plan.starts(12_000, 10_000) == (-15_000, 0)
     assert plan_for(view) is plan_for(view)
 
 
@@ -139,3 +140,19 @@ def test_distinct_sets_of_a_cached_prefix_are_not_mutated() -> None:
     state.apply(view, Event("e", 11_000, {"x": 1.0, "s": "a"}))
     assert state.features(view, 11_000) == {"d": 3.0}
     assert state.features(view, 6_000) == {"d": 3.0}  # b and c both sit in the bucket of 6 s
+
+
+def test_a_cached_prefix_is_dropped_when_an_older_bucket_changes() -> None:
+    view = FeatureView(
+        "p", 1, "t", "id", "ts", FIELDS, (FeatureSpec("sum", "x", "sum", WINDOWS[1]),), bucket_ms=BUCKET
+    )
+    state = EntityState()
+    for ts in (1_000, 6_000, 11_000):
+        state.apply(view, Event("e", ts, {"x": 1.0}))
+    assert state.features(view, 11_000) == state.features(view, 12_000) == {"sum": 3.0}  # 2nd read caches
+    state.apply(view, Event("e", 2_000, {"x": 4.0}))
+    assert state.features(view, 13_000) == {"sum": 7.0}
+    state.apply(view, Event("e", 14_000, {"x": 0.5}))  # the current bucket: the prefix stays valid
+    assert state.features(view, 14_000) == {"sum": 7.5}
+    state.expire(5_000)
+    assert state.features(view, 14_000) == {"sum": 2.5}
