@@ -11,7 +11,7 @@ only asks for a mean. :func:`plan_for` compiles a view once into:
   std adds M2; slope adds first/last time and the least-squares sums, ...). Features sharing a (window,
   field), like ``hr_mean_5m``/``hr_std_5m``/``hr_max_5m``, share one merge. ``acc`` is a flat tuple of
   the locals (``None`` to start empty), so a fold can continue from a cached prefix;
-* ``emit(acc, out)``: writes every feature into ``out``.
+* ``emit(acc) -> dict``: the feature vector (definition order) from a fold.
 
 Every merged slot is computed by the same expression, in the same order, as ``fold`` and the result
 functions of ``AGGREGATIONS``, so the values are bit-identical to the reference path (pinned by
@@ -27,9 +27,7 @@ Example:
     ...            10_000: {"x": [1, 5.0, 0.0, 5.0, 5.0, 10_000, 5.0, 10_000, 5.0, 0.0, 0.0, 0.0, 0.0]}}
     >>> plan.starts(10_000, 10_000)
     (0, 10000)
-    >>> out = {}
-    >>> plan.emit(plan.fold(None, buckets, [0, 10_000], 0, 2, (0, 10_000)), out)
-    >>> out
+    >>> plan.emit(plan.fold(None, buckets, [0, 10_000], 0, 2, (0, 10_000)))
     {'m': 2.6666666666666665, 'hi': 5.0}
 """
 
@@ -109,7 +107,7 @@ _NAMESPACE: dict[str, Any] = {
 }
 
 Fold = Callable[[tuple | None, dict[int, dict[str, list]], list[int], int, int, tuple[int, ...]], tuple]
-Emit = Callable[[tuple, dict[str, float]], None]
+Emit = Callable[[tuple], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -119,8 +117,8 @@ class Plan:
     ``fields``: what ``apply`` folds in, as (name, is_str, angle, distinct). ``windows``: the distinct
     windows of the view; ``starts(now_ms, last)`` returns their first bucket starts (``last`` is the
     start of the bucket of now). ``fold(acc, buckets, order, lo, hi, starts)`` merges the live buckets
-    ``order[lo:hi]`` into every window that starts at or before each of them; ``emit(acc, out)`` writes
-    the features. ``source`` is the generated code.
+    ``order[lo:hi]`` into every window that starts at or before each of them; ``emit(acc)`` returns
+    the feature vector. ``source`` is the generated code.
     """
 
     bucket_ms: int
@@ -208,8 +206,8 @@ def _merge_lines(v: dict[str, str], slots: set[str], angle: bool) -> list[str]:
     return out
 
 
-def _none(*args: Any) -> Any:
-    return None
+def _nothing(*args: Any) -> tuple:
+    return ()
 
 
 def compile_plan(view: FeatureView) -> Plan:
@@ -223,7 +221,7 @@ def compile_plan(view: FeatureView) -> Plan:
     distinct = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_distinct}
     fields = tuple((f.name, f.type == "str", f.name in angle, f.name in distinct) for f in view.fields)
     if not view.features:
-        return Plan(view.bucket_ms, (), fields, (), lambda now_ms, last: (), _none, _none, "")
+        return Plan(view.bucket_ms, (), fields, (), _nothing, _nothing, lambda acc: {}, "")
     windows: list[Window] = []
     groups: dict[tuple[int, str], list[tuple[str, str]]] = {}  # (window index, field) -> [(name, agg)]
     for feat in view.features:
@@ -243,7 +241,7 @@ def compile_plan(view: FeatureView) -> Plan:
     for feat in view.features:  # results in definition order
         wi = windows.index(feat.window)
         v = {slot: f"g{list(groups).index((wi, feat.field))}_{slot}" for slot in _ORDER}
-        results.append(f"out[{feat.name!r}] = {_RESULT[feat.agg].format(**v)}")
+        results.append(f"{feat.name!r}: {_RESULT[feat.agg].format(**v)},")
     head: list[str] = []
     body: list[str] = []
     for fi, (field, uses) in enumerate(by_field.items()):
@@ -291,9 +289,11 @@ def compile_plan(view: FeatureView) -> Plan:
         *["        " + line for line in body],
         f"    return ({tup})",
         "",
-        "def emit(acc, out):",
+        "def emit(acc):",
         f"    ({tup}) = acc",
-        *["    " + line for line in results],
+        "    return {",
+        *["        " + line for line in results],
+        "    }",
     ]
     source = "\n".join(src) + "\n"
     ns = dict(_NAMESPACE, **{f"W{wi}": w for wi, w in enumerate(windows)})

@@ -107,9 +107,8 @@ class EntityState:
     def features(self, view: FeatureView, now_ms: int) -> dict[str, float]:
         """The feature vector at ``now_ms`` (buckets after the bucket of ``now_ms`` are ignored)."""
         plan = plan_for(view)
-        out = dict.fromkeys(plan.names, 0.0)
         if not plan.windows:
-            return out
+            return {}
         last = now_ms - now_ms % plan.bucket_ms
         starts = plan.starts(now_ms, last)
         order = self._order
@@ -119,8 +118,7 @@ class EntityState:
         buckets = self.buckets
         if self._read_last != last:  # first read in this bucket: one pass, nothing cached
             self._read_last = last
-            plan.emit(plan.fold(None, buckets, order, lo, hi + cur, starts), out)
-            return out
+            return plan.emit(plan.fold(None, buckets, order, lo, hi + cur, starts))
         hit = self._cache
         if hit is not None and hit[0] == last and hit[1] == starts:
             acc = hit[2]
@@ -129,8 +127,7 @@ class EntityState:
             self._cache = (last, starts, acc)
         if cur:
             acc = plan.fold(acc, buckets, order, hi, hi + 1, starts)
-        plan.emit(acc, out)
-        return out
+        return plan.emit(acc)
 
     def expire(self, before_ms: int) -> None:
         """Drop buckets that start before ``before_ms`` (they are deleted from the store on save)."""
