@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.exceptions import DriftlineError
+from streams.logs import configured_secrets, setup_logging
 from streams.settings import Settings
 from streams.stack import EmbeddedStack
 
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="driftline", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="TOML settings file (env DRIFTLINE_CONFIG)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--log-json", action="store_true",
+                   help="one JSON object per log line (or DRIFTLINE_LOG_JSON=1); secrets are masked")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="start the embedded broker (and Redis if none is reachable), create topics")
     sub.add_parser("status", help="is the embedded stack running and healthy?")
@@ -302,10 +305,11 @@ COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "topics": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftline registry list | head` ends quietly
-    argv = __import__("streams.logs").logs.cli_logging(argv, os.environ)  # --log-json, secrets masked
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    json_lines = args.log_json or Settings.from_env({k: v for k, v in os.environ.items()
+                                                     if k == "DRIFTLINE_LOG_JSON"}).log_json
+    setup_logging(json_lines, logging.DEBUG if args.verbose else logging.WARNING,
+                  secrets=configured_secrets(os.environ))
     try:
         return COMMANDS[args.cmd](args)
     except DriftlineError as exc:

@@ -161,18 +161,5 @@ def configured_secrets(env: Mapping[str, str]) -> list[str]:
     return [s for s in found if s]
 
 
-def cli_logging(argv: list[str] | None, env: Mapping[str, str]) -> list[str]:
-    """The CLI hook: reads ``--log-json`` (or ``DRIFTLINE_LOG_JSON=1``) and ``-v/--verbose``, sets up logging
-    with the configured secrets masked, and returns ``argv`` without ``--log-json`` for the parser."""
-    from streams.settings import _bool
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    json_lines = "--log-json" in args or _bool(env.get("DRIFTLINE_LOG_JSON", ""))
-    args = [a for a in args if a != "--log-json"]
-    verbose = "-v" in args or "--verbose" in args
-    setup_logging(json_lines, logging.DEBUG if verbose else logging.WARNING, secrets=configured_secrets(env))
-    return args
-
-
-__all__ = ["setup_logging", "cli_logging", "configured_secrets", "RedactingFilter", "JsonFormatter",
+__all__ = ["setup_logging", "configured_secrets", "RedactingFilter", "JsonFormatter",
            "EXTRA_FIELDS", "REDACTED"]

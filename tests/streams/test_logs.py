@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.logs import REDACTED, RedactingFilter, cli_logging, configured_secrets, setup_logging
+from streams.logs import REDACTED, RedactingFilter, configured_secrets, setup_logging
 
 KEY = "c0ntr0l-key-0123456789abcdef"
 
@@ -93,18 +93,25 @@ def test_configured_secrets_reads_env_and_the_key_file(tmp_path: Path) -> None:
     assert configured_secrets({"DRIFTLINE_BATCH_MAX_ROWS": "x", "DRIFTLINE_CONTROL_KEY": KEY}) == [KEY]
 
 
-def test_cli_hook_strips_the_flag_and_honours_the_env(restore_root: None, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    env = {"DRIFTLINE_RUN_DIR": str(tmp_path), "DRIFTLINE_CONTROL_KEY": KEY}
-    assert cli_logging(["--log-json", "-v", "status"], env) == ["-v", "status"]
+def test_cli_flag_and_env_select_json_lines_with_secrets_masked(restore_root: None, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    monkeypatch.setenv("DRIFTLINE_REGISTRY", str(tmp_path / "reg"))
+    monkeypatch.setenv("DRIFTLINE_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("DRIFTLINE_CONTROL_KEY", KEY)
+    assert main(["--log-json", "-v", "registry", "list"]) == 0
     assert logging.getLogger().level == logging.DEBUG
     logging.getLogger("cli").warning("key is %s", KEY)
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["msg"] == f"key is {REDACTED}"
-    assert cli_logging(["status"], {**env, "DRIFTLINE_LOG_JSON": "1"}) == ["status"]
+    monkeypatch.setenv("DRIFTLINE_LOG_JSON", "1")
+    assert main(["registry", "list"]) == 0
     logging.getLogger("cli").warning("json")
     assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["msg"] == "json"
-    cli_logging(["status"], env)
+    monkeypatch.delenv("DRIFTLINE_LOG_JSON")
+    assert main(["registry", "list"]) == 0
     logging.getLogger("cli").warning("text")
     assert capsys.readouterr().err.strip().endswith("WARNING cli text")
 
