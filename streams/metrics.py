@@ -69,6 +69,16 @@ class Metrics:
         self.batch_failures = Counter("driftline_batch_failures", "Batches rewound after a failure",
                                       ["stage", "error"], registry=r)
         self.healthy = Gauge("driftline_healthy", "1 when the worker makes progress", ["stage"], registry=r)
+        self.ab_z = Gauge("driftline_ab_z", "Two-proportion z of the challenger against the champion (joined labels)",
+                          ["model", "champion", "challenger"], registry=r)
+        self.ab_p_value = Gauge("driftline_ab_p_value", "Two-sided p-value of the champion/challenger z-test",
+                                ["model", "champion", "challenger"], registry=r)
+        self.online_learned = Counter("driftline_online_labels_learned",
+                                      "Labels a river champion learned online (learn_one)", ["model", "version"],
+                                      registry=r)
+        self.online_checkpoints = Counter("driftline_online_checkpoints",
+                                          "Online-learned models registered as staging versions", ["model"],
+                                          registry=r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from models.abtest_report import ABReport, ABTracker
 from models.prediction import Prediction
 from monitor.alerts import Alert
 from monitor.drift_monitor import DriftMonitor
@@ -34,7 +35,8 @@ class MonitorHandler:
     def __init__(self, settings: Settings, drift: DriftMonitor, join: RedisLabelJoin, rollback: RollbackPolicy,
                  *, registry: Any, control_key: bytes, sinks: Sequence[AlertSink] = (),
                  timeline: Timeline | None = None, clock: Callable[[], float] = time.time,
-                 metrics: Metrics | None = None, retrain: RetrainPolicy | None = None) -> None:
+                 metrics: Metrics | None = None, retrain: RetrainPolicy | None = None,
+                 ab: ABTracker | None = None) -> None:
         self.settings = settings
         self.drift = drift
         self.join = join
@@ -48,6 +50,9 @@ class MonitorHandler:
         self.metrics = metrics or Metrics()
         self.alerts_sent = 0
         self.retrain = retrain
+        self.ab = ab  # champion/challenger z-test on joined labels; None = off
+        self.ab_reports: list[ABReport] = []
+        self._ab_logged: dict[str, tuple[str, int, int, int]] = {}  # model -> (verdict, champ, chall, trials)
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
         pass
@@ -73,6 +78,8 @@ class MonitorHandler:
         served = [p for p in predictions if p.variant in ("champion", "challenger")]
         alerts = self.drift.on_predictions(served, now)
         alerts += self.drift.on_outcomes(((o.model, o.version, o.error, o.label, o.score) for o in outcomes), now)
+        if self.ab is not None:
+            self._ab_test(served, outcomes, now)
         self._observe(messages, outcomes, alerts)
         outputs = [Output(self.settings.topics.alerts, codec.encode(a.to_dict()), a.dedup_key) for a in alerts]
         # retrain first: it must see the production version that served when the alert fired
@@ -103,6 +110,42 @@ class MonitorHandler:
             self.metrics.psi.labels(mon.model, version, "__score__").set(mon.score_psi.value)
             self.metrics.mean_shift.labels(mon.model, version).set(mon.mean_shift.value)
             self.metrics.accuracy.labels(mon.model, version).set(mon.accuracy)
+
+    def _ab_test(self, served: list[Prediction], outcomes: list, now: int) -> None:
+        """Champion/challenger verdict per model with a challenger in traffic: logged, exported, kept."""
+        assert self.ab is not None
+        self.ab.observe_roles(((p.model, p.model_version, p.variant) for p in served), now)
+        self.ab.observe_outcomes((o.model, o.version, o.error, o.label) for o in outcomes)
+        reports = self.ab.reports(now)
+        live = {(r.model, str(r.champion), str(r.challenger)) for r in reports}
+        for old in {(r.model, str(r.champion), str(r.challenger)) for r in self.ab_reports} - live:
+            self.metrics.ab_z.remove(*old)  # a challenger out of traffic leaves no stale series
+            self.metrics.ab_p_value.remove(*old)
+        for r in reports:
+            labels = (r.model, str(r.champion), str(r.challenger))
+            self.metrics.ab_z.labels(*labels).set(r.z)
+            self.metrics.ab_p_value.labels(*labels).set(r.p_value)
+            trials = r.champion_n + r.challenger_n
+            last = self._ab_logged.get(r.model)
+            if (last is None or last[:3] != (r.verdict, r.champion, r.challenger)
+                    or trials - last[3] >= self.drift.evaluate_every):
+                self._ab_logged[r.model] = (r.verdict, r.champion, r.challenger, trials)
+                log.info("%s", r.summary)
+                if last is None or last[0] != r.verdict:
+                    self.timeline.record("ab_test", model=r.model, champion=r.champion, challenger=r.challenger,
+                                         verdict=r.verdict, p_value=r.p_value, summary=r.summary)
+        self.ab_reports = reports
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """The drift monitor's snapshots; a challenger's overall snapshot carries its ``ab_test`` report."""
+        by_challenger = {(r.model, r.challenger): r.to_dict() for r in self.ab_reports}
+        out = []
+        for snap in self.drift.snapshots():
+            snap = dict(snap)
+            if snap.get("slice") is None and (snap.get("model"), snap.get("version")) in by_challenger:
+                snap["ab_test"] = by_challenger[(snap["model"], snap["version"])]
+            out.append(snap)
+        return out
 
     def _command(self, decision: Decision, now: int) -> Output:
         if decision.command == "rollback" and decision.to_version is not None:

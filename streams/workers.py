@@ -114,8 +114,14 @@ class Worker:
 
 
 def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timeline: Timeline | None = None,
-                   instance: str | None = None) -> tuple[Worker, FusedHandler]:
-    """The fused features → score worker for one view and model, obeying control commands between batches."""
+                   instance: str | None = None, online_learning: bool = False, online_checkpoint_every: int = 0,
+                   online_ttl_s: int = 6 * 3600) -> tuple[Worker, FusedHandler]:
+    """The fused features → score worker for one view and model, obeying control commands between batches.
+
+    ``online_learning`` (off by default): the worker also consumes the labels topic and a river champion learns
+    from each label joined to its prediction's feature snapshot (kept ``online_ttl_s`` in Redis); every
+    ``online_checkpoint_every`` labels (0 = never) the learned model is registered as a staging version. The
+    wrapping handler is ``worker.loop.handler`` (see :mod:`streams.online_learning`)."""
     instance = instance or instance_id()
     timeline = timeline or Timeline()
     registry = Registry(settings.registry_dir)
@@ -179,11 +185,21 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                                 to_version=ack.active_version, status=ack.status)
 
     consumer = make_consumer(settings.kafka, settings.pipeline.features_group)
-    loop = BatchLoop(consumer, producer, handler, [view.source_topic], max_rows=settings.pipeline.batch_max_rows,
+    loop_handler, topics = handler, [view.source_topic]
+    probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
+              "active_version": lambda: scorer.active_version, "model": lambda: model}
+    if online_learning:
+        from streams.online_learning import OnlineLearningHandler, RedisSnapshotStore
+
+        online = OnlineLearningHandler(handler, RedisSnapshotStore(rclient, ttl_s=online_ttl_s),
+                                       labels_topic=settings.topics.labels, registry=registry,
+                                       checkpoint_every=online_checkpoint_every, metrics=metrics)
+        loop_handler, topics = online, [view.source_topic, settings.topics.labels]
+        probes["online_learning"] = online.status
+    loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, tick=tick, stage="pipeline", metrics=metrics)
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close], metrics=metrics,
-                    probes={"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
-                            "active_version": lambda: scorer.active_version, "model": lambda: model})
+                    probes=probes)
     return worker, handler
 
 
@@ -203,9 +219,15 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
                   rollback_mode: str = "rollback", evaluate_every: int = 100,
                   min_samples: int = 500, psi_window: int = 1000, slice_field: str | None = None,
                   slice_edges: tuple[float, ...] | None = None, max_slices: int = 50,
-                  retrain_mode: str = "after_rollback") -> tuple[Worker, MonitorHandler]:
+                  retrain_mode: str = "after_rollback", ab_outcome: str | None = "correct", ab_alpha: float = 0.05,
+                  ab_min_n: int = 30) -> tuple[Worker, MonitorHandler]:
     """The monitor worker: drift detection (optionally per slice of ``slice_field``, binned by ``slice_edges``),
-    alerts, rollbacks, retrain requests (``retrain_mode``: off | after_rollback | instead_of_rollback) and acks."""
+    alerts, rollbacks, retrain requests (``retrain_mode``: off | after_rollback | instead_of_rollback) and acks.
+
+    With a challenger in traffic, the champion/challenger z-test on joined labels (``ab_outcome``: correct |
+    precision | recall; None = off) is logged, exported (``driftline_ab_z``, ``driftline_ab_p_value``) and
+    reported by ``/health`` (``ab_tests``)."""
+    from models.abtest_report import ABTracker
     from monitor.drift_monitor import default_policy
     from monitor.retrain import RetrainPolicy
     from monitor.slices import slice_by
@@ -227,7 +249,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
                              registry=registry, control_key=settings.control_key.encode(), sinks=sinks or [],
                              timeline=timeline, metrics=metrics,
-                             retrain=RetrainPolicy(registry, mode=retrain_mode))  # type: ignore[arg-type]
+                             retrain=RetrainPolicy(registry, mode=retrain_mode),  # type: ignore[arg-type]
+                             ab=None if ab_outcome is None else ABTracker(ab_outcome, alpha=ab_alpha, min_n=ab_min_n))
     producer = make_producer(settings.kafka)
     acks = ControlReader(settings, verifier=None)
 
@@ -244,7 +267,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
                      max_rows=settings.pipeline.batch_max_rows, max_ms=100, tick=tick, stage="monitor",
                      metrics=metrics)
     closers = [acks.close, rclient.close] + [s.close for s in (sinks or [])]
-    probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions)}
+    probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
+              "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
     return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes), handler
 
 
