@@ -20,8 +20,14 @@ from features.store import MemoryFeatureStore
 from models.prediction import Prediction
 from models.registry import Registry
 from models.scorer import Scorer
-from streams.online_learning import (PREFIX, MemorySnapshotStore, OnlineLearningHandler, RedisSnapshotStore,
-                                     label_key, snapshot_keys)
+from streams.online_learning import (
+    PREFIX,
+    MemorySnapshotStore,
+    OnlineLearningHandler,
+    RedisSnapshotStore,
+    label_key,
+    snapshot_keys,
+)
 from streams.pipeline import FusedHandler
 
 TOPIC, LABELS, MODEL = "vitals", "labels", "risk"
