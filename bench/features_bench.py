@@ -12,13 +12,22 @@ event time), turns every event into Kafka-like bytes and times, in batches of ``
   (``EntityState.from_redis`` of every entity of the batch), process, ``save`` (``to_redis``). States are
   rebuilt from bytes every batch, as with Redis, so no in-memory cache survives between batches.
 
-Baselines (this machine, 2 vCPU, Python 3.11, 500 entities, 50k events, batches of 500; us/event):
+Times are CPU time of this process (``time.process_time``): the shared 2-vCPU machine the numbers
+below come from was loaded by other jobs, and wall time swung by 2x between identical runs.
 
-============================  ==========  ==========  ==========  ==========
-stage                         vitals old  vitals new  gps old     gps new
-============================  ==========  ==========  ==========  ==========
-see the report of the commit that introduced the fast path (numbers below are printed live)
-============================  ==========  ==========  ==========  ==========
+Before/after the compiled fold (``features.plan``), 500 entities, 50k events, batches of 500, best of two
+interleaved runs, us/event (lower is better):
+
+=====================  ===========  ==========  ==========  =========
+stage                  vitals old   vitals new  gps old     gps new
+=====================  ===========  ==========  ==========  =========
+parse                  7.0          7.0 (*)     4.5         4.5 (*)
+engine                 242.7        86.3        61.5        26.0
+parse+engine+encode    289.3        121.6       73.1        49.9
+online (store)         1149.0       660.2       204.5       132.5
+=====================  ===========  ==========  ==========  =========
+
+(*) parsing is unchanged code; its runs ranged 7.0-11.8 (vitals) and 4.5-5.2 us (gps) on this machine.
 """
 
 from __future__ import annotations
