@@ -188,7 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         view = VIEWS[args.source]
         if args.topic:
             view = dataclasses.replace(view, source_topic=args.topic)
-        worker, _ = build_pipeline(settings, view, args.model)
+        worker, _ = build_pipeline(settings, view, args.model, online_learning=args.online_learning,
+                                   online_checkpoint_every=args.checkpoint_every)
     else:
         worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode)
     from streams.metrics import HealthServer
@@ -284,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")
     rn.add_argument("--model", default="vitals-risk")
     rn.add_argument("--topic", default="", help="source topic, if not the view's own")
+    rn.add_argument("--online-learning", action="store_true",
+                    help="river champions learn_one from joined labels (off by default)")
+    rn.add_argument("--checkpoint-every", type=int, default=0,
+                    help="with --online-learning: register the learned model as a staging version every N labels")
     rn.add_argument("--rollback-mode", choices=["alert_only", "rollback", "pause_challenger"], default="rollback")
     rn.add_argument("--metrics-port", type=int, default=0, help="0: DRIFTLINE_METRICS_PORT, else a free port")
     rn.add_argument("--metrics-host", default="127.0.0.1", help="0.0.0.0 inside a container")

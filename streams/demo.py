@@ -21,8 +21,8 @@ from typing import Any
 
 from features.exceptions import RecordError
 from features.materialize import backfill, write_backfill
-from features.redis_store import RedisFeatureStore
 from features.records import Event, parse_record
+from features.redis_store import RedisFeatureStore
 from features.views import VITALS_VIEW
 from models.prediction import Prediction
 from models.registry import Registry

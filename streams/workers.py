@@ -23,11 +23,11 @@ from features.silence import SilenceTracker
 from models.hotswap import apply_command, reject
 from models.registry import Registry
 from models.scorer import Scorer
+from monitor.alerts import Alert
 from monitor.drift_monitor import DriftMonitor
 from monitor.label_join import RedisLabelJoin
 from monitor.reference import ReferenceProfile
 from monitor.rollback import RollbackPolicy
-from monitor.alerts import Alert
 from monitor.scorer_alerts import command_rejected_alert
 from monitor.sinks import AlertSink
 from streams import codec
