@@ -4,6 +4,7 @@ Keys::
 
     state:  dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:e:<entity_id>   (hash)
     offset: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:off             (string)
+    latest: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:l:<entity_id>   (hash)
 
 * ``{<topic>:<partition>}`` is a **Redis Cluster hash tag**: only the part between the braces is hashed,
   so every key of one source partition lives in one slot. The save script touches the offset key and the
@@ -22,6 +23,9 @@ Values:
   ``{field_name: [count, sum, m2, min, max, first_ts, first, last_ts, last, st, stt, sty, ang(, distinct)]}``
   (see ``features.aggregations``). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
 * offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.
+* latest hash: field ``v`` = orjson ``{"as_of": <event ts ms>, "f": {feature: value}}``: the entity's feature
+  vector as of its last applied event, written in the same atomic save as its state, so serving reads one small
+  value per entity instead of folding buckets. Same TTL as the state.
 
 Example:
     >>> state_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features", "p-17")
@@ -60,6 +64,17 @@ def offset_key(
 ) -> bytes:
     """Key of the last-applied-offset string of one source partition."""
     return f"{base_key(topic, partition, view_name, version, fingerprint, group)}:off".encode()
+
+
+def latest_key(
+    topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str, entity_id: str
+) -> bytes:
+    """Key of the hash holding an entity's feature vector as of its last event (for serving reads).
+
+    >>> latest_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features", "p-17")
+    b'dl:{vitals:3}:fv:vitals_v:v2:abc123:g:driftline-features:l:p-17'
+    """
+    return f"{base_key(topic, partition, view_name, version, fingerprint, group)}:l:{entity_id}".encode()
 
 
 def view_base_key(view: FeatureView, group: str, topic: str, partition: int) -> str:

@@ -21,7 +21,14 @@ from features.definitions import FeatureView
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
 from features.keys import decode_position, encode_position
 from features.state import EntityState
-from features.store import SourcePosition, offset_key_for, state_key_for
+from features.store import (
+    SourcePosition,
+    decode_latest,
+    encode_latest,
+    latest_key_for,
+    offset_key_for,
+    state_key_for,
+)
 
 SAVE_SCRIPT = (Path(__file__).with_name("save_state.lua")).read_text()
 
@@ -69,6 +76,7 @@ class RedisFeatureStore:
         new_offset: int,
         ttl_ms: int,
         watermark_ms: int | None = None,
+        latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
         """See ``features.store.FeatureStore``; ``watermark_ms`` is stored beside the offset when given."""
         keys: list[bytes] = [offset_key_for(view, pos)]
@@ -89,6 +97,9 @@ class RedisFeatureStore:
                 args.append(f)
                 args.append(v)
             args.extend(dels)
+        for entity_id, (as_of, vector) in (latest or {}).items():  # same slot (hash tag): same atomic step
+            keys.append(latest_key_for(view, pos, entity_id))
+            args += [1, 0, b"v", encode_latest(as_of, vector)]
         status, stored = self._save(keys=keys, args=args)
         if status != 1:
             cur = int(stored)
@@ -116,6 +127,16 @@ class RedisFeatureStore:
             pipe.hgetall(state_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e))
         res = pipe.execute()
         return {e: EntityState.from_redis(h).features(view, now_ms) for e, h in zip(ids, res, strict=False)}
+
+    def read_latest(
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+    ) -> dict[str, tuple[int, dict[str, float]]]:
+        """See ``features.store.FeatureStore``: one pipelined HGET per entity, one small decode each."""
+        ids = list(entity_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for e in ids:
+            pipe.hget(latest_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e), b"v")
+        return {e: decode_latest(raw) for e, raw in zip(ids, pipe.execute(), strict=True) if raw is not None}
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:
         """The stored hash of one entity (for tests and debugging)."""

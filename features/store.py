@@ -36,7 +36,11 @@ from typing import Protocol, runtime_checkable
 
 from features.definitions import FeatureView
 from features.exceptions import OffsetRegressionError, StaleOffsetError
-from features.keys import decode_position, encode_position, offset_key, state_key
+import math
+
+import orjson
+
+from features.keys import decode_position, encode_position, latest_key, offset_key, state_key
 from features.state import EntityState
 
 
@@ -54,6 +58,25 @@ def state_key_for(view: FeatureView, pos: SourcePosition, entity_id: str) -> byt
     return state_key(
         pos.topic, pos.partition, view.name, view.version, view.fingerprint(), pos.group, entity_id
     )
+
+
+def latest_key_for(view: FeatureView, pos: SourcePosition, entity_id: str) -> bytes:
+    """The latest-vector key of ``entity_id`` at ``pos`` (see ``features.keys``)."""
+    return latest_key(pos.topic, pos.partition, view.name, view.version, view.fingerprint(), pos.group, entity_id)
+
+
+def encode_latest(as_of_ms: int, vector: Mapping[str, float]) -> bytes:
+    """The stored form of a latest vector (NaN travels as null).
+
+    >>> decode_latest(encode_latest(5, {"a": 1.5, "b": float("nan")}))
+    (5, {'a': 1.5, 'b': nan})
+    """
+    return orjson.dumps({"as_of": as_of_ms, "f": vector})
+
+
+def decode_latest(raw: bytes) -> tuple[int, dict[str, float]]:
+    body = orjson.loads(raw)
+    return int(body["as_of"]), {k: (math.nan if v is None else float(v)) for k, v in body["f"].items()}
 
 
 def offset_key_for(view: FeatureView, pos: SourcePosition) -> bytes:
@@ -80,8 +103,18 @@ class FeatureStore(Protocol):
         expected_offset: int,
         new_offset: int,
         ttl_ms: int,
+        watermark_ms: int | None = None,
+        latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
-        """Atomically compare-and-set the offset and write the states' changes."""
+        """Atomically compare-and-set the offset and write the states' changes (and each entity's latest
+        vector, ``{entity: (as_of_ms, vector)}``, when given)."""
+        ...
+
+    def read_latest(
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+    ) -> dict[str, tuple[int, dict[str, float]]]:
+        """Serving fast path: each entity's vector as of its last event, ``{entity: (as_of_ms, vector)}``, in one
+        round trip (entities never seen are absent). ``read_features`` recomputes at an exact time instead."""
         ...
 
     def read_features(
@@ -157,10 +190,15 @@ class MemoryFeatureStore:
         new_offset: int,
         ttl_ms: int,
         watermark_ms: int | None = None,
+        latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
         """See :class:`FeatureStore`; ``watermark_ms`` is stored beside the offset when given."""
         okey = offset_key_for(view, pos)
         check_offsets(decode_position(self.strings.get(okey))[0], expected_offset, new_offset)
+        for entity_id, (as_of, vector) in (latest or {}).items():
+            key = latest_key_for(view, pos, entity_id)
+            self.hashes[key] = {b"v": encode_latest(as_of, vector)}
+            self.ttls[key] = ttl_ms
         for entity_id, st in states.items():
             sets, dels = st.to_redis()
             if not sets and not dels:
@@ -195,6 +233,17 @@ class MemoryFeatureStore:
             out[e] = EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})).features(
                 view, now_ms
             )
+        return out
+
+    def read_latest(
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+    ) -> dict[str, tuple[int, dict[str, float]]]:
+        """See :class:`FeatureStore`."""
+        out = {}
+        for e in entity_ids:
+            raw = self.hashes.get(latest_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e))
+            if raw:
+                out[e] = decode_latest(raw[b"v"])
         return out
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:

@@ -21,6 +21,7 @@ from features.engine import FeatureEngine
 from features.exceptions import RecordError
 from features.records import Event, parse_record
 from features.silence import SilenceTracker
+from features.state import EntityState
 from features.store import FeatureStore, SourcePosition
 from models.prediction import Prediction
 from models.scorer import Scorer, ScoringRow
@@ -51,7 +52,7 @@ class FusedHandler:
                  predictions_topic: str, dlq_topic: str, alerts_topic: str = "alerts",
                  on_predictions: Callable[[list[Prediction]], None] | None = None,
                  metrics: Metrics | None = None, silence: SilenceTracker | None = None,
-                 features_topic: str | None = None) -> None:
+                 features_topic: str | None = None, cache_max_entities: int = 20_000) -> None:
         self.view = view
         self.store = store
         self.engine = FeatureEngine(view)
@@ -66,6 +67,8 @@ class FusedHandler:
         self.throttle = AlertThrottle()
         self.on_predictions = on_predictions
         self.watermarks: dict[int, int | None] = {}
+        self._cache: dict[int, tuple[int, dict[str, EntityState]]] = {}  # partition -> (saved offset, states)
+        self.cache_max_entities = cache_max_entities
         self.stats = PipelineStats()
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
@@ -75,6 +78,7 @@ class FusedHandler:
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
         for p in partitions:
             self.watermarks.pop(p.partition, None)
+            self._cache.pop(p.partition, None)  # its next owner may write: never trust this copy again
             if self.silence is not None:
                 self.silence.forget(p.partition)
 
@@ -105,13 +109,14 @@ class FusedHandler:
         for partition, new_offset in last_offset.items():
             events = by_partition.get(partition, [])
             pos = positions[partition]
-            t0 = time.perf_counter()
-            states, stored = self.store.load(self.view, pos, {e.entity_id for e in events})
-            self.metrics.redis_seconds.labels("load").observe(time.perf_counter() - t0)
+            # the partition's cached states are taken here and given back only by a successful save: a failed
+            # batch (whose states the engine already mutated) is retried from Redis
+            states, stored, owned = self._load(pos, {e.entity_id for e in events}, self._cache.pop(partition, None))
             if self.watermarks.get(partition) is None:  # first batch after an assignment: resume the watermark
                 self.watermarks[partition] = self.store.position(self.view, pos)[1]
             result = self.engine.process(states, events, watermark_ms=self.watermarks.get(partition),
                                          min_offset=stored)
+            owned.update(states)
             # the new watermark is kept by finalize only: a failed batch is retried from the saved one
             for m, err in rejected.get(partition, ()):
                 if m.offset() <= stored:  # dead-lettered before (a replay): not again
@@ -135,7 +140,8 @@ class FusedHandler:
                 rows.append(ScoringRow(f"{self.view.source_topic}-{partition}-{event.offset}", event.entity_id,
                                        event.ts_ms, vector))
             # the watermark moves with the saved state only: a retried batch must see the watermark it saw first
-            saves.append(self._saver(pos, states, stored, new_offset, result.watermark_ms))
+            latest = {ev.entity_id: (ev.ts_ms, vec) for ev, vec in result.vectors}  # last one per entity wins
+            saves.append(self._saver(pos, states, owned, stored, new_offset, result.watermark_ms, latest))
 
         scored = self.scorer.score(rows) if rows else None
         if scored is not None:
@@ -185,14 +191,44 @@ class FusedHandler:
             outputs += self._silent(pos, {}, due, watermark)
         return outputs
 
-    def _saver(self, pos: SourcePosition, states: dict, expected: int, new: int,
-               watermark: int | None) -> Callable[[], None]:
+    def _load(self, pos: SourcePosition, ids: set[str], cached: tuple[int, dict[str, EntityState]] | None,
+              ) -> tuple[dict[str, EntityState], int, dict[str, EntityState]]:
+        """(the batch's states, the stored offset, every state owned for the partition).
+
+        Entities already cached (saved by this worker at the offset it still owns) need no round trip; the
+        others are loaded, and the cache is trusted only if Redis still holds the offset this worker saved.
+        The save's compare-and-set is the final guard either way."""
+        if cached is not None:
+            saved_offset, owned = cached
+            missing = ids - owned.keys()
+            if not missing:
+                return {e: owned[e] for e in ids}, saved_offset, owned
+            loaded, stored = self._timed_load(pos, missing)
+            if stored == saved_offset:
+                owned.update(loaded)
+                return {e: owned[e] for e in ids}, stored, owned
+        loaded, stored = self._timed_load(pos, ids)
+        return loaded, stored, dict(loaded)
+
+    def _timed_load(self, pos: SourcePosition, ids: set[str]) -> tuple[dict[str, EntityState], int]:
+        t0 = time.perf_counter()
+        loaded, stored = self.store.load(self.view, pos, ids)
+        self.metrics.redis_seconds.labels("load").observe(time.perf_counter() - t0)
+        return loaded, stored
+
+    def _saver(self, pos: SourcePosition, states: dict, owned: dict, expected: int, new: int,
+               watermark: int | None, latest: dict) -> Callable[[], None]:
         def save() -> None:
-            t0 = time.perf_counter()
-            self.store.save(self.view, pos, states, expected_offset=expected, new_offset=new,
-                            ttl_ms=self.view.retention_ms, watermark_ms=watermark)
+            saved = expected
+            if new > expected:
+                t0 = time.perf_counter()
+                self.store.save(self.view, pos, states, expected_offset=expected, new_offset=new,
+                                ttl_ms=self.view.retention_ms, watermark_ms=watermark, latest=latest)
+                self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
+                saved = new
             self.watermarks[pos.partition] = watermark
-            self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
+            if len(owned) <= self.cache_max_entities:
+                self._cache[pos.partition] = (saved, owned)
         return save
 
     def _observe(self, predictions: list[Prediction], oldest_append_ms: int) -> None:

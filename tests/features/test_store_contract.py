@@ -194,6 +194,37 @@ def test_read_features_across_partitions(env) -> None:
     assert list(got["p1"]) == list(view.feature_names)
 
 
+def test_latest_vector_is_saved_atomically_and_read_in_one_call(env) -> None:
+    store, view = env
+    parts = 3
+    part = lambda e: kafka_partition(e.encode(), parts)  # noqa: E731
+    latest: dict[str, tuple[int, dict[str, float]]] = {}
+    for i, entity in enumerate(["p1", "p2"]):
+        pos = SourcePosition("serve", view.source_topic, part(entity))
+        states, off = store.load(view, pos, {entity})
+        batch = [Event(entity, T0 + i * 1000 + k, dict(VALUES, hr=60.0 + k), offset=off + 1 + k) for k in range(3)]
+        res = FeatureEngine(view).process(states, batch, watermark_ms=None, min_offset=off)
+        ev, vec = res.vectors[-1]
+        latest = {entity: (ev.ts_ms, vec)}
+        store.save(view, pos, states, expected_offset=off, new_offset=res.last_offset, ttl_ms=view.retention_ms,
+                   latest=latest)
+    got = store.read_latest(view, ["p1", "p2", "ghost"], partition_of=part, group="serve")
+    assert set(got) == {"p1", "p2"}  # never-seen entities are absent, not zeros
+    as_of, vec = got["p2"]
+    assert as_of == latest["p2"][0] and vec["hr_mean_5m"] == latest["p2"][1]["hr_mean_5m"] == 61.0
+    assert math.isnan(vec["sbp_slope_30m"]) == math.isnan(latest["p2"][1]["sbp_slope_30m"])
+    # it is what an exact recomputation at that time gives
+    exact = store.read_features(view, ["p2"], as_of, partition_of=part, group="serve")["p2"]
+    assert exact["hr_mean_5m"] == vec["hr_mean_5m"]
+    # a stale writer writes neither the state nor the latest vector
+    pos = SourcePosition("serve", view.source_topic, part("p1"))
+    states, off = store.load(view, pos, {"p1"})
+    with pytest.raises(StaleOffsetError):
+        store.save(view, pos, states, expected_offset=off - 1, new_offset=off + 5, ttl_ms=view.retention_ms,
+                   latest={"p1": (0, {"hr_mean_5m": -1.0})})
+    assert store.read_latest(view, ["p1"], partition_of=part, group="serve")["p1"][1]["hr_mean_5m"] != -1.0
+
+
 def test_redis_store_needs_a_bytes_client() -> None:
     redis = pytest.importorskip("redis")
     from features.redis_store import RedisFeatureStore
