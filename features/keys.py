@@ -4,7 +4,7 @@ Keys::
 
     state:  dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:e:<entity_id>   (hash)
     offset: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:off             (string)
-    latest: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:l:<entity_id>   (hash)
+    latest: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:l:<entity_id>   (string)
 
 * ``{<topic>:<partition>}`` is a **Redis Cluster hash tag**: only the part between the braces is hashed,
   so every key of one source partition lives in one slot. The save script touches the offset key and the
@@ -23,7 +23,7 @@ Values:
   ``{field_name: [count, sum, m2, min, max, first_ts, first, last_ts, last, st, stt, sty, ang(, distinct)]}``
   (see ``features.aggregations``). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
 * offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.
-* latest hash: field ``v`` = orjson ``{"as_of": <event ts ms>, "f": {feature: value}}``: the entity's feature
+* latest string: orjson ``{"as_of": <event ts ms>, "f": {feature: value}}``: the entity's feature
   vector as of its last applied event, written in the same atomic save as its state, so serving reads one small
   value per entity instead of folding buckets. Same TTL as the state.
 
@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote
 
 from features.definitions import FeatureView
@@ -47,8 +48,10 @@ def _esc(text: str) -> str:
     return quote(text, safe="-_.~!$&'()*+,;=@")
 
 
+@functools.lru_cache(maxsize=65536)
 def base_key(topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str) -> str:
-    """The common prefix of every key of one (source partition, view definition, consumer group)."""
+    """The common prefix of every key of one (source partition, view definition, consumer group); memoised,
+    since every key of a batch shares one of a few prefixes and escaping is the costly part."""
     return f"{PREFIX}:{{{topic}:{partition}}}:fv:{_esc(view_name)}:v{version}:{fingerprint}:g:{_esc(group)}"
 
 
@@ -69,7 +72,7 @@ def offset_key(
 def latest_key(
     topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str, entity_id: str
 ) -> bytes:
-    """Key of the hash holding an entity's feature vector as of its last event (for serving reads).
+    """Key of the string holding an entity's feature vector as of its last event (for serving reads).
 
     >>> latest_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features", "p-17")
     b'dl:{vitals:3}:fv:vitals_v:v2:abc123:g:driftline-features:l:p-17'

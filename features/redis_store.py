@@ -23,7 +23,7 @@ from features.keys import decode_position, encode_position
 from features.state import EntityState
 from features.store import (
     SourcePosition,
-    decode_latest,
+    decode_latest_many,
     encode_latest,
     latest_key_for,
     offset_key_for,
@@ -99,7 +99,7 @@ class RedisFeatureStore:
             args.extend(dels)
         for entity_id, (as_of, vector) in (latest or {}).items():  # same slot (hash tag): same atomic step
             keys.append(latest_key_for(view, pos, entity_id))
-            args += [1, 0, b"v", encode_latest(as_of, vector)]
+            args += [-1, 0, encode_latest(as_of, vector)]
         status, stored = self._save(keys=keys, args=args)
         if status != 1:
             cur = int(stored)
@@ -131,12 +131,18 @@ class RedisFeatureStore:
     def read_latest(
         self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
     ) -> dict[str, tuple[int, dict[str, float]]]:
-        """See ``features.store.FeatureStore``: one pipelined HGET per entity, one small decode each."""
-        ids = list(entity_ids)
+        """See ``features.store.FeatureStore``: one MGET per partition (keys of a partition share a cluster
+        slot), pipelined, and one JSON decode for the whole reply."""
+        by_part: dict[int, list[str]] = {}
+        for e in entity_ids:
+            by_part.setdefault(partition_of(e), []).append(e)
         pipe = self.client.pipeline(transaction=False)
-        for e in ids:
-            pipe.hget(latest_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e), b"v")
-        return {e: decode_latest(raw) for e, raw in zip(ids, pipe.execute(), strict=True) if raw is not None}
+        for p, ids in by_part.items():
+            prefix = latest_key_for(view, SourcePosition(group, view.source_topic, p), "")  # ends in ":l:"
+            pipe.mget([prefix + e.encode() for e in ids])
+        found = [(e, raw) for ids, values in zip(by_part.values(), pipe.execute(), strict=True)
+                 for e, raw in zip(ids, values, strict=True) if raw is not None]
+        return dict(zip((e for e, _ in found), decode_latest_many([raw for _, raw in found]), strict=True))
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:
         """The stored hash of one entity (for tests and debugging)."""

@@ -4,7 +4,8 @@
 -- ARGV[2]      new offset (must be >= stored)
 -- ARGV[3]      new value of the offset key ("<offset>" or "<offset>:<watermark>")
 -- ARGV[4]      TTL in ms for every entity key written
--- ARGV[5..]    per entity key, in KEYS order: nset, ndel, nset x (field, value), ndel x field
+-- ARGV[5..]    per entity key, in KEYS order: nset, ndel, nset x (field, value), ndel x field;
+--              nset = -1 means a string key: one value follows (SET), then ndel = 0
 -- Returns {1, stored} on success, {0, stored} on a CAS mismatch, {-1, stored} on a backwards move;
 -- nothing is written unless 1 is returned.
 local raw = redis.call('GET', KEYS[1])
@@ -20,6 +21,11 @@ for i = 2, #KEYS do
   local nset = tonumber(ARGV[a])
   local ndel = tonumber(ARGV[a + 1])
   a = a + 2
+  if nset == -1 then  -- a plain string value (the entity's latest feature vector), not a hash
+    redis.call('SET', key, ARGV[a])
+    a = a + 1
+    nset = 0
+  end
   for _ = 1, nset do
     redis.call('HSET', key, ARGV[a], ARGV[a + 1])
     a = a + 2

@@ -75,8 +75,21 @@ def encode_latest(as_of_ms: int, vector: Mapping[str, float]) -> bytes:
 
 
 def decode_latest(raw: bytes) -> tuple[int, dict[str, float]]:
-    body = orjson.loads(raw)
-    return int(body["as_of"]), {k: (math.nan if v is None else float(v)) for k, v in body["f"].items()}
+    return decode_latest_many([raw])[0]
+
+
+def decode_latest_many(raws: list[bytes]) -> list[tuple[int, dict[str, float]]]:
+    """Decode many stored vectors with one JSON parse."""
+    if not raws:
+        return []
+    out = []
+    nan = math.nan
+    for body in orjson.loads(b"[" + b",".join(raws) + b"]"):
+        f = body["f"]
+        if None in f.values():
+            f = {k: nan if v is None else v for k, v in f.items()}
+        out.append((body["as_of"], f))
+    return out
 
 
 def offset_key_for(view: FeatureView, pos: SourcePosition) -> bytes:
@@ -197,7 +210,7 @@ class MemoryFeatureStore:
         check_offsets(decode_position(self.strings.get(okey))[0], expected_offset, new_offset)
         for entity_id, (as_of, vector) in (latest or {}).items():
             key = latest_key_for(view, pos, entity_id)
-            self.hashes[key] = {b"v": encode_latest(as_of, vector)}
+            self.strings[key] = encode_latest(as_of, vector)
             self.ttls[key] = ttl_ms
         for entity_id, st in states.items():
             sets, dels = st.to_redis()
@@ -241,9 +254,9 @@ class MemoryFeatureStore:
         """See :class:`FeatureStore`."""
         out = {}
         for e in entity_ids:
-            raw = self.hashes.get(latest_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e))
+            raw = self.strings.get(latest_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e))
             if raw:
-                out[e] = decode_latest(raw[b"v"])
+                out[e] = decode_latest(raw)
         return out
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:
