@@ -7,7 +7,7 @@ Keys (prefix ``dl:lj:``): ``p:<prediction_id>`` and ``e:<entity_id>:<event_ts>``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ class Outcome:
     error: int
     label: int
     score: float
+    slice: str | None = None  # the served prediction's slice, when the monitor slices (per-slice concept drift)
 
 
 @dataclass
@@ -44,14 +45,19 @@ class RedisLabelJoin:
         self.ttl_s = ttl_s
         self.stats = JoinStats()
 
-    def remember(self, predictions: Iterable[Prediction]) -> list[Outcome]:
-        """Store served predictions; returns outcomes for labels that were already waiting for them."""
+    def remember(self, predictions: Iterable[Prediction],
+                 slice_of: Callable[[Prediction], str | None] | None = None) -> list[Outcome]:
+        """Store served predictions (with their slice, when ``slice_of`` is given); returns outcomes for labels
+        that were already waiting for them."""
         served = [p for p in predictions if p.variant in ("champion", "challenger") and p.label is not None]
         if not served:
             return []
         pipe = self.client.pipeline(transaction=False)
         for p in served:
-            body = codec.encode({"m": p.model, "v": p.model_version, "y": p.label, "s": p.score})
+            stored = {"m": p.model, "v": p.model_version, "y": p.label, "s": p.score}
+            if slice_of is not None:
+                stored["sl"] = slice_of(p)
+            body = codec.encode(stored)
             pipe.set(PREFIX + b"p:" + p.prediction_id.encode(), body, ex=self.ttl_s)
             pipe.set(_entity_key(b"e:", p.entity_id, p.event_ts), body, ex=self.ttl_s)
             pipe.getdel(_entity_key(b"l:", p.entity_id, p.event_ts))
@@ -62,8 +68,8 @@ class RedisLabelJoin:
             waiting = by_entity if by_entity is not None else by_id
             if waiting is not None:
                 self.stats.pending -= 1
-                outcomes.append(_outcome({"m": p.model, "v": p.model_version, "y": p.label, "s": p.score},
-                                         int(waiting)))
+                outcomes.append(_outcome({"m": p.model, "v": p.model_version, "y": p.label, "s": p.score,
+                                          "sl": slice_of(p) if slice_of is not None else None}, int(waiting)))
         self.stats.matched += len(outcomes)
         return outcomes
 
@@ -108,4 +114,5 @@ def _entity_key(kind: bytes, entity_id: str, event_ts: int) -> bytes:
 
 
 def _outcome(pred: Mapping[str, Any], label: int) -> Outcome:
-    return Outcome(str(pred["m"]), int(pred["v"]), int(int(pred["y"]) != label), label, float(pred["s"]))
+    return Outcome(str(pred["m"]), int(pred["v"]), int(int(pred["y"]) != label), label, float(pred["s"]),
+                   pred.get("sl"))

@@ -73,6 +73,7 @@ class MonitorConfig:
     ks: bool = True
     js: bool = True
     ks_every: int = 1
+    adwin_features: tuple[str, ...] = ()  # feature streams that also get an ADWIN (a change in their mean)
 
 
 class ReferenceKS:
@@ -173,6 +174,8 @@ class VersionMonitor:
                             for name, h in profile.features.items()}
         self.score_psi = RollingPSI(profile.score, window=config.psi_window, min_samples=config.psi_min_samples)
         self.score_adwin = AdwinDetector("adwin_score", delta=config.adwin_delta)
+        self.feature_adwin = {name: AdwinDetector(f"adwin_{name}", delta=config.adwin_delta)
+                              for name in config.adwin_features if name in profile.features}
         self.mean_shift = MeanShift(profile.mean_score, window=config.mean_shift_window,
                                     min_samples=config.psi_min_samples)
         self.error_ddm = DdmDetector("ddm_error", warm_start=config.ddm_warm_start)
@@ -207,6 +210,11 @@ class VersionMonitor:
                 value = features.get(name)
                 if value is not None:
                     psi.update(value)
+            for name, adwin in self.feature_adwin.items():
+                value = features.get(name)
+                if value is not None and adwin.update(value).drift_detected:
+                    self._events.append(Signal("data_drift", name, "adwin", "mean", adwin.estimation,
+                                               self.predictions, f"adwin width {adwin.width}", event=True))
             for name, raw in self._raw_features:
                 value = features.get(name)
                 if value is not None:

@@ -191,7 +191,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker, _ = build_pipeline(settings, view, args.model, online_learning=args.online_learning,
                                    online_checkpoint_every=args.checkpoint_every)
     else:
-        worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode)
+        worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode,
+                                  adwin_features=tuple(f for f in args.adwin_features.split(",") if f),
+                                  slice_field=args.slice_field or None)
     from streams.metrics import HealthServer
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -290,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--checkpoint-every", type=int, default=0,
                     help="with --online-learning: register the learned model as a staging version every N labels")
     rn.add_argument("--rollback-mode", choices=["alert_only", "rollback", "pause_challenger"], default="rollback")
+    rn.add_argument("--adwin-features", default="", help="monitor: features that also get an ADWIN, comma-separated")
+    rn.add_argument("--slice-field", default="", help="monitor: detectors per value of this prediction field")
     rn.add_argument("--metrics-port", type=int, default=0, help="0: DRIFTLINE_METRICS_PORT, else a free port")
     rn.add_argument("--metrics-host", default="127.0.0.1", help="0.0.0.0 inside a container")
 

@@ -74,10 +74,11 @@ class MonitorHandler:
             except (codec.DecodeError, KeyError, TypeError, ValueError) as exc:
                 self.malformed += 1
                 log.warning("monitor: skipping malformed record %s: %s", describe(m), exc)
-        outcomes = self.join.remember(predictions) + self.join.match(labels)
+        outcomes = self.join.remember(predictions, self.drift.slice_of) + self.join.match(labels)
         served = [p for p in predictions if p.variant in ("champion", "challenger")]
         alerts = self.drift.on_predictions(served, now)
-        alerts += self.drift.on_outcomes(((o.model, o.version, o.error, o.label, o.score) for o in outcomes), now)
+        alerts += self.drift.on_outcomes(((o.model, o.version, o.error, o.label, o.score, o.slice)
+                                          for o in outcomes), now)
         if self.ab is not None:
             self._ab_test(served, outcomes, now)
         self._observe(messages, outcomes, alerts)

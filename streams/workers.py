@@ -220,7 +220,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
                   min_samples: int = 500, psi_window: int = 1000, slice_field: str | None = None,
                   slice_edges: tuple[float, ...] | None = None, max_slices: int = 50,
                   retrain_mode: str = "after_rollback", ab_outcome: str | None = "correct", ab_alpha: float = 0.05,
-                  ab_min_n: int = 30) -> tuple[Worker, MonitorHandler]:
+                  ab_min_n: int = 30, adwin_features: tuple[str, ...] = ()) -> tuple[Worker, MonitorHandler]:
     """The monitor worker: drift detection (optionally per slice of ``slice_field``, binned by ``slice_edges``),
     alerts, rollbacks, retrain requests (``retrain_mode``: off | after_rollback | instead_of_rollback) and acks.
 
@@ -241,7 +241,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
     sinks = sinks if sinks is not None else sinks_from_settings(settings)
     drift = DriftMonitor(profile, policy=default_policy(min_samples),
                          config=MonitorConfig(psi_window=psi_window, psi_min_samples=min_samples,
-                                              mean_shift_window=psi_window), evaluate_every=evaluate_every,
+                                              mean_shift_window=psi_window, adwin_features=adwin_features),
+                         evaluate_every=evaluate_every,
                          slice_of=slice_by(slice_field, slice_edges) if slice_field else None, max_slices=max_slices)
     rclient = redis_client(settings)
     metrics = Metrics()

@@ -138,3 +138,14 @@ def test_empty_inputs_do_not_touch_redis(client: redis.Redis) -> None:
 
     j = RedisLabelJoin(NoRedis())  # type: ignore[arg-type]
     assert j.remember([]) == [] and j.match([]) == [] and j.match([{"nope": 1}]) == []
+
+
+def test_the_slice_travels_with_the_prediction_to_its_outcome(join: RedisLabelJoin, uid: str) -> None:
+    """Per-slice concept drift needs each joined outcome to know its prediction's slice, in both arrival orders."""
+    first, second = pred(uid, 0), pred(uid, 1)
+    assert join.remember([first], slice_of=lambda p: "66+") == []
+    [outcome] = join.match([{"prediction_id": first.prediction_id, "label": 1}])
+    assert outcome.slice == "66+"
+    assert join.match([{"prediction_id": second.prediction_id, "label": 0}]) == []  # label first
+    [late] = join.remember([second], slice_of=lambda p: "18-40")
+    assert (late.slice, late.error) == ("18-40", 1)

@@ -95,7 +95,7 @@ class Msg:
 
 
 class NoJoin:
-    def remember(self, predictions: Any) -> list:
+    def remember(self, predictions: Any, slice_of: Any = None) -> list:
         return []
 
     def match(self, labels: Any) -> list:

@@ -47,7 +47,7 @@ class ScriptedJoin:
     def __init__(self) -> None:
         self.queued: list[Outcome] = []
 
-    def remember(self, predictions: Any) -> list:
+    def remember(self, predictions: Any, slice_of: Any = None) -> list:
         return []
 
     def match(self, labels: Any) -> list:
