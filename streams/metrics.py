@@ -64,6 +64,9 @@ class Metrics:
         self.control = Counter("driftline_control_messages", "Control commands and acks",
                                ["command", "status"], registry=r)
         self.labels_joined = Counter("driftline_labels_joined", "Labels joined to predictions", registry=r)
+        self.consumer_lag = Gauge("driftline_consumer_lag_records",
+                                  "High watermark minus the next offset to commit (fetch-reported, cached)",
+                                  ["stage", "topic", "partition"], registry=r)
         self.last_commit = Gauge("driftline_last_commit_timestamp_seconds", "Unix time of the last offset commit",
                                  ["stage"], registry=r)
         self.batch_failures = Counter("driftline_batch_failures", "Batches rewound after a failure",

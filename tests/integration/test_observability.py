@@ -111,6 +111,8 @@ def test_worker_metrics_move_and_health_reports_the_model(settings: Settings, un
         assert _total(after, "driftline_active_model_version", model=MODEL) == prepared.v2
         assert _total(after, "driftline_healthy", stage="pipeline") == 1
         assert _total(after, "driftline_last_commit_timestamp_seconds", stage="pipeline") > time.time() - 60
+        lag = {dict(lbls)["partition"]: v for (n, lbls), v in after.items() if n == "driftline_consumer_lag_records"}
+        assert lag and all(v >= 0 for v in lag.values()), lag  # one series per partition consumed
 
         status, body = _get(f"{base}/health")
         health = json.loads(body)
