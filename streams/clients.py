@@ -53,7 +53,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **overrides: Any) -> di
         "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
         "partition.assignment.strategy": "cooperative-sticky",
         "fetch.wait.max.ms": 20,
-        "queued.max.messages.kbytes": 65536,
+        "queued.max.messages.kbytes": kafka.prefetch_kbytes,
     }
     cfg.update({k.replace("_", "."): v for k, v in overrides.items()})
     return cfg

@@ -52,6 +52,7 @@ class KafkaSettings:
     auto_offset_reset: Literal["earliest", "latest", "error"] = "earliest"
     processing_guarantee: Literal["at_least_once"] = "at_least_once"
     create_topics: bool = True
+    prefetch_kbytes: int = 65536  # librdkafka's queued.max.messages.kbytes: the bound on prefetched records
 
     def client_config(self) -> dict[str, Any]:
         """Settings common to every client (bootstrap + security)."""
@@ -134,6 +135,7 @@ class Settings:
             heartbeat_interval_ms=_int(env, "DRIFTLINE_HEARTBEAT_INTERVAL_MS", kafka_t.get("heartbeat_interval_ms", 1000)),
             auto_offset_reset=env.get("DRIFTLINE_AUTO_OFFSET_RESET", kafka_t.get("auto_offset_reset", "earliest")),  # type: ignore[arg-type]
             create_topics=_bool(env.get("DRIFTLINE_CREATE_TOPICS", str(kafka_t.get("create_topics", True)))),
+            prefetch_kbytes=_int(env, "DRIFTLINE_PREFETCH_KBYTES", kafka_t.get("prefetch_kbytes", 65536)),
         )
         topics_t = data.get("topics", {})
         topics = TopicSettings(
