@@ -3,10 +3,6 @@ failed batch, a lost partition or another writer, and the latest vector saved wi
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from confluent_kafka import TopicPartition
 
@@ -14,11 +10,7 @@ from features.exceptions import StaleOffsetError
 from features.store import MemoryFeatureStore
 from models.registry import Registry
 
-_spec = importlib.util.spec_from_file_location("pipeline_fakes_cache", Path(__file__).with_name("test_pipeline.py"))
-fakes = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-sys.modules["pipeline_fakes_cache"] = fakes
-_spec.loader.exec_module(fakes)  # type: ignore[union-attr]
-registry = fakes.registry
+from . import pipeline_fakes as fakes
 
 
 class CountingStore(MemoryFeatureStore):

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import orjson
 
 from features.silence import SilenceTracker
 from models.registry import Registry
 
-_spec = importlib.util.spec_from_file_location("pipeline_fakes", Path(__file__).with_name("test_pipeline.py"))
-fakes = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-sys.modules["pipeline_fakes"] = fakes
-_spec.loader.exec_module(fakes)  # type: ignore[union-attr]
-registry = fakes.registry
-store = fakes.store
+from . import pipeline_fakes as fakes
 
 
 def stale_records(result) -> list[dict]:  # noqa: ANN001
