@@ -10,7 +10,6 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,dev]"
-	$(BIN)/python -m pip install -q pyyaml  # reads deploy/*.yml and docker-compose.yml in tests/deploy
 	touch $(STAMP)
 
 demo: $(STAMP)
