@@ -194,6 +194,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode,
                                   adwin_features=tuple(f for f in args.adwin_features.split(",") if f),
                                   slice_field=args.slice_field or None)
+    if args.engine == "faust":  # the same handlers, driven by a Faust app (streams/faust_app.py)
+        from streams.faust_app import to_faust
+        group = settings.pipeline.features_group if args.stage == "pipeline" else settings.pipeline.monitor_group
+        worker = to_faust(worker, group, settings)  # type: ignore[assignment]
     from streams.metrics import HealthServer
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -284,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rn = sub.add_parser("run", help="run one stage until Ctrl-C")
     rn.add_argument("stage", choices=["pipeline", "monitor"])
+    rn.add_argument("--engine", choices=["default", "faust"], default="default",
+                    help="faust: run the same handlers from a faust-streaming agent (pip install -e '.[faust]')")
     rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")
     rn.add_argument("--model", default="vitals-risk")
     rn.add_argument("--topic", default="", help="source topic, if not the view's own")
