@@ -10,7 +10,6 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,dev,faust]"
-	$(BIN)/python -m pip install -q "aiokafka[lz4]"  # Faust's aiokafka reads our lz4-compressed batches (cramjam)
 	touch $(STAMP)
 
 demo: $(STAMP)
