@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/driftline demo
 
 test: $(STAMP)
+	$(BIN)/ruff check streams features models monitor tests bench
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -25,7 +26,7 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest -m integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams features models monitor tests
+	$(BIN)/ruff check streams features models monitor tests bench
 
 clean:
 	rm -rf $(VENV) .driftline .pytest_cache .hypothesis

@@ -222,7 +222,7 @@ def speed(s: Sizes) -> list[dict[str, Any]]:
     cfg = MonitorConfig(psi_window=s.window, psi_min_samples=s.min_samples, mean_shift_window=s.window)
     for label, c in (("with ks+js", cfg), ("no ks/js", MonitorConfig(**{**cfg.__dict__, "ks": False, "js": False}))):
         vm = VersionMonitor("m", 1, prof, c)
-        timed(f"version_monitor.observe ({label})", lambda vm=vm: [vm.observe(v, f) for v, f in zip(xs, feats)],
+        timed(f"version_monitor.observe ({label})", lambda vm=vm: [vm.observe(v, f) for v, f in zip(xs, feats, strict=True)],
               s.speed_n)
         reps = max(5, s.speed_n // 1000)
         timed(f"version_monitor.evaluate ({label})", lambda vm=vm, reps=reps: [vm.evaluate() for _ in range(reps)],

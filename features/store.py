@@ -30,16 +30,15 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from features.definitions import FeatureView
-from features.exceptions import OffsetRegressionError, StaleOffsetError
-import math
-
 import orjson
 
+from features.definitions import FeatureView
+from features.exceptions import OffsetRegressionError, StaleOffsetError
 from features.keys import decode_position, encode_position, latest_key, offset_key, state_key
 from features.state import EntityState
 

@@ -29,6 +29,7 @@ from models.registry import Registry
 from models.training_job import build_training_set, train_and_register
 from streams import codec
 from streams.clients import make_producer
+from streams.offsets import start_groups_at_end
 from streams.produce import produce_stream
 from streams.settings import Settings
 from streams.simulator import SimConfig, SimEvent, generate
@@ -136,6 +137,10 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         run_id = uuid.uuid4().hex[:8]
         settings = demo_settings(base, info.bootstrap_servers, info.redis_url, run_dir, run_id)
         ensure_topics(settings, required_topics(settings, [VITALS_VIEW.source_topic]))
+        skipped = start_groups_at_end(settings.kafka, {
+            settings.pipeline.features_group: [VITALS_VIEW.source_topic],
+            settings.pipeline.monitor_group: [settings.topics.predictions, settings.topics.labels]})
+        timeline.record("groups_at_end", earlier_records=sum(skipped.values()))  # an earlier run's data is not ours
         prepared = prepare(settings, cfg, timeline)
         v1, v2 = prepared.v1, prepared.v2
 

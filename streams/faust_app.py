@@ -35,9 +35,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import TopicPartition
 
-from streams.loop import BatchLoop, DeliveryError, Output
+from streams.loop import BatchLoop
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.workers import Worker
@@ -132,7 +132,6 @@ class FaustWorker:
         self._stop = threading.Event()
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
-        self._delivery_errors: list[str] = []
         self.ready = threading.Event()  # set once the app has started (the group join is still under way)
 
     @property
@@ -301,48 +300,16 @@ class FaustWorker:
         records = [FaustRecord(e.message) for e in events]
         started = time.perf_counter()
         try:
-            result = lp.handler.process(records)  # type: ignore[arg-type]
-            self._delivery_errors.clear()
-            for out in result.outputs:
-                self._produce(out)
-                lp.metrics.produced.labels(lp.stage, out.topic).inc()
-            remaining = lp.producer.flush(lp.flush_timeout_s)
-            if remaining or self._delivery_errors:
-                raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
-            if result.finalize is not None:
-                result.finalize()
+            lp.deliver(lp.handler.process(records))  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - not acked: retried with backoff, never lost
-            lp.health.consecutive_failures += 1
-            lp.health.last_error = f"{type(exc).__name__}: {exc}"
-            lp.metrics.batch_failures.labels(lp.stage, type(exc).__name__).inc()
-            lp.metrics.healthy.labels(lp.stage).set(0)
+            lp.note_failure(exc)
             log.warning("faust batch failed (%s); %d records not acked, retrying", lp.health.last_error,
                         len(records))
             return False
-        elapsed = time.perf_counter() - started
-        h = lp.health
-        h.consecutive_failures, h.batches, h.records = 0, h.batches + 1, h.records + len(records)
-        h.last_commit_at = time.time()  # acked: Faust commits it within broker_commit_interval
-        lp.metrics.batch_size.labels(lp.stage).observe(len(records))
-        lp.metrics.batch_seconds.labels(lp.stage).observe(elapsed)
-        lp.metrics.healthy.labels(lp.stage).set(1)
-        lp.metrics.last_commit.labels(lp.stage).set(h.last_commit_at)
-        if lp.on_batch:
-            lp.on_batch(len(records), elapsed)
+        lp.note_success(len(records), time.perf_counter() - started)
+        lp.health.last_commit_at = time.time()  # acked: Faust commits it within broker_commit_interval
+        lp.metrics.last_commit.labels(lp.stage).set(lp.health.last_commit_at)
         return True
-
-    def _produce(self, out: Output) -> None:
-        while True:
-            try:
-                self.loop_.producer.produce(out.topic, out.value, out.key, headers=out.headers,
-                                            on_delivery=self._delivered)
-                return
-            except BufferError:
-                self.loop_.producer.poll(0.05)
-
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
 
 
 def _paused(handler: Any) -> bool:

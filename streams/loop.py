@@ -131,28 +131,39 @@ class BatchLoop:
             self._handle(records)
         except Exception as exc:  # noqa: BLE001 - any failure: rewind, back off, retry; never lose the batch
             self._rewind(records)
-            self.health.consecutive_failures += 1
-            self.health.last_error = f"{type(exc).__name__}: {exc}"
-            self.metrics.batch_failures.labels(self.stage, type(exc).__name__).inc()
-            self.metrics.healthy.labels(self.stage).set(0)
+            self.note_failure(exc)
             delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.health.consecutive_failures, 10))
             log.warning("batch failed (%s); rewound %d records, retrying in %.1fs",
                         self.health.last_error, len(records), delay)
             self._stop.wait(delay)
             return 0
-        self.health.consecutive_failures = 0
-        self.health.batches += 1
-        self.health.records += len(records)
-        elapsed = time.perf_counter() - started
-        self.metrics.batch_size.labels(self.stage).observe(len(records))
-        self.metrics.batch_seconds.labels(self.stage).observe(elapsed)
-        self.metrics.healthy.labels(self.stage).set(1)
-        if self.on_batch:
-            self.on_batch(len(records), elapsed)
+        self.note_success(len(records), time.perf_counter() - started)
         return len(records)
 
-    def _handle(self, records: list[Message]) -> None:
-        result = self.handler.process(records)
+    def note_failure(self, exc: BaseException) -> None:
+        """Health and metrics of a failed batch (the caller rewinds or leaves it unacked)."""
+        self.health.consecutive_failures += 1
+        self.health.last_error = f"{type(exc).__name__}: {exc}"
+        self.metrics.batch_failures.labels(self.stage, type(exc).__name__).inc()
+        self.metrics.healthy.labels(self.stage).set(0)
+
+    def note_success(self, records: int, elapsed_s: float) -> None:
+        """Health and metrics of a batch fully handled."""
+        self.health.consecutive_failures = 0
+        self.health.batches += 1
+        self.health.records += records
+        self.metrics.batch_size.labels(self.stage).observe(records)
+        self.metrics.batch_seconds.labels(self.stage).observe(elapsed_s)
+        self.metrics.healthy.labels(self.stage).set(1)
+        if self.on_batch:
+            self.on_batch(records, elapsed_s)
+
+    def deliver(self, result: BatchResult) -> None:
+        """Produce ``result``'s outputs, wait for every delivery, then run its ``finalize`` (the state write).
+
+        Raises :class:`DeliveryError` (and skips ``finalize``) when any output was not acknowledged. Shared by
+        this loop and the Faust engine, which acks its events after this returns.
+        """
         self._delivery_errors.clear()
         for out in result.outputs:
             self._produce(out)
@@ -162,6 +173,9 @@ class BatchLoop:
             raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
         if result.finalize is not None:
             result.finalize()
+
+    def _handle(self, records: list[Message]) -> None:
+        self.deliver(self.handler.process(records))
         committed = _next_offsets(records)
         self.consumer.commit(offsets=committed, asynchronous=False)
         self.health.last_commit_at = time.time()
