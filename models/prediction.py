@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Variant = Literal["champion", "challenger", "shadow", "fallback"]
@@ -30,7 +30,12 @@ class Prediction:
     features: dict[str, float] | None = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The wire form. Written out field by field: ``dataclasses.asdict`` deep-copies recursively and was
+        the pipeline's top hot spot (about 40 % of a fused batch under the profiler)."""
+        return {"prediction_id": self.prediction_id, "entity_id": self.entity_id, "event_ts": self.event_ts,
+                "model": self.model, "model_version": self.model_version, "variant": self.variant,
+                "score": self.score, "label": self.label, "scored_at": self.scored_at,
+                "features": dict(self.features) if self.features is not None else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
