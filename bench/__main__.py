@@ -1,9 +1,18 @@
 """``python -m bench [--json] [--only NAME] [--tiny] [--results PATH]``: run every benchmark, print the tables
 and write them to ``bench/RESULTS.md``.
 
-Benches: ``features`` (``bench.features_bench``, CPU only), ``scorer`` (CPU only), ``control`` and ``store``
-(one embedded stack with its own redis-server, started once for both and stopped at the end). ``--only``
-takes a comma-separated list. ``--tiny`` runs every bench at smoke-test sizes.
+Benches (in this order; the issue's numbering in brackets):
+
+- ``pipeline`` [1-3]: fused pipeline throughput vs a raw passthrough, latency at 20/50/80 % of the maximum,
+  scaling over 1/2/4 partitions and worker processes (``bench.pipeline_bench``);
+- ``faust`` [1b]: the same work on Faust (``bench.faust_bench``);
+- ``control``, ``control_loop`` [4]: signed command → acks; drift onset → alert → rollback → acks;
+- ``detection`` [5]: detection delay / false alarms against a trivial baseline, updates/s (CPU only);
+- ``memory`` [6]: Redis bytes and worker RSS per entity at 10k/100k/1M entities;
+- ``features``, ``scorer`` (CPU only), ``store`` (batch reads, Redis memory, aggregator alone).
+
+The benches that need Kafka and Redis share one embedded stack with its own redis-server, started once and
+stopped at the end. ``--only`` takes a comma-separated list. ``--tiny`` runs every bench at smoke-test sizes.
 """
 
 from __future__ import annotations
@@ -20,12 +29,20 @@ from pathlib import Path
 
 import orjson
 
-from bench import control_bench, features_bench, scorer_bench, store_bench
+from bench import (
+    control_bench,
+    control_loop_bench,
+    detection_bench,
+    features_bench,
+    pipeline_bench,
+    scorer_bench,
+    store_bench,
+)
 from bench.common import Table, bench_stack
 from streams.stack import StackInfo
 
-BENCHES = ("features", "scorer", "control", "store")
-NEEDS_STACK = frozenset({"control", "store"})
+BENCHES = ("pipeline", "control", "control_loop", "detection", "features", "scorer", "store")
+NEEDS_STACK = frozenset({"pipeline", "control", "control_loop", "store"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
 
@@ -72,6 +89,11 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
                                                   else control_bench.ControlConfig()),
         "store": lambda info: store_bench.run(info, store_bench.StoreConfig.tiny() if tiny  # type: ignore[arg-type]
                                               else store_bench.StoreConfig()),
+        "pipeline": lambda info: pipeline_bench.run(info, pipeline_bench.PipelineConfig.tiny() if tiny  # type: ignore[arg-type]
+                                                    else pipeline_bench.PipelineConfig()),
+        "control_loop": lambda info: control_loop_bench.run(  # type: ignore[arg-type]
+            info, control_loop_bench.ControlLoopConfig.tiny() if tiny else control_loop_bench.ControlLoopConfig()),
+        "detection": lambda _: detection_bench.as_tables(detection_bench.run(small=tiny)),
     }
 
 

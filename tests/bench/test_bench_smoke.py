@@ -109,8 +109,8 @@ def test_store_bench_tables_and_cleanup(stack: StackInfo) -> None:
 
     cfg = store_bench.StoreConfig.tiny()
     reads, mem, thr = store_bench.run(stack, cfg)
-    _check(reads, "store", ["read", "p50 ms", "p95 ms", "p99 ms", "entities/s at p50"], 6)
-    measured = [reads.rows[i] for i in (0, 1, 3, 4)]  # rows 2 and 5 are ratios
+    _check(reads, "store", ["read", "p50 ms", "p95 ms", "p99 ms", "entities/s at p50"], 8)
+    measured = [reads.rows[i] for i in (0, 1, 2, 5, 6)]  # rows 3, 4 and 7 are ratios
     assert all(_positive(v) for r in measured for v in r[1:])
     assert all(r[1] <= r[2] <= r[3] for r in measured)  # percentiles are ordered
     _check(mem, "store", ["metric", "value"], 8)
@@ -125,3 +125,13 @@ def test_store_bench_tables_and_cleanup(stack: StackInfo) -> None:
         assert delete_group_keys(client, "bench-none") == 0
     finally:
         client.close()
+
+
+def test_runner_detection_tables(tmp_path: Path) -> None:
+    tables = runner.main(["--tiny", "--only", "detection", "--results", str(tmp_path / "r.md")])
+    quality, speed = tables
+    assert quality.columns == ["detector", "stream", "median delay", "missed", "seeds", "false alarms /100k"]
+    assert any(str(r[0]).startswith("every_") for r in quality.rows)  # the trivial baseline is in the table
+    assert {r[0] for r in speed.rows} >= {"adwin.update", "ddm.update", "rolling_psi.update"}
+    assert all(_positive(r[1]) for r in speed.rows)
+    assert "## detection" in (tmp_path / "r.md").read_text()
