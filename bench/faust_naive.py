@@ -1,0 +1,219 @@
+"""The baseline a typical team writes with faust-streaming: one agent, one event at a time.
+
+``async for event in stream.events():`` parse the JSON and validate it (``features.records.parse_record``), read the
+entity's window state from Redis (``HGETALL``), apply the event with the real engine
+(``features.engine.FeatureEngine``, one-event batch, so the window math is ours), write the changed buckets and the
+latest vector back (one ``HSET``/``HDEL``/``PEXPIRE``/``SET`` pipeline; the vector as JSON), build the feature vector in the model's
+column order, call ``predict_proba`` on that one row with the registry's production sklearn model, and
+``await predictions.send(...)`` the prediction. Invalid and late records are sent to the dead-letter topic.
+
+Deliberate choices, each what such an agent usually looks like:
+
+* **redis-py's synchronous client** inside the agent (it blocks the event loop for each round trip: 2 per event);
+* Faust's own auto-ack/commit (no offset in Redis, so a replay re-applies events: at-least-once state);
+* the per-partition watermark lives in a dict in the process (not persisted);
+* the Faust app has the settings of :func:`streams.faust_app.faust_app` (tansu-friendly session timeout, raw
+  serializers, ``store="memory://"``, no web server), and its keys follow ``features.keys`` with the agent's own
+  group, so ``bench.common.delete_group_keys`` removes them.
+
+Example (needs a broker and Redis):
+    >>> agent = NaiveFaustAgent(settings, view, "vitals-risk", "bench-naive").start()  # doctest: +SKIP
+    >>> agent.wait_consumed(3_000, timeout_s=60); agent.stop()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+import redis
+
+from features.definitions import FeatureView
+from features.engine import FeatureEngine
+from features.exceptions import RecordError
+from features.records import parse_record
+from features.state import EntityState
+from features.store import SourcePosition, latest_key_for, state_key_for
+from models.prediction import Prediction
+from models.registry import Registry
+from streams import codec
+from streams.faust_app import faust_app
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NaiveFaustAgent", "model_row"]
+
+
+def model_row(vector: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
+    """One ``(1, n_features)`` row in the model's column order (a missing feature is NaN).
+
+    >>> model_row({"b": 2.0, "a": 1.0}, ("a", "b", "c")).tolist()
+    [[1.0, 2.0, nan]]
+    """
+    return np.array([[vector.get(n, np.nan) for n in names]], dtype=np.float64)
+
+
+class NaiveFaustAgent:
+    """A per-event Faust agent in its own thread and event loop; ``consumed`` counts records taken off the stream.
+
+    ``start`` / ``stop`` / ``alive`` like :class:`streams.faust_app.FaustWorker`; ``error`` holds what killed it.
+    """
+
+    def __init__(self, settings: Settings, view: FeatureView, model: str, group: str, *,
+                 threshold: float = 0.5) -> None:
+        self.settings = settings
+        self.view = view
+        self.model = model
+        self.group = group
+        self.threshold = threshold
+        self.consumed = 0
+        self.scored = 0
+        self.dead_lettered = 0
+        # bench instrumentation (not part of the idiom): seconds in the body, in Redis calls, in predict_proba
+        self.busy_s = self.redis_s = self.predict_s = 0.0
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self) -> NaiveFaustAgent:
+        self.thread = threading.Thread(target=self._run, name=f"naive-{self.group}", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._aloop is not None and self._stopped is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._aloop.call_soon_threadsafe(self._stopped.set)
+        if self.thread is not None:
+            self.thread.join(timeout_s)
+
+    def wait_consumed(self, n: int, timeout_s: float) -> int:
+        """Block until ``n`` records were consumed, the agent died or ``timeout_s`` passed; the count."""
+        deadline = time.time() + timeout_s
+        while self.consumed < n and time.time() < deadline and self.alive:
+            time.sleep(0.01)
+        return self.consumed
+
+    # -- the thread ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        aloop = asyncio.new_event_loop()
+        self._aloop = aloop
+        asyncio.set_event_loop(aloop)
+        try:
+            aloop.run_until_complete(self._main(aloop))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the caller
+            self.error = exc
+            log.exception("naive faust agent %s died", self.group)
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(aloop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    aloop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                aloop.run_until_complete(aloop.shutdown_asyncgens())
+            finally:
+                aloop.close()
+
+    async def _main(self, aloop: asyncio.AbstractEventLoop) -> None:
+        self._stopped = asyncio.Event()
+        if self._stop.is_set():
+            return
+        registry = Registry(self.settings.registry_dir)
+        production = registry.production(self.model)
+        if production is None:
+            raise RuntimeError(f"model {self.model!r} has no production version in {self.settings.registry_dir}")
+        estimator = registry.load(self.model, production.version)
+        r = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            with tempfile.TemporaryDirectory(prefix="driftline-faust-naive-") as datadir:
+                app = faust_app(self.settings, self.group, datadir=datadir, loop=aloop)
+                self._define_agent(app, r, estimator, production.version, tuple(production.feature_names))
+                await app.start()
+                try:
+                    while not self._stopped.is_set():
+                        if getattr(app, "crash_reason", None) is not None:
+                            raise RuntimeError(f"faust app crashed: {app.crash_reason!r}")
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stopped.wait(), 0.2)
+                finally:
+                    await app.stop()
+        finally:
+            r.close()
+
+    def _define_agent(self, app: Any, r: redis.Redis, estimator: Any, version: int, names: tuple[str, ...]) -> None:
+        """The agent itself: what a team writes in its ``app.py``."""
+        view, group, model, threshold = self.view, self.group, self.model, self.threshold
+        engine = FeatureEngine(view)
+        watermarks: dict[int, int | None] = {}
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        source = app.topic(view.source_topic, **raw)
+        predictions = app.topic(self.settings.topics.predictions, **raw)
+        dlq = app.topic(self.settings.topics.dlq(view.source_topic), **raw)
+
+        @app.agent(source, name=f"{group}-agent", concurrency=1)
+        async def score(stream: Any) -> None:
+            async for event in stream.events():
+                self.consumed += 1
+                started = time.perf_counter()
+                msg = event.message
+                try:
+                    ev = parse_record(view, event.key, event.value)
+                except RecordError as err:
+                    self.dead_lettered += 1
+                    await dlq.send(key=event.key, value=event.value, headers={"error": err.reason.encode()})
+                    self.busy_s += time.perf_counter() - started
+                    continue
+                ev.offset, ev.partition = msg.offset, msg.partition
+                pos = SourcePosition(group, view.source_topic, msg.partition)
+                key = state_key_for(view, pos, ev.entity_id)
+                t0 = time.perf_counter()
+                stored = r.hgetall(key)
+                self.redis_s += time.perf_counter() - t0
+                state = EntityState.from_redis(stored)  # type: ignore[arg-type]
+                result = engine.process({ev.entity_id: state}, [ev], watermark_ms=watermarks.get(msg.partition))
+                watermarks[msg.partition] = result.watermark_ms
+                if result.late:
+                    self.dead_lettered += 1
+                    await dlq.send(key=event.key, value=event.value,
+                                   headers={"error": result.late[0][1].encode()})
+                    self.busy_s += time.perf_counter() - started
+                    continue
+                _, vector = result.vectors[0]
+                sets, dels = state.to_redis()
+                pipe = r.pipeline(transaction=False)
+                if sets:
+                    pipe.hset(key, mapping=sets)  # type: ignore[arg-type]
+                if dels:
+                    pipe.hdel(key, *dels)
+                pipe.pexpire(key, view.retention_ms)
+                pipe.set(latest_key_for(view, pos, ev.entity_id), orjson.dumps({"as_of": ev.ts_ms, "f": vector}),
+                         px=view.retention_ms)
+                t0 = time.perf_counter()
+                pipe.execute()
+                t1 = time.perf_counter()
+                p1 = float(estimator.predict_proba(model_row(vector, names))[0, 1])
+                self.redis_s, self.predict_s = self.redis_s + t1 - t0, self.predict_s + time.perf_counter() - t1
+                prediction = Prediction(
+                    prediction_id=f"{view.source_topic}-{msg.partition}-{msg.offset}-champion",
+                    entity_id=ev.entity_id, event_ts=ev.ts_ms, model=model, model_version=version,
+                    variant="champion", score=p1, label=int(p1 >= threshold), scored_at=int(time.time() * 1000),
+                    features=vector)
+                await predictions.send(key=ev.entity_id.encode(), value=codec.encode(prediction.to_dict()))
+                self.scored += 1
+                self.busy_s += time.perf_counter() - started
