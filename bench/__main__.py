@@ -33,6 +33,7 @@ from bench import (
     control_bench,
     control_loop_bench,
     detection_bench,
+    faust_bench,
     features_bench,
     pipeline_bench,
     scorer_bench,
@@ -41,8 +42,8 @@ from bench import (
 from bench.common import Table, bench_stack
 from streams.stack import StackInfo
 
-BENCHES = ("pipeline", "control", "control_loop", "detection", "features", "scorer", "store")
-NEEDS_STACK = frozenset({"pipeline", "control", "control_loop", "store"})
+BENCHES = ("pipeline", "faust", "control", "control_loop", "detection", "features", "scorer", "store")
+NEEDS_STACK = frozenset({"pipeline", "faust", "control", "control_loop", "store"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
 
@@ -93,6 +94,9 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
                                                     else pipeline_bench.PipelineConfig()),
         "control_loop": lambda info: control_loop_bench.run(  # type: ignore[arg-type]
             info, control_loop_bench.ControlLoopConfig.tiny() if tiny else control_loop_bench.ControlLoopConfig()),
+        "faust": lambda info: (faust_bench.run(info, events=2_000, naive_events=300,  # type: ignore[arg-type]
+                                               naive_seconds=10.0)
+                               if tiny else faust_bench.run(info)),  # type: ignore[arg-type]
         "detection": lambda _: detection_bench.as_tables(detection_bench.run(small=tiny)),
     }
 
