@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ class LoadedModel:
     def version(self) -> int:
         return self.meta.version
 
-    @property
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(self.meta.feature_names)
 
@@ -49,6 +50,12 @@ class LoadedModel:
 
     def schema_mismatch(self, vector: Mapping[str, float]) -> str | None:
         """Why ``vector`` does not fit this version's declared schema, or ``None`` when it does."""
+        names = self.feature_names
+        try:  # the common case, one pass: every feature present and a float (the engine emits floats)
+            if all(type(vector[n]) is float for n in names):
+                return None
+        except KeyError:
+            pass
         missing = [n for n in self.feature_names if n not in vector]
         if missing:
             return f"missing features {missing[:5]}"
