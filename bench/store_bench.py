@@ -6,8 +6,8 @@ Run ``python -m bench.store_bench``:
   applied to ``EntityState`` and saved with ``RedisFeatureStore.save`` (state + offset, Lua); reported:
   ``MEMORY USAGE`` of the state keys (averaged), the ``INFO used_memory`` delta per entity, and the raw
   bytes of the hash fields and values (what the encoding needs before Redis' own overhead).
-* (a) batch read: ``RedisFeatureStore.read_features`` of all the entities, p50/p95/p99 over ``--reads``
-  reads, interleaved with the baseline, a raw pipelined ``HGETALL`` of the same keys (no decoding).
+* (a) batch read (``bench.store_read_bench``): ``read_latest_matrix`` and ``read_latest`` of all the entities
+  next to a raw MGET of the same keys, and ``read_features`` next to a raw pipelined ``HGETALL``, p50/p95/p99.
 * (c) aggregator throughput: a topic pre-filled with ``--stream-events`` events; a :class:`BatchLoop` with
   :class:`FeaturesOnlyHandler` (consume → parse → engine → Redis save → commit, no scoring) next to a raw
   confluent-kafka passthrough (consume → ``orjson.loads`` → produce → flush → commit) on the same topic in the
@@ -39,20 +39,19 @@ from bench.common import (
     bench_view,
     delete_group_keys,
     parse_events,
-    percentiles,
     ratio,
     run_id,
     to_records,
     vitals_stream,
 )
+from bench.store_read_bench import fill_store, read_table
 from features.definitions import FeatureView
 from features.engine import FeatureEngine
 from features.exceptions import RecordError
-from features.partitioning import kafka_partition
 from features.records import Event, parse_record
 from features.redis_store import RedisFeatureStore
 from features.state import EntityState
-from features.store import FeatureStore, SourcePosition, latest_key_for, state_key_for
+from features.store import FeatureStore, SourcePosition, state_key_for
 from streams.clients import make_consumer, make_producer
 from streams.loop import BatchLoop, BatchResult, Output, dead_letter
 from streams.settings import Settings
@@ -150,34 +149,11 @@ class FeaturesOnlyHandler:
 
 
 # ------------------------------------------------------------------------------------------- (b) memory
-def fill_store(client: redis.Redis, view: FeatureView, group: str, events: Sequence[Event],
-               chunk: int) -> dict[str, int]:
-    """Apply ``events`` to per-entity states and save them (chunks of ``chunk`` entities); entity → partition."""
-    states: dict[str, EntityState] = {}
-    for ev in events:
-        st = states.get(ev.entity_id)
-        if st is None:
-            st = states[ev.entity_id] = EntityState()
-        st.apply(view, ev)
-    part = {e: kafka_partition(e.encode(), PARTITIONS) for e in states}
-    store = RedisFeatureStore(client)
-    for p in range(PARTITIONS):
-        ids = [e for e in states if part[e] == p]
-        pos = SourcePosition(group, view.source_topic, p)
-        for i in range(0, len(ids), chunk):
-            part_ids = ids[i:i + chunk]
-            latest = {e: (states[e].last_bucket_ms, states[e].features(view, states[e].last_bucket_ms))
-                      for e in part_ids}
-            store.save(view, pos, {e: states[e] for e in part_ids}, expected_offset=-1, new_offset=-1,
-                       ttl_ms=view.retention_ms, latest=latest)
-    return part
-
-
 def memory_table(client: redis.Redis, view: FeatureView, group: str, events: Sequence[Event],
                  cfg: StoreConfig) -> tuple[Table, dict[str, int]]:
     """Part (b); also returns the entity → partition map for part (a)."""
     before = int(client.info("memory")["used_memory"])  # type: ignore[index]
-    part = fill_store(client, view, group, events, cfg.save_chunk)
+    part = fill_store(client, view, group, events, cfg.save_chunk, PARTITIONS)
     after = int(client.info("memory")["used_memory"])  # type: ignore[index]
     keys = [state_key_for(view, SourcePosition(group, view.source_topic, p), e) for e, p in part.items()]
     pipe = client.pipeline(transaction=False)
@@ -206,67 +182,6 @@ def memory_table(client: redis.Redis, view: FeatureView, group: str, events: Seq
                         f"{view.retention_ms // view.bucket_ms} buckets alive, so size grows linearly with the "
                         "longest window / bucket_ms.")
     return table, part
-
-
-# ------------------------------------------------------------------------------------------- (a) reads
-def read_table(client: redis.Redis, view: FeatureView, group: str, part: dict[str, int], now_ms: int,
-               cfg: StoreConfig) -> Table:
-    """Part (a): read_features vs raw pipelined HGETALL of the same keys, interleaved."""
-    store = RedisFeatureStore(client)
-    ids = list(part)
-    keys = [state_key_for(view, SourcePosition(group, view.source_topic, part[e]), e) for e in ids]
-
-    def raw() -> None:
-        pipe = client.pipeline(transaction=False)
-        for k in keys:
-            pipe.hgetall(k)
-        pipe.execute()
-
-    def api() -> None:
-        store.read_features(view, ids, now_ms, partition_of=part.__getitem__, group=group)
-
-    latest_keys = [latest_key_for(view, SourcePosition(group, view.source_topic, part[e]), e) for e in ids]
-
-    def latest() -> None:
-        store.read_latest(view, ids, partition_of=part.__getitem__, group=group)
-
-    by_part: dict[int, list[bytes]] = {}
-    for e, k in zip(ids, latest_keys, strict=True):
-        by_part.setdefault(part[e], []).append(k)
-
-    def raw_latest() -> None:
-        pipe = client.pipeline(transaction=False)
-        for keys_of_part in by_part.values():
-            pipe.mget(keys_of_part)
-        pipe.execute()
-
-    api(), raw(), latest(), raw_latest()  # warm-up (connections, caches)
-    t_api: list[float] = []
-    t_raw: list[float] = []
-    t_latest: list[float] = []
-    t_raw_latest: list[float] = []
-    for i in range(max(cfg.reads, 200)):  # the fast path is cheap: always 200 reads for a real p99
-        pairs = [(latest, t_latest), (raw_latest, t_raw_latest)]
-        if i < cfg.reads:
-            pairs += [(api, t_api), (raw, t_raw)]
-        for fn, acc in pairs:
-            t0 = time.perf_counter()
-            fn()
-            acc.append((time.perf_counter() - t0) * 1000)
-    pa, pr = percentiles(t_api), percentiles(t_raw)
-    pl, prl = percentiles(t_latest), percentiles(t_raw_latest)
-    rows = [["read_latest (serving path)", *pl, len(ids) / (pl[0] / 1000)],
-            ["raw MGET per partition of the same keys", *prl, len(ids) / (prl[0] / 1000)],
-            ["ratio (read_latest / raw)", *(ratio(a, b) for a, b in zip(pl, prl, strict=True)), None],
-            ["read_features (exact recompute at now)", *pa, len(ids) / (pa[0] / 1000)],
-            ["raw pipelined HGETALL", *pr, len(ids) / (pr[0] / 1000)],
-            ["ratio (read_features / raw)", *(ratio(a, b) for a, b in zip(pa, pr, strict=True)), None]]
-    return Table("store", f"Batch read of {len(ids):,} entities ({len(t_latest)} fast-path reads, {cfg.reads} "
-                 "recompute reads, ms)",
-                 ["read", "p50 ms", "p95 ms", "p99 ms", "entities/s at p50"], rows,
-                 limit=f"limit: read_features is CPU-bound in Python: decode every bucket's JSON and fold the "
-                       f"windows (≈{pa[0] - pr[0]:.0f} ms of {pa[0]:.0f} ms at p50 beyond the raw read); the raw "
-                       "read is bound by redis-py/hiredis building the reply dicts, not by Redis.")
 
 
 # ------------------------------------------------------------------------------------------- (c) throughput
@@ -390,7 +305,7 @@ def run(info: StackInfo, cfg: StoreConfig = StoreConfig()) -> list[Table]:
         events, _ = parse_events(view, vitals_stream(cfg.entities, cfg.minutes, cfg.interval_s, seed=1))
         try:
             mem, part = memory_table(client, view, group, events, cfg)
-            reads = read_table(client, view, group, part, max(e.ts_ms for e in events), cfg)
+            reads = read_table(client, view, group, part, max(e.ts_ms for e in events), cfg.reads)
         finally:
             delete_group_keys(client, group)
         thr = throughput_table(settings, rid, cfg, client)

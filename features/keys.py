@@ -23,9 +23,11 @@ Values:
   ``{field_name: [count, sum, m2, min, max, first_ts, first, last_ts, last, st, stt, sty, ang(, distinct)]}``
   (see ``features.aggregations``). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
 * offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.
-* latest string: orjson ``{"as_of": <event ts ms>, "f": {feature: value}}``: the entity's feature
+* latest string: ``b"DLv" + u8 format (1) + u32 n + i64 as_of ms + n x f64`` (little-endian, features in the
+  view's ``feature_names`` order, NaN when missing; spec and decoder: ``features.latest``): the entity's feature
   vector as of its last applied event, written in the same atomic save as its state, so serving reads one small
-  value per entity instead of folding buckets. Same TTL as the state.
+  fixed-size value per entity instead of folding buckets, and decodes a batch with one ``numpy.frombuffer``.
+  Same TTL as the state. Readers also accept format 0, orjson ``{"as_of": ms, "f": {feature: value}}``.
 
 Example:
     >>> state_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features", "p-17")

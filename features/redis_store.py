@@ -6,6 +6,8 @@
   atomically. Every key of a call shares the ``{topic:partition}`` hash tag, so it also runs on a
   Redis Cluster.
 * ``read_features``: one pipeline of ``HGETALL`` for many entities (any partitions).
+* ``read_latest_matrix`` / ``read_latest``: one pipeline of one ``MGET`` per partition of the latest-vector
+  strings, decoded in bulk (``features.latest``).
 
 Use a bytes client: ``RedisFeatureStore(redis.Redis(host=..., decode_responses=False))``.
 """
@@ -20,15 +22,9 @@ import redis
 from features.definitions import FeatureView
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
 from features.keys import decode_position, encode_position
+from features.latest import LatestMatrix, LatestVectors, codec_for
 from features.state import EntityState
-from features.store import (
-    SourcePosition,
-    decode_latest_many,
-    encode_latest,
-    latest_key_for,
-    offset_key_for,
-    state_key_for,
-)
+from features.store import SourcePosition, latest_key_for, offset_key_for, state_key_for
 
 SAVE_SCRIPT = (Path(__file__).with_name("save_state.lua")).read_text()
 
@@ -97,9 +93,10 @@ class RedisFeatureStore:
                 args.append(f)
                 args.append(v)
             args.extend(dels)
+        encode = codec_for(view.feature_names).encode
         for entity_id, (as_of, vector) in (latest or {}).items():  # same slot (hash tag): same atomic step
             keys.append(latest_key_for(view, pos, entity_id))
-            args += [-1, 0, encode_latest(as_of, vector)]
+            args += [-1, 0, encode(as_of, vector)]
         status, stored = self._save(keys=keys, args=args)
         if status != 1:
             cur = int(stored)
@@ -130,19 +127,32 @@ class RedisFeatureStore:
 
     def read_latest(
         self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
-    ) -> dict[str, tuple[int, dict[str, float]]]:
+    ) -> Mapping[str, tuple[int, dict[str, float]]]:
+        """See ``features.store.FeatureStore``: :meth:`read_latest_matrix` as a mapping."""
+        return LatestVectors(self.read_latest_matrix(view, entity_ids, partition_of=partition_of, group=group))
+
+    def read_latest_matrix(
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+    ) -> LatestMatrix:
         """See ``features.store.FeatureStore``: one MGET per partition (keys of a partition share a cluster
-        slot), pipelined, and one JSON decode for the whole reply."""
-        by_part: dict[int, list[str]] = {}
-        for e in entity_ids:
-            by_part.setdefault(partition_of(e), []).append(e)
+        slot), pipelined, and one ``numpy.frombuffer`` of all the values (``features.latest``)."""
+        ids = list(entity_ids)
+        by_part: dict[int, list[int]] = {}
+        for i, p in enumerate(map(partition_of, ids)):
+            by_part.setdefault(p, []).append(i)
         pipe = self.client.pipeline(transaction=False)
-        for p, ids in by_part.items():
+        for p, idx in by_part.items():
             prefix = latest_key_for(view, SourcePosition(group, view.source_topic, p), "")  # ends in ":l:"
-            pipe.mget([prefix + e.encode() for e in ids])
-        found = [(e, raw) for ids, values in zip(by_part.values(), pipe.execute(), strict=True)
-                 for e, raw in zip(ids, values, strict=True) if raw is not None]
-        return dict(zip((e for e, _ in found), decode_latest_many([raw for _, raw in found]), strict=True))
+            pipe.mget([prefix + ids[i].encode() for i in idx])
+        replies = pipe.execute()
+        if len(by_part) == 1:
+            raws = replies[0]
+        else:
+            raws = [None] * len(ids)
+            for idx, values in zip(by_part.values(), replies, strict=True):
+                for i, raw in zip(idx, values, strict=True):
+                    raws[i] = raw
+        return codec_for(view.feature_names).matrix(ids, raws)
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:
         """The stored hash of one entity (for tests and debugging)."""

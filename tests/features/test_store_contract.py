@@ -225,6 +225,32 @@ def test_latest_vector_is_saved_atomically_and_read_in_one_call(env) -> None:
     assert store.read_latest(view, ["p1"], partition_of=part, group="serve")["p1"][1]["hr_mean_5m"] != -1.0
 
 
+def test_latest_matrix_rows_follow_the_request_across_partitions(env) -> None:
+    store, view = env
+    parts = 3
+    part = lambda e: kafka_partition(e.encode(), parts)  # noqa: E731
+    entities = [f"p{i}" for i in range(12)]
+    assert len({part(e) for e in entities}) == parts
+    for p in range(parts):
+        pos = SourcePosition("serve", view.source_topic, p)
+        mine = [e for e in entities if part(e) == p]
+        latest = {e: (T0 + i, {"hr_mean_5m": 60.0 + i, "rr_mean_5m": float("nan")}) for i, e in enumerate(entities)
+                  if e in mine}
+        store.save(view, pos, {}, expected_offset=-1, new_offset=0, ttl_ms=view.retention_ms, latest=latest)
+    asked = ["ghost", *reversed(entities)]
+    m = store.read_latest_matrix(view, asked, partition_of=part, group="serve")
+    hr, rr = view.feature_names.index("hr_mean_5m"), view.feature_names.index("rr_mean_5m")
+    assert m.ids == asked and m.feature_names == view.feature_names and m.values.shape == (13, len(view.feature_names))
+    assert m.found.tolist() == [False] + [True] * 12 and m.as_of[0] == -1 and all(math.isnan(x) for x in m.values[0].tolist())
+    assert m.values[1:, hr].tolist() == [60.0 + i for i in reversed(range(12))]
+    assert m.as_of[1:].tolist() == [T0 + i for i in reversed(range(12))]
+    assert all(math.isnan(x) for x in m.values[1:, rr].tolist())
+    as_dicts = store.read_latest(view, asked, partition_of=part, group="serve")
+    assert list(as_dicts) == asked[1:]  # the dict form: found entities, request order
+    assert [(t, v["hr_mean_5m"]) for t, v in as_dicts.values()] == list(zip(m.as_of[1:].tolist(),
+                                                                            m.values[1:, hr].tolist(), strict=True))
+
+
 def test_redis_store_needs_a_bytes_client() -> None:
     redis = pytest.importorskip("redis")
     from features.redis_store import RedisFeatureStore
