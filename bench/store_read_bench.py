@@ -35,7 +35,7 @@ from bench.common import (
     vitals_stream,
 )
 from features.definitions import FeatureView
-from features.partitioning import kafka_partition
+from features.partitioning import entity_partitioner, kafka_partition
 from features.records import Event
 from features.redis_store import RedisFeatureStore
 from features.state import EntityState
@@ -86,12 +86,15 @@ def read_table(client: redis.Redis, view: FeatureView, group: str, part: dict[st
     store = RedisFeatureStore(client)
     ids = list(part)
     n = len(ids)
+    partition_of = entity_partitioner(max(part.values()) + 1)  # what a serving caller passes: memoised murmur2
+    if any(partition_of(e) != p for e, p in part.items()):  # (also warms its cache, as repeated reads would)
+        raise AssertionError("entity_partitioner disagrees with the partitions the store was filled with")
 
     def matrix() -> None:
-        store.read_latest_matrix(view, ids, partition_of=part.__getitem__, group=group)
+        store.read_latest_matrix(view, ids, partition_of=partition_of, group=group)
 
     def dicts() -> None:  # every entity's dict built: the full cost for a caller that walks them all
-        for _ in store.read_latest(view, ids, partition_of=part.__getitem__, group=group).values():
+        for _ in store.read_latest(view, ids, partition_of=partition_of, group=group).values():
             pass
 
     by_part: dict[int, list[bytes]] = {}
@@ -108,7 +111,7 @@ def read_table(client: redis.Redis, view: FeatureView, group: str, part: dict[st
     state_keys = [state_key_for(view, SourcePosition(group, view.source_topic, part[e]), e) for e in ids]
 
     def recompute() -> None:
-        store.read_features(view, ids, now_ms, partition_of=part.__getitem__, group=group)
+        store.read_features(view, ids, now_ms, partition_of=partition_of, group=group)
 
     def raw_hgetall() -> None:
         pipe = client.pipeline(transaction=False)
@@ -116,7 +119,7 @@ def read_table(client: redis.Redis, view: FeatureView, group: str, part: dict[st
             pipe.hgetall(k)
         pipe.execute()
 
-    found = store.read_latest_matrix(view, ids, partition_of=part.__getitem__, group=group).found
+    found = store.read_latest_matrix(view, ids, partition_of=partition_of, group=group).found
     if not found.all():
         raise RuntimeError(f"{int((~found).sum())} of {n} entities have no latest vector: the fill is wrong")
     for fn in (matrix, dicts, raw_latest, recompute, raw_hgetall):  # warm-up (connections, caches)

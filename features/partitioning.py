@@ -10,6 +10,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
 _MASK = 0xFFFFFFFF
@@ -46,3 +49,22 @@ def kafka_partition(key: bytes, num_partitions: int) -> int:
     if num_partitions <= 0:
         raise ValueError(f"num_partitions must be > 0, got {num_partitions}")
     return (murmur2(key) & 0x7FFFFFFF) % num_partitions
+
+
+def entity_partitioner(num_partitions: int, cache_size: int = 1 << 20) -> Callable[[str], int]:
+    """``partition_of(entity_id)`` for serving reads, memoised: murmur2 in Python costs ~2.5 µs a key, which
+    would add ~2.5 ms to a 1,000-entity read; a warm cache answers in ~0.1 µs. Bounded (LRU, ``cache_size``).
+
+    Example:
+        >>> partition_of = entity_partitioner(50)
+        >>> partition_of("foobar") == kafka_partition(b"foobar", 50), partition_of("foobar")
+        (True, 16)
+    """
+    if num_partitions <= 0:
+        raise ValueError(f"num_partitions must be > 0, got {num_partitions}")
+
+    @lru_cache(maxsize=cache_size)
+    def partition_of(entity_id: str) -> int:
+        return (murmur2(entity_id.encode()) & 0x7FFFFFFF) % num_partitions
+
+    return partition_of

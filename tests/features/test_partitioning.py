@@ -43,3 +43,14 @@ def test_partition_range_and_errors() -> None:
     assert kafka_partition(b"\xff" * 1000, 3) in range(3)
     with pytest.raises(ValueError):
         kafka_partition(b"x", 0)
+
+
+def test_entity_partitioner_agrees_with_kafka_partition_and_is_bounded() -> None:
+    from features.partitioning import entity_partitioner
+
+    partition_of = entity_partitioner(7, cache_size=4)
+    ids = [f"patient-{i}" for i in range(50)]
+    assert [partition_of(e) for e in ids] == [kafka_partition(e.encode(), 7) for e in ids]
+    assert partition_of.cache_info().currsize == 4  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        entity_partitioner(0)
