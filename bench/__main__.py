@@ -35,6 +35,7 @@ from bench import (
     detection_bench,
     faust_bench,
     features_bench,
+    memory_bench,
     pipeline_bench,
     scorer_bench,
     store_bench,
@@ -42,7 +43,7 @@ from bench import (
 from bench.common import Table, bench_stack
 from streams.stack import StackInfo
 
-BENCHES = ("pipeline", "faust", "control", "control_loop", "detection", "features", "scorer", "store")
+BENCHES = ("pipeline", "faust", "control", "control_loop", "detection", "memory", "features", "scorer", "store")
 NEEDS_STACK = frozenset({"pipeline", "faust", "control", "control_loop", "store"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
@@ -97,6 +98,8 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
         "faust": lambda info: (faust_bench.run(info, events=2_000, naive_events=300,  # type: ignore[arg-type]
                                                naive_seconds=10.0)
                                if tiny else faust_bench.run(info)),  # type: ignore[arg-type]
+        "memory": lambda _: memory_bench.standalone(memory_bench.MemoryConfig.tiny() if tiny  # flushes its Redis:
+                                                    else memory_bench.MemoryConfig()),  # its own stack
         "detection": lambda _: detection_bench.as_tables(detection_bench.run(small=tiny)),
     }
 
