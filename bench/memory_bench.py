@@ -35,10 +35,11 @@ from features.definitions import FeatureView
 from features.partitioning import kafka_partition
 from features.records import Event
 from features.store import SourcePosition, latest_key_for, state_key_for
+from streams.settings import PipelineSettings
 from streams.stack import StackInfo
 
 KINDS = ("fresh", "full")
-DEFAULT_CACHE_CAP = 20_000  # FusedHandler's cache_max_entities default (build_pipeline does not set it)
+DEFAULT_CACHE_CAP = PipelineSettings().cache_max_entities  # worker-wide (DRIFTLINE_CACHE_MAX_ENTITIES)
 UNCAPPED = 10**9
 GROUP = "bench-memory"
 
@@ -253,9 +254,9 @@ WHAT = {("fresh", "handler"): "fresh: 1 event each, FusedHandler",
 
 
 def _passes(cfg: MemoryConfig) -> list[tuple[str, str, int]]:
-    """(kind, mode, cache cap) of each child run. Full states at the default cap are not run: below
-    ``cap x partitions`` entities they equal the uncapped run, above it they hold ~cap x partitions states
-    (GiBs, see the note the table computes from the measured slope)."""
+    """(kind, mode, cache cap) of each child run. Full states at the default cap are not run: below ``cap``
+    entities they equal the uncapped run, above it they hold ``cap`` states (GiBs, see the note the table
+    computes from the measured slope)."""
     capped = [("fresh", "handler", DEFAULT_CACHE_CAP)] if cfg.default_cap_pass else []
     return [("fresh", "handler", UNCAPPED), *capped, ("full", "handler", UNCAPPED), ("fresh", "silence", UNCAPPED)]
 
@@ -274,7 +275,7 @@ def worker_table(info: StackInfo, client: redis.Redis, view: FeatureView, layout
     slopes: dict[tuple[str, str, int], float] = {}
     for kind, mode, cap in _passes(cfg):
         what = WHAT[(kind, mode)]
-        cap_label = "-" if mode == "silence" else "none" if cap == UNCAPPED else f"{cap:,}/partition"
+        cap_label = "-" if mode == "silence" else "none" if cap == UNCAPPED else f"{cap:,}/worker"
         sizes = list(cfg.sizes)
         client.flushdb()
         if kind == "full":
@@ -297,7 +298,7 @@ def worker_table(info: StackInfo, client: redis.Redis, view: FeatureView, layout
                 continue
             d = r["rss"] - base
             slopes[(kind, mode, cap)] = d / r["n"]
-            if r["n"] <= cap * PARTITIONS < UNCAPPED:
+            if r["n"] <= cap < UNCAPPED:
                 continue  # under the cap: the uncapped row already says it
             rows.append([what, cap_label, r["n"], r["cached"], r["silence"], r["rss"] / 2**20, d / 2**20,
                          d / r["n"], ratio(r["rss"], base),
@@ -312,17 +313,17 @@ def worker_table(info: StackInfo, client: redis.Redis, view: FeatureView, layout
     client.flushdb()
     full = slopes.get(("full", "handler", UNCAPPED))
     if full:
-        notes.append(f"Default cap ({DEFAULT_CACHE_CAP:,} entities per partition, not settable from "
-                     f"PipelineSettings): at the measured {full / 1e3:.0f} KB per cached 31-bucket entity it "
-                     f"allows {DEFAULT_CACHE_CAP * full / 2**30:.1f} GiB per owned partition "
-                     f"({PARTITIONS * DEFAULT_CACHE_CAP * full / 2**30:.1f} GiB at {PARTITIONS} partitions; derived, "
-                     "not run); above the cap a partition's whole cache is dropped, not trimmed.")
+        notes.append(f"Default cap ({DEFAULT_CACHE_CAP:,} entities for the whole worker, "
+                     f"DRIFTLINE_CACHE_MAX_ENTITIES): at the measured {full / 1e3:.0f} KB per cached 31-bucket "
+                     f"entity it allows {DEFAULT_CACHE_CAP * full / 2**30:.1f} GiB however many partitions the "
+                     "worker owns (derived, not run); above the cap the least recently used states are evicted "
+                     "(and reloaded from Redis when their entity comes back).")
     notes.insert(0, f"RSS of a child interpreter (/proc statm after gc.collect) before and after touching N "
                     f"entities, one record each, through FusedHandler.process + finalize ({cfg.batch}-record "
                     f"batches, {PARTITIONS} partitions, Redis store, SilenceTracker as build_pipeline builds them; "
                     "a stub scorer: the real one keeps nothing per entity). 'full' entities are loaded from Redis "
-                    "with 31 buckets of history. Capped rows appear only above cap x partitions (below, they "
-                    "equal the uncapped ones). Last column: Redis used_memory delta / N written by the handler's "
+                    "with 31 buckets of history. Capped rows appear only above the cap (below, they equal the "
+                    "uncapped ones). Last column: Redis used_memory delta / N written by the handler's "
                     "own save (cross-check of the Redis table).")
     return Table("memory", "Pipeline worker RSS per entity touched",
                  ["state", "cache cap", "entities", "cached", "silence entries", "RSS MiB", "delta MiB",

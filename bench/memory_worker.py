@@ -6,8 +6,8 @@ arguments are pickled on stdin, its checkpoints come back as JSON lines on stdou
 
 * ``handler`` mode: the real :class:`~streams.pipeline.FusedHandler` (Redis store, ``SilenceTracker``) fed one
   record per entity through ``process`` + ``finalize``, in batches, the way ``BatchLoop`` drives it. What it
-  keeps per entity: the write-through state cache (``cache_max_entities`` states per partition; a partition's
-  cache is dropped, not trimmed, when a save leaves it larger) and the silence tracker's entry.
+  keeps per entity: the write-through state cache (at most ``cache_max_entities`` states for the whole worker,
+  least recently used out) and the silence tracker's entry.
 * ``silence`` mode: a :class:`~features.silence.SilenceTracker` alone, ``observe`` per entity (cheap enough
   for 1M, where the handler path is not: see ``bench.memory_bench``).
 
@@ -156,7 +156,7 @@ def child(redis_url: str, view: FeatureView, group: str, record: dict[str, Any],
         done = target
         gc.collect()
         out.put({"n": target, "rss": rss_bytes(), "s": time.perf_counter() - t0,
-                 "cached": sum(len(owned) for _, owned in handler._cache.values()),  # noqa: SLF001
+                 "cached": len(handler.cache),
                  "silence": sum(len(d) for d in silence.last_seen.values()),
                  "redis": used_memory(client) - mem0})
     client.close()

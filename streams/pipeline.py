@@ -29,6 +29,7 @@ from monitor.scorer_alerts import AlertThrottle, alert_for
 from streams import codec
 from streams.loop import BatchResult, Output, dead_letter, describe
 from streams.metrics import Metrics
+from streams.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,17 @@ class PipelineStats:
 
 
 class FusedHandler:
-    """Batch handler of the fused pipeline for one feature view and one model."""
+    """Batch handler of the fused pipeline for one feature view and one model.
+
+    ``cache_max_entities`` bounds the write-through state cache for the whole worker (every partition it
+    owns), least recently used entities out first: see :mod:`streams.state_cache` for what it costs."""
 
     def __init__(self, view: FeatureView, store: FeatureStore, scorer: Scorer, *, group: str,
                  predictions_topic: str, dlq_topic: str, alerts_topic: str = "alerts",
                  on_predictions: Callable[[list[Prediction]], None] | None = None,
                  metrics: Metrics | None = None, silence: SilenceTracker | None = None,
-                 features_topic: str | None = None, cache_max_entities: int = 20_000) -> None:
+                 features_topic: str | None = None,
+                 cache_max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
         self.view = view
         self.store = store
         self.engine = FeatureEngine(view)
@@ -67,8 +72,7 @@ class FusedHandler:
         self.throttle = AlertThrottle()
         self.on_predictions = on_predictions
         self.watermarks: dict[int, int | None] = {}
-        self._cache: dict[int, tuple[int, dict[str, EntityState]]] = {}  # partition -> (saved offset, states)
-        self.cache_max_entities = cache_max_entities
+        self.cache: StateCache[EntityState] = StateCache(cache_max_entities)
         self.stats = PipelineStats()
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
@@ -76,9 +80,9 @@ class FusedHandler:
             self.watermarks.setdefault(p.partition, None)
 
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
+        self.cache.forget(p.partition for p in partitions)  # its next owner may write: never trust this copy again
         for p in partitions:
             self.watermarks.pop(p.partition, None)
-            self._cache.pop(p.partition, None)  # its next owner may write: never trust this copy again
             if self.silence is not None:
                 self.silence.forget(p.partition)
 
@@ -111,12 +115,11 @@ class FusedHandler:
             pos = positions[partition]
             # the partition's cached states are taken here and given back only by a successful save: a failed
             # batch (whose states the engine already mutated) is retried from Redis
-            states, stored, owned = self._load(pos, {e.entity_id for e in events}, self._cache.pop(partition, None))
+            states, stored = self._load(pos, {e.entity_id for e in events})
             if self.watermarks.get(partition) is None:  # first batch after an assignment: resume the watermark
                 self.watermarks[partition] = self.store.position(self.view, pos)[1]
             result = self.engine.process(states, events, watermark_ms=self.watermarks.get(partition),
                                          min_offset=stored)
-            owned.update(states)
             # the new watermark is kept by finalize only: a failed batch is retried from the saved one
             for m, err in rejected.get(partition, ()):
                 if m.offset() <= stored:  # dead-lettered before (a replay): not again
@@ -141,7 +144,7 @@ class FusedHandler:
                                        event.ts_ms, vector))
             # the watermark moves with the saved state only: a retried batch must see the watermark it saw first
             latest = {ev.entity_id: (ev.ts_ms, vec) for ev, vec in result.vectors}  # last one per entity wins
-            saves.append(self._saver(pos, states, owned, stored, new_offset, result.watermark_ms, latest))
+            saves.append(self._saver(pos, states, stored, new_offset, result.watermark_ms, latest))
 
         scored = self.scorer.score(rows) if rows else None
         if scored is not None:
@@ -191,24 +194,24 @@ class FusedHandler:
             outputs += self._silent(pos, {}, due, watermark)
         return outputs
 
-    def _load(self, pos: SourcePosition, ids: set[str], cached: tuple[int, dict[str, EntityState]] | None,
-              ) -> tuple[dict[str, EntityState], int, dict[str, EntityState]]:
-        """(the batch's states, the stored offset, every state owned for the partition).
+    def _load(self, pos: SourcePosition, ids: set[str]) -> tuple[dict[str, EntityState], int]:
+        """(the batch's states, the stored offset).
 
-        Entities already cached (saved by this worker at the offset it still owns) need no round trip; the
-        others are loaded, and the cache is trusted only if Redis still holds the offset this worker saved.
-        The save's compare-and-set is the final guard either way."""
-        if cached is not None:
-            saved_offset, owned = cached
-            missing = ids - owned.keys()
+        Entities cached by this worker (saved at the offset it still holds) need no round trip; the others are
+        loaded, and the cache is trusted only if Redis still holds the offset this worker saved (otherwise the
+        partition's cache is dropped and everything reloaded). The save's compare-and-set is the final guard."""
+        saved_offset = self.cache.take(pos.partition)
+        if saved_offset is not None:
+            states = self.cache.get(pos.partition, ids)
+            missing = ids - states.keys()
             if not missing:
-                return {e: owned[e] for e in ids}, saved_offset, owned
+                return states, saved_offset
             loaded, stored = self._timed_load(pos, missing)
             if stored == saved_offset:
-                owned.update(loaded)
-                return {e: owned[e] for e in ids}, stored, owned
-        loaded, stored = self._timed_load(pos, ids)
-        return loaded, stored, dict(loaded)
+                states.update(loaded)
+                return states, stored
+            self.cache.forget([pos.partition])  # another writer moved the offset: nothing cached is trusted
+        return self._timed_load(pos, ids)
 
     def _timed_load(self, pos: SourcePosition, ids: set[str]) -> tuple[dict[str, EntityState], int]:
         t0 = time.perf_counter()
@@ -216,7 +219,7 @@ class FusedHandler:
         self.metrics.redis_seconds.labels("load").observe(time.perf_counter() - t0)
         return loaded, stored
 
-    def _saver(self, pos: SourcePosition, states: dict, owned: dict, expected: int, new: int,
+    def _saver(self, pos: SourcePosition, states: dict, expected: int, new: int,
                watermark: int | None, latest: dict) -> Callable[[], None]:
         def save() -> None:
             saved = expected
@@ -227,8 +230,7 @@ class FusedHandler:
                 self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
                 saved = new
             self.watermarks[pos.partition] = watermark
-            if len(owned) <= self.cache_max_entities:
-                self._cache[pos.partition] = (saved, owned)
+            self.cache.put(pos.partition, saved, states)  # the batch's entities: now the most recently used
         return save
 
     def _observe(self, predictions: list[Prediction], oldest_append_ms: int) -> None:

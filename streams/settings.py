@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from streams.exceptions import ConfigError
+from streams.state_cache import DEFAULT_MAX_ENTITIES
 
 # Environment variables passed through to librdkafka unchanged (security settings of a real cluster).
 _KAFKA_PASSTHROUGH = {
@@ -94,6 +95,9 @@ class PipelineSettings:
     max_in_flight_batches: int = 4
     silence_idle_ms: int = 300_000  # event time without a reading before an entity is reported silent
     silence_idle_wall_s: float = 60.0  # wall time without any record before a whole partition counts as silent
+    # entity states the worker keeps in memory across batches, all partitions together (least recently used
+    # out): 20,000 x ~117 KB per 31-bucket state = ~2.2 GiB at most; 0 turns the cache off
+    cache_max_entities: int = DEFAULT_MAX_ENTITIES
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,11 @@ class Settings:
             batch_max_ms=_int(env, "DRIFTLINE_BATCH_MAX_MS", pipe_t.get("batch_max_ms", 50)),
             features_group=env.get("DRIFTLINE_FEATURES_GROUP", pipe_t.get("features_group", "driftline-features")),
             monitor_group=env.get("DRIFTLINE_MONITOR_GROUP", pipe_t.get("monitor_group", "driftline-monitor")),
+            cache_max_entities=_int(env, "DRIFTLINE_CACHE_MAX_ENTITIES",
+                                    pipe_t.get("cache_max_entities", DEFAULT_MAX_ENTITIES)),
         )
+        if pipeline.cache_max_entities < 0:
+            raise ConfigError("DRIFTLINE_CACHE_MAX_ENTITIES must be >= 0 (0 turns the state cache off)")
         if kafka.auto_offset_reset not in ("earliest", "latest", "error"):
             raise ConfigError("DRIFTLINE_AUTO_OFFSET_RESET must be earliest, latest or error")
         return cls(

@@ -133,7 +133,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                            predictions_topic=settings.topics.predictions,
                            dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts,
                            silence=SilenceTracker(settings.pipeline.silence_idle_ms),
-                           features_topic=settings.topics.stale_features(view.source_topic))
+                           features_topic=settings.topics.stale_features(view.source_topic),
+                           cache_max_entities=settings.pipeline.cache_max_entities)
     producer = make_producer(settings.kafka)
     verifier = CommandVerifier(settings.control_key.encode(), max_age_s=settings.control_max_age_s)
     control = ControlReader(settings, verifier=verifier)
