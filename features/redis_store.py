@@ -1,8 +1,8 @@
 """The Redis online feature store (key schema: ``features.keys``; save script: ``save_state.lua``).
 
 * ``load``: one non-transactional pipeline, ``HGETALL`` per entity + ``GET`` of the offset.
-* ``save``: one ``EVALSHA`` of ``save_state.lua`` (registered with ``register_script``; it falls back to
-  ``EVAL`` after a script flush) that checks the offset, HSETs/HDELs, PEXPIREs and sets the offset, all
+* ``save`` / ``save_many``: one pipelined ``EVALSHA`` of ``save_state.lua`` per partition, one round trip per
+  batch (a ``NOSCRIPT`` answer after a script flush loads the script and retries that call) that checks the offset, HSETs/HDELs, PEXPIREs and sets the offset, all
   atomically. Every key of a call shares the ``{topic:partition}`` hash tag, so it also runs on a
   Redis Cluster.
 * ``read_features``: one pipeline of ``HGETALL`` for many entities (any partitions).
@@ -14,7 +14,7 @@ Use a bytes client: ``RedisFeatureStore(redis.Redis(host=..., decode_responses=F
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -24,7 +24,7 @@ from features.exceptions import FeatureError, OffsetRegressionError, StaleOffset
 from features.keys import decode_position, encode_position
 from features.latest import LatestMatrix, LatestVectors, codec_for
 from features.state import EntityState
-from features.store import SourcePosition, latest_key_for, offset_key_for, state_key_for
+from features.store import SaveRequest, SourcePosition, latest_key_for, offset_key_for, state_key_for
 
 SAVE_SCRIPT = (Path(__file__).with_name("save_state.lua")).read_text()
 
@@ -75,18 +75,41 @@ class RedisFeatureStore:
         latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
         """See ``features.store.FeatureStore``; ``watermark_ms`` is stored beside the offset when given."""
-        keys: list[bytes] = [offset_key_for(view, pos)]
+        self.save_many(view, [SaveRequest(pos, states, expected_offset, new_offset, ttl_ms, watermark_ms, latest)])
+
+    def save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
+        """See ``features.store.FeatureStore``: one pipelined ``EVALSHA`` per request, one round trip in all
+        (a batch touching 3 partitions saved in 1 round trip instead of 3)."""
+        calls = [self._save_args(view, r) for r in requests]
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._save.sha, len(keys), *keys, *args)
+        results = pipe.execute(raise_on_error=False)
+        first: Exception | None = None
+        for r, (keys, args), res in zip(requests, calls, results, strict=True):
+            if isinstance(res, redis.exceptions.NoScriptError):  # after SCRIPT FLUSH or a failover: load, retry
+                res = self._save(keys=keys, args=args)
+            try:
+                self._check(r, res)
+            except Exception as exc:  # noqa: BLE001 - the first is raised after every partition was handled
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _save_args(self, view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[bytes | int]]:
+        """KEYS and ARGV of ``save_state.lua`` for one request."""
+        keys: list[bytes] = [offset_key_for(view, r.pos)]
         args: list[bytes | int] = [
-            expected_offset,
-            new_offset,
-            encode_position(new_offset, watermark_ms),
-            int(ttl_ms),
+            r.expected_offset,
+            r.new_offset,
+            encode_position(r.new_offset, r.watermark_ms),
+            int(r.ttl_ms),
         ]
-        for entity_id, st in states.items():
+        for entity_id, st in r.states.items():
             sets, dels = st.to_redis()
             if not sets and not dels:
                 continue
-            keys.append(state_key_for(view, pos, entity_id))
+            keys.append(state_key_for(view, r.pos, entity_id))
             args.append(len(sets))
             args.append(len(dels))
             for f, v in sets.items():
@@ -94,18 +117,25 @@ class RedisFeatureStore:
                 args.append(v)
             args.extend(dels)
         encode = codec_for(view.feature_names).encode
-        for entity_id, (as_of, vector) in (latest or {}).items():  # same slot (hash tag): same atomic step
-            keys.append(latest_key_for(view, pos, entity_id))
+        for entity_id, (as_of, vector) in (r.latest or {}).items():  # same slot (hash tag): same atomic step
+            keys.append(latest_key_for(view, r.pos, entity_id))
             args += [-1, 0, encode(as_of, vector)]
-        status, stored = self._save(keys=keys, args=args)
+        return keys, args
+
+    @staticmethod
+    def _check(r: SaveRequest, res: object) -> None:
+        """Raise what the script's answer means; mark the states saved when it applied them."""
+        if isinstance(res, Exception):
+            raise res
+        status, stored = res  # type: ignore[misc]
         if status != 1:
             cur = int(stored)
             if status == 0:
-                raise StaleOffsetError(expected_offset, cur)
+                raise StaleOffsetError(r.expected_offset, cur)
             raise OffsetRegressionError(
-                expected_offset, cur, f"refusing to move offset back from {cur} to {new_offset}"
+                r.expected_offset, cur, f"refusing to move offset back from {cur} to {r.new_offset}"
             )
-        for st in states.values():
+        for st in r.states.values():
             st.mark_saved()
 
     def read_features(

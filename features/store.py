@@ -37,7 +37,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -100,6 +100,12 @@ class FeatureStore(Protocol):
         vector, ``{entity: (as_of_ms, vector)}``, when given)."""
         ...
 
+    def save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
+        """Several partitions' saves in one round trip where the store can; each request is its own atomic
+        compare-and-set (partitions are independent). Raises the first request's error, if any, after trying
+        them all."""
+        ...
+
     def read_latest(
         self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
     ) -> Mapping[str, tuple[int, dict[str, float]]]:
@@ -135,6 +141,26 @@ class FeatureStore(Protocol):
     def last_offset(self, view: FeatureView, pos: SourcePosition) -> int:
         """Last applied offset of ``pos`` or -1."""
         ...
+
+
+@dataclass(frozen=True)
+class SaveRequest:
+    """One partition's part of a batch save: the arguments of :meth:`FeatureStore.save` as a value."""
+
+    pos: SourcePosition
+    states: Mapping[str, EntityState]
+    expected_offset: int
+    new_offset: int
+    ttl_ms: int
+    watermark_ms: int | None = None
+    latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None
+
+
+def save_each(store: FeatureStore, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
+    """``save_many`` as one ``save`` per request (stores without a cheaper batch path)."""
+    for r in requests:
+        store.save(view, r.pos, r.states, expected_offset=r.expected_offset, new_offset=r.new_offset,
+                   ttl_ms=r.ttl_ms, watermark_ms=r.watermark_ms, latest=r.latest)
 
 
 def check_offsets(current: int, expected: int, new: int) -> None:
@@ -178,6 +204,17 @@ class MemoryFeatureStore:
     def last_offset(self, view: FeatureView, pos: SourcePosition) -> int:
         """See :class:`FeatureStore`."""
         return self.position(view, pos)[0]
+
+    def save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
+        """See :class:`FeatureStore` (one ``save`` per request; the first error is raised after all ran)."""
+        first: Exception | None = None
+        for r in requests:
+            try:
+                save_each(self, view, [r])
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the other partitions
+                first = first or exc
+        if first is not None:
+            raise first
 
     def save(
         self,

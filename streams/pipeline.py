@@ -22,7 +22,7 @@ from features.exceptions import RecordError
 from features.records import Event, parse_record
 from features.silence import SilenceTracker
 from features.state import EntityState
-from features.store import FeatureStore, SourcePosition
+from features.store import FeatureStore, SaveRequest, SourcePosition
 from models.prediction import Prediction
 from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
@@ -108,7 +108,7 @@ class FusedHandler:
             by_partition[m.partition()].append(event)
 
         rows: list[ScoringRow] = []
-        saves: list[Callable[[], None]] = []
+        saves: list[SaveRequest] = []
         positions = {p: SourcePosition(self.group, self.view.source_topic, p) for p in last_offset}
         for partition, new_offset in last_offset.items():
             events = by_partition.get(partition, [])
@@ -144,7 +144,8 @@ class FusedHandler:
                                        event.ts_ms, vector))
             # the watermark moves with the saved state only: a retried batch must see the watermark it saw first
             latest = {ev.entity_id: (ev.ts_ms, vec) for ev, vec in result.vectors}  # last one per entity wins
-            saves.append(self._saver(pos, states, stored, new_offset, result.watermark_ms, latest))
+            saves.append(SaveRequest(pos, states, stored, new_offset, self.view.retention_ms, result.watermark_ms,
+                                     latest))
 
         scored = self.scorer.score(rows) if rows else None
         if scored is not None:
@@ -160,7 +161,7 @@ class FusedHandler:
                     outputs.append(Output(self.alerts_topic, codec.encode(alert.to_dict()), alert.dedup_key))
             if self.on_predictions:
                 self.on_predictions(scored.predictions)
-        return BatchResult(outputs, finalize=lambda: [save() for save in saves] and None)
+        return BatchResult(outputs, finalize=lambda: self._save(saves))
 
     def _silent(self, pos: SourcePosition, states: dict, due: list[tuple[str, int]],
                 as_of: int | None) -> list[Output]:
@@ -219,19 +220,18 @@ class FusedHandler:
         self.metrics.redis_seconds.labels("load").observe(time.perf_counter() - t0)
         return loaded, stored
 
-    def _saver(self, pos: SourcePosition, states: dict, expected: int, new: int,
-               watermark: int | None, latest: dict) -> Callable[[], None]:
-        def save() -> None:
-            saved = expected
-            if new > expected:
-                t0 = time.perf_counter()
-                self.store.save(self.view, pos, states, expected_offset=expected, new_offset=new,
-                                ttl_ms=self.view.retention_ms, watermark_ms=watermark, latest=latest)
-                self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
-                saved = new
-            self.watermarks[pos.partition] = watermark
-            self.cache.put(pos.partition, saved, states)  # the batch's entities: now the most recently used
-        return save
+    def _save(self, saves: list[SaveRequest]) -> None:
+        """Every partition's state and offset in one round trip (each partition its own atomic compare-and-set),
+        then the watermarks and the cache move with what was saved."""
+        due = [r for r in saves if r.new_offset > r.expected_offset]
+        if due:
+            t0 = time.perf_counter()
+            self.store.save_many(self.view, due)
+            self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
+        for r in saves:
+            self.watermarks[r.pos.partition] = r.watermark_ms
+            # the batch's entities: now the most recently used
+            self.cache.put(r.pos.partition, max(r.expected_offset, r.new_offset), r.states)
 
     def _observe(self, predictions: list[Prediction], oldest_append_ms: int) -> None:
         now = now_ms()

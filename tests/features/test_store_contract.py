@@ -257,3 +257,50 @@ def test_redis_store_needs_a_bytes_client() -> None:
 
     with pytest.raises(FeatureError, match="decode_responses=False"):
         RedisFeatureStore(redis.Redis(decode_responses=True))
+
+
+def test_save_many_applies_each_partition_and_raises_the_stale_one(env) -> None:
+    from features.store import SaveRequest
+
+    store, view = env
+    p0, p1, p2 = (SourcePosition("g", "vitals", p) for p in (0, 1, 2))
+    run_batch(store, view, p1, events(0, 4))  # p1 is at offset 3: a request expecting -1 there is stale
+    engine = FeatureEngine(view)
+    requests = []
+    for pos, expected in ((p0, -1), (p1, -1), (p2, -1)):
+        states, _ = store.load(view, pos, ["a", "b"])
+        engine.process(states, events(10, 4, t0=T0 + 50_000), watermark_ms=None, min_offset=-1)
+        requests.append(SaveRequest(pos, states, expected, 13, view.retention_ms, T0 + 60_000))
+    with pytest.raises(StaleOffsetError) as info:
+        store.save_many(view, requests)
+    assert info.value.expected == -1 and info.value.actual == 3
+    assert [store.last_offset(view, p) for p in (p0, p1, p2)] == [13, 3, 13]  # the others were applied
+    assert store.position(view, p2) == (13, T0 + 60_000)
+    assert not requests[0].states["a"].is_dirty and requests[1].states["a"].is_dirty  # only saved ones marked
+    store.save_many(view, [])  # nothing to do is fine
+
+
+@pytest.mark.integration
+def test_redis_save_many_survives_a_script_flush() -> None:
+    redis = pytest.importorskip("redis")
+    from features.redis_store import RedisFeatureStore
+    from features.store import SaveRequest
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=0, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    view = dataclasses.replace(VITALS_VIEW, name=f"test-{uuid.uuid4().hex[:10]}")
+    store = RedisFeatureStore(client)
+    try:
+        client.script_flush()  # as after a restart or failover: EVALSHA answers NOSCRIPT
+        states, _ = store.load(view, SourcePosition("g", "vitals", 0), ["a"])
+        FeatureEngine(view).process(states, events(0, 3, "a"), watermark_ms=None, min_offset=-1)
+        store.save_many(view, [SaveRequest(SourcePosition("g", "vitals", 0), states, -1, 2, view.retention_ms)])
+        assert store.last_offset(view, SourcePosition("g", "vitals", 0)) == 2
+    finally:
+        keys = list(client.scan_iter(match=f"dl:*:fv:{view.name}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
