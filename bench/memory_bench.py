@@ -339,7 +339,7 @@ def run(info: StackInfo, cfg: MemoryConfig = MemoryConfig()) -> list[Table]:
     dedicated one (``bench_stack()``; :func:`standalone` starts one)."""
     view = bench_view(f"mem-{run_id()}")
     layout = KeyLayout(view)
-    client = redis.Redis.from_url(info.redis_url)
+    client = redis.Redis.from_url(info.redis_url, socket_timeout=300)  # FLUSHDB of GiBs outlasts the 5 s default
     try:
         events = history(view, cfg)
         redis_t, slopes = redis_table(client, view, layout, events, cfg)
