@@ -23,7 +23,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,15 @@ def bench_stack(external_bootstrap: str | None = None) -> Iterator[StackInfo]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def run_on_fresh_stack(run: Callable[[StackInfo, Any], list[Table]], cfg: Any) -> list[Table]:
+    """``run(info, cfg)`` on a fresh :func:`bench_stack`, then print its tables (the benches' ``main``)."""
+    with bench_stack() as info:
+        tables = run(info, cfg)
+    for t in tables:
+        print(t.render(), end="\n\n", flush=True)
+    return tables
+
+
 def bench_settings(info: StackInfo, rid: str, *, registry_dir: str = "", batch_max_ms: int = 50,
                    batch_max_rows: int = 500) -> Settings:
     """Settings for one run: per-run topics and groups, tansu-friendly group timing (first message ~1.2 s)."""
@@ -237,5 +246,5 @@ def train_models(registry_dir: str | Path, *, entities: int = 200, minutes: floa
 
 
 __all__ = ["MODEL", "V1_FEATURES", "Table", "Trained", "bench_settings", "bench_stack", "bench_view",
-           "delete_group_keys", "fmt", "parse_events", "percentiles", "ratio", "run_id", "to_records",
+           "delete_group_keys", "fmt", "run_on_fresh_stack", "parse_events", "percentiles", "ratio", "run_id", "to_records",
            "train_models", "vitals_stream"]

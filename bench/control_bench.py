@@ -27,10 +27,10 @@ from bench.common import (
     MODEL,
     Table,
     bench_settings,
-    bench_stack,
     bench_view,
     delete_group_keys,
     run_id,
+    run_on_fresh_stack,
     train_models,
 )
 from streams.clients import make_producer
@@ -161,11 +161,7 @@ def main(argv: list[str] | None = None) -> list[Table]:
     args = ap.parse_args(argv)
     cfg = ControlConfig.tiny() if args.tiny else ControlConfig(repeats=args.repeats,
                                                                batch_max_ms=args.batch_max_ms)
-    with bench_stack() as info:
-        tables = run(info, cfg)
-    for t in tables:
-        print(t.render(), end="\n\n", flush=True)
-    return tables
+    return run_on_fresh_stack(run, cfg)
 
 
 if __name__ == "__main__":

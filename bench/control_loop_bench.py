@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import control_bench
-from bench.common import Table, bench_settings, bench_stack, delete_group_keys, ratio, run_id
+from bench.common import (
+    Table,
+    bench_settings,
+    delete_group_keys,
+    ratio,
+    run_id,
+    run_on_fresh_stack,
+)
 from streams.demo import DemoConfig, run_demo
 from streams.stack import StackInfo, broker_reachable, redis_reachable
 from streams.workers import redis_client
@@ -193,11 +200,7 @@ def main(argv: list[str] | None = None) -> list[Table]:
     ap.add_argument("--tiny", action="store_true", help="tiny sizes (smoke test)")
     args = ap.parse_args(argv)
     cfg = ControlLoopConfig.tiny() if args.tiny else ControlLoopConfig()
-    with bench_stack() as info:
-        tables = run(info, cfg)
-    for t in tables:
-        print(t.render(), end="\n\n", flush=True)
-    return tables
+    return run_on_fresh_stack(run, cfg)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from features.store import SourcePosition, latest_key_for, state_key_for
 from models.prediction import Prediction
 from models.registry import Registry
 from streams import codec
-from streams.faust_app import faust_app
+from streams.faust_app import faust_app, run_own_event_loop
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,24 +111,14 @@ class NaiveFaustAgent:
 
     # -- the thread ------------------------------------------------------------------------------------------
     def _run(self) -> None:
-        aloop = asyncio.new_event_loop()
-        self._aloop = aloop
-        asyncio.set_event_loop(aloop)
         try:
-            aloop.run_until_complete(self._main(aloop))
+            run_own_event_loop(self._main, on_loop=self._set_loop)
         except BaseException as exc:  # noqa: BLE001 - recorded for the caller
             self.error = exc
             log.exception("naive faust agent %s died", self.group)
-        finally:
-            try:
-                pending = [t for t in asyncio.all_tasks(aloop) if not t.done()]
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    aloop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                aloop.run_until_complete(aloop.shutdown_asyncgens())
-            finally:
-                aloop.close()
+
+    def _set_loop(self, aloop: asyncio.AbstractEventLoop) -> None:
+        self._aloop = aloop
 
     async def _main(self, aloop: asyncio.AbstractEventLoop) -> None:
         self._stopped = asyncio.Event()

@@ -39,6 +39,7 @@ from bench.common import (
     percentiles,
     ratio,
     run_id,
+    run_on_fresh_stack,
     to_records,
     train_models,
     vitals_stream,
@@ -300,11 +301,7 @@ def main(argv: list[str] | None = None) -> list[Table]:
     p = argparse.ArgumentParser(prog="python -m bench.pipeline_bench", description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
     args = p.parse_args(argv)
-    with bench_stack() as info:
-        tables = run(info, PipelineConfig.tiny() if args.tiny else PipelineConfig())
-    for t in tables:
-        print(t.render() + "\n")
-    return tables
+    return run_on_fresh_stack(run, PipelineConfig.tiny() if args.tiny else PipelineConfig())
 
 
 if __name__ == "__main__":

@@ -35,12 +35,12 @@ from confluent_kafka import Message, TopicPartition
 from bench.common import (
     Table,
     bench_settings,
-    bench_stack,
     bench_view,
     delete_group_keys,
     parse_events,
     ratio,
     run_id,
+    run_on_fresh_stack,
     to_records,
     vitals_stream,
 )
@@ -329,11 +329,7 @@ def main(argv: list[str] | None = None) -> list[Table]:
     cfg = StoreConfig.tiny() if args.tiny else StoreConfig(
         entities=args.entities, minutes=args.minutes, interval_s=args.interval_s, reads=args.reads,
         stream_events=args.stream_events)
-    with bench_stack() as info:
-        tables = run(info, cfg)
-    for t in tables:
-        print(t.render(), end="\n\n", flush=True)
-    return tables
+    return run_on_fresh_stack(run, cfg)
 
 
 if __name__ == "__main__":

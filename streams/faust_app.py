@@ -32,7 +32,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -165,25 +165,16 @@ class FaustWorker:
 
     # -- the thread ------------------------------------------------------------------------------------------
     def _run(self) -> None:
-        aloop = asyncio.new_event_loop()
-        self._aloop = aloop
-        asyncio.set_event_loop(aloop)
         try:
-            aloop.run_until_complete(self._main(aloop))
+            run_own_event_loop(self._main, on_loop=self._set_loop)
         except BaseException as exc:  # noqa: BLE001 - recorded, reported by health
             self.error = exc
             log.exception("faust worker %s died", self.name)
         finally:
-            try:
-                pending = [t for t in asyncio.all_tasks(aloop) if not t.done()]
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    aloop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                aloop.run_until_complete(aloop.shutdown_asyncgens())
-            finally:
-                aloop.close()
-                self._close()
+            self._close()
+
+    def _set_loop(self, aloop: asyncio.AbstractEventLoop) -> None:
+        self._aloop = aloop
 
     def _close(self) -> None:
         try:
@@ -310,6 +301,28 @@ class FaustWorker:
         lp.health.last_commit_at = time.time()  # acked: Faust commits it within broker_commit_interval
         lp.metrics.last_commit.labels(lp.stage).set(lp.health.last_commit_at)
         return True
+
+
+def run_own_event_loop(main: Callable[[asyncio.AbstractEventLoop], Awaitable[None]], *,
+                       on_loop: Callable[[asyncio.AbstractEventLoop], None] = lambda _loop: None) -> None:
+    """Run ``main(loop)`` on a new event loop owned by the calling thread (a Faust app's thread), then cancel
+    what is left of its tasks and close it; ``main``'s exception propagates. ``on_loop`` gets the loop first
+    (so other threads can ``call_soon_threadsafe`` into it)."""
+    aloop = asyncio.new_event_loop()
+    on_loop(aloop)
+    asyncio.set_event_loop(aloop)
+    try:
+        aloop.run_until_complete(main(aloop))
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(aloop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                aloop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            aloop.run_until_complete(aloop.shutdown_asyncgens())
+        finally:
+            aloop.close()
 
 
 def _paused(handler: Any) -> bool:
