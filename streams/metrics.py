@@ -46,6 +46,11 @@ class Metrics:
                                             buckets=LATENCY_BUCKETS, registry=r)
         self.redis_seconds = Histogram("driftline_redis_roundtrip_seconds", "Redis round trips", ["op"],
                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.cache_entities = Gauge("driftline_state_cache_entities",
+                                    "Entity states held by the pipeline worker's write-through cache", registry=r)
+        self.cache_evictions = Counter("driftline_state_cache_evictions",
+                                       "Entity states evicted from the cache (least recently used; reloaded from "
+                                       "Redis when needed)", registry=r)
         self.predictions = Counter("driftline_predictions", "Predictions produced",
                                    ["model", "version", "variant"], registry=r)
         self.scorer_errors = Counter("driftline_scorer_events", "Scorer events (schema drift, breaker)",

@@ -228,10 +228,14 @@ class FusedHandler:
             t0 = time.perf_counter()
             self.store.save_many(self.view, due)
             self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
+        evicted = self.cache.evicted
         for r in saves:
             self.watermarks[r.pos.partition] = r.watermark_ms
             # the batch's entities: now the most recently used
             self.cache.put(r.pos.partition, max(r.expected_offset, r.new_offset), r.states)
+        self.metrics.cache_entities.set(len(self.cache))
+        if self.cache.evicted > evicted:
+            self.metrics.cache_evictions.inc(self.cache.evicted - evicted)
 
     def _observe(self, predictions: list[Prediction], oldest_append_ms: int) -> None:
         now = now_ms()

@@ -81,6 +81,9 @@ def test_handler_cache_is_bounded_for_the_whole_worker(registry: Registry) -> No
         assert len(handler.cache) <= 4
     assert len(handler.cache) == 4
     assert sum(handler.cache.count(p) for p in range(3)) == 4
+    registry_ = handler.metrics.registry
+    assert registry_.get_sample_value("driftline_state_cache_entities") == 4
+    assert registry_.get_sample_value("driftline_state_cache_evictions_total") == 8 == handler.cache.evicted
 
 
 def test_an_evicted_entity_is_reloaded_with_its_saved_state(registry: Registry) -> None:
