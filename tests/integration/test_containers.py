@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams import codec
-from streams.control import CommandVerifier
 from streams.demo import DemoConfig, run_demo
 from streams.settings import KafkaSettings, Settings, TopicSettings
+
+from .rollback_chain import assert_rollback_chain
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration]
 KAFKA_IMAGE = os.environ.get("DRIFTLINE_KAFKA_IMAGE", "confluentinc/cp-kafka:7.6.0")  # Apache Kafka 3.6, KRaft
@@ -67,21 +66,6 @@ def containers(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
         yield kafka.get_bootstrap_server(), redis_url
 
 
-def _read_all(bootstrap: str, topic: str, partitions: int, idle_s: float = 3.0) -> list[dict]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    out, last = [], time.time()
-    try:
-        while time.time() - last < idle_s:
-            for m in consumer.consume(1000, 0.2):
-                if m.error() is None:
-                    out.append(codec.decode(m.value()))
-                    last = time.time()
-    finally:
-        consumer.close()
-    return out
-
-
 def test_drift_alert_rollback_ack_on_real_kafka_and_redis(containers: tuple[str, str], tmp_path: Path) -> None:
     bootstrap, redis_url = containers
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=2000,
@@ -95,20 +79,4 @@ def test_drift_alert_rollback_ack_on_real_kafka_and_redis(containers: tuple[str,
     assert summary["worker_errors"] == []
     assert summary["alerts_before_onset"] == 0, summary
     assert summary["ok"], summary
-    v1, v2 = summary["versions"]["v1"], summary["versions"]["v2"]
-
-    control = [m for m in _read_all(bootstrap, settings.topics.control, 1)
-               if m.get("issued_at", 0) >= started_ms or m.get("at", 0) >= started_ms]
-    rollback = next(c for c in control if c.get("type") == "command"
-                    and c["command_id"] == summary["rollback_command_id"])
-    verified = CommandVerifier(settings.control_key.encode()).verify(rollback, int(time.time() * 1000))
-    assert (verified.command, verified.to_version) == ("rollback", v1)
-    acks = [m for m in control if m.get("type") == "ack" and m["ack_for"] == rollback["command_id"]]
-    assert acks and all(a["status"] == "applied" and a["active_version"] == v1 for a in acks)
-    ack_at = min(a["at"] for a in acks)
-
-    predictions = [p for p in _read_all(bootstrap, settings.topics.predictions, settings.topics.predictions_partitions)
-                   if p["scored_at"] >= started_ms and p["model"] == summary["model"]]
-    assert {p["model_version"] for p in predictions if p["scored_at"] < int(summary["onset_at_ms"])} == {v2}
-    after = [p for p in predictions if p["scored_at"] > ack_at]
-    assert after and {p["model_version"] for p in after} == {v1}
+    assert_rollback_chain(settings, summary, started_ms, idle_s=3.0)
