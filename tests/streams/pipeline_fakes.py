@@ -3,7 +3,6 @@ that run a FusedHandler batch the way the loop does. Imported by the pipeline te
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,6 +15,8 @@ from models.scorer import Scorer
 from streams.loop import BatchResult, Output
 from streams.pipeline import FusedHandler
 
+from .fake_message import FakeMessage
+
 TOPIC = "vitals"
 GROUP = "g-test"
 T0 = 1_700_000_000_000
@@ -26,36 +27,6 @@ VIEW = FeatureView(
               FeatureSpec("hr_count_1m", "hr", "count", Window("sliding", 60_000))),
     bucket_ms=10_000, allowed_lateness_ms=10_000,
 )
-
-
-@dataclass
-class FakeMessage:
-    topic_: str
-    partition_: int
-    offset_: int
-    value_: bytes | None
-    key_: bytes | None
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def value(self) -> bytes | None:
-        return self.value_
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def error(self) -> None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, T0)
 
 
 def msg(offset: int, entity: str = "p1", ts: int = T0, hr: Any = 80.0, *, partition: int = 0,

@@ -11,6 +11,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streams.loop import BatchLoop, BatchResult, Output, _next_offsets, dead_letter, describe
 
+from .fake_message import FakeMessage
+
 
 # --------------------------------------------------------------------------------------------- fakes
 @dataclass
@@ -27,40 +29,6 @@ class FakeError:
 
     def str(self) -> str:
         return self.text
-
-
-@dataclass
-class FakeMessage:
-    """The part of ``confluent_kafka.Message`` the loop and handlers use."""
-
-    topic_: str
-    partition_: int
-    offset_: int
-    value_: bytes | None = b"{}"
-    key_: bytes | None = b"k"
-    error_: FakeError | None = None
-    headers_: list[tuple[str, bytes]] | None = None
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def value(self) -> bytes | None:
-        return self.value_
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def error(self) -> FakeError | None:
-        return self.error_
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self.headers_
 
 
 class FakeConsumer:

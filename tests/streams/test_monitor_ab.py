@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,25 +19,9 @@ from streams.metrics import Metrics
 from streams.monitor_handler import MonitorHandler
 from streams.settings import Settings
 
+from .fake_message import FakeMessage
+
 MODEL = "risk"
-
-
-@dataclass
-class Msg:
-    topic_: str
-    value_: bytes
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def value(self) -> bytes:
-        return self.value_
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 0
 
 
 class ScriptedJoin:
@@ -79,13 +62,13 @@ def make(ab: ABTracker | None | str = "new") -> tuple[MonitorHandler, ScriptedJo
     return h, join, clock
 
 
-def batch(join: ScriptedJoin, champion_right: int, challenger_right: int, n: int = 100) -> list[Msg]:
+def batch(join: ScriptedJoin, champion_right: int, challenger_right: int, n: int = 100) -> list[FakeMessage]:
     preds = [Prediction(f"p{i}-{v}", f"e{i}", i, MODEL, ver, v, 0.6, 1, 0, {"hr": 0.1})
              for i in range(5) for ver, v in ((1, "champion"), (2, "challenger"))]
     for version, right in ((1, champion_right), (2, challenger_right)):
         join.queued += [Outcome(MODEL, version, 0, 1, 0.6)] * right + [Outcome(MODEL, version, 1, 0, 0.6)] * (n - right)
-    msgs = [Msg("predictions", codec.encode(p.to_dict())) for p in preds]
-    return msgs + [Msg("labels", codec.encode({"prediction_id": "x", "label": 1}))]
+    msgs = [FakeMessage("predictions", 0, 0, codec.encode(p.to_dict())) for p in preds]
+    return msgs + [FakeMessage("labels", 0, 0, codec.encode({"prediction_id": "x", "label": 1}))]
 
 
 def gauge(h: MonitorHandler, name: str) -> float | None:
@@ -121,7 +104,7 @@ def test_series_removed_when_the_challenger_leaves_traffic() -> None:
     h.process(batch(join, 50, 50))  # type: ignore[arg-type]
     assert gauge(h, "driftline_ab_z") is not None
     clock.t += 5.0
-    h.process([Msg("labels", codec.encode({"prediction_id": "x", "label": 1}))])  # type: ignore[arg-type]
+    h.process([FakeMessage("labels", 0, 0, codec.encode({"prediction_id": "x", "label": 1}))])  # type: ignore[arg-type]
     assert h.ab_reports == [] and gauge(h, "driftline_ab_z") is None and gauge(h, "driftline_ab_p_value") is None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ from streams.online_learning import (
 )
 from streams.pipeline import FusedHandler
 
+from .fake_message import FakeMessage
+
 TOPIC, LABELS, MODEL = "vitals", "labels", "risk"
 T0 = 1_700_000_000_000
 VIEW = FeatureView(
@@ -41,48 +42,18 @@ VIEW = FeatureView(
 )
 
 
-@dataclass
-class Msg:
-    topic_: str
-    offset_: int
-    value_: bytes
-    key_: bytes | None = None
-    partition_: int = 0
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def value(self) -> bytes:
-        return self.value_
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def error(self) -> None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, T0)
-
-
 class Offsets:
     def __init__(self) -> None:
         self.source = 0
         self.labels = 0
 
-    def event(self, entity: str, ts: int, hr: float = 120.0) -> Msg:
+    def event(self, entity: str, ts: int, hr: float = 120.0) -> FakeMessage:
         self.source += 1
-        return Msg(TOPIC, self.source - 1, orjson.dumps({"id": entity, "ts": ts, "hr": hr}), entity.encode())
+        return FakeMessage(TOPIC, 0, self.source - 1, orjson.dumps({"id": entity, "ts": ts, "hr": hr}), entity.encode())
 
-    def label(self, body: dict[str, Any]) -> Msg:
+    def label(self, body: dict[str, Any]) -> FakeMessage:
         self.labels += 1
-        return Msg(LABELS, self.labels - 1, orjson.dumps(body))
+        return FakeMessage(LABELS, 0, self.labels - 1, orjson.dumps(body), None)
 
 
 def river_registry(root: Path) -> Registry:
@@ -108,7 +79,7 @@ def champion_score(h: OnlineLearningHandler, x: dict[str, float]) -> float:
     return float(h.inner.scorer.active.champion.estimator.predict_proba_one(x)[True])
 
 
-def served(h: OnlineLearningHandler, batch: list[Msg]) -> list[Prediction]:
+def served(h: OnlineLearningHandler, batch: list[FakeMessage]) -> list[Prediction]:
     out = h.process(batch)
     if out.finalize:
         out.finalize()
@@ -147,7 +118,7 @@ def test_malformed_and_unknown_labels_are_counted_not_learned(tmp_path: Path) ->
     off = Offsets()
     served(h, [off.event("e", T0)])
     w = champion_score(h, {"hr_mean_1m": 120.0, "hr_count_1m": 1.0})
-    served(h, [Msg(LABELS, 0, b"{not json"), off.label({"prediction_id": "x"}), off.label({"label": 1}),
+    served(h, [FakeMessage(LABELS, 0, 0, b"{not json", None), off.label({"prediction_id": "x"}), off.label({"label": 1}),
                off.label({"prediction_id": "nobody-champion", "label": 1})])
     assert (h.stats.malformed, h.stats.unmatched, h.stats.learned) == (3, 1, 0)
     assert champion_score(h, {"hr_mean_1m": 120.0, "hr_count_1m": 1.0}) == w
