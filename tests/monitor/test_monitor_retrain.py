@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace as NS
 from typing import Any
 
@@ -19,6 +18,7 @@ from streams import codec
 from streams.control import CommandVerifier
 from streams.monitor_handler import MonitorHandler
 from streams.settings import Settings
+from tests.streams.fake_message import FakeMessage
 
 KEY = b"k" * 32
 MODEL = "risk"
@@ -76,24 +76,6 @@ def test_only_critical_drift_triggers_on_production() -> None:
 
 
 # ------------------------------------------------------------------------------------------ handler wiring
-@dataclass
-class Msg:
-    topic_: str
-    value_: bytes
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def value(self) -> bytes:
-        return self.value_
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 0
-
-
 class NoJoin:
     def remember(self, predictions: Any, slice_of: Any = None) -> list:
         return []
@@ -112,7 +94,7 @@ def _handler(registry: FakeRegistry, mode: str) -> MonitorHandler:
                           control_key=KEY, clock=lambda: 1.0, retrain=RetrainPolicy(registry, mode=mode))  # type: ignore[arg-type]
 
 
-def _batches(n: int, shift: float) -> list[list[Msg]]:
+def _batches(n: int, shift: float) -> list[list[FakeMessage]]:
     rng = np.random.default_rng(1)
     out = []
     for b in range(n):
@@ -120,7 +102,7 @@ def _batches(n: int, shift: float) -> list[list[Msg]]:
         for i in range(50):
             x = float(rng.normal(shift))
             p = Prediction(f"p{b}-{i}", "e", 0, MODEL, 2, "champion", 1 / (1 + np.exp(-x)), 1, 0, {"hr": x})
-            batch.append(Msg("predictions", codec.encode(p.to_dict())))
+            batch.append(FakeMessage("predictions", 0, 0, codec.encode(p.to_dict())))
         out.append(batch)
     return out
 
