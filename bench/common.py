@@ -32,14 +32,13 @@ import numpy as np
 import redis
 
 from features.definitions import FeatureView
-from features.exceptions import RecordError
 from features.materialize import backfill
 from features.offline import TrainingRow
-from features.records import Event, parse_record
 from features.views import VITALS_VIEW
 from models.registry import Registry
 from models.training_job import build_training_set, train_and_register
 from streams import codec
+from streams.demo import to_events
 from streams.settings import KafkaSettings, PipelineSettings, Settings, TopicSettings
 from streams.simulator import SimConfig, SimEvent, generate
 from streams.stack import EmbeddedStack, StackInfo
@@ -205,20 +204,6 @@ def to_records(stream: Sequence[SimEvent]) -> list[tuple[bytes, bytes]]:
     return [(e.key.encode(), codec.encode(e.value)) for e in stream]
 
 
-def parse_events(view: FeatureView, stream: Sequence[SimEvent]) -> tuple[list[Event], dict[tuple[str, int], int]]:
-    """Events through the online parser/validator (bad records dropped) and their labels by (entity, ts)."""
-    events, labels = [], {}
-    for s in stream:
-        try:
-            ev = parse_record(view, s.key.encode(), codec.encode(s.value))
-        except RecordError:
-            continue
-        events.append(ev)
-        if s.label is not None:
-            labels[(ev.entity_id, ev.ts_ms)] = s.label
-    return events, labels
-
-
 @dataclass(frozen=True)
 class Trained:
     """Two registered versions (v2 in production) and the feature rows they were trained on."""
@@ -233,7 +218,7 @@ def train_models(registry_dir: str | Path, *, entities: int = 200, minutes: floa
                  model: str = MODEL) -> Trained:
     """Like the demo: simulated history → VITALS_VIEW features (backfill) → logistic v1 (no SpO2) and v2 (all
     features), v1 promoted then v2. Windows are not warmed up (a bench needs realistic rows, not a good AUC)."""
-    events, labels = parse_events(VITALS_VIEW, vitals_stream(entities, minutes, seed=seed))
+    events, labels = to_events(vitals_stream(entities, minutes, seed=seed))
     history = backfill(VITALS_VIEW, events, num_partitions=3)
     registry = Registry(registry_dir)
     v1 = train_and_register(registry, model, build_training_set(VITALS_VIEW, history.rows, labels, V1_FEATURES),
@@ -246,5 +231,5 @@ def train_models(registry_dir: str | Path, *, entities: int = 200, minutes: floa
 
 
 __all__ = ["MODEL", "V1_FEATURES", "Table", "Trained", "bench_settings", "bench_stack", "bench_view",
-           "delete_group_keys", "fmt", "run_on_fresh_stack", "parse_events", "percentiles", "ratio", "run_id", "to_records",
+           "delete_group_keys", "fmt", "run_on_fresh_stack", "percentiles", "ratio", "run_id", "to_records",
            "train_models", "vitals_stream"]

@@ -28,13 +28,14 @@ from typing import Any
 
 import redis
 
-from bench.common import Table, bench_stack, bench_view, parse_events, ratio, run_id, vitals_stream
+from bench.common import Table, bench_stack, bench_view, ratio, run_id, vitals_stream
 from bench.memory_worker import Pass, entity_id, run_pass, used_memory
 from bench.store_read_bench import PARTITIONS, fill_store
 from features.definitions import FeatureView
 from features.partitioning import kafka_partition
 from features.records import Event
 from features.store import SourcePosition, latest_key_for, state_key_for
+from streams.demo import to_events
 from streams.settings import PipelineSettings
 from streams.stack import StackInfo
 
@@ -94,7 +95,7 @@ class Template:
 
 def history(view: FeatureView, cfg: MemoryConfig) -> list[Event]:
     """``cfg.minutes`` of simulated vitals for ``cfg.templates`` patients, renamed ``entity_id(0..)``."""
-    events, _ = parse_events(view, vitals_stream(cfg.templates, cfg.minutes, cfg.interval_s, seed=5))
+    events, _ = to_events(vitals_stream(cfg.templates, cfg.minutes, cfg.interval_s, seed=5), view)
     names = {e: entity_id(i) for i, e in enumerate(sorted({ev.entity_id for ev in events}))}
     return [replace(ev, entity_id=names[ev.entity_id]) for ev in events]
 

@@ -37,7 +37,6 @@ from bench.common import (
     bench_settings,
     bench_view,
     delete_group_keys,
-    parse_events,
     ratio,
     run_id,
     run_on_fresh_stack,
@@ -53,6 +52,7 @@ from features.redis_store import RedisFeatureStore
 from features.state import EntityState
 from features.store import FeatureStore, SourcePosition, state_key_for
 from streams.clients import make_consumer, make_producer
+from streams.demo import to_events
 from streams.loop import BatchLoop, BatchResult, Output, dead_letter
 from streams.settings import Settings
 from streams.stack import StackInfo
@@ -302,7 +302,7 @@ def run(info: StackInfo, cfg: StoreConfig = StoreConfig()) -> list[Table]:
     group = f"bench-store-{rid}"
     client = redis_client(settings)
     try:
-        events, _ = parse_events(view, vitals_stream(cfg.entities, cfg.minutes, cfg.interval_s, seed=1))
+        events, _ = to_events(vitals_stream(cfg.entities, cfg.minutes, cfg.interval_s, seed=1), view)
         try:
             mem, part = memory_table(client, view, group, events, cfg)
             reads = read_table(client, view, group, part, max(e.ts_ms for e in events), cfg.reads)

@@ -28,7 +28,6 @@ from bench.common import (
     bench_stack,
     bench_view,
     delete_group_keys,
-    parse_events,
     percentiles,
     ratio,
     run_id,
@@ -40,6 +39,7 @@ from features.records import Event
 from features.redis_store import RedisFeatureStore
 from features.state import EntityState
 from features.store import SourcePosition, latest_key_for, state_key_for
+from streams.demo import to_events
 from streams.workers import redis_client
 
 PARTITIONS = 3
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> list[Table]:
         view, group = bench_view(f"read-{rid}"), f"bench-read-{rid}"
         client = redis_client(bench_settings(info, rid))
         try:
-            events, _ = parse_events(view, vitals_stream(args.entities, args.minutes, 10.0, seed=1))
+            events, _ = to_events(vitals_stream(args.entities, args.minutes, 10.0, seed=1), view)
             part = fill_store(client, view, group, events, 100, PARTITIONS)
             for _ in range(args.runs):
                 tables.append(read_table(client, view, group, part, max(e.ts_ms for e in events), args.reads))

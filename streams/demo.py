@@ -14,11 +14,12 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from features.definitions import FeatureView
 from features.exceptions import RecordError
 from features.materialize import backfill, write_backfill
 from features.records import Event, parse_record
@@ -70,12 +71,14 @@ def demo_settings(base: Settings, bootstrap: str, redis_url: str, run_dir: Path,
                         control_key=base.control_key or secrets.token_hex(32))
 
 
-def to_events(sim: list[SimEvent]) -> tuple[list[Event], dict[tuple[str, int], int]]:
-    """Simulated records through the same parser/validator as the online path (bad ones are dropped)."""
+def to_events(sim: Sequence[SimEvent], view: FeatureView = VITALS_VIEW
+              ) -> tuple[list[Event], dict[tuple[str, int], int]]:
+    """Simulated records through the same parser/validator as the online path (bad ones are dropped), and their
+    labels by (entity, event time)."""
     events, labels = [], {}
     for s in sim:
         try:
-            ev = parse_record(VITALS_VIEW, s.key.encode(), codec.encode(s.value))
+            ev = parse_record(view, s.key.encode(), codec.encode(s.value))
         except RecordError:
             continue
         events.append(ev)
