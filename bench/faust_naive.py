@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-import threading
 import time
 from typing import Any
 
@@ -44,7 +43,7 @@ from features.store import SourcePosition, latest_key_for, state_key_for
 from models.prediction import Prediction
 from models.registry import Registry
 from streams import codec
-from streams.faust_app import faust_app, run_own_event_loop
+from streams.faust_app import AppThread, faust_app
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,14 +60,15 @@ def model_row(vector: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
     return np.array([[vector.get(n, np.nan) for n in names]], dtype=np.float64)
 
 
-class NaiveFaustAgent:
+class NaiveFaustAgent(AppThread):
     """A per-event Faust agent in its own thread and event loop; ``consumed`` counts records taken off the stream.
 
-    ``start`` / ``stop`` / ``alive`` like :class:`streams.faust_app.FaustWorker`; ``error`` holds what killed it.
+    ``start`` / ``stop`` / ``alive`` and ``error`` from :class:`streams.faust_app.AppThread`.
     """
 
     def __init__(self, settings: Settings, view: FeatureView, model: str, group: str, *,
                  threshold: float = 0.5) -> None:
+        super().__init__(f"naive-{group}")
         self.settings = settings
         self.view = view
         self.model = model
@@ -79,28 +79,6 @@ class NaiveFaustAgent:
         self.dead_lettered = 0
         # bench instrumentation (not part of the idiom): seconds in the body, in Redis calls, in predict_proba
         self.busy_s = self.redis_s = self.predict_s = 0.0
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._stopped: asyncio.Event | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-    def start(self) -> NaiveFaustAgent:
-        self.thread = threading.Thread(target=self._run, name=f"naive-{self.group}", daemon=True)
-        self.thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        if self._aloop is not None and self._stopped is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                self._aloop.call_soon_threadsafe(self._stopped.set)
-        if self.thread is not None:
-            self.thread.join(timeout_s)
 
     def wait_consumed(self, n: int, timeout_s: float) -> int:
         """Block until ``n`` records were consumed, the agent died or ``timeout_s`` passed; the count."""
@@ -110,16 +88,6 @@ class NaiveFaustAgent:
         return self.consumed
 
     # -- the thread ------------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            run_own_event_loop(self._main, on_loop=self._set_loop)
-        except BaseException as exc:  # noqa: BLE001 - recorded for the caller
-            self.error = exc
-            log.exception("naive faust agent %s died", self.group)
-
-    def _set_loop(self, aloop: asyncio.AbstractEventLoop) -> None:
-        self._aloop = aloop
-
     async def _main(self, aloop: asyncio.AbstractEventLoop) -> None:
         self._stopped = asyncio.Event()
         if self._stop.is_set():

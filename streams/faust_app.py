@@ -32,8 +32,8 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Self
 
 from confluent_kafka import TopicPartition
 
@@ -116,33 +116,24 @@ def faust_app(settings: Settings, group: str, *, datadir: str, loop: asyncio.Abs
                      consumer_auto_offset_reset=settings.kafka.auto_offset_reset)
 
 
-class FaustWorker:
-    """A driftline worker run by a Faust app in its own thread and event loop (``start`` / ``stop`` / ``health``
-    like :class:`streams.workers.Worker`)."""
+class AppThread:
+    """A Faust app in its own thread and event loop: ``start`` / ``stop`` / ``alive``, ``error`` holds what killed
+    it. Subclasses write ``async _main(loop)``, which creates ``self._stopped`` (an ``asyncio.Event``) and returns
+    once it is set (``stop`` sets it from any thread), and may override ``_on_exit`` (runs in the thread, last)."""
 
-    def __init__(self, inner: Worker, settings: Settings, group: str, *, queue_factor: int = 4) -> None:
-        self.inner = inner
-        self.settings = settings
-        self.group = group
-        self.name = f"faust-{inner.name}"
-        self.loop_: BatchLoop = inner.loop
-        self.queue_size = max(1, self.loop_.max_rows * queue_factor)
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
-        self.ready = threading.Event()  # set once the app has started (the group join is still under way)
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.inner.metrics
 
     @property
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def start(self) -> FaustWorker:
+    def start(self) -> Self:
         self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.thread.start()
         return self
@@ -155,6 +146,51 @@ class FaustWorker:
         if self.thread is not None:
             self.thread.join(timeout_s)
 
+    async def _main(self, aloop: asyncio.AbstractEventLoop) -> None:
+        raise NotImplementedError
+
+    def _on_exit(self) -> None:
+        """Runs in the thread after the loop is closed, also after a failure."""
+
+    def _run(self) -> None:
+        aloop = asyncio.new_event_loop()
+        self._aloop = aloop
+        asyncio.set_event_loop(aloop)
+        try:
+            aloop.run_until_complete(self._main(aloop))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the owner (health, the bench)
+            self.error = exc
+            log.exception("%s died", self.name)
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(aloop) if not t.done()]
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    aloop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                aloop.run_until_complete(aloop.shutdown_asyncgens())
+            finally:
+                aloop.close()
+                self._on_exit()
+
+
+class FaustWorker(AppThread):
+    """A driftline worker run by a Faust app in its own thread and event loop (``start`` / ``stop`` / ``health``
+    like :class:`streams.workers.Worker`)."""
+
+    def __init__(self, inner: Worker, settings: Settings, group: str, *, queue_factor: int = 4) -> None:
+        super().__init__(f"faust-{inner.name}")
+        self.inner = inner
+        self.settings = settings
+        self.group = group
+        self.loop_: BatchLoop = inner.loop
+        self.queue_size = max(1, self.loop_.max_rows * queue_factor)
+        self.ready = threading.Event()  # set once the app has started (the group join is still under way)
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.inner.metrics
+
     def health(self) -> dict:
         """The inner worker's answer (same probes), with this thread's liveness and error."""
         self.inner.thread = self.thread
@@ -164,19 +200,7 @@ class FaustWorker:
         return state
 
     # -- the thread ------------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            run_own_event_loop(self._main, on_loop=self._set_loop)
-        except BaseException as exc:  # noqa: BLE001 - recorded, reported by health
-            self.error = exc
-            log.exception("faust worker %s died", self.name)
-        finally:
-            self._close()
-
-    def _set_loop(self, aloop: asyncio.AbstractEventLoop) -> None:
-        self._aloop = aloop
-
-    def _close(self) -> None:
+    def _on_exit(self) -> None:
         try:
             self.loop_.producer.flush(5)
         except Exception:  # noqa: BLE001
@@ -301,28 +325,6 @@ class FaustWorker:
         lp.health.last_commit_at = time.time()  # acked: Faust commits it within broker_commit_interval
         lp.metrics.last_commit.labels(lp.stage).set(lp.health.last_commit_at)
         return True
-
-
-def run_own_event_loop(main: Callable[[asyncio.AbstractEventLoop], Awaitable[None]], *,
-                       on_loop: Callable[[asyncio.AbstractEventLoop], None] = lambda _loop: None) -> None:
-    """Run ``main(loop)`` on a new event loop owned by the calling thread (a Faust app's thread), then cancel
-    what is left of its tasks and close it; ``main``'s exception propagates. ``on_loop`` gets the loop first
-    (so other threads can ``call_soon_threadsafe`` into it)."""
-    aloop = asyncio.new_event_loop()
-    on_loop(aloop)
-    asyncio.set_event_loop(aloop)
-    try:
-        aloop.run_until_complete(main(aloop))
-    finally:
-        try:
-            pending = [t for t in asyncio.all_tasks(aloop) if not t.done()]
-            for t in pending:
-                t.cancel()
-            if pending:
-                aloop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            aloop.run_until_complete(aloop.shutdown_asyncgens())
-        finally:
-            aloop.close()
 
 
 def _paused(handler: Any) -> bool:
