@@ -29,6 +29,18 @@ VIEW = FeatureView(
 )
 
 
+class CountingStore(MemoryFeatureStore):
+    """A memory store that records the entity ids of every ``load`` (to count Redis round trips)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[set[str]] = []
+
+    def load(self, view, pos, entity_ids):  # noqa: ANN001, ANN201
+        self.loaded.append(set(entity_ids))
+        return super().load(view, pos, entity_ids)
+
+
 def msg(offset: int, entity: str = "p1", ts: int = T0, hr: Any = 80.0, *, partition: int = 0,
         raw: bytes | None = None, key: bytes | None = None) -> FakeMessage:
     value = raw if raw is not None else orjson.dumps({"id": entity, "ts": ts, "hr": hr})

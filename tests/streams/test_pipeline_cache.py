@@ -13,18 +13,8 @@ from models.registry import Registry
 from . import pipeline_fakes as fakes
 
 
-class CountingStore(MemoryFeatureStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.loaded: list[set[str]] = []
-
-    def load(self, view, pos, entity_ids):  # noqa: ANN001, ANN201
-        self.loaded.append(set(entity_ids))
-        return super().load(view, pos, entity_ids)
-
-
 def test_second_batch_of_known_entities_needs_no_load(registry: Registry) -> None:
-    store = CountingStore()
+    store = fakes.CountingStore()
     handler = fakes.make_handler(registry, store)
     fakes.run(handler, [fakes.msg(0, "a"), fakes.msg(1, "b")])
     fakes.run(handler, [fakes.msg(2, "a", fakes.T0 + 1000), fakes.msg(3, "b", fakes.T0 + 2000)])
@@ -34,7 +24,7 @@ def test_second_batch_of_known_entities_needs_no_load(registry: Registry) -> Non
 
 
 def test_a_failed_batch_is_retried_from_redis_not_from_mutated_memory(registry: Registry) -> None:
-    store = CountingStore()
+    store = fakes.CountingStore()
     handler = fakes.make_handler(registry, store)
     fakes.run(handler, [fakes.msg(0, "a", hr=80.0)])
     batch = [fakes.msg(1, "a", fakes.T0 + 1000, hr=100.0)]
@@ -46,7 +36,7 @@ def test_a_failed_batch_is_retried_from_redis_not_from_mutated_memory(registry: 
 
 
 def test_lost_partition_or_another_writer_invalidates_the_cache(registry: Registry) -> None:
-    store = CountingStore()
+    store = fakes.CountingStore()
     handler = fakes.make_handler(registry, store)
     fakes.run(handler, [fakes.msg(0, "a")])
     handler.on_revoke([TopicPartition(fakes.TOPIC, 0)])

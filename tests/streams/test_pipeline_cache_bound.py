@@ -20,16 +20,6 @@ from streams.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 from . import pipeline_fakes as fakes
 
 
-class CountingStore(MemoryFeatureStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.loaded: list[set[str]] = []
-
-    def load(self, view, pos, entity_ids):  # noqa: ANN001, ANN201
-        self.loaded.append(set(entity_ids))
-        return super().load(view, pos, entity_ids)
-
-
 # ------------------------------------------------------------------------------------------- StateCache
 def test_the_bound_holds_across_partitions_least_recently_used_out_first() -> None:
     c: StateCache[str] = StateCache(max_entities=3)
@@ -71,7 +61,7 @@ def test_zero_disables_the_cache() -> None:
 
 # ------------------------------------------------------------------------------------------- the handler
 def test_handler_cache_is_bounded_for_the_whole_worker(registry: Registry) -> None:
-    store = CountingStore()
+    store = fakes.CountingStore()
     handler = fakes.make_handler(registry, store, cache_max_entities=4)
     offsets = [0, 0, 0]
     for i in range(12):  # 12 entities over 3 partitions: 4 each
@@ -87,7 +77,7 @@ def test_handler_cache_is_bounded_for_the_whole_worker(registry: Registry) -> No
 
 
 def test_an_evicted_entity_is_reloaded_with_its_saved_state(registry: Registry) -> None:
-    store = CountingStore()
+    store = fakes.CountingStore()
     handler = fakes.make_handler(registry, store, cache_max_entities=1)
     fakes.run(handler, [fakes.msg(0, "a", hr=80.0)])
     fakes.run(handler, [fakes.msg(0, "b", hr=60.0, partition=1)])  # "a" goes (partition 0 stays trusted)
@@ -102,7 +92,7 @@ def test_an_evicted_entity_is_reloaded_with_its_saved_state(registry: Registry) 
 
 
 def test_revoke_clears_the_partition_and_leaves_the_others(registry: Registry) -> None:
-    store = CountingStore()
+    store = fakes.CountingStore()
     handler = fakes.make_handler(registry, store)
     fakes.run(handler, [fakes.msg(0, "a"), fakes.msg(0, "x", partition=1)])
     handler.on_revoke([TopicPartition(fakes.TOPIC, 0)])
@@ -186,7 +176,7 @@ def test_the_bound_is_a_setting_from_env_and_toml(tmp_path: Path) -> None:
 def test_a_cached_state_mutated_by_a_failed_batch_is_never_reused(registry: Registry) -> None:
     """The retry may be a shorter poll: an entity the failed batch touched but the retry does not must still
     come from the store, not from the cache the failed attempt mutated."""
-    store = CountingStore()
+    store = fakes.CountingStore()
     handler = fakes.make_handler(registry, store)
     fakes.run(handler, [fakes.msg(0, "a", hr=80.0)])  # "a" cached at offset 0
     failed = [fakes.msg(1, "b", fakes.T0 + 1000), fakes.msg(2, "a", fakes.T0 + 1000, hr=100.0)]
