@@ -17,17 +17,6 @@ TTL_S = 120
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis(host="127.0.0.1", port=6379, db=11, socket_connect_timeout=1)
-    try:
-        c.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def uid(client: redis.Redis) -> Iterator[str]:
     tag = uuid.uuid4().hex[:12]
     yield tag

@@ -189,17 +189,6 @@ def test_existing_on_predictions_callback_still_runs(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ Redis twin
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis(host="127.0.0.1", port=6379, db=11, socket_connect_timeout=1)
-    try:
-        c.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def model_name(client: redis.Redis) -> Iterator[str]:
     name = f"m{uuid.uuid4().hex[:10]}"
     yield name
