@@ -27,7 +27,7 @@ from pathlib import Path
 
 from models.exceptions import ArtifactMissingError, IntegrityError
 
-__all__ = ["sha256_bytes", "sha256_file", "save_artifact", "load_verified", "atomic_write_bytes"]
+__all__ = ["sha256_bytes", "sha256_file", "save_artifact", "load_verified", "atomic_write_bytes", "write_temp"]
 
 PICKLE_PROTOCOL = 5
 _CHUNK = 1 << 20
@@ -58,18 +58,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = write_temp(path.parent, path.name, data)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def write_temp(directory: Path, name: str, data: bytes) -> str:
+    """Write ``data`` to a new fsynced temp file ``.<name>.*.tmp`` in ``directory`` and return its path (the
+    caller renames it into place, e.g. under a lock, or removes it). Nothing is left behind on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
 
 
 def _fsync_dir(directory: Path) -> None:

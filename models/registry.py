@@ -46,7 +46,6 @@ import fcntl
 import os
 import pickle
 import re
-import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,7 +55,14 @@ from typing import Any, Literal
 
 import orjson
 
-from models.artifacts import PICKLE_PROTOCOL, _fsync_dir, atomic_write_bytes, load_verified, sha256_bytes
+from models.artifacts import (
+    PICKLE_PROTOCOL,
+    _fsync_dir,
+    atomic_write_bytes,
+    load_verified,
+    sha256_bytes,
+    write_temp,
+)
 from models.exceptions import RegistryError
 
 __all__ = ["Stage", "ModelVersion", "Registry"]
@@ -212,7 +218,7 @@ class Registry:
         digest = sha256_bytes(data)
         model_dir = self._root / model
         model_dir.mkdir(parents=True, exist_ok=True)
-        tmp = _write_temp(model_dir, data)  # the slow part happens outside the lock
+        tmp = write_temp(model_dir, _ARTIFACT_FILE, data)  # the slow part happens outside the lock
         try:
             with self._locked(model):
                 state = self._read_state(model) or _new_state(model)
@@ -388,15 +394,6 @@ def _check_name(model: str) -> None:
 
 def _new_state(model: str) -> dict[str, Any]:
     return {"format": _FORMAT, "model": model, "revision": 0, "next_version": 1, "versions": [], "history": []}
-
-
-def _write_temp(directory: Path, data: bytes) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{_ARTIFACT_FILE}.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return tmp
 
 
 def _find(state: dict[str, Any], model: str, version: int | None) -> dict[str, Any]:
