@@ -156,13 +156,6 @@ class SaveRequest:
     latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None
 
 
-def save_each(store: FeatureStore, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
-    """``save_many`` as one ``save`` per request (stores without a cheaper batch path)."""
-    for r in requests:
-        store.save(view, r.pos, r.states, expected_offset=r.expected_offset, new_offset=r.new_offset,
-                   ttl_ms=r.ttl_ms, watermark_ms=r.watermark_ms, latest=r.latest)
-
-
 def check_offsets(current: int, expected: int, new: int) -> None:
     """Raise unless ``current == expected`` and ``new >= current`` (the CAS rule of ``save``).
 
@@ -210,7 +203,8 @@ class MemoryFeatureStore:
         first: Exception | None = None
         for r in requests:
             try:
-                save_each(self, view, [r])
+                self.save(view, r.pos, r.states, expected_offset=r.expected_offset, new_offset=r.new_offset,
+                          ttl_ms=r.ttl_ms, watermark_ms=r.watermark_ms, latest=r.latest)
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the other partitions
                 first = first or exc
         if first is not None:

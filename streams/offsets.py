@@ -24,19 +24,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.clients import consumer_config
 from streams.exceptions import ConfigError
+from streams.settings import KafkaSettings
 
 __all__ = ["end_offsets", "commit_offsets", "start_groups_at_end"]
 
-_UNKNOWN = -1001  # librdkafka's OFFSET_INVALID: no fetch has reported this partition's watermark yet
-
-
-def end_offsets(kafka: object, topics: Sequence[str], timeout_s: float = 10.0) -> list[TopicPartition]:
+def end_offsets(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float = 10.0) -> list[TopicPartition]:
     """The high watermark (next offset to be written) of every partition of ``topics``.
 
     Raises :class:`ConfigError` when a topic does not exist or a partition's watermark is not
     reported within ``timeout_s``.
     """
-    consumer = Consumer(consumer_config(kafka, f"driftline-probe-{uuid.uuid4().hex[:8]}",  # type: ignore[arg-type]
+    consumer = Consumer(consumer_config(kafka, f"driftline-probe-{uuid.uuid4().hex[:8]}",
                                         max_partition_fetch_bytes=1024))
     try:
         partitions = _partitions(consumer, topics, timeout_s)
@@ -51,23 +49,23 @@ def end_offsets(kafka: object, topics: Sequence[str], timeout_s: float = 10.0) -
             for t, p in partitions:
                 if (t, p) not in ends:
                     _low, high = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
-                    if high != _UNKNOWN and high >= 0:
+                    if high >= 0:  # OFFSET_INVALID (-1001) until a fetch reported this partition
                         ends[(t, p)] = high
         return [TopicPartition(t, p, ends[(t, p)]) for t, p in partitions]
     finally:
         consumer.close()
 
 
-def commit_offsets(kafka: object, group: str, offsets: Sequence[TopicPartition]) -> None:
+def commit_offsets(kafka: KafkaSettings, group: str, offsets: Sequence[TopicPartition]) -> None:
     """Commit ``offsets`` for ``group`` without joining it (the group must have no active member)."""
-    consumer = Consumer(consumer_config(kafka, group))  # type: ignore[arg-type]
+    consumer = Consumer(consumer_config(kafka, group))
     try:
         consumer.commit(offsets=list(offsets), asynchronous=False)
     finally:
         consumer.close()
 
 
-def start_groups_at_end(kafka: object, groups: Mapping[str, Sequence[str]], timeout_s: float = 10.0) -> dict[str, int]:
+def start_groups_at_end(kafka: KafkaSettings, groups: Mapping[str, Sequence[str]], timeout_s: float = 10.0) -> dict[str, int]:
     """Commit the current end of ``topics`` for each new ``group``.
 
     Returns, per group, the sum of the end offsets it starts at (records written before this run).
