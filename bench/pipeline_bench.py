@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import multiprocessing as mp
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -225,31 +224,50 @@ def produce_live(settings: Settings, topic: str, templates: list[tuple[bytes, di
     return sent, sent / (time.perf_counter() - started)
 
 
-def broker_latency(settings: Settings, topic: str, templates: list[tuple[bytes, dict]], rate: float,
-                   seconds: float, partitions: int) -> list[float]:
-    """Baseline: event time → received by a bare consumer (assigned, no group, no processing), in ms, with events
-    produced exactly as for the pipeline. The broker's own produce → fetch floor under any worker."""
+def _bare_consumer(settings: Settings, topic: str, partitions: int, ready: Any, stop: Any, out: Any) -> None:
+    """Child process: a bare consumer (assigned, no group, no processing) taking records the way the batch loop
+    does (wait for a first one, then what is queued); sends back event time → received, in ms."""
     consumer = Consumer(consumer_config(settings.kafka, f"bench-lat-{run_id()}"))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     lat: list[float] = []
-    stop = threading.Event()
-
-    def drain() -> None:
-        while not stop.is_set():
-            for m in consumer.consume(500, 0.01):
-                if m.error() is None:
-                    lat.append(time.time() * 1000 - orjson.loads(m.value())["ts"])
-
-    thread = threading.Thread(target=drain, name="bench-broker-latency", daemon=True)
-    thread.start()
+    ready.set()
     try:
+        while not stop.is_set():
+            first = consumer.poll(0.05)
+            if first is None:
+                continue
+            now = time.time() * 1000
+            for m in [first, *consumer.consume(499, 0)]:
+                if m.error() is None:
+                    lat.append(now - orjson.loads(m.value())["ts"])
+    finally:
+        consumer.close()
+        out.send(lat)
+
+
+def broker_latency(settings: Settings, topic: str, templates: list[tuple[bytes, dict]], rate: float,
+                   seconds: float, partitions: int) -> list[float]:
+    """Baseline: event time → received by a bare consumer in a process of its own (like the worker), in ms, with
+    events produced exactly as for the pipeline. The broker's own produce → fetch floor under any worker."""
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_bare_consumer, args=(settings, topic, partitions, ready, stop, send),
+                        name="bench-broker-latency", daemon=True)
+    child.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the bare consumer did not start")
         time.sleep(0.5)  # an assign() on tansu delivers after ~10 ms
         produce_live(settings, topic, templates, rate, seconds)
         time.sleep(0.5)
+        stop.set()
+        lat = receive.recv() if receive.poll(30) else []
     finally:
         stop.set()
-        thread.join(10)
-        consumer.close()
+        child.join(10)
+        if child.is_alive():
+            child.kill()
     return lat[len(lat) // 10:]  # the first tenth is warm-up
 
 

@@ -1,6 +1,6 @@
 """The batch loop: the one owner of offsets.
 
-Per batch, in order: consume up to N records or W ms → ``handler.process`` (pure work, in memory) →
+Per batch, in order: take up to N records (see :meth:`BatchLoop.next_batch`) → ``handler.process`` (pure work, in memory) →
 produce its outputs asynchronously → flush and check every delivery → ``result.finalize()`` (write state and
 the last applied offset atomically) → commit the next offsets synchronously. Auto-commit is off.
 
@@ -78,7 +78,7 @@ class BatchLoop:
     """Runs ``handler`` over a subscribed consumer until ``stop()``; see the module docstring."""
 
     def __init__(self, consumer: Consumer, producer: Producer, handler: BatchHandler, topics: Sequence[str], *,
-                 max_rows: int = 500, max_ms: int = 50, flush_timeout_s: float = 30.0,
+                 max_rows: int = 500, max_ms: int = 50, linger_ms: int = 0, flush_timeout_s: float = 30.0,
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None) -> None:
@@ -88,6 +88,7 @@ class BatchLoop:
         self.topics = list(topics)
         self.max_rows = max_rows
         self.max_s = max_ms / 1000
+        self.linger_s = linger_ms / 1000
         self.flush_timeout_s = flush_timeout_s
         self.max_backoff_s = max_backoff_s
         self.on_batch = on_batch
@@ -120,7 +121,7 @@ class BatchLoop:
         """Consume and fully handle one batch; returns the number of records handled."""
         if self.tick is not None:
             self.tick()
-        messages = self.consumer.consume(self.max_rows, self.max_s)
+        messages = self.next_batch()
         self.health.last_poll_at = time.time()
         records = [m for m in messages if not self._is_error(m)]
         if not records:
@@ -139,6 +140,22 @@ class BatchLoop:
             return 0
         self.note_success(len(records), time.perf_counter() - started)
         return len(records)
+
+    def next_batch(self) -> list[Message]:
+        """Up to ``max_rows`` records: wait up to ``max_ms`` for a first one, then take what else is already
+        queued, waiting at most ``linger_ms`` more for it (0: none).
+
+        Batches thus size themselves to the load ("smart batching"): at a low rate a record is handled as soon
+        as it arrives, under load the records that queued while the previous batch ran form the next one.
+        ``Consumer.consume(n, timeout)`` alone would hold every record for the full ``timeout`` unless ``n``
+        are queued, which puts ``max_ms`` on every event's latency.
+        """
+        first = self.consumer.poll(self.max_s)
+        if first is None:
+            return []
+        if self.max_rows <= 1:
+            return [first]
+        return [first, *self.consumer.consume(self.max_rows - 1, self.linger_s)]
 
     def note_failure(self, exc: BaseException) -> None:
         """Health and metrics of a failed batch (the caller rewinds or leaves it unacked)."""

@@ -89,7 +89,8 @@ class PipelineSettings:
     """Micro-batching and group ids of the stages."""
 
     batch_max_rows: int = 500
-    batch_max_ms: int = 50
+    batch_max_ms: int = 50  # the longest an idle loop waits for a first record (then it ticks: control, timers)
+    batch_linger_ms: int = 0  # after a batch's first record, how long to wait for more (0: take what is queued)
     features_group: str = "driftline-features"
     monitor_group: str = "driftline-monitor"
     max_in_flight_batches: int = 4
@@ -155,11 +156,15 @@ class Settings:
         pipeline = PipelineSettings(
             batch_max_rows=_int(env, "DRIFTLINE_BATCH_MAX_ROWS", pipe_t.get("batch_max_rows", 500)),
             batch_max_ms=_int(env, "DRIFTLINE_BATCH_MAX_MS", pipe_t.get("batch_max_ms", 50)),
+            batch_linger_ms=_int(env, "DRIFTLINE_BATCH_LINGER_MS", pipe_t.get("batch_linger_ms", 0)),
             features_group=env.get("DRIFTLINE_FEATURES_GROUP", pipe_t.get("features_group", "driftline-features")),
             monitor_group=env.get("DRIFTLINE_MONITOR_GROUP", pipe_t.get("monitor_group", "driftline-monitor")),
             cache_max_entities=_int(env, "DRIFTLINE_CACHE_MAX_ENTITIES",
                                     pipe_t.get("cache_max_entities", DEFAULT_MAX_ENTITIES)),
         )
+        if pipeline.batch_max_rows < 1 or pipeline.batch_max_ms < 0 or pipeline.batch_linger_ms < 0:
+            raise ConfigError("DRIFTLINE_BATCH_MAX_ROWS must be >= 1, DRIFTLINE_BATCH_MAX_MS and "
+                              "DRIFTLINE_BATCH_LINGER_MS >= 0")
         if pipeline.cache_max_entities < 0:
             raise ConfigError("DRIFTLINE_CACHE_MAX_ENTITIES must be >= 0 (0 turns the state cache off)")
         if kafka.auto_offset_reset not in ("earliest", "latest", "error"):

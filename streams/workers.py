@@ -198,7 +198,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
         loop_handler, topics = online, [view.source_topic, settings.topics.labels]
         probes["online_learning"] = online.status
     loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
-                     max_ms=settings.pipeline.batch_max_ms, tick=tick, stage="pipeline", metrics=metrics)
+                     max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
+                     stage="pipeline", metrics=metrics)
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close], metrics=metrics,
                     probes=probes)
     return worker, handler
@@ -266,7 +267,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
 
     consumer = make_consumer(settings.kafka, settings.pipeline.monitor_group)
     loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
-                     max_rows=settings.pipeline.batch_max_rows, max_ms=100, tick=tick, stage="monitor",
+                     max_rows=settings.pipeline.batch_max_rows, max_ms=100,
+                     linger_ms=settings.pipeline.batch_linger_ms, tick=tick, stage="monitor",
                      metrics=metrics)
     closers = [acks.close, rclient.close] + [s.close for s in (sinks or [])]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),

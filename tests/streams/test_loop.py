@@ -37,6 +37,8 @@ class FakeConsumer:
         self.events = events
         self.commits: list[list[tuple[str, int, int]]] = []
         self.seeks: list[tuple[str, int, int]] = []
+        self.polls: list[float] = []
+        self.lingers: list[float] = []
         self.seek_error: Exception | None = None
         self.callbacks: dict[str, Callable[..., None]] = {}
         self.subscribed: list[str] = []
@@ -46,11 +48,20 @@ class FakeConsumer:
         self.subscribed = list(topics)
         self.callbacks = callbacks
 
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+    def poll(self, timeout: float) -> FakeMessage | None:
+        """A batch's first record (the rest stays queued for ``consume``), None when nothing is queued."""
         self.events.append("consume")
-        if not self.batches:
-            return []
-        batch = self.batches.pop(0)
+        self.polls.append(timeout)
+        if not self.batches or not self.batches[0]:
+            if self.batches:
+                self.batches.pop(0)
+            return None
+        return self.batches[0].pop(0)
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        """What is left of the polled batch (it never waits: ``timeout`` is only recorded)."""
+        self.lingers.append(timeout)
+        batch = self.batches.pop(0) if self.batches else []
         assert len(batch) <= num_messages
         return batch
 
@@ -177,6 +188,25 @@ def test_commit_is_last_offset_plus_one_per_partition() -> None:
 def test_next_offsets_takes_the_max_even_out_of_order() -> None:
     tps = _next_offsets(msgs("t", 0, [9, 3, 7]))  # type: ignore[arg-type]
     assert [(tp.topic, tp.partition, tp.offset) for tp in tps] == [("t", 0, 10)]
+
+
+def test_batch_waits_max_ms_for_a_first_record_then_only_linger_for_the_rest() -> None:
+    events: list[str] = []
+    consumer = FakeConsumer([msgs("src", 0, range(4))], events)
+    loop = BatchLoop(consumer, FakeProducer(events), RecordingHandler(events), ["src"],  # type: ignore[arg-type]
+                     max_rows=100, max_ms=40, linger_ms=3)
+    assert [m.offset() for m in loop.next_batch()] == [0, 1, 2, 3]
+    assert consumer.polls == [0.04] and consumer.lingers == [0.003]
+    assert loop.next_batch() == [] and consumer.lingers == [0.003]  # nothing came: no second wait
+
+
+def test_batch_of_one_row_never_lingers() -> None:
+    events: list[str] = []
+    consumer = FakeConsumer([msgs("src", 0, range(2))], events)
+    loop = BatchLoop(consumer, FakeProducer(events), RecordingHandler(events), ["src"],  # type: ignore[arg-type]
+                     max_rows=1, max_ms=5)
+    assert [m.offset() for m in loop.next_batch()] == [0]
+    assert consumer.lingers == []
 
 
 def test_empty_batch_serves_callbacks_and_commits_nothing() -> None:

@@ -85,6 +85,7 @@ def test_env_wins_over_toml(toml_file: Path) -> None:
         "KAFKA_BOOTSTRAP_SERVERS": "env:9092", "DRIFTLINE_SESSION_TIMEOUT_MS": "9000",
         "DRIFTLINE_AUTO_OFFSET_RESET": "error", "DRIFTLINE_CREATE_TOPICS": "yes",
         "DRIFTLINE_SOURCE_PARTITIONS": "6", "DRIFTLINE_BATCH_MAX_ROWS": "7", "DRIFTLINE_BATCH_MAX_MS": "8",
+        "DRIFTLINE_BATCH_LINGER_MS": "3",
         "REDIS_URL": "redis://env:1/0", "DRIFTLINE_REGISTRY": "/env/reg", "DRIFTLINE_METRICS_PORT": "9200",
         "DRIFTLINE_LOG_JSON": "0", "DRIFTLINE_CONTROL_MAX_AGE_S": "10", "DRIFTLINE_CONTROL_KEY": "sekrit",
     }
@@ -94,7 +95,7 @@ def test_env_wins_over_toml(toml_file: Path) -> None:
     assert s.kafka.auto_offset_reset == "error"
     assert s.kafka.create_topics is True
     assert s.topics.source_partitions == 6
-    assert (s.pipeline.batch_max_rows, s.pipeline.batch_max_ms) == (7, 8)
+    assert (s.pipeline.batch_max_rows, s.pipeline.batch_max_ms, s.pipeline.batch_linger_ms) == (7, 8, 3)
     assert (s.redis_url, s.registry_dir, s.metrics_port, s.log_json) == ("redis://env:1/0", "/env/reg", 9200, False)
     assert s.control_max_age_s == 10.0
     assert s.control_key == "sekrit"
@@ -150,6 +151,13 @@ def test_bad_int_in_toml_raises_config_error(tmp_path: Path) -> None:
     path.write_text('[pipeline]\nbatch_max_rows = "many"\n')
     with pytest.raises(ConfigError, match="DRIFTLINE_BATCH_MAX_ROWS"):
         Settings.from_env({}, path)
+
+
+@pytest.mark.parametrize(("var", "raw"), [("DRIFTLINE_BATCH_MAX_ROWS", "0"), ("DRIFTLINE_BATCH_MAX_MS", "-1"),
+                                          ("DRIFTLINE_BATCH_LINGER_MS", "-5")])
+def test_out_of_range_batching_raises_config_error(var: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        Settings.from_env({var: raw})
 
 
 def test_bad_float_raises_config_error() -> None:
