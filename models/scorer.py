@@ -9,6 +9,7 @@ half-loaded model, and none is dropped.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -220,4 +221,4 @@ class Scorer:
 
 
 def _finite(x: float) -> float:
-    return float(x) if np.isfinite(x) else float("nan")
+    return float(x) if math.isfinite(x) else float("nan")

@@ -182,9 +182,12 @@ class BatchLoop:
         this loop and the Faust engine, which acks its events after this returns.
         """
         self._delivery_errors.clear()
+        per_topic: dict[str, int] = {}
         for out in result.outputs:
             self._produce(out)
-            self.metrics.produced.labels(self.stage, out.topic).inc()
+            per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
+        for topic, n in per_topic.items():
+            self.metrics.produced.labels(self.stage, topic).inc(n)
         remaining = self.producer.flush(self.flush_timeout_s)
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,6 +19,36 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every ``v``, with one increment per touched bucket instead of one lock
+    round per value (a batch's event latencies: the per-event call was ~5 % of the fused pipeline's CPU).
+
+    It reaches into ``prometheus_client``'s unlabelled-child internals (``_upper_bounds``, ``_buckets``,
+    ``_sum``) and falls back to ``observe`` where they are missing; a test pins the exposition to the
+    per-value result.
+
+    >>> h = Histogram("x_seconds", "x", buckets=(0.1, 1.0), registry=CollectorRegistry())
+    >>> observe_many(h, [0.05, 0.5, 0.7, 3.0])
+    >>> [b.get() for b in h._buckets], h._sum.get()
+    ([1.0, 2.0, 1.0], 4.25)
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(v)
+        return
+    counts: dict[int, int] = {}
+    for v in values:
+        if v == v:  # observe counts a NaN in no bucket (only in the sum)
+            i = bisect_left(bounds, v)  # the first bound >= v, as observe's "amount <= bound"
+            counts[i] = counts.get(i, 0) + 1
+    for i, n in counts.items():
+        buckets[i].inc(n)
+    total.inc(float(sum(values)))
 
 
 class Metrics:

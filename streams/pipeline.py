@@ -28,7 +28,7 @@ from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
 from streams import codec
 from streams.loop import BatchResult, Output, dead_letter, describe
-from streams.metrics import Metrics
+from streams.metrics import Metrics, observe_many
 from streams.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ class FusedHandler:
         counts: dict[tuple[int, str], int] = defaultdict(int)
         for p in predictions:
             counts[(p.model_version, p.variant)] += 1
-            self.metrics.event_to_prediction.observe(max(0.0, (now - p.event_ts) / 1000))
+        observe_many(self.metrics.event_to_prediction, [max(0.0, (now - p.event_ts) / 1000) for p in predictions])
         for (version, variant), n in counts.items():
             self.metrics.predictions.labels(self.scorer.model, str(version), variant).inc(n)
         if oldest_append_ms > 0:
