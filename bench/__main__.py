@@ -5,6 +5,8 @@ Benches (in this order; the issue's numbering in brackets):
 
 - ``pipeline`` [1-3]: fused pipeline throughput vs a raw passthrough, latency at 20/50/80 % of the maximum,
   scaling over 1/2/4 partitions and worker processes (``bench.pipeline_bench``);
+- ``breakdown`` [profile]: where a fused event's time goes, stage by stage, and what bounds each stage
+  (``bench.breakdown_bench``);
 - ``faust`` [1b]: the same work on Faust (``bench.faust_bench``);
 - ``control``, ``control_loop`` [4]: signed command → acks; drift onset → alert → rollback → acks;
 - ``detection`` [5]: detection delay / false alarms against a trivial baseline, updates/s (CPU only);
@@ -30,6 +32,7 @@ from pathlib import Path
 import orjson
 
 from bench import (
+    breakdown_bench,
     control_bench,
     control_loop_bench,
     detection_bench,
@@ -43,8 +46,9 @@ from bench import (
 from bench.common import Table, bench_stack
 from streams.stack import StackInfo
 
-BENCHES = ("pipeline", "faust", "control", "control_loop", "detection", "memory", "features", "scorer", "store")
-NEEDS_STACK = frozenset({"pipeline", "faust", "control", "control_loop", "store"})
+BENCHES = ("pipeline", "breakdown", "faust", "control", "control_loop", "detection", "memory", "features", "scorer",
+           "store")
+NEEDS_STACK = frozenset({"pipeline", "breakdown", "faust", "control", "control_loop", "store"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
 
@@ -93,6 +97,8 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
                                               else store_bench.StoreConfig()),
         "pipeline": lambda info: pipeline_bench.run(info, pipeline_bench.PipelineConfig.tiny() if tiny  # type: ignore[arg-type]
                                                     else pipeline_bench.PipelineConfig()),
+        "breakdown": lambda info: breakdown_bench.run(  # type: ignore[arg-type]
+            info, breakdown_bench.BreakdownConfig.tiny() if tiny else breakdown_bench.BreakdownConfig()),
         "control_loop": lambda info: control_loop_bench.run(  # type: ignore[arg-type]
             info, control_loop_bench.ControlLoopConfig.tiny() if tiny else control_loop_bench.ControlLoopConfig()),
         "faust": lambda info: (faust_bench.run(info, events=2_000, naive_events=300,  # type: ignore[arg-type]
