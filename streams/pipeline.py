@@ -90,22 +90,23 @@ class FusedHandler:
         outputs: list[Output] = []
         by_partition: dict[int, list[Event]] = defaultdict(list)
         last_offset: dict[int, int] = {}
-        originals: dict[tuple[int, int], Message] = {}
         rejected: dict[int, list[tuple[Message, RecordError]]] = defaultdict(list)
         topic = self.view.source_topic
+        view = self.view
         self.metrics.consumed.labels("pipeline", topic).inc(len(messages))
+        self.stats.consumed += len(messages)
         oldest_append_ms = min((m.timestamp()[1] for m in messages), default=0)
         for m in messages:
-            self.stats.consumed += 1
-            last_offset[m.partition()] = max(last_offset.get(m.partition(), -1), m.offset())
+            partition, offset = m.partition(), m.offset()
+            if offset > last_offset.get(partition, -1):
+                last_offset[partition] = offset
             try:
-                event = parse_record(self.view, m.key(), m.value())
+                event = parse_record(view, m.key(), m.value())
             except RecordError as err:
-                rejected[m.partition()].append((m, err))  # dead-lettered below, unless already applied
+                rejected[partition].append((m, err))  # dead-lettered below, unless already applied
                 continue
-            event.offset, event.partition = m.offset(), m.partition()
-            originals[(m.partition(), m.offset())] = m
-            by_partition[m.partition()].append(event)
+            event.offset, event.partition = offset, partition
+            by_partition[partition].append(event)
 
         rows: list[ScoringRow] = []
         saves: list[SaveRequest] = []
@@ -131,8 +132,10 @@ class FusedHandler:
                 self.metrics.replayed.labels(topic).inc(result.skipped)
             if result.late:
                 self.metrics.late_events.labels(topic).inc(len(result.late))
-            for event, reason in result.late:
-                outputs.append(self._dead(originals[(partition, event.offset)], reason, "older than watermark - lateness"))
+            if result.late:  # the original records, for their dead letters (rare: looked up only then)
+                originals = {m.offset(): m for m in messages if m.partition() == partition}
+                for event, reason in result.late:
+                    outputs.append(self._dead(originals[event.offset], reason, "older than watermark - lateness"))
             if self.silence is not None:
                 wall = time.time()
                 for event, _ in result.vectors:
