@@ -79,6 +79,16 @@ def test_runner_cpu_benches_json_and_results(tmp_path: Path, capsys: pytest.Capt
     assert md.count("limit: ") == 3
 
 
+def test_partial_run_keeps_the_other_sections_of_the_results_file(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# driftline benchmark results\n\nold\n\n## pipeline\n\nkept pipeline table\n\n"
+                       "## scorer\n\nstale scorer table\n")
+    runner.main(["--tiny", "--only", "scorer", "--results", str(results)])
+    md = results.read_text()
+    assert "kept pipeline table" in md and "stale scorer table" not in md and "### Scorer.score" in md
+    assert md.index("## pipeline") < md.index("## scorer") and "sections scorer regenerated" in md
+
+
 def test_runner_rejects_unknown_bench(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         runner.main(["--only", "nope", "--results", str(tmp_path / "r.md")])
