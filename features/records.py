@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,35 +117,166 @@ def parse_record(view: FeatureView, key: bytes | None, value: bytes | None) -> E
             raise RecordError("malformed_json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"top level is {type(obj).__name__}")
-    ek = view.entity_key
-    entity = obj.get(ek)
+    entry = _CHECKERS.get(id(view))
+    if entry is None or entry[0] is not view:
+        entry = _remember(view)
+    return entry[1](obj, key)
+
+
+# --- the per-view compiled checker ------------------------------------------------------------------------
+# ``compile_checker`` writes one function per view that checks the decoded object field by field with the
+# view's names and bounds as constants. Each check has a fast test that only accepts what the generic path
+# accepts, with the same result (a float or small int in range, an int for an int field, a str for a str
+# field); anything else goes to the generic checks (``_check_value``, ``parse_timestamp``, the helpers below),
+# so every error and every unusual value is handled by the same code, with the same message, as before.
+# ``tests/features/test_records_fast_path.py`` pins this against a copy of the loop it replaced.
+
+_Check = Callable[[dict[str, Any], bytes | None], Event]
+_DBL_MAX = "1.7976931348623157e+308"  # `-MAX <= x <= MAX` is False for a NaN and both infinities
+_EXACT = 2**53  # an int up to this size is an exact float: its range test is the one of float(int)
+
+
+@dataclass(frozen=True)
+class RecordChecker:
+    """A view's compiled ``check(obj, key) -> Event`` and its generated source (for reading)."""
+
+    check: _Check
+    source: str
+
+
+def _entity_id(ek: str, entity: Any) -> str:
     if entity is None:
         raise RecordError("missing_field", f"entity key {ek!r} is missing")
     if isinstance(entity, bool) or not isinstance(entity, str | int):
         raise RecordError("wrong_type", f"entity key {ek!r} must be a string or integer")
-    entity_id = entity if isinstance(entity, str) else str(entity)
-    if key is not None:
-        try:
-            key_text = key.decode()
-        except UnicodeDecodeError:
-            key_text = None
-        if key_text != entity_id:
-            raise RecordError("key_mismatch", f"Kafka key {key[:64]!r} != {ek}={entity_id[:64]!r}")
-    raw_ts = obj.get(view.ts_field)
+    return entity if isinstance(entity, str) else str(entity)
+
+
+def _check_key(key: bytes, ek: str, entity_id: str) -> None:
+    try:
+        key_text = key.decode()
+    except UnicodeDecodeError:
+        key_text = None
+    if key_text != entity_id:
+        raise RecordError("key_mismatch", f"Kafka key {key[:64]!r} != {ek}={entity_id[:64]!r}")
+
+
+def _timestamp(field: str, raw_ts: Any) -> int:
     if raw_ts is None:
-        raise RecordError("missing_field", f"timestamp field {view.ts_field!r} is missing")
-    ts_ms = parse_timestamp(raw_ts)
-    values: dict[str, float | int | str] = {}
-    for spec in view.fields:
-        raw = obj.get(spec.name)
-        if raw is None:
-            if spec.required:
-                raise RecordError("missing_field", f"field {spec.name!r} is required")
-            continue
-        values[spec.name] = _check_value(spec, raw)
-    if view.unknown_fields == "reject" and len(obj) > len(values) + 2:
-        known = {ek, view.ts_field, *(f.name for f in view.fields)}
-        extra = sorted(k for k in obj if k not in known)
-        if extra:
-            raise RecordError("unknown_field", f"unexpected fields {extra[:10]}")
-    return Event(entity_id, ts_ms, values)
+        raise RecordError("missing_field", f"timestamp field {field!r} is missing")
+    return parse_timestamp(raw_ts)
+
+
+def _required(spec: FieldSpec, raw: Any) -> float | int | str:
+    if raw is None:
+        raise RecordError("missing_field", f"field {spec.name!r} is required")
+    return _check_value(spec, raw)
+
+
+def _unknown(obj: dict[str, Any], known: frozenset[str]) -> None:
+    extra = sorted(k for k in obj if k not in known)
+    if extra:
+        raise RecordError("unknown_field", f"unexpected fields {extra[:10]}")
+
+
+def _literal(bound: Any) -> str | None:
+    """``repr`` of a finite int/float bound (it reads back as the same number); ``None`` otherwise."""
+    if type(bound) is int or (type(bound) is float and math.isfinite(bound)):
+        return repr(bound)
+    return None
+
+
+def _field_lines(i: int, spec: FieldSpec, store: bool) -> list[str]:
+    """Lines checking ``spec`` into ``v{i}`` (fast test, else generic); ``store``: into ``values`` too."""
+    v = f"v{i}"
+    slow = f"_required(S{i}, {v})" if spec.required else f"_check_value(S{i}, {v})"
+    lo, hi = _literal(spec.min), _literal(spec.max)
+    if spec.type == "str":
+        fast = [f"if type({v}) is not str:", f"    {v} = {slow}"]
+    elif (spec.min is not None and lo is None) or (spec.max is not None and hi is None):
+        fast = [f"{v} = {slow}"]  # a bound with no exact literal (inf, ...): always the generic check
+    elif spec.type == "int":
+        tests = [f"type({v}) is int", *([f"{lo} <= {v}"] if lo else []), *([f"{v} <= {hi}"] if hi else [])]
+        fast = [f"if not ({' and '.join(tests)}):", f"    {v} = {slow}"]
+    else:
+        rng = f"{lo or '-' + _DBL_MAX} <= {v} <= {hi or _DBL_MAX}"
+        fast = [
+            f"if type({v}) is float:",
+            f"    if not {rng}:",
+            f"        {v} = {slow}",
+            f"elif type({v}) is int and {-_EXACT} <= {v} <= {_EXACT} and {rng}:",
+            f"    {v} = float({v})",
+            "else:",
+            f"    {v} = {slow}",
+        ]
+    fast += [f"values[{spec.name!r}] = {v}"] if store else []
+    if spec.required:
+        return [f"{v} = obj.get({spec.name!r})", *fast]
+    return [f"{v} = obj.get({spec.name!r})", f"if {v} is not None:", *("    " + line for line in fast)]
+
+
+def compile_checker(view: FeatureView) -> RecordChecker:
+    """Compile the checks of ``view`` (``parse_record`` compiles each view once and keeps it).
+
+    >>> from features.definitions import FeatureView, FieldSpec
+    >>> view = FeatureView("v", 1, "t", "id", "ts", (FieldSpec("n", "int", max=9),), ())
+    >>> checker = compile_checker(view)
+    >>> checker.check({"id": "a", "ts": 5, "n": 3.0}, b"a")
+    Event(entity_id='a', ts_ms=5, values={'n': 3}, offset=-1, partition=-1)
+    >>> for line in checker.source.splitlines()[-5:]:
+    ...     print(line)
+        v0 = obj.get('n')
+        if not (type(v0) is int and v0 <= 9):
+            v0 = _required(S0, v0)
+        values = {'n': v0}
+        return Event(entity, ts, values)
+    """
+    ek, tsf, fields = view.entity_key, view.ts_field, view.fields
+    body = [
+        f"entity = obj.get({ek!r})",
+        "if type(entity) is not str:",
+        "    entity = _entity_id(EK, entity)",
+        "if key is not None:",
+        "    try:",
+        "        same = key.decode() == entity",
+        "    except UnicodeDecodeError:",
+        "        same = False",
+        "    if not same:",
+        "        _check_key(key, EK, entity)",
+        f"ts = obj.get({tsf!r})",
+        f"if type(ts) is not int or not 0 <= ts < {MAX_TS_MS}:",
+        "    ts = _timestamp(TSF, ts)",
+    ]
+    # The required fields before the first optional one go into one dict display; each later field is stored
+    # right after its own check. Checks run in field order (the first bad field wins), keys keep that order.
+    head = next((i for i, spec in enumerate(fields) if not spec.required), len(fields))
+    display = "values = {" + ", ".join(f"{f.name!r}: v{i}" for i, f in enumerate(fields[:head])) + "}"
+    for i, spec in enumerate(fields):
+        body += [display] if i == head else []
+        body += _field_lines(i, spec, store=i >= head)
+    body += [display] if head == len(fields) else []
+    if view.unknown_fields == "reject":
+        body += ["if len(obj) > len(values) + 2:", "    _unknown(obj, KNOWN)"]
+    body.append("return Event(entity, ts, values)")
+    source = "def check(obj, key):\n" + "".join(f"    {line}\n" for line in body)
+    ns: dict[str, Any] = {
+        "Event": Event, "_entity_id": _entity_id, "_check_key": _check_key, "_timestamp": _timestamp,
+        "_required": _required, "_check_value": _check_value, "_unknown": _unknown,
+        "EK": ek, "TSF": tsf, "KNOWN": frozenset({ek, tsf, *(f.name for f in fields)}),
+        **{f"S{i}": spec for i, spec in enumerate(fields)},
+    }
+    code = compile(source, f"<features.records {view.name} v{view.version}>", "exec")
+    exec(code, ns)  # noqa: S102 - own template
+    return RecordChecker(ns["check"], source)
+
+
+_CHECKERS: dict[int, tuple[FeatureView, _Check]] = {}  # id(view) -> (view, its compiled check)
+
+
+def _remember(view: FeatureView) -> tuple[FeatureView, _Check]:
+    """Compile and cache the checker of ``view`` (keyed by identity; hashing a view per record is slow)."""
+    if len(_CHECKERS) >= 256:  # views are few and long-lived; this only bounds tests that make thousands
+        _CHECKERS.clear()
+    entry = (view, compile_checker(view).check)
+    _CHECKERS[id(view)] = entry
+    return entry
