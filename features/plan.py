@@ -40,6 +40,7 @@ from typing import Any
 
 from features.aggregations import AGGREGATIONS, EWMA_ALPHA, NAN, angle_diff, slope_of
 from features.definitions import FeatureView, Window
+from features.per_view import per_view
 
 # Accumulator locals: name -> initial value (as in ``new_accumulator``).
 _INIT = {
@@ -310,13 +311,5 @@ def compile_plan(view: FeatureView) -> Plan:
     )
 
 
-_PLANS: dict[int, tuple[FeatureView, Plan]] = {}
-
-
-def plan_for(view: FeatureView) -> Plan:
-    """The compiled (cached) evaluation plan of ``view``."""
-    entry = _PLANS.get(id(view))
-    if entry is None or entry[0] is not view:
-        entry = (view, compile_plan(view))
-        _PLANS[id(view)] = entry
-    return entry[1]
+#: the compiled (cached) evaluation plan of a view
+plan_for: Callable[[FeatureView], Plan] = per_view(compile_plan)

@@ -31,6 +31,7 @@ import orjson
 
 from features.definitions import FeatureView, FieldSpec
 from features.exceptions import RecordError
+from features.per_view import per_view
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_TS_MS = 10**14
@@ -117,10 +118,7 @@ def parse_record(view: FeatureView, key: bytes | None, value: bytes | None) -> E
             raise RecordError("malformed_json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"top level is {type(obj).__name__}")
-    entry = _CHECKERS.get(id(view))
-    if entry is None or entry[0] is not view:
-        entry = _remember(view)
-    return entry[1](obj, key)
+    return _checker_for(view)(obj, key)
 
 
 # --- the per-view compiled checker ------------------------------------------------------------------------
@@ -270,13 +268,4 @@ def compile_checker(view: FeatureView) -> RecordChecker:
     return RecordChecker(ns["check"], source)
 
 
-_CHECKERS: dict[int, tuple[FeatureView, _Check]] = {}  # id(view) -> (view, its compiled check)
-
-
-def _remember(view: FeatureView) -> tuple[FeatureView, _Check]:
-    """Compile and cache the checker of ``view`` (keyed by identity; hashing a view per record is slow)."""
-    if len(_CHECKERS) >= 256:  # views are few and long-lived; this only bounds tests that make thousands
-        _CHECKERS.clear()
-    entry = (view, compile_checker(view).check)
-    _CHECKERS[id(view)] = entry
-    return entry
+_checker_for: Callable[[FeatureView], _Check] = per_view(lambda view: compile_checker(view).check)
