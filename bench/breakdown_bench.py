@@ -14,34 +14,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 from bench.common import (
     MODEL,
     Table,
-    bench_settings,
-    bench_view,
     ratio,
-    run_id,
     run_on_fresh_stack,
     to_records,
     train_models,
     vitals_stream,
 )
-from bench.pipeline_bench import rate_from_timestamps, read_predictions
+from bench.pipeline_bench import fresh_measurement, rate_from_timestamps, read_predictions
 from bench.store_bench import prefill
-from features.definitions import FeatureView
 from models.loaded import LoadedModel
 from models.prediction import Prediction
 from streams import codec, pipeline
-from streams.settings import Settings
 from streams.stack import StackInfo
-from streams.topics import ensure_topics, required_topics
 from streams.workers import Worker, build_pipeline
 
 __all__ = ["BreakdownConfig", "StageClock", "run", "main"]
@@ -89,30 +83,21 @@ class StageClock:
 
 
 @contextlib.contextmanager
-def _patched(obj: Any, attr: str, value: Any) -> Iterator[None]:
-    old = getattr(obj, attr)
-    setattr(obj, attr, value)
-    try:
-        yield
-    finally:
-        setattr(obj, attr, old)
-
-
-@contextlib.contextmanager
 def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClock) -> Iterator[None]:
-    """Wrap every stage of ``worker``'s loop and ``handler`` (instance attributes; module and class attributes
-    restored on exit)."""
+    """Wrap every stage's function (of ``worker``'s loop, ``handler`` and its parts, and the module and class
+    functions they call) in ``clock``; everything is restored on exit."""
     loop = worker.loop
-    for obj, attr in ((loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop, "deliver"),
-                      (handler, "process"), (handler, "_timed_load"), (handler, "_save"),
-                      (handler.engine, "process"), (handler.scorer, "score"), (handler.store, "_save_args")):
-        setattr(obj, attr, clock.wrap(f"{type(obj).__name__}.{attr}", getattr(obj, attr)))
+    targets: list[tuple[Any, str, str]] = [
+        *((obj, attr, f"{type(obj).__name__}.{attr}") for obj, attr in (
+            (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop, "deliver"),
+            (handler, "process"), (handler, "_timed_load"), (handler, "_save"), (handler.engine, "process"),
+            (handler.scorer, "score"), (handler.store, "_save_args"))),
+        (pipeline, "parse_record", "parse_record"), (codec, "encode", "codec.encode"),
+        (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
+    ]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_patched(pipeline, "parse_record", clock.wrap("parse_record", pipeline.parse_record)))
-        stack.enter_context(_patched(codec, "encode", clock.wrap("codec.encode", codec.encode)))
-        stack.enter_context(_patched(Prediction, "to_dict", clock.wrap("Prediction.to_dict", Prediction.to_dict)))
-        stack.enter_context(_patched(LoadedModel, "predict_scores",
-                                     clock.wrap("LoadedModel.predict_scores", LoadedModel.predict_scores)))
+        for obj, attr, name in targets:
+            stack.enter_context(mock.patch.object(obj, attr, clock.wrap(name, getattr(obj, attr))))
         yield
 
 
@@ -141,23 +126,13 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
 ]
 
 
-def _fresh(info: StackInfo, registry: str, cfg: BreakdownConfig) -> tuple[Settings, FeatureView]:
-    rid = run_id()
-    settings = bench_settings(info, rid, registry_dir=registry)
-    settings = settings.replace(topics=dataclasses.replace(settings.topics, source_partitions=cfg.partitions,
-                                                           predictions_partitions=cfg.partitions))
-    view = bench_view(rid)
-    ensure_topics(settings, required_topics(settings, [view.source_topic]))
-    return settings, view
-
-
 def drain(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], cfg: BreakdownConfig,
           clock: StageClock | None) -> tuple[float, float, int, dict[str, float]]:
     """(events/s from the predictions' timestamps, wall seconds from the first batch to the last, events, each
     stage's seconds in that span) of one in-process worker draining ``records``; stages are timed only when a
     ``clock`` is given. The span leaves out the group join before the first batch and the idle polls after
     the last one."""
-    settings, view = _fresh(info, registry, cfg)
+    settings, view = fresh_measurement(info, registry, partitions=cfg.partitions)
     prefill(settings, view.source_topic, records)
     worker, handler = build_pipeline(settings, view, MODEL)
     seconds = clock.seconds if clock is not None else {}

@@ -53,7 +53,7 @@ from streams.settings import Settings
 from streams.stack import StackInfo
 from streams.topics import ensure_topics, required_topics
 
-__all__ = ["PipelineConfig", "run", "main", "rate_from_timestamps"]
+__all__ = ["PipelineConfig", "fresh_measurement", "run", "main", "rate_from_timestamps", "read_predictions"]
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,8 @@ def rate_from_timestamps(ts_ms: Sequence[int], lo: float = 10.0, hi: float = 90.
 
 
 # ------------------------------------------------------------------------------------------------- setup
-def _fresh(info: StackInfo, registry: str, *, partitions: int, batch_linger_ms: int = 0) -> tuple[Settings, Any]:
+def fresh_measurement(info: StackInfo, registry: str, *, partitions: int,
+                      batch_linger_ms: int = 0) -> tuple[Settings, FeatureView]:
     """Per-measurement topics (source and predictions) and group, so measurements never see each other."""
     rid = run_id()
     settings = bench_settings(info, rid, registry_dir=registry, batch_linger_ms=batch_linger_ms)
@@ -167,7 +168,7 @@ def _backlog_rate(info: StackInfo, registry: str, records: list[tuple[bytes, byt
                   workers: int, timeout_s: float) -> tuple[float, int]:
     """(predictions/s, predictions) of ``workers`` processes draining ``records`` pre-produced on
     ``partitions`` partitions."""
-    settings, view = _fresh(info, registry, partitions=partitions)
+    settings, view = fresh_measurement(info, registry, partitions=partitions)
     prefill(settings, view.source_topic, records)
     with WorkerProcesses(settings, view, workers) as procs:
         got = read_predictions(settings, len(records), timeout_s, alive=lambda: procs.alive)
@@ -179,7 +180,7 @@ def throughput_table(info: StackInfo, registry: str, records: list[tuple[bytes, 
                      cfg: PipelineConfig) -> tuple[Table, float]:
     fused, n_fused = _backlog_rate(info, registry, records, partitions=cfg.partitions, workers=1,
                                    timeout_s=cfg.timeout_s)
-    settings, view = _fresh(info, registry, partitions=cfg.partitions)
+    settings, view = fresh_measurement(info, registry, partitions=cfg.partitions)
     prefill(settings, view.source_topic, records)
     raw = passthrough_run(settings, view.source_topic, f"{view.source_topic}-out", f"bench-pass-{run_id()}",
                           len(records), 500, cfg.timeout_s)
@@ -280,7 +281,7 @@ def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, byt
     rows = []
     for linger_ms in cfg.latency_linger_ms:
         for level in cfg.latency_levels:
-            settings, view = _fresh(info, registry, partitions=cfg.partitions, batch_linger_ms=linger_ms)
+            settings, view = fresh_measurement(info, registry, partitions=cfg.partitions, batch_linger_ms=linger_ms)
             with WorkerProcesses(settings, view, 1) as procs:
                 ready, _ = produce_live(settings, view.source_topic, templates, len(templates) / 0.5, 0.5)
                 if len(read_predictions(settings, ready, cfg.timeout_s, alive=lambda p=procs: p.alive)) < ready:
@@ -294,7 +295,7 @@ def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, byt
             rows.append([f"{level:.0%}", linger_ms, round(level * max_rate), round(achieved), len(lat),
                          p50, p95, p99, max(lat) if lat else None])
     for level in cfg.latency_levels:
-        settings, view = _fresh(info, registry, partitions=cfg.partitions)
+        settings, view = fresh_measurement(info, registry, partitions=cfg.partitions)
         lat = broker_latency(settings, view.source_topic, templates, level * max_rate, cfg.latency_s,
                              cfg.partitions)
         p50, p95, p99 = percentiles(lat) if lat else [float("nan")] * 3
