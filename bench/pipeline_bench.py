@@ -49,6 +49,7 @@ from bench.common import (
 from bench.store_bench import passthrough_run, prefill
 from features.definitions import FeatureView
 from streams.clients import consumer_config, make_producer
+from streams.loop import take_batch
 from streams.settings import Settings
 from streams.stack import StackInfo
 from streams.topics import ensure_topics, required_topics
@@ -228,19 +229,17 @@ def produce_live(settings: Settings, topic: str, templates: list[tuple[bytes, di
 
 
 def _bare_consumer(settings: Settings, topic: str, partitions: int, ready: Any, stop: Any, out: Any) -> None:
-    """Child process: a bare consumer (assigned, no group, no processing) taking records the way the batch loop
-    does (wait for a first one, then what is queued); sends back event time → received, in ms."""
+    """Child process: a bare consumer (assigned, no group, no processing) taking records as the batch loop does
+    (``streams.loop.take_batch``); sends back event time → received, in ms."""
     consumer = Consumer(consumer_config(settings.kafka, f"bench-lat-{run_id()}"))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     lat: list[float] = []
     ready.set()
     try:
         while not stop.is_set():
-            first = consumer.poll(0.05)
-            if first is None:
-                continue
+            batch = take_batch(consumer, 500, 0.05)
             now = time.time() * 1000
-            for m in [first, *consumer.consume(499, 0)]:
+            for m in batch:
                 if m.error() is None:
                     lat.append(now - orjson.loads(m.value())["ts"])
     finally:

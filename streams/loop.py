@@ -1,8 +1,9 @@
 """The batch loop: the one owner of offsets.
 
-Per batch, in order: take up to N records (see :meth:`BatchLoop.next_batch`) → ``handler.process`` (pure work, in memory) →
-produce its outputs asynchronously → flush and check every delivery → ``result.finalize()`` (write state and
-the last applied offset atomically) → commit the next offsets synchronously. Auto-commit is off.
+Per batch, in order: take up to N records (:func:`take_batch`) → ``handler.process`` (pure work, in
+memory) → produce its outputs asynchronously → flush and check every delivery → ``result.finalize()``
+(write state and the last applied offset atomically) → commit the next offsets synchronously. Auto-commit
+is off.
 
 Why state after delivery: the store skips events at or below its stored offset on a replay, so an event may
 be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
@@ -142,20 +143,8 @@ class BatchLoop:
         return len(records)
 
     def next_batch(self) -> list[Message]:
-        """Up to ``max_rows`` records: wait up to ``max_ms`` for a first one, then take what else is already
-        queued, waiting at most ``linger_ms`` more for it (0: none).
-
-        Batches thus size themselves to the load ("smart batching"): at a low rate a record is handled as soon
-        as it arrives, under load the records that queued while the previous batch ran form the next one.
-        ``Consumer.consume(n, timeout)`` alone would hold every record for the full ``timeout`` unless ``n``
-        are queued, which puts ``max_ms`` on every event's latency.
-        """
-        first = self.consumer.poll(self.max_s)
-        if first is None:
-            return []
-        if self.max_rows <= 1:
-            return [first]
-        return [first, *self.consumer.consume(self.max_rows - 1, self.linger_s)]
+        """This loop's next batch: :func:`take_batch` with its ``max_rows``, ``max_ms`` and ``linger_ms``."""
+        return take_batch(self.consumer, self.max_rows, self.max_s, self.linger_s)
 
     def note_failure(self, exc: BaseException) -> None:
         """Health and metrics of a failed batch (the caller rewinds or leaves it unacked)."""
@@ -256,6 +245,23 @@ class BatchLoop:
         self.health.assigned = [a for a in self.health.assigned if a not in gone]
         log.info("revoked %s", sorted(gone))
         self.handler.on_revoke(partitions)
+
+
+def take_batch(consumer: Consumer, max_rows: int, wait_s: float, linger_s: float = 0.0) -> list[Message]:
+    """Up to ``max_rows`` records: wait up to ``wait_s`` for a first one, then take what else is already
+    queued, waiting at most ``linger_s`` more for it (0: none).
+
+    Batches thus size themselves to the load ("smart batching"): at a low rate a record is handled as soon
+    as it arrives, under load the records that queued while the previous batch ran form the next one.
+    ``Consumer.consume(n, timeout)`` alone would hold every record for the full ``timeout`` unless ``n``
+    are queued, which puts the batch window on every event's latency.
+    """
+    first = consumer.poll(wait_s)
+    if first is None:
+        return []
+    if max_rows <= 1:
+        return [first]
+    return [first, *consumer.consume(max_rows - 1, linger_s)]
 
 
 def _next_offsets(records: Sequence[Message]) -> list[TopicPartition]:
