@@ -8,7 +8,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
+from features.definitions import FeatureView
 from features.engine import FeatureEngine
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
 from features.partitioning import kafka_partition
@@ -27,21 +29,20 @@ def env(request: pytest.FixtureRequest) -> Iterator[tuple[FeatureStore, object]]
     if request.param == "memory":
         yield MemoryFeatureStore(), view
         return
-    redis = pytest.importorskip("redis")
     from features.redis_store import RedisFeatureStore
 
-    client = redis.Redis(host="127.0.0.1", port=6379, db=0, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+    client = request.getfixturevalue("client")  # tests/conftest.py: the local Redis, or a skip
     try:
         yield RedisFeatureStore(client), view
     finally:
-        keys = list(client.scan_iter(match=f"dl:*:fv:{view.name}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        _delete_view_keys(client, view)
+
+
+def _delete_view_keys(client: redis.Redis, view: FeatureView) -> None:
+    """Every key of ``view`` (test views have unique names)."""
+    keys = list(client.scan_iter(match=f"dl:*:fv:{view.name}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def events(start_offset: int, n: int, entities: str = "ab", t0: int = T0, step: int = 7_000) -> list[Event]:
@@ -281,16 +282,10 @@ def test_save_many_applies_each_partition_and_raises_the_stale_one(env) -> None:
 
 
 @pytest.mark.integration
-def test_redis_save_many_survives_a_script_flush() -> None:
-    redis = pytest.importorskip("redis")
+def test_redis_save_many_survives_a_script_flush(client: redis.Redis) -> None:
     from features.redis_store import RedisFeatureStore
     from features.store import SaveRequest
 
-    client = redis.Redis(host="127.0.0.1", port=6379, db=0, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
     view = dataclasses.replace(VITALS_VIEW, name=f"test-{uuid.uuid4().hex[:10]}")
     store = RedisFeatureStore(client)
     try:
@@ -300,7 +295,4 @@ def test_redis_save_many_survives_a_script_flush() -> None:
         store.save_many(view, [SaveRequest(SourcePosition("g", "vitals", 0), states, -1, 2, view.retention_ms)])
         assert store.last_offset(view, SourcePosition("g", "vitals", 0)) == 2
     finally:
-        keys = list(client.scan_iter(match=f"dl:*:fv:{view.name}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        _delete_view_keys(client, view)
