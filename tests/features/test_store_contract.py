@@ -253,7 +253,6 @@ def test_latest_matrix_rows_follow_the_request_across_partitions(env) -> None:
 
 
 def test_redis_store_needs_a_bytes_client() -> None:
-    redis = pytest.importorskip("redis")
     from features.redis_store import RedisFeatureStore
 
     with pytest.raises(FeatureError, match="decode_responses=False"):
