@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from streams import codec
 from streams.control import CommandVerifier
 from streams.settings import Settings
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, idle_s: float = 1.5) -> list[dict]:
+def read_records(bootstrap: str, topic: str, partitions: int, idle_s: float = 1.5) -> list[Message]:
     """Every record of ``topic`` from the beginning (no group), until nothing arrives for ``idle_s``."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
@@ -22,11 +22,16 @@ def read_all(bootstrap: str, topic: str, partitions: int, idle_s: float = 1.5) -
         while time.time() - last < idle_s:
             for m in consumer.consume(1000, 0.2):
                 if m.error() is None:
-                    out.append(codec.decode(m.value()))
+                    out.append(m)
                     last = time.time()
     finally:
         consumer.close()
     return out
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, idle_s: float = 1.5) -> list[dict]:
+    """Every record of ``topic``, decoded (see :func:`read_records`)."""
+    return [codec.decode(m.value()) for m in read_records(bootstrap, topic, partitions, idle_s)]
 
 
 def assert_rollback_chain(settings: Settings, summary: dict[str, Any], started_ms: int, idle_s: float = 1.5) -> None:

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from models.registry import Registry
 from streams import codec
@@ -21,6 +21,7 @@ from streams.control import new_command, sign_command
 from streams.control_io import publish
 from streams.workers import build_pipeline
 
+from .rollback_chain import read_all, read_records
 from .test_scale_out import MODEL, env, read_predictions  # noqa: F401 - shared fixture
 
 pytestmark = pytest.mark.integration
@@ -50,22 +51,6 @@ def hostile_corpus(n: int, seed: int = 0) -> list[tuple[bytes | None, bytes, str
     return [makers[i % len(makers)]() for i in range(n)]
 
 
-def read_topic(settings, topic: str, partitions: int, idle_s: float = 2.0) -> list:  # noqa: ANN001
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "reader",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    out, last = [], time.time()
-    try:
-        while time.time() - last < idle_s:
-            for m in consumer.consume(1000, 0.3):
-                if m.error() is None:
-                    out.append(m)
-                    last = time.time()
-    finally:
-        consumer.close()
-    return out
-
-
 def test_1200_hostile_records_mixed_into_a_valid_stream(env) -> None:  # noqa: ANN001, F811
     settings, view, sim = env
     bad = hostile_corpus(1200)
@@ -86,7 +71,7 @@ def test_1200_hostile_records_mixed_into_a_valid_stream(env) -> None:  # noqa: A
         dlq = []
         deadline = time.time() + 90
         while time.time() < deadline and len(dlq) < len(bad):
-            dlq = read_topic(settings, f"{view.source_topic}.dlq", 1, idle_s=1.5)
+            dlq = read_records(settings.kafka.bootstrap_servers, f"{view.source_topic}.dlq", 1, idle_s=1.5)
         preds = [p for p in read_predictions(settings, set(), timeout_s=5) if p["variant"] == "champion"]
         assert worker.alive and worker.error is None  # never restarted, never died
         assert worker.loop.health.consecutive_failures == 0
@@ -134,7 +119,7 @@ def test_forged_replayed_stale_and_tampered_commands_are_rejected(env) -> None: 
         deadline = time.time() + 30
         acks: list[dict] = []
         while time.time() < deadline and len(acks) < len(cases):
-            acks = [codec.decode(m.value()) for m in read_topic(settings, settings.topics.control, 1, idle_s=1.0)]
+            acks = read_all(settings.kafka.bootstrap_servers, settings.topics.control, 1, idle_s=1.0)
             acks = [a for a in acks if a.get("type") == "ack"]
         assert worker.alive and worker.error is None
         active = worker.probes["active_version"]()
@@ -151,6 +136,6 @@ def test_forged_replayed_stale_and_tampered_commands_are_rejected(env) -> None: 
     assert "sha256" in by_id[cases["tampered_artifact"]["command_id"]][0]["error"].lower() or \
         "integrity" in by_id[cases["tampered_artifact"]["command_id"]][0]["error"].lower()
     assert active == v2.version  # the valid rollback applied; the tampered promote never did
-    alerts = [codec.decode(m.value()) for m in read_topic(settings, settings.topics.alerts, 1, idle_s=1.0)]
+    alerts = read_all(settings.kafka.bootstrap_servers, settings.topics.alerts, 1, idle_s=1.0)
     rejected = [a for a in alerts if a["statistic"] == "command_rejected"]
     assert len(rejected) >= 6, [a["summary"] for a in alerts]
