@@ -130,9 +130,8 @@ class FusedHandler:
             self.stats.replayed += result.skipped
             if result.skipped:
                 self.metrics.replayed.labels(topic).inc(result.skipped)
-            if result.late:
+            if result.late:  # rare: the original records (for their dead letters) are looked up only then
                 self.metrics.late_events.labels(topic).inc(len(result.late))
-            if result.late:  # the original records, for their dead letters (rare: looked up only then)
                 originals = {m.offset(): m for m in messages if m.partition() == partition}
                 for event, reason in result.late:
                     outputs.append(self._dead(originals[event.offset], reason, "older than watermark - lateness"))
