@@ -1,4 +1,8 @@
-"""A model version loaded for scoring: its registry metadata plus the verified estimator."""
+"""A model version loaded for scoring: its registry metadata plus the verified estimator.
+
+scikit-learn linear pipelines score through :mod:`models.fast_linear` (the same bits as ``predict_proba``,
+without sklearn's per-call validation); every other estimator through its own ``predict_proba``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from models.exceptions import ModelError
+from models.fast_linear import LinearPlan, compile_verified
 from models.registry import ModelVersion, Registry
 
 
@@ -29,11 +34,20 @@ class LoadedModel:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(self.meta.feature_names)
 
+    @cached_property
+    def linear_plan(self) -> LinearPlan | None:
+        """The numpy fast path of a supported sklearn linear pipeline (verified once, on first use), else None."""
+        if getattr(self.meta, "flavor", "sklearn") != "sklearn":
+            return None
+        return compile_verified(self.estimator, len(self.feature_names))
+
     @classmethod
     def load(cls, registry: Registry, model: str, version: int) -> LoadedModel:
         """Load a version; the registry verifies the artifact's sha256 before unpickling it."""
         meta = registry.get(model, version)
-        return cls(meta, registry.load(model, version))
+        loaded = cls(meta, registry.load(model, version))
+        _ = loaded.linear_plan  # compiled and verified here, before the version serves a batch
+        return loaded
 
     def matrix(self, vectors: Sequence[Mapping[str, float]]) -> np.ndarray:
         """Rows in this version's declared feature order (missing names are a schema mismatch upstream).
@@ -74,6 +88,10 @@ class LoadedModel:
                 proba = self.estimator.predict_proba_one(dict(zip(names, row.tolist(), strict=True)))
                 out.append(float(proba.get(1, proba.get(True, 0.0))))
             return np.asarray(out)
+        plan = self.linear_plan
+        fast = plan.scores(X) if plan is not None else None
+        if fast is not None:
+            return fast
         try:
             proba = self.estimator.predict_proba(X)
         except Exception as exc:  # noqa: BLE001 - any model failure becomes one typed error
