@@ -107,7 +107,7 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
     ("parse + validate (orjson, checks)", "JSON", lambda s: s["parse_record"]),
     ("state load (Redis round trip, state JSON decode)", "Redis", lambda s: s["FusedHandler._timed_load"]),
     ("window fold (apply + feature vector per event)", "Python", lambda s: s["FeatureEngine.process"]),
-    ("model call (sklearn predict_proba)", "model", lambda s: s["LoadedModel.predict_scores"]),
+    ("model call (numpy plan of the linear pipeline)", "model", lambda s: s["LoadedModel.predict_scores"]),
     ("scoring around it (route, schema, dict→matrix, Prediction objects)", "Python",
      lambda s: s["Scorer.score"] - s["LoadedModel.predict_scores"]),
     ("prediction records (to_dict + orjson)", "JSON", lambda s: s["Prediction.to_dict"] + s["codec.encode"]),

@@ -47,8 +47,8 @@ def test_table_render_and_dict() -> None:
 def test_scorer_bench_tables() -> None:
     cfg = scorer_bench.ScorerConfig.tiny()
     champ, canary = scorer_bench.run(cfg)
-    _check(champ, "scorer", ["batch", "rows", "scorer rows/s", "predict_proba rows/s", "overhead x",
-                             "scorer us/row", "model us/row"], len(cfg.batches))
+    _check(champ, "scorer", ["batch", "rows", "scorer rows/s", "model call rows/s", "predict_proba rows/s",
+                             "overhead x", "plan x", "scorer us/row", "model us/row"], len(cfg.batches))
     assert [r[0] for r in champ.rows] == list(cfg.batches)
     assert all(_positive(v) for r in champ.rows for v in r)
     _check(canary, "scorer", ["batch", "rows", "scorer rows/s", "predictions/s", "baseline rows/s", "overhead x"],
