@@ -7,6 +7,7 @@ can be computed outside Kafka, e.g. by the feature-serving API), small linger fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -35,8 +36,10 @@ def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def consumer_config(kafka: KafkaSettings, group_id: str, **overrides: Any) -> dict[str, Any]:
-    """Config of a group consumer whose offsets are committed only by the batch loop.
+def consumer_config(kafka: KafkaSettings, group_id: str, *, on_commit: Callable[..., None] | None = None,
+                    **overrides: Any) -> dict[str, Any]:
+    """Config of a group consumer whose offsets are committed only by the batch loop (``on_commit``: the
+    callback that sees the broker's answers to asynchronous commits, e.g. a ``streams.loop.CommitLog``).
 
     Example:
         >>> cfg = consumer_config(KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=200), "g")
@@ -56,6 +59,8 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **overrides: Any) -> di
         "queued.max.messages.kbytes": kafka.prefetch_kbytes,
     }
     cfg.update({k.replace("_", "."): v for k, v in overrides.items()})
+    if on_commit is not None:
+        cfg["on_commit"] = on_commit
     return cfg
 
 
@@ -63,5 +68,6 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
     return Producer(producer_config(kafka, **overrides))
 
 
-def make_consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
-    return Consumer(consumer_config(kafka, group_id, **overrides))
+def make_consumer(kafka: KafkaSettings, group_id: str, *, on_commit: Callable[..., None] | None = None,
+                  **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(kafka, group_id, on_commit=on_commit, **overrides))

@@ -2,8 +2,14 @@
 
 Per batch, in order: take up to N records (:func:`take_batch`) → ``handler.process`` (pure work, in
 memory) → produce its outputs asynchronously → flush and check every delivery → ``result.finalize()``
-(write state and the last applied offset atomically) → commit the next offsets synchronously. Auto-commit
-is off.
+(write state and the last applied offset atomically) → commit the next offsets. Auto-commit is off.
+
+The commit is synchronous, unless the loop is given a :class:`CommitLog` that is also the consumer's
+``on_commit`` callback: then the loop sends it and goes on to the next batch (the broker's answer arrives
+with a later poll), and commits synchronously what it sent for partitions being revoked and on close. Only
+for handlers whose state write stores the offset (the fused pipeline's ``finalize``): a lost commit then
+only replays batches the store already holds, and it skips those events (no double counting, no outputs
+lost). The monitor's loop commits synchronously.
 
 Why state after delivery: the store skips events at or below its stored offset on a replay, so an event may
 be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
@@ -75,6 +81,34 @@ class LoopHealth:
         return self.consecutive_failures == 0
 
 
+class CommitLog:
+    """The broker's answers to asynchronous commits: pass it as the consumer's ``on_commit`` and to the loop.
+
+    Example:
+        >>> commits = CommitLog()
+        >>> commits(None, [TopicPartition("t", 0, 5)])
+        >>> commits.acknowledged_at is not None, commits.failures
+        (True, 0)
+        >>> commits("coordinator moved", [TopicPartition("t", 0, 6)])  # a KafkaError in real use
+        >>> commits.failures, commits.last_error
+        (1, 'coordinator moved')
+    """
+
+    def __init__(self) -> None:
+        self.acknowledged_at: float | None = None
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def __call__(self, err: Any, partitions: list[TopicPartition]) -> None:
+        failed = [tp.error for tp in partitions if tp.error is not None]
+        if err is None and not failed:
+            self.acknowledged_at = time.time()
+            return
+        self.failures += 1
+        self.last_error = str(err if err is not None else failed[0])
+        log.warning("offset commit failed: %s (the next commit covers it)", self.last_error)
+
+
 class BatchLoop:
     """Runs ``handler`` over a subscribed consumer until ``stop()``; see the module docstring."""
 
@@ -82,7 +116,7 @@ class BatchLoop:
                  max_rows: int = 500, max_ms: int = 50, linger_ms: int = 0, flush_timeout_s: float = 30.0,
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, commits: CommitLog | None = None) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -97,6 +131,8 @@ class BatchLoop:
         self.stage = stage
         self.metrics = metrics or Metrics()
         self.health = LoopHealth()
+        self.commits = commits  # given: commit asynchronously (see the module docstring)
+        self._sent: dict[tuple[str, int], int] = {}  # offsets committed asynchronously, per partition
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
 
@@ -116,6 +152,7 @@ class BatchLoop:
                 self.run_once()
         finally:
             self.producer.flush(5)
+            self._commit_sent(None)
             self.consumer.close()
 
     def run_once(self) -> int:
@@ -186,10 +223,29 @@ class BatchLoop:
     def _handle(self, records: list[Message]) -> None:
         self.deliver(self.handler.process(records))
         committed = _next_offsets(records)
-        self.consumer.commit(offsets=committed, asynchronous=False)
-        self.health.last_commit_at = time.time()
-        self.metrics.last_commit.labels(self.stage).set(self.health.last_commit_at)
+        if self.commits is None:
+            self.consumer.commit(offsets=committed, asynchronous=False)
+            self.health.last_commit_at = time.time()
+        else:
+            self.consumer.commit(offsets=committed, asynchronous=True)
+            self._sent.update({(tp.topic, tp.partition): tp.offset for tp in committed})
+            self.health.last_commit_at = self.commits.acknowledged_at
+        if self.health.last_commit_at is not None:
+            self.metrics.last_commit.labels(self.stage).set(self.health.last_commit_at)
         self._export_lag(committed)
+
+    def _commit_sent(self, partitions: Sequence[TopicPartition] | None) -> None:
+        """Commit synchronously what was sent asynchronously for ``partitions`` (None: all), so a revoked
+        partition's next owner or a restart starts after it; a failure is logged (the store skips replays)."""
+        keys = list(self._sent) if partitions is None else [(p.topic, p.partition) for p in partitions]
+        offsets = [TopicPartition(t, p, self._sent.pop((t, p))) for t, p in keys if (t, p) in self._sent]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("final commit of %s failed: %s", [f"{o.topic}[{o.partition}]@{o.offset}" for o in offsets],
+                        exc)
 
     def _export_lag(self, committed: list[TopicPartition]) -> None:
         """Lag per partition from the high watermark the last fetch reported (``cached=True``: no broker round
@@ -244,6 +300,7 @@ class BatchLoop:
         gone = {f"{p.topic}[{p.partition}]" for p in partitions}
         self.health.assigned = [a for a in self.health.assigned if a not in gone]
         log.info("revoked %s", sorted(gone))
+        self._commit_sent(partitions)
         self.handler.on_revoke(partitions)
 
 

@@ -34,7 +34,7 @@ from streams import codec
 from streams.clients import make_consumer, make_producer
 from streams.control import CommandVerifier
 from streams.control_io import ControlReader, Refused
-from streams.loop import BatchLoop, Output
+from streams.loop import BatchLoop, CommitLog, Output
 from streams.metrics import Metrics
 from streams.monitor_handler import MonitorHandler
 from streams.pipeline import FusedHandler
@@ -185,7 +185,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                                 command=item.command, from_version=before,  # type: ignore[attr-defined]
                                 to_version=ack.active_version, status=ack.status)
 
-    consumer = make_consumer(settings.kafka, settings.pipeline.features_group)
+    commits = CommitLog()
+    consumer = make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
     loop_handler, topics = handler, [view.source_topic]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
               "active_version": lambda: scorer.active_version, "model": lambda: model}
@@ -199,7 +200,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
         probes["online_learning"] = online.status
     loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
-                     stage="pipeline", metrics=metrics)
+                     stage="pipeline", metrics=metrics, commits=commits)
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close], metrics=metrics,
                     probes=probes)
     return worker, handler

@@ -40,6 +40,7 @@ class FakeConsumer:
         self.polls: list[float] = []
         self.lingers: list[float] = []
         self.seek_error: Exception | None = None
+        self.commit_error: Exception | None = None
         self.callbacks: dict[str, Callable[..., None]] = {}
         self.subscribed: list[str] = []
         self.closed = False
@@ -66,8 +67,10 @@ class FakeConsumer:
         return batch
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
-        assert asynchronous is False
-        self.events.append("commit")
+        """Records ``commit`` (synchronous) or ``commit-async``; ``commit_error`` fails synchronous ones."""
+        if self.commit_error is not None and not asynchronous:
+            raise self.commit_error
+        self.events.append("commit-async" if asynchronous else "commit")
         self.commits.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
 
     def seek(self, tp: TopicPartition) -> None:
