@@ -119,7 +119,7 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
      lambda s: s["RedisFeatureStore._save_args"]),
     ("state save (Lua compare-and-set, one round trip)", "Redis",
      lambda s: s["FusedHandler._save"] - s["RedisFeatureStore._save_args"]),
-    ("commit (sync) + lag metric", "broker",
+    ("commit (sent asynchronously) + lag metric", "broker",
      lambda s: s["BatchLoop._handle"] - s["FusedHandler.process"] - s["BatchLoop.deliver"]),
     ("loop rest (tick: control poll, health)", "Python",
      lambda s: s["BatchLoop.run_once"] - s["BatchLoop.next_batch"] - s["BatchLoop._handle"]),

@@ -65,6 +65,7 @@ class PipelineConfig:
     latency_s: float = 12.0
     latency_levels: tuple[float, ...] = (0.2, 0.5, 0.8)
     latency_linger_ms: tuple[int, ...] = (0, 10)
+    latency_partitions: int = 1  # one worker: a partition of its own (the comparison row uses ``partitions``)
     scaling: tuple[int, ...] = (1, 2, 4)
     scaling_events: int = 40_000
     timeout_s: float = 180.0
@@ -280,7 +281,8 @@ def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, byt
     rows = []
     for linger_ms in cfg.latency_linger_ms:
         for level in cfg.latency_levels:
-            settings, view = fresh_measurement(info, registry, partitions=cfg.partitions, batch_linger_ms=linger_ms)
+            settings, view = fresh_measurement(info, registry, partitions=cfg.latency_partitions,
+                                               batch_linger_ms=linger_ms)
             with WorkerProcesses(settings, view, 1) as procs:
                 ready, _ = produce_live(settings, view.source_topic, templates, len(templates) / 0.5, 0.5)
                 if len(read_predictions(settings, ready, cfg.timeout_s, alive=lambda p=procs: p.alive)) < ready:
@@ -293,12 +295,14 @@ def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, byt
             p50, p95, p99 = percentiles(lat) if lat else [float("nan")] * 3
             rows.append([f"{level:.0%}", linger_ms, round(level * max_rate), round(achieved), len(lat),
                          p50, p95, p99, max(lat) if lat else None])
-    for level in cfg.latency_levels:
-        settings, view = fresh_measurement(info, registry, partitions=cfg.partitions)
-        lat = broker_latency(settings, view.source_topic, templates, level * max_rate, cfg.latency_s,
-                             cfg.partitions)
+    baselines = [(level, cfg.latency_partitions, "broker only") for level in cfg.latency_levels]
+    if cfg.partitions != cfg.latency_partitions:  # what spreading the same load over more partitions costs
+        baselines.append((cfg.latency_levels[0], cfg.partitions, f"broker only, {cfg.partitions} partitions"))
+    for level, partitions, label in baselines:
+        settings, view = fresh_measurement(info, registry, partitions=partitions)
+        lat = broker_latency(settings, view.source_topic, templates, level * max_rate, cfg.latency_s, partitions)
         p50, p95, p99 = percentiles(lat) if lat else [float("nan")] * 3
-        rows.append([f"{level:.0%}", "broker only", round(level * max_rate), None, len(lat), p50, p95, p99,
+        rows.append([f"{level:.0%}", label, round(level * max_rate), None, len(lat), p50, p95, p99,
                      max(lat) if lat else None])
     return Table("pipeline", "Latency: event time → prediction published (ms), live stream at a share of the "
                              "measured maximum rate",
@@ -307,7 +311,8 @@ def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, byt
                  notes=[f"maximum rate = the fused throughput of the table above ({max_rate:,.0f} events/s); "
                         f"{cfg.latency_s:g} s of steady state per row, after the worker answered one event per patient and "
                         f"{warmup_ms / 1000:g} s more; one "
-                        "worker process; event time = send time (producer linger 1 ms); the published time is the "
+                        f"worker process reading a topic of {cfg.latency_partitions} partition(s) (a worker owns "
+                        "whole partitions); event time = send time (producer linger 1 ms); the published time is the "
                         "prediction record's timestamp; a fresh embedded stack for this table. Baseline rows 'broker "
                         "only': the same events received by a bare consumer (no group, no processing), i.e. the "
                         "produce → broker → fetch floor under any worker."],
@@ -318,22 +323,28 @@ def _latency_limit(rows: list[list[Any]]) -> str:
     """The limit line: what the worker adds over the broker-only row at the lowest load, and the floor itself.
 
     >>> rows = [["20%", 0, 2000, 2000, 9, 16.0, 37.0, 52.0, 70.0], ["20%", "broker only", 2000, None, 9, 10.0, 30.0,
-    ...          47.6, 85.0]]
+    ...          47.6, 85.0], ["20%", "broker only, 3 partitions", 2000, None, 9, 12.0, 50.0, 80.0, 99.0]]
     >>> _latency_limit(rows)[:95]
     'limit: the broker. At 20%, a bare consumer of the same events sees p50 10 / p99 48 ms (fetches '
+    >>> "p99 80 ms on 3 partitions" in _latency_limit(rows)
+    True
     """
     level = rows[0][0]
     broker = next((r for r in rows if r[0] == level and r[1] == "broker only"), None)
     worker = next((r for r in rows if r[0] == level and r[1] == 0), None)
+    spread = next((r for r in rows if str(r[1]).startswith("broker only, ")), None)
     if broker is None or worker is None:
         return "limit: see the broker-only rows"
+    spread_text = (f"; the same load spread over more partitions is slower on tansu: p99 {spread[7]:.0f} ms on "
+                   f"{spread[1].split(', ')[1]}" if spread is not None else "")
     return (f"limit: the broker. At {level}, a bare consumer of the same events sees p50 {broker[5]:.0f} / p99 "
             f"{broker[7]:.0f} ms (fetches held up to fetch.wait.max.ms = 20 ms by tansu, which does not answer a "
-            "waiting fetch when a record arrives; lower values only add fetch requests), and the worker adds "
+            f"waiting fetch when a record arrives{spread_text}), and the worker adds "
             f"{worker[5] - broker[5]:.0f} ms at p50 and {worker[7] - broker[7]:.0f} ms at p99 on top: one batch's "
-            "parse, fold, model call, produce + flush, state save and commit. A batch is what queued while the "
-            "previous one ran (batch_linger_ms 0), so at low load batches are small; lingering 10 ms only adds "
-            "the wait. Near the maximum rate the queue in front of the worker dominates.")
+            "parse, fold, model call, produce + flush and state save, and the wait behind the batch before it. A "
+            "batch is what queued while the previous one ran (batch_linger_ms 0), so at low load batches are "
+            "small; lingering 10 ms only adds the wait. Near the maximum rate the queue in front of the worker "
+            "dominates.")
 
 
 # ---------------------------------------------------------------------------------------------- 3. scaling
