@@ -194,7 +194,7 @@ def throughput_table(info: StackInfo, registry: str, records: list[tuple[bytes, 
                          "partitions; batches of up to 500; sklearn logistic v2 (10 features); cold Redis state; "
                          "embedded tansu broker and a redis-server of the bench's own, all on this machine."],
                   limit="limit: Python CPU in the worker: per-event parse/validate and window fold, per-batch "
-                        "state decode/encode and the Lua save, then dict→matrix, predict_proba and one "
+                        "state decode/encode and the Lua save, then dict→matrix, the model call and one "
                         "prediction JSON per event; the passthrough only moves bytes through librdkafka.")
     return table, fused
 
