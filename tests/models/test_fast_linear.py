@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -111,8 +112,9 @@ def test_verification_rejects_a_plan_that_differs() -> None:
     assert plan is not None
     wrong = dataclasses.replace(plan, scale=None)  # a missed step must be caught by the probe, not shipped
     assert not np.array_equal(wrong.scores(X), est.predict_proba(X)[:, 1])
-    est.named_steps["scale"].scale_ = est.named_steps["scale"].scale_ * 1.0  # unchanged: still verifies
     assert compile_verified(est, 5) is not None
+    with mock.patch("models.fast_linear.compile_linear", return_value=wrong):
+        assert compile_verified(est, 5) is None
 
 
 @pytest.mark.parametrize("bad", [
