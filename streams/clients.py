@@ -55,7 +55,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, *, on_commit: Callable[
         "session.timeout.ms": kafka.session_timeout_ms,
         "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
         "partition.assignment.strategy": "cooperative-sticky",
-        "fetch.wait.max.ms": 20,
+        "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
         "queued.max.messages.kbytes": kafka.prefetch_kbytes,
     }
     cfg.update({k.replace("_", "."): v for k, v in overrides.items()})

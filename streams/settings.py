@@ -54,6 +54,9 @@ class KafkaSettings:
     processing_guarantee: Literal["at_least_once"] = "at_least_once"
     create_topics: bool = True
     prefetch_kbytes: int = 65536  # librdkafka's queued.max.messages.kbytes: the bound on prefetched records
+    # how long the broker may hold a fetch waiting for data; tansu holds it the whole time even when records
+    # arrive, so on the embedded broker this is the floor of event -> consumer latency (real Kafka answers early)
+    fetch_wait_max_ms: int = 20
 
     def client_config(self) -> dict[str, Any]:
         """Settings common to every client (bootstrap + security)."""
@@ -141,6 +144,7 @@ class Settings:
             auto_offset_reset=env.get("DRIFTLINE_AUTO_OFFSET_RESET", kafka_t.get("auto_offset_reset", "earliest")),  # type: ignore[arg-type]
             create_topics=_bool(env.get("DRIFTLINE_CREATE_TOPICS", str(kafka_t.get("create_topics", True)))),
             prefetch_kbytes=_int(env, "DRIFTLINE_PREFETCH_KBYTES", kafka_t.get("prefetch_kbytes", 65536)),
+            fetch_wait_max_ms=_int(env, "DRIFTLINE_FETCH_WAIT_MAX_MS", kafka_t.get("fetch_wait_max_ms", 20)),
         )
         topics_t = data.get("topics", {})
         topics = TopicSettings(
@@ -167,6 +171,8 @@ class Settings:
                               "DRIFTLINE_BATCH_LINGER_MS >= 0")
         if pipeline.cache_max_entities < 0:
             raise ConfigError("DRIFTLINE_CACHE_MAX_ENTITIES must be >= 0 (0 turns the state cache off)")
+        if not 0 <= kafka.fetch_wait_max_ms <= 300_000:  # librdkafka's range
+            raise ConfigError("DRIFTLINE_FETCH_WAIT_MAX_MS must be between 0 and 300000")
         if kafka.auto_offset_reset not in ("earliest", "latest", "error"):
             raise ConfigError("DRIFTLINE_AUTO_OFFSET_RESET must be earliest, latest or error")
         return cls(

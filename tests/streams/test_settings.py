@@ -19,6 +19,7 @@ control_max_age_s = 42.5
 [kafka]
 bootstrap_servers = "toml:9092"
 session_timeout_ms = 7000
+fetch_wait_max_ms = 10
 auto_offset_reset = "latest"
 create_topics = false
 
@@ -58,6 +59,7 @@ def test_toml_values_apply(toml_file: Path) -> None:
     s = Settings.from_env({}, toml_file)
     assert s.kafka.bootstrap_servers == "toml:9092"
     assert s.kafka.session_timeout_ms == 7000
+    assert s.kafka.fetch_wait_max_ms == 10
     assert s.kafka.auto_offset_reset == "latest"
     assert s.kafka.create_topics is False
     assert s.topics.source_partitions == 12
@@ -83,6 +85,7 @@ def test_explicit_path_wins_over_env_config_path(toml_file: Path, tmp_path: Path
 def test_env_wins_over_toml(toml_file: Path) -> None:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": "env:9092", "DRIFTLINE_SESSION_TIMEOUT_MS": "9000",
+        "DRIFTLINE_FETCH_WAIT_MAX_MS": "5",
         "DRIFTLINE_AUTO_OFFSET_RESET": "error", "DRIFTLINE_CREATE_TOPICS": "yes",
         "DRIFTLINE_SOURCE_PARTITIONS": "6", "DRIFTLINE_BATCH_MAX_ROWS": "7", "DRIFTLINE_BATCH_MAX_MS": "8",
         "DRIFTLINE_BATCH_LINGER_MS": "3",
@@ -92,6 +95,7 @@ def test_env_wins_over_toml(toml_file: Path) -> None:
     s = Settings.from_env(env, toml_file)
     assert s.kafka.bootstrap_servers == "env:9092"
     assert s.kafka.session_timeout_ms == 9000
+    assert s.kafka.fetch_wait_max_ms == 5
     assert s.kafka.auto_offset_reset == "error"
     assert s.kafka.create_topics is True
     assert s.topics.source_partitions == 6
@@ -158,6 +162,19 @@ def test_bad_int_in_toml_raises_config_error(tmp_path: Path) -> None:
 def test_out_of_range_batching_raises_config_error(var: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=var):
         Settings.from_env({var: raw})
+
+
+@pytest.mark.parametrize("raw", ["-1", "300001"])
+def test_fetch_wait_outside_librdkafkas_range_raises_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="DRIFTLINE_FETCH_WAIT_MAX_MS"):
+        Settings.from_env({"DRIFTLINE_FETCH_WAIT_MAX_MS": raw})
+
+
+def test_consumers_take_the_fetch_wait_from_settings() -> None:
+    from streams.clients import consumer_config
+
+    assert consumer_config(KafkaSettings(), "g")["fetch.wait.max.ms"] == 20
+    assert consumer_config(KafkaSettings(fetch_wait_max_ms=5), "g")["fetch.wait.max.ms"] == 5
 
 
 def test_bad_float_raises_config_error() -> None:
