@@ -34,12 +34,13 @@ def test_pipeline_bench_tables() -> None:
     fused, raw = throughput.rows
     assert fused[1] == raw[1] == cfg.events  # every event got exactly one prediction
     assert all(_finite_positive(v) for v in fused[2:] + raw[2:])
-    # + a broker baseline per level, + one on the throughput table's partition count
-    assert len(latency.rows) == len(cfg.latency_levels) * (len(cfg.latency_linger_ms) + 1) + 1
+    # + a broker baseline per level, + one on the throughput table's partition count, + one with small requests
+    assert len(latency.rows) == len(cfg.latency_levels) * (len(cfg.latency_linger_ms) + 1) + 2
     levels = len(cfg.latency_levels)
-    assert [r[1] for r in latency.rows[-levels - 1:-1]] == ["broker only"] * levels
+    assert [r[1] for r in latency.rows[-levels - 2:-2]] == ["broker only"] * levels
     assert cfg.partitions != cfg.latency_partitions
-    assert latency.rows[-1][1] == f"broker only, {cfg.partitions} partitions"
+    assert latency.rows[-2][1] == f"broker only, {cfg.partitions} partitions"
+    assert latency.rows[-1][1] == f"broker only, events sent with linger {cfg.compare_load_linger_ms} ms"
     for row in latency.rows:
         assert row[4] > 0 and row[5] <= row[6] <= row[7] <= row[8]  # measured, ordered percentiles
     assert [r[0] for r in scaling.rows] == list(cfg.scaling)
