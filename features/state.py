@@ -10,9 +10,12 @@ orjson of ``{field_name: [13 numbers] (+ [sorted distinct values])}``. Floats ro
 Feature reads fold the window's buckets in time order, with the code ``features.plan`` compiles per
 view: one pass over the live buckets for all windows, merging only the slots the aggregations read
 (bit-identical to ``features.aggregations.fold``). The fold of the buckets *before* the bucket of
-``now`` is cached (from the second read in a bucket on) and reused while no older bucket
-changes, so scoring many events of one bucket costs one small fold per window; the arithmetic is
-identical with or without the cache (a left fold continued from a prefix is the same left fold).
+``now`` is cached and reused while no older bucket changes, so scoring many events of one bucket costs
+one small fold per window. The prefix is cached from the first read in a bucket when the entity's
+previous bucket was read more than once (events arrive several per bucket: one full pass per bucket
+instead of two), otherwise from the second read (one event per bucket: no split fold, no cache to
+keep). The arithmetic is identical either way (a left fold continued from a prefix is the same left
+fold).
 
 Example:
     >>> from features.definitions import FeatureView, FieldSpec, FeatureSpec, Window
@@ -47,7 +50,7 @@ __all__ = ["EntityState", "Plan", "plan_for"]
 class EntityState:
     """All live buckets of one entity: {bucket_start_ms: {field: partial}}; tracks dirty/deleted buckets."""
 
-    __slots__ = ("buckets", "_order", "_dirty", "_deleted", "_cache", "_read_last")
+    __slots__ = ("buckets", "_order", "_dirty", "_deleted", "_cache", "_read_last", "_reads")
 
     def __init__(self) -> None:
         self.buckets: dict[int, dict[str, list]] = {}
@@ -55,7 +58,8 @@ class EntityState:
         self._dirty: set[int] = set()
         self._deleted: set[int] = set()
         self._cache: tuple[int, tuple[int, ...], tuple] | None = None  # (last, window starts, prefix fold)
-        self._read_last = -1  # bucket of the previous read: cache a prefix only on a second read there
+        self._read_last = -1  # bucket of the previous read ...
+        self._reads = 0  # ... and how many reads it had: more than one predicts more than one in the next
 
     def __repr__(self) -> str:
         return (
@@ -116,9 +120,13 @@ class EntityState:
         hi = bisect_left(order, last, lo)
         cur = hi < len(order) and order[hi] == last
         buckets = self.buckets
-        if self._read_last != last:  # first read in this bucket: one pass, nothing cached
-            self._read_last = last
-            return plan.emit(plan.fold(None, buckets, order, lo, hi + cur, starts))
+        if self._read_last != last:  # first read in this bucket
+            repeated = self._reads > 1
+            self._read_last, self._reads = last, 1
+            if not repeated:  # one read per bucket so far: one pass, nothing cached
+                return plan.emit(plan.fold(None, buckets, order, lo, hi + cur, starts))
+        else:
+            self._reads += 1
         hit = self._cache
         if hit is not None and hit[0] == last and hit[1] == starts:
             acc = hit[2]

@@ -60,3 +60,21 @@ def test_encoding_roundtrip_and_dirty_tracking() -> None:
     assert list(back.to_redis()[0]) == [b"10000"]
     back.mark_saved()
     assert not back.is_dirty
+
+
+def test_the_prefix_is_cached_on_a_first_read_only_after_a_bucket_read_more_than_once() -> None:
+    st = EntityState()
+    st.apply(VIEW, Event("e", 1_000, {"x": 1.0}))
+    st.features(VIEW, 1_000)
+    st.apply(VIEW, Event("e", 12_000, {"x": 2.0}))
+    assert st.features(VIEW, 12_000)["n"] == 2.0
+    assert st._cache is None  # one read per bucket so far: one pass, nothing kept
+    st.apply(VIEW, Event("e", 14_000, {"x": 3.0}))
+    assert st.features(VIEW, 14_000)["n"] == 3.0
+    assert st._cache is not None and st._cache[0] == 10_000  # a second read in a bucket caches its prefix
+    st.apply(VIEW, Event("e", 21_000, {"x": 4.0}))
+    assert st.features(VIEW, 21_000)["n"] == 4.0
+    assert st._cache[0] == 20_000  # the bucket before was read twice: cached on the first read here
+    st.apply(VIEW, Event("e", 31_000, {"x": 5.0}))
+    assert st.features(VIEW, 31_000)["n"] == 5.0
+    assert st._cache[0] == 20_000  # the bucket before was read once: back to one pass
