@@ -54,8 +54,8 @@ class KafkaSettings:
     processing_guarantee: Literal["at_least_once"] = "at_least_once"
     create_topics: bool = True
     prefetch_kbytes: int = 65536  # librdkafka's queued.max.messages.kbytes: the bound on prefetched records
-    # how long the broker may hold a fetch waiting for data; tansu holds it the whole time even when records
-    # arrive, so on the embedded broker this is the floor of event -> consumer latency (real Kafka answers early)
+    # how long the broker may hold a fetch waiting for data; real Kafka answers as soon as records arrive, tansu
+    # late, in steps that grow with this wait (README, "The embedded broker"); 5 ms or less stalls fetches there
     fetch_wait_max_ms: int = 20
 
     def client_config(self) -> dict[str, Any]:
