@@ -357,8 +357,8 @@ def _latency_limit(rows: list[list[Any]]) -> str:
         others.append(f"p99 {small[7]:.0f} ms when the events are sent with {small[1].split('sent with ')[1]}")
     return (f"limit: the broker. At {level}, a bare consumer of the same events sees p50 {broker[5]:.0f} / p99 "
             f"{broker[7]:.0f} ms, and the worker adds {worker[5] - broker[5]:.0f} ms at p50 and "
-            f"{worker[7] - broker[7]:.0f} ms at p99 on top: one batch's parse, fold, model call, produce + flush and "
-            "state save, and the wait behind the batch before it. tansu's floor moves with how the load reaches it"
+            f"{worker[7] - broker[7]:.0f} ms at p99 on top: its own batch's parse, fold and model call before the "
+            "produce, and in the tail the wait behind the previous batch's flush and state save. tansu's floor moves with how the load reaches it"
             f"{' (' + '; '.join(others) + ')' if others else ''}. A batch is what queued while the previous one ran "
             "(batch_linger_ms 0), so at low load batches are small; lingering 10 ms only adds the wait. Near the "
             "maximum rate the queue in front of the worker dominates.")
