@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.clients import consumer_config
 from streams.exceptions import ConfigError
 from streams.settings import KafkaSettings, Settings
 
@@ -171,8 +172,6 @@ def test_fetch_wait_outside_librdkafkas_range_raises_config_error(raw: str) -> N
 
 
 def test_consumers_take_the_fetch_wait_from_settings() -> None:
-    from streams.clients import consumer_config
-
     assert consumer_config(KafkaSettings(), "g")["fetch.wait.max.ms"] == 20
     assert consumer_config(KafkaSettings(fetch_wait_max_ms=5), "g")["fetch.wait.max.ms"] == 5
 
