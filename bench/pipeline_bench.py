@@ -9,7 +9,7 @@ Three tables, one run, one stack (tansu + its own redis-server):
    time) at 20 %, 50 % and 80 % of the throughput just measured, for two ``batch_linger_ms`` settings (0: a
    batch is what is queued when the worker is free; 10: it also waits up to 10 ms for more, close to the
    former fixed 10 ms batch window), next to a bare consumer's latency (the broker's floor). Events are sent by a
-   producer lingering 5 ms (driftline's producer default); a baseline row shows the broker's floor when they are
+   producer with driftline's default linger (``streams.clients.producer_config``); a baseline row shows the broker's floor when they are
    sent with a 1 ms linger instead (on tansu, many small produce requests are slower than fewer larger ones).
 3. **Scaling**: 1, 2 and 4 partitions with as many worker processes in one consumer group.
 
@@ -50,9 +50,9 @@ from bench.common import (
 )
 from bench.store_bench import passthrough_run, prefill
 from features.definitions import FeatureView
-from streams.clients import consumer_config, make_producer
+from streams.clients import consumer_config, make_producer, producer_config
 from streams.loop import take_batch
-from streams.settings import Settings
+from streams.settings import KafkaSettings, Settings
 from streams.stack import StackInfo
 from streams.topics import ensure_topics, required_topics
 
@@ -68,7 +68,7 @@ class PipelineConfig:
     latency_levels: tuple[float, ...] = (0.2, 0.5, 0.8)
     latency_linger_ms: tuple[int, ...] = (0, 10)
     latency_partitions: int = 1  # one worker: a partition of its own (the comparison row uses ``partitions``)
-    load_linger_ms: int = 5  # the live events' producer (driftline's producer default)
+    load_linger_ms: int | None = None  # the live events' producer linger (None: driftline's producer default)
     compare_load_linger_ms: int | None = 1  # a broker-only row with the events sent at this linger instead
     scaling: tuple[int, ...] = (1, 2, 4)
     scaling_events: int = 40_000
@@ -205,11 +205,11 @@ def throughput_table(info: StackInfo, registry: str, records: list[tuple[bytes, 
 
 # ---------------------------------------------------------------------------------------------- 2. latency
 def produce_live(settings: Settings, topic: str, templates: list[tuple[bytes, dict]], rate: float,
-                 seconds: float, linger_ms: int = 5) -> tuple[int, float]:
+                 seconds: float, linger_ms: int | None = None) -> tuple[int, float]:
     """Send ``templates`` round-robin at ``rate`` events/s for ``seconds``, each stamped with the send time as
-    its event time (so the producer's ``linger_ms`` counts in every latency); returns (events sent, achieved
+    its event time (so the producer's linger, ``linger_ms`` or driftline's default, counts in every latency); returns (events sent, achieved
     rate)."""
-    producer = make_producer(settings.kafka, linger_ms=linger_ms)
+    producer = make_producer(settings.kafka, **({} if linger_ms is None else {"linger_ms": linger_ms}))
     sent, started = 0, time.perf_counter()
     wall0_ms = time.time() * 1000.0
     try:
@@ -254,7 +254,7 @@ def _bare_consumer(settings: Settings, topic: str, partitions: int, ready: Any, 
 
 
 def broker_latency(settings: Settings, topic: str, templates: list[tuple[bytes, dict]], rate: float,
-                   seconds: float, partitions: int, linger_ms: int = 5) -> list[float]:
+                   seconds: float, partitions: int, linger_ms: int | None = None) -> list[float]:
     """Baseline: event time → received by a bare consumer in a process of its own (like the worker), in ms, with
     events produced exactly as for the pipeline. The broker's own produce → fetch floor under any worker."""
     ctx = mp.get_context("spawn")
@@ -323,12 +323,23 @@ def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, byt
                         f"{cfg.latency_s:g} s of steady state per row, after the worker answered one event per patient and "
                         f"{warmup_ms / 1000:g} s more; one "
                         f"worker process reading a topic of {cfg.latency_partitions} partition(s) (a worker owns "
-                        f"whole partitions); event time = send time (producer linger {cfg.load_linger_ms} ms, "
-                        "driftline's default); the published time is the "
+                        f"whole partitions); event time = send time (producer linger {_load_linger(cfg)}); the "
+                        "published time is the "
                         "prediction record's timestamp; a fresh embedded stack for this table. Baseline rows 'broker "
                         "only': the same events received by a bare consumer (no group, no processing), i.e. the "
                         "produce → broker → fetch floor under any worker."],
                  limit=_latency_limit(rows))
+
+
+def _load_linger(cfg: PipelineConfig) -> str:
+    """The live events' producer linger, as the notes say it.
+
+    >>> _load_linger(PipelineConfig()), _load_linger(PipelineConfig(load_linger_ms=2))
+    ("5 ms, driftline's default", '2 ms')
+    """
+    if cfg.load_linger_ms is None:
+        return f"{producer_config(KafkaSettings())['linger.ms']} ms, driftline's default"
+    return f"{cfg.load_linger_ms} ms"
 
 
 def _latency_limit(rows: list[list[Any]]) -> str:
