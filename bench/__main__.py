@@ -44,7 +44,7 @@ from bench import (
     store_bench,
 )
 from bench.common import Table, bench_stack
-from streams.stack import StackInfo
+from streams.local.stack import StackInfo
 
 BENCHES = ("pipeline", "breakdown", "faust", "control", "control_loop", "detection", "memory", "features", "scorer",
            "store")

@@ -34,9 +34,10 @@ from bench.pipeline_bench import fresh_measurement, rate_from_timestamps, read_p
 from bench.store_bench import prefill
 from models.loaded import LoadedModel
 from models.prediction import Prediction
-from streams import codec, pipeline
-from streams.stack import StackInfo
-from streams.workers import Worker, build_pipeline
+from streams import codec
+from streams.local.stack import StackInfo
+from streams.runtime import pipeline
+from streams.runtime.workers import Worker, build_pipeline
 
 __all__ = ["BreakdownConfig", "StageClock", "run", "main"]
 

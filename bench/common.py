@@ -38,10 +38,10 @@ from features.views import VITALS_VIEW
 from models.registry import Registry
 from models.training_job import build_training_set, train_and_register
 from streams import codec
-from streams.demo import to_events
+from streams.local.demo import to_events
+from streams.local.simulator import SimConfig, SimEvent, generate
+from streams.local.stack import EmbeddedStack, StackInfo
 from streams.settings import KafkaSettings, PipelineSettings, Settings, TopicSettings
-from streams.simulator import SimConfig, SimEvent, generate
-from streams.stack import EmbeddedStack, StackInfo
 
 MODEL = "vitals-risk"
 #: the demo's v1 inputs (no SpO2 features); v2 uses every feature of VITALS_VIEW

@@ -2,7 +2,7 @@
 
 Run ``python -m bench.control_bench``. On the embedded stack (own temp run dir, stopped at the end), with a
 temp registry holding v1 and v2 (v2 in production), it starts N = 1, 2, 3 fused pipeline workers
-(``streams.workers.build_pipeline``, distinct instance ids, one consumer group, idle source topic), then
+(``streams.runtime.workers.build_pipeline``, distinct instance ids, one consumer group, idle source topic), then
 publishes signed commands (``new_command`` + ``publish_command``) alternating ``rollback`` to v1 and
 ``promote`` to v2, and reads the acks with ``ControlReader(settings, verifier=None)``.
 
@@ -33,13 +33,13 @@ from bench.common import (
     run_on_fresh_stack,
     train_models,
 )
-from streams.clients import make_producer
-from streams.control import Ack, new_command
-from streams.control_io import ControlReader, publish_command
+from streams.control.channel import ControlReader, publish_command
+from streams.control.protocol import Ack, new_command
+from streams.local.stack import StackInfo
+from streams.runtime.clients import make_producer
+from streams.runtime.topics import ensure_topics, required_topics
+from streams.runtime.workers import Worker, build_pipeline, redis_client
 from streams.settings import Settings
-from streams.stack import StackInfo
-from streams.topics import ensure_topics, required_topics
-from streams.workers import Worker, build_pipeline, redis_client
 
 log = logging.getLogger(__name__)
 

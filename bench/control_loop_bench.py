@@ -1,7 +1,7 @@
 """The whole control loop: drift onset → first critical alert → signed rollback command → ack of the scorer.
 
 Run ``python -m bench.control_loop_bench [--tiny]``. On one embedded stack (own temp run dir, stopped at the
-end) it runs the real end-to-end scenario of ``driftline demo`` (:func:`streams.demo.run_demo`: train v1/v2 on a
+end) it runs the real end-to-end scenario of ``driftline demo`` (:func:`streams.local.demo.run_demo`: train v1/v2 on a
 simulated history, fused pipeline + monitor as threads, stream a drifting scenario in real time) once per
 (scenario, seed), and tabulates per scenario the median and max of
 
@@ -39,9 +39,9 @@ from bench.common import (
     run_id,
     run_on_fresh_stack,
 )
-from streams.demo import DemoConfig, run_demo
-from streams.stack import StackInfo, broker_reachable, redis_reachable
-from streams.workers import redis_client
+from streams.local.demo import DemoConfig, run_demo
+from streams.local.stack import StackInfo, broker_reachable, redis_reachable
+from streams.runtime.workers import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class ControlLoopConfig:
 
 @dataclass
 class LoopRun:
-    """The summary of one demo run (the keys of :func:`streams.demo.summarize`) and its wall time."""
+    """The summary of one demo run (the keys of :func:`streams.local.demo.summarize`) and its wall time."""
 
     scenario: str
     seed: int

@@ -1,7 +1,7 @@
 """``python -m bench.faust_bench [--events N] [--tiny]``: the fused pipeline's throughput, three ways.
 
-1. the default engine (``streams.loop.BatchLoop`` running our batched ``FusedHandler``);
-2. our engine on Faust (the same ``FusedHandler`` driven from a Faust agent, ``streams.faust_app``);
+1. the default engine (``streams.runtime.loop.BatchLoop`` running our batched ``FusedHandler``);
+2. our engine on Faust (the same ``FusedHandler`` driven from a Faust agent, ``streams.runtime.faust_app``);
 3. the baseline a team would write with faust-streaming: an idiomatic per-event agent (``bench.faust_naive``) doing
    the same work (same feature definitions and engine, same Redis, same registered sklearn model).
 
@@ -35,11 +35,11 @@ from bench.common import (
     train_models,
     vitals_stream,
 )
-from streams.clients import make_producer
+from streams.local.stack import StackInfo
+from streams.runtime.clients import make_producer
+from streams.runtime.topics import ensure_topics, required_topics
+from streams.runtime.workers import build_pipeline, redis_client
 from streams.settings import Settings
-from streams.stack import StackInfo
-from streams.topics import ensure_topics, required_topics
-from streams.workers import build_pipeline, redis_client
 
 
 def _drain(runner: Any, consumed: Callable[[], int], n: int, timeout_s: float,
@@ -81,7 +81,7 @@ def _engine_run(settings: Settings, view: Any, engine: str, n: int, timeout_s: f
     settings, group = _with_group(settings, engine)
     worker, handler = build_pipeline(settings, view, MODEL)
     if engine == "faust":
-        from streams.faust_app import to_faust
+        from streams.runtime.faust_app import to_faust
 
         runner: Any = to_faust(worker, group, settings)
     else:

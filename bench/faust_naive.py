@@ -12,7 +12,7 @@ Deliberate choices, each what such an agent usually looks like:
 * **redis-py's synchronous client** inside the agent (it blocks the event loop for each round trip: 2 per event);
 * Faust's own auto-ack/commit (no offset in Redis, so a replay re-applies events: at-least-once state);
 * the per-partition watermark lives in a dict in the process (not persisted);
-* the Faust app has the settings of :func:`streams.faust_app.faust_app` (tansu-friendly session timeout, raw
+* the Faust app has the settings of :func:`streams.runtime.faust_app.faust_app` (tansu-friendly session timeout, raw
   serializers, ``store="memory://"``, no web server), and its keys follow ``features.keys`` with the agent's own
   group, so ``bench.common.delete_group_keys`` removes them.
 
@@ -43,7 +43,7 @@ from features.store import SourcePosition, latest_key_for, state_key_for
 from models.prediction import Prediction
 from models.registry import Registry
 from streams import codec
-from streams.faust_app import AppThread, faust_app
+from streams.runtime.faust_app import AppThread, faust_app
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def model_row(vector: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
 class NaiveFaustAgent(AppThread):
     """A per-event Faust agent in its own thread and event loop; ``consumed`` counts records taken off the stream.
 
-    ``start`` / ``stop`` / ``alive`` and ``error`` from :class:`streams.faust_app.AppThread`.
+    ``start`` / ``stop`` / ``alive`` and ``error`` from :class:`streams.runtime.faust_app.AppThread`.
     """
 
     def __init__(self, settings: Settings, view: FeatureView, model: str, group: str, *,

@@ -1,7 +1,7 @@
 """Feature-engine throughput: parse, engine, encode, for the shipped views on simulated streams.
 
 Run ``python -m bench.features_bench`` (``--help`` for options). For each view it simulates ``--entities``
-entities with ``streams.simulator.generate`` (rate 400/s, time scale 40, so each entity reports every 50 s of
+entities with ``streams.local.simulator.generate`` (rate 400/s, time scale 40, so each entity reports every 50 s of
 event time), turns every event into Kafka-like bytes and times, in batches of ``--batch`` events:
 
 * ``parse``: ``parse_record`` alone;
@@ -44,7 +44,7 @@ from features.records import Event, parse_record
 from features.state import EntityState
 from features.store import MemoryFeatureStore, SourcePosition
 from features.views import GPS_VIEW, VITALS_VIEW
-from streams.simulator import SimConfig, generate
+from streams.local.simulator import SimConfig, generate
 
 
 def records(source: str, entities: int, events: int) -> list[tuple[bytes, bytes]]:

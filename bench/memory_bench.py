@@ -35,9 +35,9 @@ from features.definitions import FeatureView
 from features.partitioning import kafka_partition
 from features.records import Event
 from features.store import SourcePosition, latest_key_for, state_key_for
-from streams.demo import to_events
+from streams.local.demo import to_events
+from streams.local.stack import StackInfo
 from streams.settings import PipelineSettings
-from streams.stack import StackInfo
 
 KINDS = ("fresh", "full")
 DEFAULT_CACHE_CAP = PipelineSettings().cache_max_entities  # worker-wide (DRIFTLINE_CACHE_MAX_ENTITIES)

@@ -2,9 +2,9 @@
 
 A child process (``python -m bench.memory_worker``, so nothing of the parent's heap or imports is counted; its
 arguments are pickled on stdin, its checkpoints come back as JSON lines on stdout) builds what
-``streams.workers.build_pipeline`` builds per entity and reports ``/proc/self/statm`` RSS at checkpoints:
+``streams.runtime.workers.build_pipeline`` builds per entity and reports ``/proc/self/statm`` RSS at checkpoints:
 
-* ``handler`` mode: the real :class:`~streams.pipeline.FusedHandler` (Redis store, ``SilenceTracker``) fed one
+* ``handler`` mode: the real :class:`~streams.runtime.pipeline.FusedHandler` (Redis store, ``SilenceTracker``) fed one
   record per entity through ``process`` + ``finalize``, in batches, the way ``BatchLoop`` drives it. What it
   keeps per entity: the write-through state cache (at most ``cache_max_entities`` states for the whole worker,
   least recently used out) and the silence tracker's entry.
@@ -128,7 +128,7 @@ def child(redis_url: str, view: FeatureView, group: str, record: dict[str, Any],
     """The child's body: one dict per checkpoint on ``out`` (the first is the empty worker), then None."""
     from features.redis_store import RedisFeatureStore
     from features.silence import SilenceTracker
-    from streams.pipeline import FusedHandler
+    from streams.runtime.pipeline import FusedHandler
     from streams.settings import PipelineSettings
 
     client = redis.Redis.from_url(redis_url)

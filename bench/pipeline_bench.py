@@ -9,7 +9,7 @@ Three tables, one run, one stack (tansu + its own redis-server):
    time) at 20 %, 50 % and 80 % of the throughput just measured, for two ``batch_linger_ms`` settings (0: a
    batch is what is queued when the worker is free; 10: it also waits up to 10 ms for more, close to the
    former fixed 10 ms batch window), next to a bare consumer's latency (the broker's floor). Events are sent by a
-   producer with driftline's default linger (``streams.clients.producer_config``); a baseline row shows the broker's floor when they are
+   producer with driftline's default linger (``streams.runtime.clients.producer_config``); a baseline row shows the broker's floor when they are
    sent with a 1 ms linger instead (on tansu, many small produce requests are slower than fewer larger ones).
 3. **Scaling**: 1, 2 and 4 partitions with as many worker processes in one consumer group.
 
@@ -50,11 +50,11 @@ from bench.common import (
 )
 from bench.store_bench import passthrough_run, prefill
 from features.definitions import FeatureView
-from streams.clients import consumer_config, make_producer, producer_config
-from streams.loop import take_batch
+from streams.local.stack import StackInfo
+from streams.runtime.clients import consumer_config, make_producer, producer_config
+from streams.runtime.loop import take_batch
+from streams.runtime.topics import ensure_topics, required_topics
 from streams.settings import KafkaSettings, Settings
-from streams.stack import StackInfo
-from streams.topics import ensure_topics, required_topics
 
 __all__ = ["PipelineConfig", "fresh_measurement", "run", "main", "rate_from_timestamps", "read_predictions"]
 
@@ -83,7 +83,7 @@ class PipelineConfig:
 # ----------------------------------------------------------------------------------------- worker processes
 def _serve(settings: Settings, view: FeatureView, stop: Any) -> None:
     """Child process: one fused pipeline worker until ``stop`` is set."""
-    from streams.workers import build_pipeline
+    from streams.runtime.workers import build_pipeline
 
     worker, _handler = build_pipeline(settings, view, MODEL)
     worker.start()
@@ -236,7 +236,7 @@ def produce_live(settings: Settings, topic: str, templates: list[tuple[bytes, di
 
 def _bare_consumer(settings: Settings, topic: str, partitions: int, ready: Any, stop: Any, out: Any) -> None:
     """Child process: a bare consumer (assigned, no group, no processing) taking records as the batch loop does
-    (``streams.loop.take_batch``); sends back event time → received, in ms."""
+    (``streams.runtime.loop.take_batch``); sends back event time → received, in ms."""
     consumer = Consumer(consumer_config(settings.kafka, f"bench-lat-{run_id()}"))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     lat: list[float] = []

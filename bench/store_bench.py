@@ -51,13 +51,13 @@ from features.records import Event, parse_record
 from features.redis_store import RedisFeatureStore
 from features.state import EntityState
 from features.store import FeatureStore, SourcePosition, state_key_for
-from streams.clients import make_consumer, make_producer
-from streams.demo import to_events
-from streams.loop import BatchLoop, BatchResult, Output, dead_letter
+from streams.local.demo import to_events
+from streams.local.stack import StackInfo
+from streams.runtime.clients import make_consumer, make_producer
+from streams.runtime.loop import BatchLoop, BatchResult, Output, dead_letter
+from streams.runtime.topics import TopicSpec, ensure_topics
+from streams.runtime.workers import redis_client
 from streams.settings import Settings
-from streams.stack import StackInfo
-from streams.topics import TopicSpec, ensure_topics
-from streams.workers import redis_client
 
 log = logging.getLogger(__name__)
 PARTITIONS = 3

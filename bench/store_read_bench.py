@@ -39,8 +39,8 @@ from features.records import Event
 from features.redis_store import RedisFeatureStore
 from features.state import EntityState
 from features.store import SourcePosition, latest_key_for, state_key_for
-from streams.demo import to_events
-from streams.workers import redis_client
+from streams.local.demo import to_events
+from streams.runtime.workers import redis_client
 
 PARTITIONS = 3
 FAST_READS = 200  # the fast paths are cheap: always this many rounds, for a real p99

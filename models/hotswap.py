@@ -6,7 +6,7 @@ import logging
 
 from models.exceptions import ModelError
 from models.scorer import Scorer
-from streams.control import Ack, Command
+from streams.control.protocol import Ack, Command
 
 log = logging.getLogger(__name__)
 

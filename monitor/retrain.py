@@ -1,6 +1,6 @@
 """Retrain trigger: when a critical drift alert fires for a model's *production* version, ask for a retrain.
 
-:class:`RetrainPolicy` is pure: it decides; the Kafka edge (``streams.monitor_handler``) signs the request as a
+:class:`RetrainPolicy` is pure: it decides; the Kafka edge (``streams.runtime.monitor_handler``) signs the request as a
 ``retrain_requested`` control command and a training job consumes it. One request per incident: an incident is
 (model, version) and lasts until every critical drift alert of that version has resolved; only then may a new
 critical trigger ask again. Modes:

@@ -2,7 +2,7 @@
 
 ``setup_logging(json_lines=True)`` writes lines such as::
 
-    {"ts": "2024-05-01T12:00:00.123Z", "level": "ERROR", "logger": "streams.loop", "msg": "batch failed",
+    {"ts": "2024-05-01T12:00:00.123Z", "level": "ERROR", "logger": "streams.runtime.loop", "msg": "batch failed",
      "partition": 2, "offset": 1041}
 
 ``model_version``, ``partition``, ``offset`` (and the other :data:`EXTRA_FIELDS`) are added when a call passes
@@ -99,11 +99,11 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts`` (UTC, ms), ``level``, ``logger``, ``msg``, then extra fields.
 
     Example:
-        >>> rec = logging.LogRecord("streams.loop", logging.INFO, __file__, 1, "batch %d", (7,), None)
+        >>> rec = logging.LogRecord("streams.runtime.loop", logging.INFO, __file__, 1, "batch %d", (7,), None)
         >>> rec.partition = 2
         >>> rec.created = 0.0
         >>> JsonFormatter().format(rec)
-        '{"ts": "1970-01-01T00:00:00.000Z", "level": "INFO", "logger": "streams.loop", "msg": "batch 7", "partition": 2}'
+        '{"ts": "1970-01-01T00:00:00.000Z", "level": "INFO", "logger": "streams.runtime.loop", "msg": "batch 7", "partition": 2}'
     """
 
     def format(self, record: logging.LogRecord) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from streams.exceptions import ConfigError
-from streams.state_cache import DEFAULT_MAX_ENTITIES
+from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES
 
 # Environment variables passed through to librdkafka unchanged (security settings of a real cluster).
 _KAFKA_PASSTHROUGH = {

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench import __main__ as runner  # noqa: E402
 from bench import control_bench, scorer_bench, store_bench  # noqa: E402
 from bench.common import Table, bench_stack, delete_group_keys, fmt  # noqa: E402
-from streams.stack import StackInfo  # noqa: E402
+from streams.local.stack import StackInfo  # noqa: E402
 
 
 def _check(table: Table, bench: str, columns: list[str], n_rows: int) -> None:

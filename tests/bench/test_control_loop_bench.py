@@ -14,7 +14,7 @@ if ROOT not in sys.path:  # bench/ is a directory of commands next to the packag
 
 from bench import control_loop_bench  # noqa: E402
 from bench.common import bench_stack  # noqa: E402
-from streams.stack import StackInfo, broker_reachable, redis_reachable  # noqa: E402
+from streams.local.stack import StackInfo, broker_reachable, redis_reachable  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import faust_bench  # noqa: E402
 from bench.common import bench_stack, run_id  # noqa: E402
-from streams.stack import StackInfo  # noqa: E402
+from streams.local.stack import StackInfo  # noqa: E402
 
 COLUMNS = ["engine", "records", "seconds", "records/s", "vs default"]
 

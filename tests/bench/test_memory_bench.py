@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import memory_bench  # noqa: E402
 from bench.common import Table, bench_stack  # noqa: E402
-from streams.stack import StackInfo  # noqa: E402
+from streams.local.stack import StackInfo  # noqa: E402
 
 
 def _check(table: Table, columns: list[str], n_rows: int) -> None:

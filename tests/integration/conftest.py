@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.local.stack import EmbeddedStack, StackInfo
 from streams.settings import KafkaSettings, Settings, TopicSettings
-from streams.stack import EmbeddedStack, StackInfo
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from streams import codec
-from streams.control import CommandVerifier
+from streams.control.protocol import CommandVerifier
 from streams.settings import Settings
 
 

@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from streams.simulator import SimConfig, generate
-from streams.workers import build_pipeline
+from streams.local.simulator import SimConfig, generate
+from streams.runtime.workers import build_pipeline
 
 from .test_scale_out import MODEL, env, produce_all  # noqa: F401 - shared fixture
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo import DemoConfig, run_demo
+from streams.local.demo import DemoConfig, run_demo
 from streams.settings import KafkaSettings, Settings, TopicSettings
 
 from .rollback_chain import assert_rollback_chain

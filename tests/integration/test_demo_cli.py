@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.procs import pid_alive
+from streams.local.procs import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_ctrl_c_mid_demo_stops_every_process(tmp_path: Path) -> None:
     env = {**os.environ, "DRIFTLINE_RUN_DIR": str(tmp_path / "run"), "PYTHONUNBUFFERED": "1",
            "REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens there: the demo must start its own Redis
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--entities", "100", "--duration", "60"],
+    proc = subprocess.Popen([sys.executable, "-m", "streams.local.cli", "demo", "--entities", "100", "--duration", "60"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     state_file = tmp_path / "run" / "stack.json"
     lines: list[str] = []

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from streams.demo import DemoConfig, run_demo
+from streams.local.demo import DemoConfig, run_demo
 from streams.settings import Settings
 
 from .rollback_chain import assert_rollback_chain

@@ -2,7 +2,7 @@
 → later predictions on v1, on the embedded broker and real Redis.
 
 ``run_demo`` builds its workers with ``build_pipeline`` / ``build_monitor``; here they are wrapped by
-``streams.faust_app.to_faust``, so the same handlers run from Faust agents (same groups, topics, Redis state).
+``streams.runtime.faust_app.to_faust``, so the same handlers run from Faust agents (same groups, topics, Redis state).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streams import demo
+from streams.local import demo
 from streams.settings import Settings
 
 from .rollback_chain import assert_rollback_chain
@@ -25,8 +25,8 @@ pytest.importorskip("cramjam", reason="aiokafka cannot read lz4 batches without 
 
 def test_faust_engine_drift_alert_rollback_ack_and_v1_afterwards(settings: Settings,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.faust_app import FaustWorker, to_faust
-    from streams.workers import build_monitor, build_pipeline
+    from streams.runtime.faust_app import FaustWorker, to_faust
+    from streams.runtime.workers import build_monitor, build_pipeline
 
     started: list[FaustWorker] = []
 

@@ -17,9 +17,9 @@ from confluent_kafka import Producer
 
 from models.registry import Registry
 from streams import codec
-from streams.control import new_command, sign_command
-from streams.control_io import publish
-from streams.workers import build_pipeline
+from streams.control.channel import publish
+from streams.control.protocol import new_command, sign_command
+from streams.runtime.workers import build_pipeline
 
 from .rollback_chain import read_all, read_records
 from .test_scale_out import MODEL, env, read_predictions  # noqa: F401 - shared fixture

@@ -16,14 +16,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from features.views import VITALS_VIEW
-from streams.clients import make_producer
-from streams.demo import MODEL, DemoConfig, prepare
+from streams.local.demo import MODEL, DemoConfig, prepare
+from streams.local.produce import produce_stream
 from streams.metrics import HealthServer
-from streams.produce import produce_stream
+from streams.runtime.clients import make_producer
+from streams.runtime.topics import ensure_topics, required_topics
+from streams.runtime.workers import build_pipeline
 from streams.settings import Settings
 from streams.timeline import Timeline
-from streams.topics import ensure_topics, required_topics
-from streams.workers import build_pipeline
 
 pytestmark = pytest.mark.integration
 EVENTS = 400

@@ -8,9 +8,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.clients import make_consumer
 from streams.exceptions import ConfigError
-from streams.offsets import end_offsets, start_groups_at_end
+from streams.runtime.clients import make_consumer
+from streams.runtime.offsets import end_offsets, start_groups_at_end
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

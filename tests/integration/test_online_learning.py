@@ -20,12 +20,12 @@ from river import compose, linear_model, preprocessing
 from features.views import VITALS_VIEW
 from models.registry import Registry
 from streams import codec
-from streams.online_learning import PREFIX, OnlineLearningHandler
-from streams.pipeline import FusedHandler
+from streams.local.simulator import SimConfig, generate
+from streams.runtime.online_learning import PREFIX, OnlineLearningHandler
+from streams.runtime.pipeline import FusedHandler
+from streams.runtime.topics import TopicSpec, ensure_topics
+from streams.runtime.workers import build_pipeline
 from streams.settings import PipelineSettings, Settings, TopicSettings
-from streams.simulator import SimConfig, generate
-from streams.topics import TopicSpec, ensure_topics
-from streams.workers import build_pipeline
 
 pytestmark = pytest.mark.integration
 FEATURES = ["hr_mean_5m", "spo2_mean_5m", "temp_last"]

@@ -15,12 +15,12 @@ from features.partitioning import kafka_partition
 from features.views import VITALS_VIEW
 from models.registry import Registry
 from models.train import build_estimator
-from streams.procs import free_port, spawn, stop_pid, wait_for_port
+from streams.local.procs import free_port, spawn, stop_pid, wait_for_port
+from streams.local.simulator import SimConfig, generate
+from streams.local.stack import EmbeddedStack, find_redis_server
+from streams.runtime.topics import TopicSpec, ensure_topics
+from streams.runtime.workers import build_pipeline
 from streams.settings import PipelineSettings, TopicSettings
-from streams.simulator import SimConfig, generate
-from streams.stack import EmbeddedStack, find_redis_server
-from streams.topics import TopicSpec, ensure_topics
-from streams.workers import build_pipeline
 
 from .test_scale_out import (  # noqa: F401 - fixtures and helpers shared with the scale-out tests
     MODEL,

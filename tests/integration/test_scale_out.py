@@ -31,10 +31,10 @@ from features.views import VITALS_VIEW
 from models.registry import Registry
 from models.train import build_estimator
 from streams import codec
+from streams.local.simulator import SimConfig, generate
+from streams.runtime.topics import TopicSpec, ensure_topics
+from streams.runtime.workers import build_pipeline
 from streams.settings import PipelineSettings, Settings, TopicSettings
-from streams.simulator import SimConfig, generate
-from streams.topics import TopicSpec, ensure_topics
-from streams.workers import build_pipeline
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 6
@@ -154,7 +154,7 @@ def test_kill_9_one_worker_mid_stream_loses_nothing_and_counts_nothing_twice(env
                  "DRIFTLINE_FEATURES_GROUP": settings.pipeline.features_group,
                  "DRIFTLINE_SESSION_TIMEOUT_MS": "2000", "DRIFTLINE_HEARTBEAT_INTERVAL_MS": "200",
                  "DRIFTLINE_BATCH_MAX_ROWS": "50"}
-    cmd = [sys.executable, "-m", "streams.cli", "run", "pipeline", "--model", MODEL, "--topic", view.source_topic]
+    cmd = [sys.executable, "-m", "streams.local.cli", "run", "pipeline", "--model", MODEL, "--topic", view.source_topic]
     procs = [subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(2)]
     try:

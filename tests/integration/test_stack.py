@@ -12,10 +12,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-import streams.stack as stack_mod
+import streams.local.stack as stack_mod
 from streams.exceptions import StackError
-from streams.procs import free_port, pid_alive, port_open, stop_pid
-from streams.stack import EmbeddedStack, StackInfo, redis_reachable
+from streams.local.procs import free_port, pid_alive, port_open, stop_pid
+from streams.local.stack import EmbeddedStack, StackInfo, redis_reachable
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from models.loaded import LoadedModel
 from models.registry import Registry
 from models.routing import route
 from models.scorer import Scorer, ScoringRow
-from streams.control import Command
+from streams.control.protocol import Command
 
 MODEL = "risk"
 CALLS: list[tuple[str, int]] = []  # (model tag, rows) per predict_proba call, across unpickled copies

@@ -15,8 +15,8 @@ from monitor.retrain import RetrainPolicy
 from monitor.rollback import RollbackPolicy
 from monitor.version_monitor import MonitorConfig
 from streams import codec
-from streams.control import CommandVerifier
-from streams.monitor_handler import MonitorHandler
+from streams.control.protocol import CommandVerifier
+from streams.runtime.monitor_handler import MonitorHandler
 from streams.settings import Settings
 from tests.streams.fake_message import FakeMessage
 

@@ -30,7 +30,7 @@ def alert(version: int, *, severity: str = "critical", action: str = "trigger", 
 
 
 def apply(registry: Registry, d: Decision) -> None:
-    """What the monitor does with a rollback decision (see streams.monitor_handler)."""
+    """What the monitor does with a rollback decision (see streams.runtime.monitor_handler)."""
     registry.rollback(d.model, to_version=d.to_version, by="test", reason=d.reason)
 
 

@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 
 from features.store import MemoryFeatureStore
 from models.registry import Registry
-from streams.pipeline import FusedHandler
+from streams.runtime.pipeline import FusedHandler
 
 from .pipeline_fakes import VIEW, make_handler
 

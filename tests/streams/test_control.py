@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.control import (
+from streams.control.protocol import (
     COMMANDS,
     Ack,
     CommandVerifier,

@@ -96,7 +96,7 @@ def test_configured_secrets_reads_env_and_the_key_file(tmp_path: Path) -> None:
 def test_cli_flag_and_env_select_json_lines_with_secrets_masked(restore_root: None, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.cli import main
+    from streams.local.cli import main
 
     monkeypatch.setenv("DRIFTLINE_REGISTRY", str(tmp_path / "reg"))
     monkeypatch.setenv("DRIFTLINE_RUN_DIR", str(tmp_path / "run"))
@@ -118,7 +118,7 @@ def test_cli_flag_and_env_select_json_lines_with_secrets_masked(restore_root: No
 
 def test_driftline_main_accepts_log_json(restore_root: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.cli import main
+    from streams.local.cli import main
 
     monkeypatch.setenv("DRIFTLINE_REGISTRY", str(tmp_path / "reg"))
     monkeypatch.setenv("DRIFTLINE_RUN_DIR", str(tmp_path / "run"))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from streams.loop import BatchLoop, BatchResult, Output, _next_offsets, dead_letter, describe
+from streams.runtime.loop import BatchLoop, BatchResult, Output, _next_offsets, dead_letter, describe
 
 from .fake_message import FakeMessage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from streams.loop import BatchLoop, CommitLog
+from streams.runtime.loop import BatchLoop, CommitLog
 
 from .test_loop import FakeConsumer, FakeProducer, RecordingHandler, msgs
 

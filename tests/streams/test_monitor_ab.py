@@ -16,7 +16,7 @@ from monitor.reference import ReferenceProfile
 from monitor.rollback import RollbackPolicy
 from streams import codec
 from streams.metrics import Metrics
-from streams.monitor_handler import MonitorHandler
+from streams.runtime.monitor_handler import MonitorHandler
 from streams.settings import Settings
 
 from .fake_message import FakeMessage
@@ -77,7 +77,7 @@ def gauge(h: MonitorHandler, name: str) -> float | None:
 
 def test_report_is_exported_logged_and_in_the_snapshots(caplog: pytest.LogCaptureFixture) -> None:
     h, join, _ = make()
-    with caplog.at_level(logging.INFO, logger="streams.monitor_handler"):
+    with caplog.at_level(logging.INFO, logger="streams.runtime.monitor_handler"):
         h.process(batch(join, 60, 85))  # type: ignore[arg-type]
     [r] = h.ab_reports
     assert (r.champion, r.challenger, r.verdict) == (1, 2, "better")

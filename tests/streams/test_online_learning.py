@@ -19,7 +19,7 @@ from features.store import MemoryFeatureStore
 from models.prediction import Prediction
 from models.registry import Registry
 from models.scorer import Scorer
-from streams.online_learning import (
+from streams.runtime.online_learning import (
     PREFIX,
     MemorySnapshotStore,
     OnlineLearningHandler,
@@ -27,7 +27,7 @@ from streams.online_learning import (
     label_key,
     snapshot_keys,
 )
-from streams.pipeline import FusedHandler
+from streams.runtime.pipeline import FusedHandler
 
 from .fake_message import FakeMessage
 

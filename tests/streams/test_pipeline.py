@@ -9,7 +9,7 @@ import pytest
 from features.store import MemoryFeatureStore, state_key_for
 from models.prediction import Prediction
 from models.registry import Registry
-from streams.pipeline import FusedHandler
+from streams.runtime.pipeline import FusedHandler
 
 from .pipeline_fakes import (
     T0,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from features.store import MemoryFeatureStore
 from models.registry import Registry
 from streams.exceptions import ConfigError
+from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 from streams.settings import PipelineSettings, Settings
-from streams.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
 from . import pipeline_fakes as fakes
 

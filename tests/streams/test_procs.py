@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streams.exceptions import StackError
-from streams.procs import free_port, pid_alive, pid_cmdline, port_open, spawn, stop_pid, wait_for_port
+from streams.local.procs import free_port, pid_alive, pid_cmdline, port_open, spawn, stop_pid, wait_for_port
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 # Ignores SIGTERM, so only SIGKILL stops it; prints a marker once the handler is installed.

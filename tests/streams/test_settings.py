@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.clients import consumer_config
 from streams.exceptions import ConfigError
+from streams.runtime.clients import consumer_config
 from streams.settings import KafkaSettings, Settings
 
 TOML = """

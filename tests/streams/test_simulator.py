@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.exceptions import ConfigError
-from streams.simulator import GPS_FIELDS, VITAL_FIELDS, SimConfig, SimEvent, generate, sim_summary
+from streams.local.simulator import GPS_FIELDS, VITAL_FIELDS, SimConfig, SimEvent, generate, sim_summary
 
 # 100 patients read every 100 / 500 * 60 = 12 s of event time; 40 s wall = 40 min of event time.
 BASE = SimConfig(entities=100, rate=500.0, duration_s=40.0, drift_at_s=20.0, time_scale=60.0, seed=3)

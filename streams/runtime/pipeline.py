@@ -1,6 +1,6 @@
 """The fused features → score stage: one consumer, no intermediate hop.
 
-``FusedHandler.process`` (called by :class:`streams.loop.BatchLoop`) parses and validates a batch, loads the
+``FusedHandler.process`` (called by :class:`streams.runtime.loop.BatchLoop`) parses and validates a batch, loads the
 touched entities' window state (one Redis round trip per partition), applies the events in memory with the
 same engine the offline path uses, scores every accepted event in one call per model version, and returns the
 predictions and dead letters to produce plus a ``finalize`` that saves the state with the offset atomically.
@@ -27,9 +27,9 @@ from models.prediction import Prediction
 from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
 from streams import codec
-from streams.loop import BatchResult, Output, dead_letter, describe
 from streams.metrics import Metrics, observe_many
-from streams.state_cache import DEFAULT_MAX_ENTITIES, StateCache
+from streams.runtime.loop import BatchResult, Output, dead_letter, describe
+from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class FusedHandler:
     """Batch handler of the fused pipeline for one feature view and one model.
 
     ``cache_max_entities`` bounds the write-through state cache for the whole worker (every partition it
-    owns), least recently used entities out first: see :mod:`streams.state_cache` for what it costs."""
+    owns), least recently used entities out first: see :mod:`streams.runtime.state_cache` for what it costs."""
 
     def __init__(self, view: FeatureView, store: FeatureStore, scorer: Scorer, *, group: str,
                  predictions_topic: str, dlq_topic: str, alerts_topic: str = "alerts",

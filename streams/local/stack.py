@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from streams.exceptions import StackError
-from streams.procs import free_port, pid_alive, pid_cmdline, port_open, spawn, stop_pid
+from streams.local.procs import free_port, pid_alive, pid_cmdline, port_open, spawn, stop_pid
 
 __all__ = [
     "DEFAULT_REDIS_URL",
@@ -90,7 +90,7 @@ def redis_reachable(url: str, timeout_s: float = 0.5) -> bool:
     """True when the Redis at ``url`` answers PING within ``timeout_s``.
 
     Example:
-        >>> from streams.procs import free_port
+        >>> from streams.local.procs import free_port
         >>> redis_reachable(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
         False
     """

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from confluent_kafka import Producer
 
 from streams import codec
-from streams.simulator import SimEvent
+from streams.local.simulator import SimEvent
 
 
 @dataclass

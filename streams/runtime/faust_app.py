@@ -1,8 +1,8 @@
 """The faust-streaming engine: the same handlers as the default runner, driven from a Faust agent.
 
-``to_faust(worker, group)`` takes a worker built by :func:`streams.workers.build_pipeline` or
-:func:`streams.workers.build_monitor` and runs its handler, producer and control ``tick`` from a Faust app
-instead of the confluent :class:`~streams.loop.BatchLoop`. Nothing is implemented twice: features, scoring,
+``to_faust(worker, group)`` takes a worker built by :func:`streams.runtime.workers.build_pipeline` or
+:func:`streams.runtime.workers.build_monitor` and runs its handler, producer and control ``tick`` from a Faust app
+instead of the confluent :class:`~streams.runtime.loop.BatchLoop`. Nothing is implemented twice: features, scoring,
 drift detection, the control commands (``ControlReader`` + ``apply_command`` in the worker's ``tick``) and the
 Redis state are the worker's own objects; this module only moves records.
 
@@ -37,10 +37,10 @@ from typing import Any, Self
 
 from confluent_kafka import TopicPartition
 
-from streams.loop import BatchLoop
 from streams.metrics import Metrics
+from streams.runtime.loop import BatchLoop
+from streams.runtime.workers import Worker
 from streams.settings import Settings
-from streams.workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class AppThread:
 
 class FaustWorker(AppThread):
     """A driftline worker run by a Faust app in its own thread and event loop (``start`` / ``stop`` / ``health``
-    like :class:`streams.workers.Worker`)."""
+    like :class:`streams.runtime.workers.Worker`)."""
 
     def __init__(self, inner: Worker, settings: Settings, group: str, *, queue_factor: int = 4) -> None:
         super().__init__(f"faust-{inner.name}")

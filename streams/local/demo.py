@@ -29,15 +29,15 @@ from models.prediction import Prediction
 from models.registry import Registry
 from models.training_job import build_training_set, train_and_register
 from streams import codec
-from streams.clients import make_producer
-from streams.offsets import start_groups_at_end
-from streams.produce import produce_stream
+from streams.local.produce import produce_stream
+from streams.local.simulator import SimConfig, SimEvent, generate
+from streams.local.stack import EmbeddedStack
+from streams.runtime.clients import make_producer
+from streams.runtime.offsets import start_groups_at_end
+from streams.runtime.topics import ensure_topics, required_topics
+from streams.runtime.workers import build_monitor, build_pipeline, redis_client, sinks_from_settings
 from streams.settings import Settings
-from streams.simulator import SimConfig, SimEvent, generate
-from streams.stack import EmbeddedStack
 from streams.timeline import Timeline
-from streams.topics import ensure_topics, required_topics
-from streams.workers import build_monitor, build_pipeline, redis_client, sinks_from_settings
 
 log = logging.getLogger(__name__)
 MODEL = "vitals-risk"

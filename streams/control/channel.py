@@ -18,9 +18,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams import codec
-from streams.clients import make_consumer
-from streams.control import Ack, Command, CommandVerifier, sign_command
+from streams.control.protocol import Ack, Command, CommandVerifier, sign_command
 from streams.exceptions import ControlError
+from streams.runtime.clients import make_consumer
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

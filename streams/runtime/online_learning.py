@@ -1,6 +1,6 @@
 """Online learning at the edge: the fused pipeline also consumes ``labels`` and a river champion learns from them.
 
-:class:`OnlineLearningHandler` wraps a :class:`~streams.pipeline.FusedHandler` (unchanged). Per batch, in order:
+:class:`OnlineLearningHandler` wraps a :class:`~streams.runtime.pipeline.FusedHandler` (unchanged). Per batch, in order:
 
 1. label records → their feature snapshots (one pipelined Redis round trip) → ``learn_one`` on the learner's
    working copy → the published copy is swapped into the scorer (one assignment);
@@ -33,8 +33,8 @@ from models.exceptions import ModelError
 from models.online import LabeledExample, OnlineLearner, install, is_river
 from models.prediction import Prediction
 from streams import codec
-from streams.loop import BatchResult, describe
-from streams.pipeline import FusedHandler
+from streams.runtime.loop import BatchResult, describe
+from streams.runtime.pipeline import FusedHandler
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ class OnlineLearningHandler:
     # the fused handler's public surface, for callers that read it through the loop
     @property
     def stats_pipeline(self) -> Any:
-        """The fused handler's :class:`~streams.pipeline.PipelineStats`."""
+        """The fused handler's :class:`~streams.runtime.pipeline.PipelineStats`."""
         return self.inner.stats
 
     def idle_outputs(self, now_s: float, idle_wall_s: float) -> list:

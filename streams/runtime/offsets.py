@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams.clients import consumer_config
 from streams.exceptions import ConfigError
+from streams.runtime.clients import consumer_config
 from streams.settings import KafkaSettings
 
 __all__ = ["end_offsets", "commit_offsets", "start_groups_at_end"]

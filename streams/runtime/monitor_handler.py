@@ -19,10 +19,10 @@ from monitor.retrain import RetrainPolicy, RetrainRequest
 from monitor.rollback import Decision, RollbackPolicy
 from monitor.sinks import AlertSink
 from streams import codec
-from streams.control import new_command, sign_command
-from streams.control_io import Refused
-from streams.loop import BatchResult, Output, describe
+from streams.control.channel import Refused
+from streams.control.protocol import new_command, sign_command
 from streams.metrics import Metrics
+from streams.runtime.loop import BatchResult, Output, describe
 from streams.settings import Settings
 from streams.timeline import Timeline
 

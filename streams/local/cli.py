@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from streams.exceptions import DriftlineError
+from streams.local.stack import EmbeddedStack
 from streams.logs import configured_secrets, setup_logging
 from streams.settings import Settings
-from streams.stack import EmbeddedStack
 
 log = logging.getLogger("driftline")
 
@@ -61,7 +61,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         key_file.chmod(0o600)
     settings = load_settings(args)
     from features.views import VIEWS
-    from streams.topics import ensure_topics, required_topics
+    from streams.runtime.topics import ensure_topics, required_topics
     ensure_topics(settings, required_topics(settings, [v.source_topic for v in VIEWS.values()]))
     print(json.dumps({**info.to_dict(), "control_key_file": str(key_file)}, indent=2))
     return 0
@@ -81,7 +81,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from features.views import VIEWS
-    from streams.topics import ensure_topics, required_topics
+    from streams.runtime.topics import ensure_topics, required_topics
     settings = load_settings(args)
     print(json.dumps(ensure_topics(settings, required_topics(settings, [v.source_topic for v in VIEWS.values()])),
                      indent=2))
@@ -90,9 +90,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from features.views import VIEWS
-    from streams.clients import make_producer
-    from streams.produce import produce_stream
-    from streams.simulator import SimConfig, generate
+    from streams.local.produce import produce_stream
+    from streams.local.simulator import SimConfig, generate
+    from streams.runtime.clients import make_producer
     settings = load_settings(args)
     view = VIEWS[args.source]
     cfg = SimConfig(source=args.source, entities=args.entities, rate=args.rate, duration_s=args.duration,
@@ -112,8 +112,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from features.views import VIEWS
     from models.registry import Registry
     from models.training_job import build_training_set, train_and_register
-    from streams.demo import to_events
-    from streams.simulator import SimConfig, generate
+    from streams.local.demo import to_events
+    from streams.local.simulator import SimConfig, generate
     settings = load_settings(args)
     view = VIEWS[args.source]
     sim = list(generate(SimConfig(source=args.source, entities=args.entities, rate=args.rate,
@@ -166,9 +166,9 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    from streams.clients import make_producer
-    from streams.control import new_command
-    from streams.control_io import publish_command
+    from streams.control.channel import publish_command
+    from streams.control.protocol import new_command
+    from streams.runtime.clients import make_producer
     settings = load_settings(args)
     traffic = None
     if args.command == "set_traffic":
@@ -182,7 +182,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from features.views import VIEWS
-    from streams.workers import build_monitor, build_pipeline
+    from streams.runtime.workers import build_monitor, build_pipeline
     settings = load_settings(args)
     if args.stage == "pipeline":
         view = VIEWS[args.source]
@@ -194,8 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker, _ = build_monitor(settings, rollback_mode=args.rollback_mode,
                                   adwin_features=tuple(f for f in args.adwin_features.split(",") if f),
                                   slice_field=args.slice_field or None)
-    if args.engine == "faust":  # the same handlers, driven by a Faust app (streams/faust_app.py)
-        from streams.faust_app import to_faust
+    if args.engine == "faust":  # the same handlers, driven by a Faust app (streams/runtime/faust_app.py)
+        from streams.runtime.faust_app import to_faust
         group = settings.pipeline.features_group if args.stage == "pipeline" else settings.pipeline.monitor_group
         worker = to_faust(worker, group, settings)  # type: ignore[assignment]
     from streams.metrics import HealthServer
@@ -218,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import DemoConfig, run_demo
+    from streams.local.demo import DemoConfig, run_demo
     settings = load_settings(args)
     cfg = DemoConfig(seed=args.seed, duration_s=args.duration, rate=args.rate, entities=args.entities,
                      drift_at_s=args.drift_at, scenario=args.scenario)

@@ -31,13 +31,13 @@ from monitor.rollback import RollbackPolicy
 from monitor.scorer_alerts import command_rejected_alert
 from monitor.sinks import AlertSink
 from streams import codec
-from streams.clients import make_consumer, make_producer
-from streams.control import CommandVerifier
-from streams.control_io import ControlReader, Refused
-from streams.loop import BatchLoop, CommitLog, Output
+from streams.control.channel import ControlReader, Refused
+from streams.control.protocol import CommandVerifier
 from streams.metrics import Metrics
-from streams.monitor_handler import MonitorHandler
-from streams.pipeline import FusedHandler
+from streams.runtime.clients import make_consumer, make_producer
+from streams.runtime.loop import BatchLoop, CommitLog, Output
+from streams.runtime.monitor_handler import MonitorHandler
+from streams.runtime.pipeline import FusedHandler
 from streams.settings import Settings
 from streams.timeline import Timeline
 
@@ -121,7 +121,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     ``online_learning`` (off by default): the worker also consumes the labels topic and a river champion learns
     from each label joined to its prediction's feature snapshot (kept ``online_ttl_s`` in Redis); every
     ``online_checkpoint_every`` labels (0 = never) the learned model is registered as a staging version. The
-    wrapping handler is ``worker.loop.handler`` (see :mod:`streams.online_learning`)."""
+    wrapping handler is ``worker.loop.handler`` (see :mod:`streams.runtime.online_learning`)."""
     instance = instance or instance_id()
     timeline = timeline or Timeline()
     registry = Registry(settings.registry_dir)
@@ -191,7 +191,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
               "active_version": lambda: scorer.active_version, "model": lambda: model}
     if online_learning:
-        from streams.online_learning import OnlineLearningHandler, RedisSnapshotStore
+        from streams.runtime.online_learning import OnlineLearningHandler, RedisSnapshotStore
 
         online = OnlineLearningHandler(handler, RedisSnapshotStore(rclient, ttl_s=online_ttl_s),
                                        labels_topic=settings.topics.labels, registry=registry,

@@ -1,0 +1,1 @@
+"""The control plane: signed commands and acks (``protocol``, pure) and their Kafka edge (``channel``)."""
