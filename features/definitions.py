@@ -27,6 +27,7 @@ import orjson
 
 from features.aggregations import AGGREGATIONS
 from features.exceptions import DefinitionError
+from features.timestamps import check_ts_format
 
 _UNITS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -157,6 +158,7 @@ class FeatureView:
     allowed_lateness_ms: int = 60_000
     unknown_fields: Literal["reject", "ignore"] = "ignore"
     max_future_ms: int = 300_000
+    ts_format: str = "auto"  # see features.timestamps: auto | epoch_ms | epoch_s | rfc3339 | a strftime pattern
 
     def __post_init__(self) -> None:
         where = f"feature view {self.name!r} v{self.version}"
@@ -166,6 +168,7 @@ class FeatureView:
             raise DefinitionError(f"{where}: allowed_lateness_ms and max_future_ms must be >= 0")
         if self.unknown_fields not in ("reject", "ignore"):
             raise DefinitionError(f"{where}: unknown_fields must be 'reject' or 'ignore'")
+        check_ts_format(self.ts_format)
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
             raise DefinitionError(f"{where}: duplicate field names {names}")
@@ -202,5 +205,8 @@ class FeatureView:
 
     @cached_property
     def _fingerprint(self) -> str:
-        body = orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
+        data = asdict(self)
+        if data["ts_format"] == "auto":  # added later: left out at its default, so existing state keys stay valid
+            del data["ts_format"]
+        body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(body).hexdigest()[:12]

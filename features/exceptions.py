@@ -28,6 +28,24 @@ class DefinitionError(FeatureError):
     """A feature view, window or feature spec is invalid; the message names the bad part."""
 
 
+class ViewFileError(DefinitionError):
+    """A view file (or ``module:ATTRIBUTE`` reference) cannot be turned into a feature view.
+
+    The message names the file, the line where it could be found, the key path, and what is allowed;
+    the same parts are attributes for tools.
+
+    Example:
+        >>> err = ViewFileError("pay.toml, line 3, fields.x.type: 'double' is not allowed", source="pay.toml",
+        ...                     line=3, key="fields.x.type")
+        >>> (err.source, err.line, err.key)
+        ('pay.toml', 3, 'fields.x.type')
+    """
+
+    def __init__(self, message: str, *, source: str = "", line: int | None = None, key: str = "") -> None:
+        self.source, self.line, self.key = source, line, key
+        super().__init__(message)
+
+
 class StaleOffsetError(FeatureError):
     """The store refused a save: its offset is not the one this writer expected.
 

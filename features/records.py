@@ -32,6 +32,7 @@ import orjson
 from features.definitions import FeatureView, FieldSpec
 from features.exceptions import RecordError
 from features.per_view import per_view
+from features.timestamps import timestamp_parser
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_TS_MS = 10**14
@@ -118,6 +119,18 @@ def parse_record(view: FeatureView, key: bytes | None, value: bytes | None) -> E
             raise RecordError("malformed_json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"top level is {type(obj).__name__}")
+    return _checker_for(view)(obj, key)
+
+
+def parse_object(view: FeatureView, obj: dict[str, Any], key: bytes | None = None) -> Event:
+    """Validate an already decoded record (a row of a CSV or Parquet file) with the same checks as
+    :func:`parse_record`; raise ``RecordError`` on any defect.
+
+    >>> from features.definitions import FeatureView, FieldSpec
+    >>> view = FeatureView("v", 1, "t", "id", "day", (FieldSpec("x"),), (), ts_format="%Y-%m-%d")
+    >>> parse_object(view, {"id": "a", "day": "1970-01-02", "x": 1})
+    Event(entity_id='a', ts_ms=86400000, values={'x': 1.0}, offset=-1, partition=-1)
+    """
     return _checker_for(view)(obj, key)
 
 
@@ -242,8 +255,9 @@ def compile_checker(view: FeatureView) -> RecordChecker:
         "    if not same:",
         "        _check_key(key, EK, entity)",
         f"ts = obj.get({tsf!r})",
-        f"if type(ts) is not int or not 0 <= ts < {MAX_TS_MS}:",
-        "    ts = _timestamp(TSF, ts)",
+        *([f"if type(ts) is not int or not 0 <= ts < {MAX_TS_MS}:", "    ts = _timestamp(TSF, ts)"]
+          if view.ts_format == "auto" else  # a declared format: always its own parser
+          ["if ts is None:", "    _timestamp(TSF, ts)", "ts = TS_PARSE(ts)"]),
     ]
     # The required fields before the first optional one go into one dict display; each later field is stored
     # right after its own check. Checks run in field order (the first bad field wins), keys keep that order.
@@ -260,7 +274,7 @@ def compile_checker(view: FeatureView) -> RecordChecker:
     ns: dict[str, Any] = {
         "Event": Event, "_entity_id": _entity_id, "_check_key": _check_key, "_timestamp": _timestamp,
         "_required": _required, "_check_value": _check_value, "_unknown": _unknown,
-        "EK": ek, "TSF": tsf, "KNOWN": frozenset({ek, tsf, *(f.name for f in fields)}),
+        "EK": ek, "TSF": tsf, "TS_PARSE": timestamp_parser(view.ts_format), "KNOWN": frozenset({ek, tsf, *(f.name for f in fields)}),
         **{f"S{i}": spec for i, spec in enumerate(fields)},
     }
     code = compile(source, f"<features.records {view.name} v{view.version}>", "exec")

@@ -119,6 +119,10 @@ class Settings:
     pagerduty_routing_key: str = field(default="", repr=False)
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     webhook_url: str = ""
+    # feature views beyond the built-in ones: view files (.toml/.yaml/.json) or module:ATTRIBUTE references,
+    # from the config file's `views = [...]` (relative paths: from the config file's folder) and/or
+    # DRIFTLINE_VIEWS (comma-separated)
+    views: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -188,7 +192,24 @@ class Settings:
             pagerduty_url=env.get("DRIFTLINE_PAGERDUTY_URL", data.get("pagerduty_url",
                                                                         "https://events.pagerduty.com/v2/enqueue")),
             webhook_url=env.get("DRIFTLINE_WEBHOOK_URL", data.get("webhook_url", "")),
+            views=_views(data.get("views", []), Path(path).parent if path else None, env.get("DRIFTLINE_VIEWS", "")),
         )
+
+
+def _views(from_file: Any, base: Path | None, from_env: str) -> tuple[str, ...]:
+    """View references from the config file (paths relative to its folder) and ``DRIFTLINE_VIEWS``.
+
+    >>> _views(["views/pay.toml", "mypkg.views:PAY"], Path("/etc/dl"), "x.yaml, y.toml")
+    ('/etc/dl/views/pay.toml', 'mypkg.views:PAY', 'x.yaml', 'y.toml')
+    """
+    if not isinstance(from_file, list) or not all(isinstance(v, str) for v in from_file):
+        raise ConfigError(f"config 'views' must be a list of view files or module:ATTRIBUTE strings, got {from_file!r}")
+    refs = []
+    for ref in from_file:
+        is_path = "/" in ref or Path(ref).suffix.lower() in (".toml", ".yaml", ".yml", ".json")
+        refs.append(str(base / ref) if is_path and base is not None and not Path(ref).is_absolute() else ref)
+    refs += [r.strip() for r in from_env.split(",") if r.strip()]
+    return tuple(refs)
 
 
 def _int(env: Mapping[str, str], name: str, default: Any) -> int:

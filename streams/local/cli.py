@@ -1,7 +1,7 @@
 """The ``driftline`` command line: the edge where settings are built from the environment.
 
 Commands: ``up | status | down`` (embedded stack), ``topics``, ``produce``, ``train``, ``registry ...``,
-``control ...`` (send a signed command), ``run pipeline|monitor``, ``demo``.
+``control ...`` (send a signed command), ``run pipeline|monitor``, ``views ...`` (``cli_views``), ``demo``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.exceptions import DriftlineError
+from streams.local.cli_views import VIEW_HELP, add_views_parser, cmd_views
 from streams.local.stack import EmbeddedStack
 from streams.logs import configured_secrets, setup_logging
 from streams.settings import Settings
@@ -60,9 +61,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
     settings = load_settings(args)
-    from features.views import VIEWS
+    from streams.local.cli_views import catalog_for
     from streams.runtime.topics import ensure_topics, required_topics
-    ensure_topics(settings, required_topics(settings, [v.source_topic for v in VIEWS.values()]))
+    ensure_topics(settings, required_topics(settings, sorted({v.source_topic for v in catalog_for(settings).views()})))
     print(json.dumps({**info.to_dict(), "control_key_file": str(key_file)}, indent=2))
     return 0
 
@@ -80,11 +81,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from features.views import VIEWS
+    from streams.local.cli_views import catalog_for
     from streams.runtime.topics import ensure_topics, required_topics
     settings = load_settings(args)
-    print(json.dumps(ensure_topics(settings, required_topics(settings, [v.source_topic for v in VIEWS.values()])),
-                     indent=2))
+    topics = sorted({v.source_topic for v in catalog_for(settings).views()})
+    print(json.dumps(ensure_topics(settings, required_topics(settings, topics)), indent=2))
     return 0
 
 
@@ -185,7 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.runtime.workers import build_monitor, build_pipeline
     settings = load_settings(args)
     if args.stage == "pipeline":
-        view = VIEWS[args.source]
+        from streams.local.cli_views import resolve_view
+        view = resolve_view(settings, args.view) if args.view else VIEWS[args.source]
         if args.topic:
             view = dataclasses.replace(view, source_topic=args.topic)
         worker, _ = build_pipeline(settings, view, args.model, online_learning=args.online_learning,
@@ -291,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--engine", choices=["default", "faust"], default="default",
                     help="faust: run the same handlers from a faust-streaming agent (pip install -e '.[faust]')")
     rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")
+    rn.add_argument("--view", default="", help="the pipeline's feature view (overrides --source): " + VIEW_HELP)
     rn.add_argument("--model", default="vitals-risk")
     rn.add_argument("--topic", default="", help="source topic, if not the view's own")
     rn.add_argument("--online-learning", action="store_true",
@@ -302,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--slice-field", default="", help="monitor: detectors per value of this prediction field")
     rn.add_argument("--metrics-port", type=int, default=0, help="0: DRIFTLINE_METRICS_PORT, else a free port")
     rn.add_argument("--metrics-host", default="127.0.0.1", help="0.0.0.0 inside a container")
+
+    add_views_parser(sub)
 
     dm = sub.add_parser("demo", help="the whole loop on the embedded stack, end to end")
     dm.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
@@ -315,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "topics": cmd_topics, "produce": cmd_produce,
-            "train": cmd_train, "registry": cmd_registry, "control": cmd_control, "run": cmd_run, "demo": cmd_demo}
+            "train": cmd_train, "registry": cmd_registry, "control": cmd_control, "run": cmd_run, "demo": cmd_demo,
+            "views": lambda args: cmd_views(args, load_settings)}
 
 
 def main(argv: list[str] | None = None) -> int:
