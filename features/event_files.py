@@ -4,7 +4,8 @@ Formats by suffix: ``.jsonl`` / ``.ndjson`` / ``.json`` (one object per line; a 
 array works too), ``.csv`` / ``.tsv``, ``.parquet`` / ``.pq`` (needs ``pyarrow``: ``pip install
 'driftline[parquet]'``); ``.gz`` on top of the text formats. CSV cells are text, so they are typed by the view
 first: an empty cell is a missing value, a number field's cell becomes a number (a cell that is not one stays
-text and is rejected as ``wrong_type``, as online). Parquet timestamps and dates become epoch milliseconds.
+text and is rejected as ``wrong_type``, as online). Parquet timestamps and dates become RFC 3339 text (read by
+the ``auto`` and ``rfc3339`` formats).
 
 Each row goes through :func:`features.records.parse_object`, the compiled checks of the online path; a bad row
 is skipped and counted by reason, with the first few row numbers kept for the message.
@@ -109,12 +110,12 @@ def file_format(path: Path) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A Parquet cell as JSON-ready Python: datetimes and dates to epoch ms, decimals to float."""
+    """A Parquet cell as JSON-ready Python: datetimes and dates to RFC 3339 text (UTC when naive), which the
+    ``auto`` and ``rfc3339`` timestamp formats read; decimals to float."""
     if isinstance(value, dt.datetime):
-        value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return int(value.timestamp() * 1000)
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
     if isinstance(value, dt.date):
-        return int(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).timestamp() * 1000)
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).isoformat()
     if type(value).__name__ == "Decimal":
         return float(value)
     return value

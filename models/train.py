@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.exceptions import TrainingError
 
-__all__ = ["KINDS", "TrainResult", "build_estimator", "train_classifier"]
+__all__ = ["KINDS", "TrainResult", "build_estimator", "time_split", "train_classifier"]
 
 KINDS: tuple[str, ...] = ("logistic", "gbm")
 
@@ -64,10 +64,29 @@ def build_estimator(kind: str, seed: int = 0) -> object:
     raise TrainingError(f"unknown model kind {kind!r}; choose one of {list(KINDS)}")
 
 
+def time_split(ts: np.ndarray, test_size: float, split_at_ms: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(train, validation)``: validation is the latest ``test_size`` share of rows by time (or every
+    row at or after ``split_at_ms``), so a model is validated on a period after the one it learned from.
+
+    >>> [a.tolist() for a in time_split(np.array([30, 10, 40, 20]), 0.25)]
+    [[1, 3, 0], [2]]
+    >>> [a.tolist() for a in time_split(np.array([30, 10, 40, 20]), 0.25, split_at_ms=25)]
+    [[1, 3], [0, 2]]
+    """
+    order = np.argsort(ts, kind="stable")
+    if split_at_ms is not None:
+        cut = int(np.searchsorted(ts[order], split_at_ms, side="left"))
+    else:
+        cut = len(ts) - max(1, round(len(ts) * test_size))
+    return order[:cut], order[cut:]
+
+
 def train_classifier(
-    X: np.ndarray, y: np.ndarray, *, seed: int = 0, kind: str = "logistic", test_size: float = 0.25
+    X: np.ndarray, y: np.ndarray, *, seed: int = 0, kind: str = "logistic", test_size: float = 0.25,
+    ts: np.ndarray | None = None, split_at_ms: int | None = None,
 ) -> TrainResult:
-    """Fit a binary classifier on a stratified split and score it on the held-out part.
+    """Fit a binary classifier on a stratified split (or, given ``ts``, a time split: see :func:`time_split`)
+    and score it on the held-out part.
 
     ``metrics`` holds ``auc``, ``accuracy`` (threshold 0.5), ``log_loss``, ``positive_rate`` (share of the
     positive class in ``y``), ``predicted_positive_rate`` (share of held-out scores >= 0.5), ``n_train``
@@ -93,10 +112,24 @@ def train_classifier(
     if counts.min() < 2:
         raise TrainingError(f"each class needs at least 2 rows for a stratified split, got {counts.tolist()}")
     estimator = build_estimator(kind, seed)
+    split_metrics: dict[str, float] = {}
+    if ts is not None:
+        ts = np.asarray(ts)
+        if ts.shape != y.shape:
+            raise TrainingError(f"ts must give one time per row: ts {ts.shape}, y {y.shape}")
+        train_idx, test_idx = time_split(ts, test_size, split_at_ms)
+        for part, idx in (("training", train_idx), ("validation", test_idx)):
+            if len(np.unique(y[idx])) != 2:
+                raise TrainingError(
+                    f"the {part} period has {len(idx)} rows and {len(np.unique(y[idx]))} class(es): a time split "
+                    "needs both classes on each side; move the split (--validation / --split-at) or add history")
+        X_train, X_test, y_train, y_test = X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+        split_metrics = {"split_ts_ms": float(ts[test_idx].min()), "train_until_ts_ms": float(ts[train_idx].max())}
     try:
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=test_size, random_state=seed, stratify=y
-        )
+        if ts is None:
+            X_train, X_test, y_train, y_test = train_test_split(
+                X, y, test_size=test_size, random_state=seed, stratify=y
+            )
         estimator.fit(X_train, y_train)  # type: ignore[attr-defined]
         proba = estimator.predict_proba(X_test)  # type: ignore[attr-defined]
     except ValueError as exc:
@@ -113,5 +146,6 @@ def train_classifier(
         "predicted_positive_rate": float(np.mean(scores >= 0.5)),
         "n_train": float(len(X_train)),
         "n_test": float(len(X_test)),
+        **split_metrics,
     }
     return TrainResult(estimator=estimator, metrics=metrics, scores_test=scores, X_test=X_test)

@@ -31,6 +31,7 @@ class TrainingSet:
     y: np.ndarray
     feature_names: tuple[str, ...]
     rows_dropped: int  # rows whose label was unknown
+    ts: np.ndarray | None = None  # each row's time (epoch ms): what a time-based split orders by
 
 
 def build_training_set(view: FeatureView, rows: Iterable[TrainingRow], labels: Mapping[tuple[str, int], int],
@@ -44,7 +45,7 @@ def build_training_set(view: FeatureView, rows: Iterable[TrainingRow], labels: M
     unknown = [n for n in names if n not in view.feature_names]
     if unknown:
         raise ModelError(f"features {unknown} are not defined by view {view.name!r}")
-    X, y, dropped = [], [], 0
+    X, y, ts, dropped = [], [], [], 0
     for row in rows:
         if min_ts_ms is not None and row.ts_ms < min_ts_ms:
             continue
@@ -54,16 +55,25 @@ def build_training_set(view: FeatureView, rows: Iterable[TrainingRow], labels: M
             continue
         X.append([row.features.get(n, math.nan) for n in names])
         y.append(int(label))
+        ts.append(row.ts_ms)
     if not X:
         raise ModelError("no labelled rows: check that labels are keyed by (entity_id, ts_ms)")
-    return TrainingSet(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64), names, dropped)
+    return TrainingSet(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64), names, dropped,
+                       np.asarray(ts, dtype=np.int64))
 
 
 def train_and_register(registry: Registry, model: str, data: TrainingSet, *, seed: int = 0,
                        kind: str = "logistic", registered_by: str = "driftline train",
-                       tags: Mapping[str, str] | None = None, bins: int = 10) -> ModelVersion:
-    """Fit, profile and register a new (staging) version."""
-    result = train_classifier(data.X, data.y, seed=seed, kind=kind)
+                       tags: Mapping[str, str] | None = None, bins: int = 10, split: str = "stratified",
+                       validation: float = 0.25, split_at_ms: int | None = None) -> ModelVersion:
+    """Fit, profile and register a new (staging) version. ``split="time"`` validates on the latest
+    ``validation`` share of rows (or those at/after ``split_at_ms``); ``"stratified"`` on a random share."""
+    if split not in ("stratified", "time"):
+        raise ModelError(f"split must be 'stratified' or 'time', not {split!r}")
+    if split == "time" and data.ts is None:
+        raise ModelError("a time split needs the rows' times (TrainingSet.ts)")
+    result = train_classifier(data.X, data.y, seed=seed, kind=kind, test_size=validation,
+                              ts=data.ts if split == "time" else None, split_at_ms=split_at_ms)
     profile = ReferenceProfile.from_training(result.X_test, data.feature_names, result.scores_test, bins=bins,
                                              seed=seed)
     version = registry.register(model, result.estimator, feature_names=data.feature_names,

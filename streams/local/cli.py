@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.exceptions import DriftlineError
+from streams.local import cli_data
 from streams.local.cli_views import VIEW_HELP, add_views_parser, cmd_views
 from streams.local.stack import EmbeddedStack
 from streams.logs import configured_secrets, setup_logging
@@ -90,6 +91,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
+    if args.from_path or args.view:  # a file of the user's events (streams/local/cli_data.py)
+        return cli_data.cmd_produce_file(args, load_settings)
     from features.views import VIEWS
     from streams.local.produce import produce_stream
     from streams.local.simulator import SimConfig, generate
@@ -109,6 +112,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.events or args.view:  # the user's own history (streams/local/cli_data.py)
+        return cli_data.cmd_train_file(args, load_settings)
     from features.offline import compute_offline
     from features.views import VIEWS
     from models.registry import Registry
@@ -247,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("topics", help="create the topics (idempotent)")
 
-    pr = sub.add_parser("produce", help="stream simulated vitals or GPS events")
+    pr = sub.add_parser("produce", help="stream simulated vitals or GPS events, or replay a file (--from, --view)")
     pr.add_argument("--source", choices=["vitals", "gps"], default="vitals")
     pr.add_argument("--entities", type=int, default=50)
     pr.add_argument("--rate", type=float, default=200.0, help="events per second")
@@ -260,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--start-ms", type=int, default=0)
     pr.add_argument("--labels", action="store_true", help="also produce delayed labels (vitals)")
     pr.add_argument("--label-delay", type=float, default=2.0)
+    cli_data.add_produce_file_arguments(pr)
 
-    tr = sub.add_parser("train", help="train on simulated history through the feature definitions, register")
+    tr = sub.add_parser("train", help="train on simulated or your own history (--view, --events) through the "
+                        "feature definitions, register")
     tr.add_argument("--model", default="vitals-risk")
     tr.add_argument("--source", choices=["vitals"], default="vitals")
     tr.add_argument("--features", default="", help="comma-separated subset of the view's features")
@@ -272,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--time-scale", type=float, default=40.0)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--promote", action="store_true")
+    cli_data.add_train_file_arguments(tr)
 
     rg = sub.add_parser("registry", help="list | show | promote | archive | rollback")
     rg.add_argument("action", choices=["list", "show", "promote", "archive", "rollback"])
