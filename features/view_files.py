@@ -91,7 +91,7 @@ def _get(ctx: _Ctx, path: Path_, data: Mapping[str, Any], key: str, kind: type |
          default: Any = ..., allowed: Sequence[str] = ()) -> Any:
     if key not in data:
         if default is ...:
-            raise ctx.fail(path, f"missing required key {key!r}")
+            raise ctx.fail((*path, key), f"missing required key {key!r}")
         return default
     value = data[key]
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
@@ -215,16 +215,16 @@ def view_from_dict(data: Any, *, source: str = "<view>",
                 raise ctx.fail((*path, "name" if "name" in spec else "aggs"),
                                f"duplicate feature name {feature_name!r}: give each feature its own name")
             features.append(FeatureSpec(feature_name, fname, agg, window))
+    args: dict[str, Any] = dict(
+        name=name, version=_get(ctx, (), top, "version", int, 1),
+        source_topic=_get(ctx, (), top, "source_topic", str, name),
+        entity_key=_get(ctx, (), top, "entity_key", str), ts_field=ts_field, fields=tuple(fields),
+        features=tuple(features), bucket_ms=bucket_ms,
+        allowed_lateness_ms=_duration(ctx, ("allowed_lateness",), top.get("allowed_lateness", "1m")),
+        unknown_fields=_get(ctx, (), top, "unknown_fields", str, "ignore", allowed=("ignore", "reject")),
+        max_future_ms=_duration(ctx, ("max_future",), top.get("max_future", "5m")), ts_format=ts_format)
     try:
-        return FeatureView(
-            name=name, version=_get(ctx, (), top, "version", int, 1),
-            source_topic=_get(ctx, (), top, "source_topic", str, name),
-            entity_key=_get(ctx, (), top, "entity_key", str), ts_field=ts_field, fields=tuple(fields),
-            features=tuple(features),
-            bucket_ms=bucket_ms,
-            allowed_lateness_ms=_duration(ctx, ("allowed_lateness",), top.get("allowed_lateness", "1m")),
-            unknown_fields=_get(ctx, (), top, "unknown_fields", str, "ignore", allowed=("ignore", "reject")),
-            max_future_ms=_duration(ctx, ("max_future",), top.get("max_future", "5m")), ts_format=ts_format)
+        return FeatureView(**args)
     except DefinitionError as exc:
         raise ctx.fail(_blame(str(exc)), str(exc)) from None
 
@@ -389,11 +389,25 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if value == value and abs(value) != float("inf") else ("nan" if value != value else
                                                                                 ("inf" if value > 0 else "-inf"))
-    return json.dumps(value, ensure_ascii=False)
+    return _toml_str(str(value))
+
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as is."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _key(name: str) -> str:
-    return name if re.match(r"^[A-Za-z0-9_-]+$", name) else json.dumps(name, ensure_ascii=False)
+    return name if re.match(r"^[A-Za-z0-9_-]+$", name) else _toml_str(name)
 
 
 def view_to_dict(view: FeatureView) -> dict[str, Any]:
