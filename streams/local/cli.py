@@ -227,8 +227,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.local.demo import DemoConfig, run_demo
     settings = load_settings(args)
-    cfg = DemoConfig(seed=args.seed, duration_s=args.duration, rate=args.rate, entities=args.entities,
-                     drift_at_s=args.drift_at, scenario=args.scenario)
+    if args.source == "gps" and args.scenario == "concept-drift":
+        raise DriftlineError("--scenario concept-drift is simulated for vitals only; use covariate-shift or "
+                             "sensor-fault with --source gps")
+    from streams.local.demo import SOURCES
+    seed = args.seed if args.seed is not None else SOURCES[args.source].seed
+    cfg = DemoConfig(seed=seed, duration_s=args.duration, rate=args.rate, entities=args.entities,
+                     drift_at_s=args.drift_at, scenario=args.scenario, source=args.source)
     echo = (lambda _line: None) if args.json else print
     summary = run_demo(settings, cfg, echo=echo, external_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     if args.json:
@@ -318,10 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="the whole loop on the embedded stack, end to end")
     dm.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
-    dm.add_argument("--seed", type=int, default=7)
+    dm.add_argument("--seed", type=int, default=None, help="default: 7 (vitals), 8 (gps)")
     dm.add_argument("--duration", type=float, default=45.0)
     dm.add_argument("--rate", type=float, default=400.0)
-    dm.add_argument("--entities", type=int, default=500)
+    dm.add_argument("--source", choices=["vitals", "gps"], default="vitals",
+                    help="vitals: deterioration risk; gps: delay risk of vehicles in traffic jams")
+    dm.add_argument("--entities", type=int, default=None, help="default: 500 patients / 100 vehicles")
     dm.add_argument("--drift-at", type=float, default=15.0)
     dm.add_argument("--scenario", choices=["covariate-shift", "sensor-fault", "concept-drift"], default="covariate-shift")
     return p

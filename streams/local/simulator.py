@@ -19,7 +19,12 @@ Scenarios (``drifted`` is True for every event at or after ``drift_at_s``, all e
 - ``covariate-shift``: inputs move (hr +15 bpm, spo2 -3, rr +4 for everyone); P(label | z) unchanged.
   GPS: speeds rise 40 %.
 - ``concept-drift``: inputs are bit-for-bit those of ``stable``; the label follows a different rule
-  (mostly an unobserved factor), so only the error stream shows it. Vitals only (GPS has no labels).
+  (mostly an unobserved factor), so only the error stream shows it. Vitals only.
+
+GPS model: vehicles cruise at their own speed with smooth turns; traffic jams come and go per vehicle (from a
+generator of their own, so the other draws do not depend on them). In a jam speeds drop (to 20-40 % at the
+deepest), get jumpy (stop and go) and headings wobble (lane changes, detours). ``label = 1`` ("delay risk")
+while the vehicle's jam level is above 0.4 (about a quarter of readings).
 - ``sensor-fault``: ~30 % of patients get a stuck spo2 (a constant) or a dropping-out spo2 (0.0, out of
   range, some of the time) and hr spikes. GPS: ~30 % of vehicles report jumps and the odd (0, 0) fix.
 
@@ -67,6 +72,11 @@ _EPISODE_DECAY = 15 * 60.0
 _TAU_ARTEFACT = 120.0  # autocorrelation of measurement artefacts
 _LABEL_THRESHOLD = 1.15
 _CONCEPT_THRESHOLD = 1.05  # threshold on 0.3 * z + hidden after a concept drift
+# GPS traffic, event-time seconds: jams (the delay-risk label) start every ~20 min per vehicle, last ~8 min.
+_JAM_GAP = 1200.0
+_JAM_LEN = 480.0
+_JAM_EASE = 60.0  # how fast speeds follow a jam's start or end
+_JAM_LABEL = 0.4  # label = 1 ("delay risk") while the jam level is above this
 # effect of z, artefact sd, white-noise sd, decimals; order of VITAL_FIELDS
 _EFFECT = np.array([12.0, 3.0, -1.8, 0.45, -10.0, -5.0])
 _ARTEFACT_SD = np.array([3.0, 1.0, 0.6, 0.12, 5.0, 3.0])
@@ -262,30 +272,57 @@ class _Gps:
         self.heading = rng.uniform(0.0, 360.0, n)
         self.turn = rng.normal(0.0, 1.0, n)  # deg/s, itself a slow OU: smooth heading changes
         self.faulty = self.fault_rng.random(n) < 0.3
+        # Congestion (the delay-risk label), from a generator of its own: the main draws stay as they were.
+        self.traffic_rng = np.random.Generator(np.random.PCG64([self.cfg.seed, 0x7EAF]))
+        share = _JAM_LEN / (_JAM_GAP + _JAM_LEN)
+        self.jammed = self.traffic_rng.random(n) < share
+        self.jam = np.where(self.jammed, self.traffic_rng.uniform(0.6, 1.0, n), 0.0)  # 0 free flow .. 1 jammed
+        self.jam_depth = self.traffic_rng.uniform(0.6, 1.0, n)
 
     def _factor(self, drifted: np.ndarray) -> np.ndarray:
         return np.where(drifted, 1.4, 1.0) if self.cfg.scenario == "covariate-shift" else np.ones(self.n)
 
+    def _traffic(self, dt: float) -> None:
+        """Jams start and clear at random; the jam level eases in and out over a minute or so."""
+        n, trng = self.n, self.traffic_rng
+        starts = trng.random(n) < -math.expm1(-dt / _JAM_GAP)
+        ends = trng.random(n) < -math.expm1(-dt / _JAM_LEN)
+        depth = trng.uniform(0.6, 1.0, n)
+        begin = ~self.jammed & starts
+        self.jam_depth = np.where(begin, depth, self.jam_depth)
+        self.jammed = (self.jammed & ~ends) | begin
+        ease = -math.expm1(-dt / _JAM_EASE)
+        self.jam = self.jam + (np.where(self.jammed, self.jam_depth, 0.0) - self.jam) * ease
+
     def step(self, dt: float, drifted: np.ndarray | None = None) -> None:
-        """Advance positions by ``dt`` event-time seconds (faster after a covariate shift)."""
+        """Advance positions by ``dt`` event-time seconds (faster after a covariate shift, slower in a jam)."""
         n, rng = self.n, self.rng
+        self._traffic(dt)
         self.turn = _ou_step(self.turn, 0.0, 60.0, 1.0, dt, rng.normal(size=n))
         self.heading = (self.heading + self.turn * dt) % 360.0
         self.speed = np.maximum(0.0, _ou_step(self.speed, self.cruise, 30.0, 2.0, dt, rng.normal(size=n)))
-        speed = self.speed * self._factor(drifted if drifted is not None else np.zeros(n, bool))
+        speed = self.speed * self._flow() * self._factor(drifted if drifted is not None else np.zeros(n, bool))
         rad = np.radians(self.heading)
         dist = speed * dt
         self.lat = self.lat + dist * np.cos(rad) / 111_320.0
         self.lon = self.lon + dist * np.sin(rad) / (111_320.0 * np.cos(np.radians(self.lat)))
 
-    def observe(self, drifted: np.ndarray) -> tuple[np.ndarray, None]:
-        """Readings (n x 4: lat, lon, speed, heading) of this round."""
+    def _flow(self) -> np.ndarray:
+        """Speed multiplier of the traffic: 1 in free flow, down to 0.2 in the deepest jam."""
+        return 1.0 - 0.8 * self.jam
+
+    def observe(self, drifted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Readings (n x 4: lat, lon, speed, heading) of this round, and the delay-risk labels."""
         n, rng = self.n, self.rng
         noise_m = rng.normal(0.0, 4.0, (n, 2))
         lat = self.lat + noise_m[:, 0] / 111_320.0
         lon = self.lon + noise_m[:, 1] / (111_320.0 * np.cos(np.radians(self.lat)))
-        speed = np.maximum(0.0, self.speed * self._factor(drifted) + rng.normal(0.0, 0.5, n))
-        heading = (self.heading + rng.normal(0.0, 2.0, n)) % 360.0
+        stop_and_go = self.jam * self.traffic_rng.normal(0.0, 3.0, n)  # jams make speed jumpy
+        speed = np.maximum(0.0, (self.speed * self._flow() + stop_and_go) * self._factor(drifted)
+                           + rng.normal(0.0, 0.5, n))
+        weave = self.jam * self.traffic_rng.normal(0.0, 20.0, n)  # lane changes and detours: heading wobbles
+        heading = (self.heading + weave + rng.normal(0.0, 2.0, n)) % 360.0
+        label = (self.jam > _JAM_LABEL).astype(np.int64)  # delay risk: in a jam now
         u_jump, u_null = self.fault_rng.random(n), self.fault_rng.random(n)
         jump_km, jump_dir = self.fault_rng.uniform(0.5, 5.0, n), self.fault_rng.uniform(0.0, 2 * np.pi, n)
         if self.cfg.scenario == "sensor-fault":
@@ -295,7 +332,7 @@ class _Gps:
             lon = np.where(jump, lon + jump_km * 1000 * np.sin(jump_dir) / 111_320.0, lon)
             null = hit & (u_null < 0.03)
             lat, lon = np.where(null, 0.0, lat), np.where(null, 0.0, lon)
-        return np.column_stack([lat, lon, speed, heading]), None
+        return np.column_stack([lat, lon, speed, heading]), label
 
     def payload(self, j: int, ts: int, row: list[float]) -> dict[str, Any]:
         """The JSON payload of vehicle ``j``."""
@@ -317,7 +354,7 @@ def generate(config: SimConfig) -> Iterator[SimEvent]:
         >>> [e.value["ts"] - 1_700_000_000_000 for e in evs]
         [0, 2500, 5000, 7500]
         >>> evs[0].key == evs[2].key != evs[1].key, evs[0].label
-        (True, None)
+        (True, 0)
     """
     rng = np.random.Generator(np.random.PCG64(config.seed))
     fault_rng = np.random.Generator(np.random.PCG64([config.seed, 0xFA17]))

@@ -180,7 +180,16 @@ def test_gps_covariate_shift_speeds_up_by_40_percent() -> None:
     s_after = stable_[len(before) :]
     assert mean(after, "speed") / mean(s_after, "speed") == pytest.approx(1.4, rel=0.03)
     assert mean(before, "speed") == pytest.approx(mean(stable_[: len(before)], "speed"))
-    assert all(e.label is None for e in shifted)
+    assert {e.label for e in shifted} == {0, 1}  # delay risk (jams), the same before and after the shift
+    assert [e.label for e in shifted] == [e.label for e in stable_]
+
+
+def test_gps_delay_risk_labels_go_with_slow_jumpy_driving() -> None:
+    evs = events(source="gps", entities=40, duration_s=120.0, rate=200.0, time_scale=5.0)
+    pos = [e for e in evs if e.label == 1]
+    neg = [e for e in evs if e.label == 0]
+    assert 0.08 < len(pos) / len(evs) < 0.45
+    assert mean(pos, "speed") < 0.75 * mean(neg, "speed")
 
 
 def test_gps_moves_smoothly_and_sensor_fault_jumps() -> None:
