@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/driftline demo
 
 test: $(STAMP)
-	$(BIN)/ruff check streams features models monitor tests bench
+	$(BIN)/ruff check streams features models monitor tests bench examples
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -26,7 +26,7 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest -m integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams features models monitor tests bench
+	$(BIN)/ruff check streams features models monitor tests bench examples
 
 clean:
 	rm -rf $(VENV) .driftline .pytest_cache .hypothesis
