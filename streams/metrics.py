@@ -118,6 +118,20 @@ class Metrics:
         self.online_checkpoints = Counter("driftline_online_checkpoints",
                                           "Online-learned models registered as staging versions", ["model"],
                                           registry=r)
+        # PSI is conclusive only over a full window: the rules compare the two (deploy/prometheus/rules.yml)
+        self.psi_samples = Gauge("driftline_psi_samples", "Valid values in the rolling PSI window",
+                                 ["model", "version", "feature"], registry=r)
+        self.psi_window = Gauge("driftline_psi_window_size", "Size of the rolling PSI window (samples when full)",
+                                ["model", "version", "feature"], registry=r)
+        # the alert delivery stage (`driftline run alerts`)
+        self.alert_deliveries = Counter("driftline_alert_deliveries",
+                                        "Alert delivery attempts by sink and outcome (accepted, retry, rejected)",
+                                        ["sink", "outcome"], registry=r)
+        self.alert_waiting = Gauge("driftline_alert_waiting", "Alerts a sink has not accepted yet", ["sink"],
+                                   registry=r)
+        self.alert_oldest_waiting = Gauge("driftline_alert_oldest_waiting_seconds",
+                                          "Age of the oldest alert a sink has not accepted yet (0: none)", ["sink"],
+                                          registry=r)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

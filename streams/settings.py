@@ -105,6 +105,28 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """The alert delivery stage (``driftline run alerts``): its consumer group, Alertmanager, retry policy.
+
+    PagerDuty and the webhook keep their top-level settings (``pagerduty_routing_key``, ``pagerduty_url``,
+    ``webhook_url``). Retries never give up: ``retry_max_s`` caps the delay between two attempts of one alert,
+    ``retry_after_max_s`` caps how long a receiver's ``Retry-After`` is honoured.
+    """
+
+    group: str = "driftline-alerts"
+    alertmanager_url: str = ""  # Alertmanager's base URL, e.g. http://alertmanager:9093; empty = no Alertmanager
+    alertmanager_resend_s: float = 60.0  # open alerts are re-posted this often; they expire after 5x this
+    generator_url: str = "http://localhost:3000/d/driftline/driftline"  # Alertmanager's generatorURL
+    retry_base_s: float = 1.0
+    retry_max_s: float = 300.0
+    retry_after_max_s: float = 900.0
+    max_pending: int = 10_000  # records per partition in memory before the partition is paused
+    http_timeout_s: float = 10.0
+    stuck_after_s: float = 300.0  # /health turns red when a sink with waiting alerts had no success this long
+    log_sink: bool = True  # also log every alert
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
@@ -123,6 +145,7 @@ class Settings:
     # from the config file's `views = [...]` (relative paths: from the config file's folder) and/or
     # DRIFTLINE_VIEWS (comma-separated)
     views: tuple[str, ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -193,6 +216,7 @@ class Settings:
                                                                         "https://events.pagerduty.com/v2/enqueue")),
             webhook_url=env.get("DRIFTLINE_WEBHOOK_URL", data.get("webhook_url", "")),
             views=_views(data.get("views", []), Path(path).parent if path else None, env.get("DRIFTLINE_VIEWS", "")),
+            alerts=_alert_settings(env, data.get("alerts", {})),
         )
 
 
@@ -230,3 +254,35 @@ def _float(env: Mapping[str, str], name: str, default: Any) -> float:
 
 def _bool(raw: str) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _alert_settings(env: Mapping[str, str], table: Mapping[str, Any]) -> AlertSettings:
+    """``AlertSettings`` from ``DRIFTLINE_ALERTS_*`` / ``DRIFTLINE_ALERTMANAGER_*`` over the TOML ``[alerts]`` table.
+
+    >>> a = _alert_settings({"DRIFTLINE_ALERTMANAGER_URL": "http://am:9093", "DRIFTLINE_ALERTS_RETRY_MAX_S": "60"}, {})
+    >>> a.alertmanager_url, a.retry_max_s, a.group
+    ('http://am:9093', 60.0, 'driftline-alerts')
+    """
+    d = AlertSettings()
+    a = AlertSettings(
+        group=env.get("DRIFTLINE_ALERTS_GROUP", table.get("group", d.group)),
+        alertmanager_url=env.get("DRIFTLINE_ALERTMANAGER_URL", table.get("alertmanager_url", d.alertmanager_url)),
+        alertmanager_resend_s=_float(env, "DRIFTLINE_ALERTMANAGER_RESEND_S",
+                                     table.get("alertmanager_resend_s", d.alertmanager_resend_s)),
+        generator_url=env.get("DRIFTLINE_ALERTS_GENERATOR_URL", table.get("generator_url", d.generator_url)),
+        retry_base_s=_float(env, "DRIFTLINE_ALERTS_RETRY_BASE_S", table.get("retry_base_s", d.retry_base_s)),
+        retry_max_s=_float(env, "DRIFTLINE_ALERTS_RETRY_MAX_S", table.get("retry_max_s", d.retry_max_s)),
+        retry_after_max_s=_float(env, "DRIFTLINE_ALERTS_RETRY_AFTER_MAX_S",
+                                 table.get("retry_after_max_s", d.retry_after_max_s)),
+        max_pending=_int(env, "DRIFTLINE_ALERTS_MAX_PENDING", table.get("max_pending", d.max_pending)),
+        http_timeout_s=_float(env, "DRIFTLINE_ALERTS_HTTP_TIMEOUT_S", table.get("http_timeout_s", d.http_timeout_s)),
+        stuck_after_s=_float(env, "DRIFTLINE_ALERTS_STUCK_AFTER_S", table.get("stuck_after_s", d.stuck_after_s)),
+        log_sink=_bool(env.get("DRIFTLINE_ALERTS_LOG", str(table.get("log_sink", d.log_sink)))),
+    )
+    if not 0 < a.retry_base_s <= a.retry_max_s or a.retry_after_max_s < 0:
+        raise ConfigError("need 0 < DRIFTLINE_ALERTS_RETRY_BASE_S <= DRIFTLINE_ALERTS_RETRY_MAX_S and "
+                          "DRIFTLINE_ALERTS_RETRY_AFTER_MAX_S >= 0")
+    if a.max_pending < 1 or a.http_timeout_s <= 0 or a.alertmanager_resend_s <= 0 or a.stuck_after_s <= 0:
+        raise ConfigError("DRIFTLINE_ALERTS_MAX_PENDING must be >= 1; DRIFTLINE_ALERTS_HTTP_TIMEOUT_S, "
+                          "DRIFTLINE_ALERTMANAGER_RESEND_S and DRIFTLINE_ALERTS_STUCK_AFTER_S > 0")
+    return a
