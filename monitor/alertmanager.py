@@ -140,6 +140,8 @@ class AlertmanagerSink:
 
     def prime(self, alert: Alert) -> None:
         """Apply an alert Alertmanager already accepted earlier (state only, no request)."""
+        if alert.action not in ("trigger", "resolve") or not isinstance(alert.ts, int | float):
+            return
         with self._lock:
             self._apply(alert, labels(alert) if alert.action == "trigger" else None)
 
@@ -173,14 +175,24 @@ class AlertmanagerSink:
             return attempt
 
     def resend(self) -> Attempt | None:
-        """Post every open alert again with a fresh ``endsAt``; None when nothing is open."""
+        """Post every open alert again with a fresh ``endsAt``; None when nothing is open. If Alertmanager
+        refuses the list as invalid, each alert is posted alone and the ones it refuses are forgotten (so one bad
+        alert cannot stop the re-sends of the others)."""
         with self._lock:
             if not self._open:
                 return None
             ends = int(self.clock() * 1000) + int(self.ttl_s * 1000)
-            items = [postable(o.alert, o.labels, starts_ms=o.starts_ms, ends_ms=ends,
-                              generator_url=self.generator_url) for o in self._open.values()]
-            return self._post(items)
+            items = {k: postable(o.alert, o.labels, starts_ms=o.starts_ms, ends_ms=ends,
+                                 generator_url=self.generator_url) for k, o in self._open.items()}
+            attempt = self._post(list(items.values()))
+            if attempt.outcome != "rejected" or len(items) == 1:
+                if attempt.outcome == "rejected":
+                    self._open.clear()
+                return attempt
+            for key, item in items.items():
+                if self._post([item]).outcome == "rejected":
+                    self._open.pop(key, None)
+            return attempt
 
     def close(self) -> None:
         """Nothing to release (open alerts expire in Alertmanager after ``ttl_s`` unless re-sent)."""

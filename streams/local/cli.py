@@ -1,7 +1,7 @@
 """The ``driftline`` command line: the edge where settings are built from the environment.
 
 Commands: ``up | status | down`` (embedded stack), ``topics``, ``produce``, ``train``, ``registry ...``,
-``control ...`` (send a signed command), ``run pipeline|monitor``, ``views ...`` (``cli_views``), ``demo``.
+``control ...`` (send a signed command), ``run pipeline|monitor|alerts``, ``views ...`` (``cli_views``), ``demo``.
 """
 
 from __future__ import annotations
@@ -190,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from features.views import VIEWS
     from streams.runtime.workers import build_monitor, build_pipeline
     settings = load_settings(args)
+    if args.stage == "alerts":
+        return _run_worker(args, _alerts_worker(args, settings), settings)
     if args.stage == "pipeline":
         from streams.local.cli_views import resolve_view
         view = resolve_view(settings, args.view) if args.view else VIEWS[args.source]
@@ -205,6 +207,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         from streams.runtime.faust_app import to_faust
         group = settings.pipeline.features_group if args.stage == "pipeline" else settings.pipeline.monitor_group
         worker = to_faust(worker, group, settings)  # type: ignore[assignment]
+    return _run_worker(args, worker, settings)
+
+
+def _alerts_worker(args: argparse.Namespace, settings: Settings) -> Any:
+    """``driftline run alerts``: the delivery stage (alerts topic → PagerDuty / Alertmanager / webhook / log)."""
+    from streams.runtime.alert_worker import build_alerts
+    if args.engine != "default":
+        raise DriftlineError("the alert delivery stage runs on the default engine only (drop --engine)")
+    worker, _ = build_alerts(settings)
+    return worker
+
+
+def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> int:
+    """Serve /metrics and /health, run ``worker`` until Ctrl-C or SIGTERM, stop it."""
     from streams.metrics import HealthServer
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -302,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--reason", default="")
 
     rn = sub.add_parser("run", help="run one stage until Ctrl-C")
-    rn.add_argument("stage", choices=["pipeline", "monitor"])
+    rn.add_argument("stage", choices=["pipeline", "monitor", "alerts"],
+                    help="alerts: deliver the alerts topic to PagerDuty / Alertmanager / webhooks (own group)")
     rn.add_argument("--engine", choices=["default", "faust"], default="default",
                     help="faust: run the same handlers from a faust-streaming agent (pip install -e '.[faust]')")
     rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")

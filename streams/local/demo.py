@@ -13,6 +13,7 @@ only). A covariate shift moves hr/rr/spo2 (vitals) or speeds (+40 %, gps).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -36,6 +37,7 @@ from streams import codec
 from streams.local.produce import produce_stream
 from streams.local.simulator import SimConfig, SimEvent, generate
 from streams.local.stack import EmbeddedStack
+from streams.runtime.alert_worker import build_alerts
 from streams.runtime.clients import make_producer
 from streams.runtime.offsets import start_groups_at_end
 from streams.runtime.topics import ensure_topics, required_topics
@@ -102,10 +104,11 @@ def demo_settings(base: Settings, bootstrap: str, redis_url: str, run_dir: Path,
     """Per-run groups and registry (a previous run's Redis offsets can never make this run skip events)."""
     pipeline = base.pipeline.__class__(**{**base.pipeline.__dict__, "features_group": f"driftline-features-{run_id}",
                                           "monitor_group": f"driftline-monitor-{run_id}"})
+    alerts = dataclasses.replace(base.alerts, group=f"driftline-alerts-{run_id}")
     kafka = base.kafka.__class__(**{**base.kafka.__dict__, "bootstrap_servers": bootstrap,
                                     "session_timeout_ms": min(base.kafka.session_timeout_ms, 2000),
                                     "heartbeat_interval_ms": min(base.kafka.heartbeat_interval_ms, 200)})
-    return base.replace(kafka=kafka, pipeline=pipeline, redis_url=redis_url,
+    return base.replace(kafka=kafka, pipeline=pipeline, alerts=alerts, redis_url=redis_url,
                         registry_dir=str(run_dir / f"demo-{run_id}" / "registry"),
                         control_key=base.control_key or secrets.token_hex(32))
 
@@ -184,17 +187,20 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         ensure_topics(settings, required_topics(settings, [view.source_topic]))
         skipped = start_groups_at_end(settings.kafka, {
             settings.pipeline.features_group: [view.source_topic],
-            settings.pipeline.monitor_group: [settings.topics.predictions, settings.topics.labels]})
+            settings.pipeline.monitor_group: [settings.topics.predictions, settings.topics.labels],
+            settings.alerts.group: [settings.topics.alerts]})
         timeline.record("groups_at_end", earlier_records=sum(skipped.values()))  # an earlier run's data is not ours
         prepared = prepare(settings, cfg, timeline)
         v1, v2 = prepared.v1, prepared.v2
 
-        monitor, mon_handler = build_monitor(settings, timeline=timeline,
-                                             sinks=sinks_from_settings(settings, log_sink=False))
+        monitor, mon_handler = build_monitor(settings, timeline=timeline)
         pipeline, pipe_handler = build_pipeline(settings, view, model, timeline=timeline)
         after_swap = _VersionTracker(timeline)
         pipe_handler.on_predictions = after_swap.observe
         workers = [monitor.start(), pipeline.start()]
+        delivery = _delivery_stage(settings)  # the configured receivers get the demo's alerts, if any
+        if delivery is not None:
+            workers.append(delivery.start())
         timeline.record("workers_started", serving=f"v{v2}")
 
         stream = prepared.live
@@ -210,6 +216,8 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         _wait(lambda: pipe_handler.stats.consumed >= stats.events, cfg.settle_timeout_s)
         summary = summarize(timeline, stats, pipe_handler.stats, mon_handler, v1, v2, after_swap, workers)
         summary.update(run_id=run_id, registry_dir=settings.registry_dir, model=model, source=cfg.source)
+        if delivery is not None:
+            summary["alert_delivery"] = _delivered(delivery, mon_handler.alerts_sent, cfg.settle_timeout_s)
         return summary
     finally:
         stop.set()
@@ -217,6 +225,24 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
             w.stop()
         if not was_running:  # a stack the user started with `driftline up` stays up
             stack.down()
+
+
+def _delivery_stage(settings: Settings) -> Any:
+    """The alert delivery stage when the settings configure a receiver (PagerDuty, Alertmanager, webhook)."""
+    sinks = sinks_from_settings(settings, log_sink=False)
+    if not sinks:
+        return None
+    return build_alerts(settings, sinks=sinks)[0]
+
+
+def _delivered(worker: Any, alerts: int, timeout_s: float) -> dict[str, Any]:
+    """Wait (bounded) until every sink accepted the monitor's alerts; what each sink accepted and still waits on."""
+    def settled() -> bool:
+        sinks = worker.loop.sink_status()
+        return all(s["accepted"] + s["rejected"] >= alerts and not s["waiting"] for s in sinks.values())
+    _wait(settled, timeout_s)
+    return {name: {k: s[k] for k in ("accepted", "rejected", "waiting", "last_error")}
+            for name, s in worker.loop.sink_status().items()}
 
 
 class _VersionTracker:

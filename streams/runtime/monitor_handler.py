@@ -1,5 +1,6 @@
-"""Kafka edge of the monitor: predictions and labels in; alerts, sink calls, signed rollbacks and signed
-``retrain_requested`` commands (on the control topic) out."""
+"""Kafka edge of the monitor: predictions and labels in; alerts (on the alerts topic), signed rollbacks and signed
+``retrain_requested`` commands (on the control topic) out. The monitor never calls a receiver: the alert
+delivery stage (``driftline run alerts``) reads the alerts topic and is the only thing talking to receivers."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from monitor.drift_monitor import DriftMonitor
 from monitor.label_join import RedisLabelJoin
 from monitor.retrain import RetrainPolicy, RetrainRequest
 from monitor.rollback import Decision, RollbackPolicy
-from monitor.sinks import AlertSink
 from streams import codec
 from streams.control.channel import Refused
 from streams.control.protocol import new_command, sign_command
@@ -33,7 +33,7 @@ class MonitorHandler:
     """Batch handler over the ``predictions`` and ``labels`` topics."""
 
     def __init__(self, settings: Settings, drift: DriftMonitor, join: RedisLabelJoin, rollback: RollbackPolicy,
-                 *, registry: Any, control_key: bytes, sinks: Sequence[AlertSink] = (),
+                 *, registry: Any, control_key: bytes,
                  timeline: Timeline | None = None, clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, retrain: RetrainPolicy | None = None,
                  ab: ABTracker | None = None) -> None:
@@ -43,7 +43,6 @@ class MonitorHandler:
         self.rollback = rollback
         self.registry = registry
         self.control_key = control_key
-        self.sinks = list(sinks)
         self.timeline = timeline or Timeline()
         self.clock = clock
         self.malformed = 0
@@ -171,10 +170,7 @@ class MonitorHandler:
         return Output(self.settings.topics.control, codec.encode(cmd), request.model)
 
     def _after_delivery(self, alerts: list[Alert]) -> None:
-        for alert in alerts:
-            self.alerts_sent += 1
-            for sink in self.sinks:
-                sink.send(alert)
+        self.alerts_sent += len(alerts)  # on the alerts topic: the delivery stage takes them from there
 
     def on_control(self, item: object) -> None:
         """Acks (and refusals) read from the control topic."""

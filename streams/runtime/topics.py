@@ -26,7 +26,7 @@ def required_topics(settings: Settings, sources: Iterable[str]) -> list[TopicSpe
 
     Example:
         >>> [t.name for t in required_topics(Settings(), ["vitals"])]
-        ['vitals', 'vitals.dlq', 'features.vitals', 'predictions', 'labels', 'alerts', 'control']
+        ['vitals', 'vitals.dlq', 'features.vitals', 'predictions', 'labels', 'alerts', 'control', 'alerts.dlq']
     """
     t = settings.topics
     specs: list[TopicSpec] = []
@@ -38,6 +38,7 @@ def required_topics(settings: Settings, sources: Iterable[str]) -> list[TopicSpe
         TopicSpec(t.labels, t.predictions_partitions),
         TopicSpec(t.alerts, 1),
         TopicSpec(t.control, 1),  # one partition: every scorer reads every command, in order
+        TopicSpec(t.dlq(t.alerts), 1),  # alerts a receiver refused as invalid (the delivery stage)
     ]
     return specs
 

@@ -207,18 +207,13 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
 
 
 def sinks_from_settings(settings: Settings, *, log_sink: bool = True) -> list[AlertSink]:
-    """A log sink (unless ``log_sink=False``); PagerDuty when a routing key is set; a webhook when a URL is set."""
-    from monitor.sinks import LogSink, PagerDutySink, WebhookSink
+    """The receivers ``settings`` configure (see :func:`streams.runtime.alert_worker.alert_sinks`)."""
+    from streams.runtime.alert_worker import alert_sinks
 
-    sinks: list[AlertSink] = [LogSink()] if log_sink else []
-    if settings.pagerduty_routing_key:
-        sinks.append(PagerDutySink(settings.pagerduty_routing_key, url=settings.pagerduty_url))
-    if settings.webhook_url:
-        sinks.append(WebhookSink(settings.webhook_url))
-    return sinks
+    return alert_sinks(settings, log_sink=log_sink)
 
 
-def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks: list[AlertSink] | None = None,
+def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                   rollback_mode: str = "rollback", evaluate_every: int = 100,
                   min_samples: int = 500, psi_window: int = 1000, slice_field: str | None = None,
                   slice_edges: tuple[float, ...] | None = None, max_slices: int = 50,
@@ -241,7 +236,6 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
     def profile(model: str, version: int) -> ReferenceProfile:
         return ReferenceProfile.from_dict(registry.get(model, version).reference)
 
-    sinks = sinks if sinks is not None else sinks_from_settings(settings)
     drift = DriftMonitor(profile, policy=default_policy(min_samples),
                          config=MonitorConfig(psi_window=psi_window, psi_min_samples=min_samples,
                                               mean_shift_window=psi_window, adwin_features=adwin_features),
@@ -251,7 +245,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
     metrics = Metrics()
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
-                             registry=registry, control_key=settings.control_key.encode(), sinks=sinks or [],
+                             registry=registry, control_key=settings.control_key.encode(),
                              timeline=timeline, metrics=metrics,
                              retrain=RetrainPolicy(registry, mode=retrain_mode),  # type: ignore[arg-type]
                              ab=None if ab_outcome is None else ABTracker(ab_outcome, alpha=ab_alpha, min_n=ab_min_n))
@@ -271,7 +265,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None, sinks
                      max_rows=settings.pipeline.batch_max_rows, max_ms=100,
                      linger_ms=settings.pipeline.batch_linger_ms, tick=tick, stage="monitor",
                      metrics=metrics)
-    closers = [acks.close, rclient.close] + [s.close for s in (sinks or [])]
+    closers = [acks.close, rclient.close]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
               "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
     return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes), handler
