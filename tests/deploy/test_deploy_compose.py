@@ -12,8 +12,9 @@ import pytest
 
 from .conftest import ROOT, load_yaml
 
-SERVICES = {"kafka", "redis", "init", "pipeline", "monitor", "simulator", "prometheus", "grafana"}
-DRIFTLINE = ("init", "pipeline", "monitor", "simulator")
+SERVICES = {"kafka", "redis", "init", "pipeline", "monitor", "alerts", "simulator", "prometheus", "alertmanager",
+            "grafana"}
+DRIFTLINE = ("init", "pipeline", "monitor", "alerts", "simulator")
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +56,25 @@ def test_driftline_services_share_settings_and_have_no_default_secret(compose: d
         key = env["DRIFTLINE_CONTROL_KEY"]
         assert key.startswith("${DRIFTLINE_CONTROL_KEY:?"), f"{name}: the control key must come from the env"
         assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
-    for name in ("pipeline", "monitor"):
+    for name in ("pipeline", "monitor", "alerts"):
         assert compose["services"][name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
         assert "9100" in " ".join(compose["services"][name]["healthcheck"]["test"])
     assert "--labels" in compose["services"]["simulator"]["command"]
     assert "train --promote" in " ".join(compose["services"]["init"]["command"])
-    for name in ("kafka", "redis", "pipeline", "monitor", "prometheus", "grafana"):
+    for name in ("kafka", "redis", "pipeline", "monitor", "alerts", "prometheus", "alertmanager", "grafana"):
         assert compose["services"][name]["healthcheck"]["test"], name
+
+
+def test_the_delivery_stage_feeds_alertmanager(compose: dict) -> None:
+    alerts = compose["services"]["alerts"]
+    assert alerts["command"][:2] == ["run", "alerts"]
+    assert alerts["environment"]["DRIFTLINE_ALERTMANAGER_URL"] == "http://alertmanager:9093"
+    assert alerts["environment"]["DRIFTLINE_PAGERDUTY_ROUTING_KEY"].startswith("${")  # from the env, no default
+    assert alerts["depends_on"]["alertmanager"]["condition"] == "service_healthy"
+    am = compose["services"]["alertmanager"]
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in am["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
+    assert "9093:9093" in am["ports"]
 
 
 def test_grafana_is_anonymous_viewer(compose: dict) -> None:

@@ -70,9 +70,17 @@ def test_scrape_targets_are_the_compose_workers() -> None:
     compose = load_yaml(DEPLOY.parent / "docker-compose.yml")
     targets = {t for job in config["scrape_configs"] if job["job_name"].startswith("driftline-")
                for sc in job["static_configs"] for t in sc["targets"]}
-    assert targets == {"pipeline:9100", "monitor:9100"}
-    for service in ("pipeline", "monitor"):
+    assert targets == {"pipeline:9100", "monitor:9100", "alerts:9100"}
+    for service in ("pipeline", "monitor", "alerts"):
         command = compose["services"][service]["command"]
         assert command[command.index("--metrics-port") + 1] == "9100"
         assert command[command.index("--metrics-host") + 1] == "0.0.0.0"
     assert all((PROM / f).exists() for f in config["rule_files"])
+
+
+def test_prometheus_sends_its_alerts_to_the_compose_alertmanager() -> None:
+    config = load_yaml(PROM / "prometheus.yml")
+    compose = load_yaml(DEPLOY.parent / "docker-compose.yml")
+    targets = [t for am in config["alerting"]["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]]
+    assert targets == ["alertmanager:9093"]
+    assert "9093:9093" in compose["services"]["alertmanager"]["ports"]

@@ -12,18 +12,23 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from models.registry import Registry
+from models.train import build_estimator
 from monitor.alerts import Alert
 from monitor.sinks import PagerDutySink
 from streams import codec
 from streams.runtime.alert_worker import build_alerts
 from streams.runtime.topics import TopicSpec, ensure_topics
+from streams.runtime.workers import build_pipeline
 from streams.settings import AlertSettings, Settings, TopicSettings
 from tests.receivers import PagerDutyStandIn
 
 from .rollback_chain import read_records
+from .test_scale_out import MODEL, env, produce_all  # noqa: F401 - env is the pipeline fixture
 
 pytestmark = pytest.mark.integration
 ROUTING_KEY = "R0UT1NGKEYs3cr3t0123456789abcdef"
@@ -208,3 +213,33 @@ def test_invalid_alerts_are_dead_lettered_never_looped(pd: PagerDutyStandIn, ale
                        ("rejected_by_receiver", "pagerduty")]
     assert all(dict(m.headers())["source_topic"].decode() == alert_settings.topics.alerts for m in dlq)
     assert health["healthy"] and health["sinks"]["pagerduty"]["rejected"] == 2
+
+
+def test_a_pipeline_stage_alert_reaches_pagerduty(pd: PagerDutyStandIn, env) -> None:  # noqa: ANN001, F811
+    """schema_drift raised by the scorer inside the pipeline process: pipeline → alerts topic → delivery stage
+    → PagerDuty, on the real broker."""
+    settings, view, sim = env
+    registry = Registry(settings.registry_dir)
+    names = (*view.feature_names, "not_in_the_view")  # a version whose schema the view does not produce
+    X = np.random.default_rng(0).normal(size=(200, len(names)))
+    drifting = registry.register(MODEL, build_estimator("logistic").fit(X, (X[:, 0] > 0).astype(int)),
+                                 feature_names=names)
+    registry.promote(MODEL, drifting.version)
+    s = settings.replace(alerts=AlertSettings(group=f"alerts-{settings.pipeline.features_group}", log_sink=False,
+                                              retry_base_s=0.2, retry_max_s=3.0))
+    delivery, _ = build_alerts(s, sinks=[PagerDutySink(ROUTING_KEY, url=pd.url, source="test", timeout_s=5)])
+    pipeline, _ = build_pipeline(s, view, MODEL, instance="schema")
+    delivery.start()
+    pipeline.start()
+    try:
+        produce_all(s, view.source_topic, sim[:300])
+        assert pd.wait_for(lambda acc: any(r.body["payload"]["class"] == "schema_drift" for r in acc), 60), \
+            (delivery.health(), pipeline.health())
+    finally:
+        pipeline.stop()
+        delivery.stop()
+    (event,) = [r.body for r in pd.accepted() if r.body["payload"]["class"] == "schema_drift"]
+    assert event["event_action"] == "trigger" and event["payload"]["severity"] == "warning"
+    assert event["dedup_key"] == f"{MODEL}/{drifting.version}/schema_drift/scorer/all"
+    assert "not_in_the_view" in event["payload"]["summary"] and event["payload"]["source"] == "test"
+    assert pd.invalid() == []
