@@ -107,6 +107,7 @@ class AlertDeliveryLoop:
                                         thread_name_prefix="driftline-alert-sink")
         self._next: dict[tuple[str, int], int] = {}  # next offset to take, per partition
         self._paused: set[tuple[str, int]] = set()
+        self.pauses = 0  # times a partition was paused because its backlog was full
         self._dlq_retry: list[tuple[Delivery, tuple[str, int], int, str, str, str]] = []
         self._resend_due: dict[str, float] = {n: self.clock() + getattr(s, "resend_interval_s", 0.0)
                                               for n, s in self.sinks.items() if hasattr(s, "resend")}
@@ -198,6 +199,7 @@ class AlertDeliveryLoop:
             log.warning("alerts: cannot pause %s[%d] at %d (%s); taking its records anyway", *tp, offset, exc)
             return
         self._paused.add(tp)
+        self.pauses += 1
         log.warning("alerts: %s[%d] paused at %d: %d alerts wait for receivers", *tp, offset,
                     self.scheduler.pending(tp))
 
