@@ -105,9 +105,11 @@ class MonitorHandler:
                 self.metrics.detections.labels(a.model, str(a.model_version), a.detector).inc()
         for mon in self.drift.monitors.values():  # overall monitors only: slices would explode label cardinality
             version = str(mon.version)
-            for name, psi in mon.feature_psi.items():
+            # with the window's fill, so rules can tell a filling window (PSI biased high) from a conclusive one
+            for name, psi in [*mon.feature_psi.items(), ("__score__", mon.score_psi)]:
                 self.metrics.psi.labels(mon.model, version, name).set(psi.value)
-            self.metrics.psi.labels(mon.model, version, "__score__").set(mon.score_psi.value)
+                self.metrics.psi_samples.labels(mon.model, version, name).set(psi.n)
+                self.metrics.psi_window.labels(mon.model, version, name).set(psi.window)
             self.metrics.mean_shift.labels(mon.model, version).set(mon.mean_shift.value)
             self.metrics.accuracy.labels(mon.model, version).set(mon.accuracy)
 

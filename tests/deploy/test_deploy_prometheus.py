@@ -10,7 +10,8 @@ from .conftest import DEPLOY, load_yaml, unknown_labels, unknown_names
 PROM = DEPLOY / "prometheus"
 REQUIRED_ALERTS = {"DriftlineWorkerDown", "DriftlineWorkerUnhealthy", "DriftlineStuckConsumer", "DriftlineNoProgress",
                    "DriftlineBatchFailures", "DriftlineHighDeadLetterRate", "DriftlineScorerBreakerOpen",
-                   "DriftlineFeatureDrift", "DriftlineFeatureDriftWarning"}
+                   "DriftlineFeatureDrift", "DriftlineFeatureDriftWarning", "DriftlineAlertsNotDelivered",
+                   "DriftlineAlertRejected"}
 
 
 def _promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,11 +59,15 @@ def test_rules_cover_the_failure_modes_and_name_exported_series(known: dict) -> 
         assert not unknown_labels(rule["expr"], known), (rule["alert"], unknown_labels(rule["expr"], known))
 
 
-def test_drift_thresholds() -> None:
+def test_drift_thresholds_and_full_windows_only() -> None:
     by_name = {r["alert"]: r for r in _rules()}
-    assert by_name["DriftlineFeatureDrift"]["expr"].strip() == "driftline_psi > 0.25"
+    guard = "and driftline_psi_samples >= driftline_psi_window_size"
+    critical = " ".join(by_name["DriftlineFeatureDrift"]["expr"].split())
+    assert critical == f"driftline_psi > 0.25 {guard}"
     assert by_name["DriftlineFeatureDrift"]["for"] == "5m"
-    assert "driftline_psi > 0.1" in by_name["DriftlineFeatureDriftWarning"]["expr"]
+    warning = " ".join(by_name["DriftlineFeatureDriftWarning"]["expr"].split())
+    assert warning.startswith("driftline_psi > 0.1 and driftline_psi <= 0.25") and warning.endswith(guard)
+    assert all(guard in " ".join(r["expr"].split()) for r in _rules() if "driftline_psi " in r["expr"] + " ")
 
 
 def test_scrape_targets_are_the_compose_workers() -> None:
