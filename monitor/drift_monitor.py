@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,7 @@ class DriftMonitor:
         self._inconclusive: dict[str, str] = {}  # policy key -> reason
         self._seen_at_eval: dict[int, int] = {}  # id(monitor) -> predictions at its last evaluation
         self._last_seen_ms: dict[int, int] = {}
+        self.retired: set[tuple[str, int]] = set()  # versions that stopped serving: late traffic is ignored
 
     def monitor_for(self, model: str, version: int, slice_: str | None = None) -> VersionMonitor:
         """The monitor of (model, version) or of one of its slices, created on first use."""
@@ -100,7 +102,7 @@ class DriftMonitor:
         """Feed served predictions (shadow ones are monitored as their own version's stream too)."""
         slice_of = self.slice_of
         for p in predictions:
-            if p.score == p.score:
+            if p.score == p.score and (p.model, p.model_version) not in self.retired:
                 mon = self.monitor_for(p.model, p.model_version)
                 mon.observe(p.score, p.features)
                 self._last_seen_ms[id(mon)] = now_ms
@@ -121,6 +123,8 @@ class DriftMonitor:
         touched: dict[int, VersionMonitor] = {}
         for o in outcomes:
             model, version, error = o[0], o[1], int(o[2])
+            if (model, version) in self.retired:
+                continue
             label = o[3] if len(o) > 3 else None
             score = float(o[4]) if len(o) > 4 and o[4] is not None else math.nan
             mons = [self.monitor_for(model, version)]
@@ -147,6 +151,33 @@ class DriftMonitor:
             self._seen_at_eval[id(mon)] = mon.predictions
             alerts += self._alerts(mon, mon.evaluate(), now_ms, fresh=fresh)
         return alerts
+
+    def retire_version(self, model: str, version: int, now_ms: int, reason: str = "version retired") -> list[Alert]:
+        """``model`` v``version`` stopped serving (rolled back, archived): resolve each of its open incidents
+        (windowed statistics and detector events, every slice) with ``reason``, drop its monitors, and ignore
+        its late predictions and labels until :meth:`reinstate`. The only close without an evaluation;
+        a version that merely gets no traffic stays inconclusive and keeps its incidents open."""
+        prefix = f"{model}/{version}/"
+        closing = {k: v for k, v in self._sent.items() if k.startswith(prefix)}
+        for pkey, (_, status) in self.policy.retire(lambda k: f"|{prefix}" in k).items():
+            self._open.pop(pkey, None)
+            self._inconclusive.pop(pkey, None)
+            if pkey.split("|", 1)[0] in EVENT_DETECTORS and status in ("warning", "critical"):
+                closing.setdefault(pkey.rsplit("|", 1)[1], status)  # a detector event sent an alert
+        for dkey in closing:
+            self._sent.pop(dkey, None)
+        gone = [self.monitors.pop((model, version), None)]
+        gone += [self.slice_monitors.pop(k) for k in [k for k in self.slice_monitors if k[:2] == (model, version)]]
+        for mon in gone:
+            if mon is not None:
+                self._seen_at_eval.pop(id(mon), None)
+                self._last_seen_ms.pop(id(mon), None)
+        self.retired.add((model, version))
+        return [_retired_alert(dkey, severity, model, version, now_ms, reason) for dkey, severity in closing.items()]
+
+    def reinstate(self, model: str, version: int) -> None:
+        """``model`` v``version`` serves again (promoted back): monitor it from scratch."""
+        self.retired.discard((model, version))
 
     def inconclusive(self) -> dict[str, str]:
         """Policy keys whose latest evaluation was inconclusive, with the reason (not a verdict either way)."""
@@ -251,6 +282,20 @@ class DriftMonitor:
             snap["inconclusive"] = {k: r for k, r in self._inconclusive.items() if part in k and k.endswith(tail)}
             out.append(snap)
         return out
+
+
+EVENT_DETECTORS = ("adwin", "ddm")
+
+
+def _retired_alert(dkey: str, severity: str, model: str, version: int, now_ms: int, reason: str) -> Alert:
+    """The resolve of incident ``dkey`` (``model/version/kind/feature/slice``) because its version retired."""
+    kind, feature, slice_ = (dkey[len(f"{model}/{version}/"):].split("/", 2) + ["-", "all"])[:3]
+    return Alert(alert_id=uuid.uuid4().hex, dedup_key=dkey, action="resolve", severity=severity, kind=kind,
+                 model=model, model_version=version, feature=None if feature == "-" else feature,
+                 detector="lifecycle", statistic="serving", value=None, threshold=None, window="-", ts=now_ms,
+                 slice=None if slice_ == "all" else slice_,
+                 summary=f"[RESOLVED] {kind.replace('_', ' ')} on {model} v{version}: {reason} "
+                         f"(the version no longer serves)"[:1024], details={"reason": reason})
 
 
 def _feature(s: Signal) -> str | None:

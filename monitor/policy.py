@@ -9,7 +9,9 @@ One small state machine per dedup key. It applies, in order:
 - **dedup**: while an incident is open the same severity is never sent again, and a drop from critical to
   warning sends nothing (only escalation re-triggers);
 - **cooldown**: after a resolve, no new trigger for the same key before ``cooldown_ms`` (streaks keep
-  counting, so a still-bad key triggers as soon as the cooldown ends).
+  counting, so a still-bad key triggers as soon as the cooldown ends);
+- **retirement**: :meth:`AlertPolicy.retire` closes the keys of something that stopped existing (a model
+  version no longer served), the one close that needs no evaluation.
 
 Example:
     >>> pol = AlertPolicy(PolicyConfig(min_samples=10, trigger_after=2, resolve_after=2, cooldown_ms=0))
@@ -24,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -180,6 +182,25 @@ class AlertPolicy:
     def open_incidents(self) -> dict[str, str]:
         """Open incidents: key -> severity."""
         return {k: st.open for k, st in self._states.items() if st.open is not None}
+
+    def retire(self, match: Callable[[str], bool]) -> dict[str, tuple[str | None, Status]]:
+        """Close and forget every key ``match`` accepts, because what it watched stopped existing (a model
+        version was rolled back or archived); returns ``key -> (open severity or None, last status)`` so the
+        caller can send each open incident's resolve with the reason. This is the only way an incident closes
+        without a conclusive evaluation: missing data (inconclusive) still never resolves anything.
+
+        >>> pol = AlertPolicy(PolicyConfig(min_samples=1, trigger_after=1, cooldown_ms=0))
+        >>> pol.observe("psi|m/2/data_drift/hr/all", 0.4, 10, 0).action
+        'trigger'
+        >>> _ = pol.observe("psi|m/3/data_drift/hr/all", 0.4, 10, 0)
+        >>> pol.retire(lambda k: "|m/2/" in k), sorted(pol.open_incidents())
+        ({'psi|m/2/data_drift/hr/all': ('critical', 'critical')}, ['psi|m/3/data_drift/hr/all'])
+        """
+        out: dict[str, tuple[str | None, Status]] = {}
+        for key in [k for k in self._states if match(k)]:
+            st = self._states.pop(key)
+            out[key] = (st.open, st.status)
+        return out
 
     def forget(self, key: str) -> None:
         """Drop all state of ``key`` (e.g. the model version it watched was retired); sends nothing."""

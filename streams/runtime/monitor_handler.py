@@ -4,6 +4,7 @@ delivery stage (``driftline run alerts``) reads the alerts topic and is the only
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from monitor.rollback import Decision, RollbackPolicy
 from streams import codec
 from streams.control.channel import Refused
 from streams.control.protocol import new_command, sign_command
+from streams.exceptions import DriftlineError
 from streams.metrics import Metrics
 from streams.runtime.loop import BatchResult, Output, describe
 from streams.settings import Settings
@@ -52,6 +54,7 @@ class MonitorHandler:
         self.ab = ab  # champion/challenger z-test on joined labels; None = off
         self.ab_reports: list[ABReport] = []
         self._ab_logged: dict[str, tuple[str, int, int, int]] = {}  # model -> (verdict, champ, chall, trials)
+        self._swapped: dict[str, int | None] = {}  # model -> active version of applied acks since the last check
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
         pass
@@ -181,11 +184,53 @@ class MonitorHandler:
         ack_for = getattr(item, "ack_for", None)
         if ack_for is None:
             return
+        if item.status == "applied":  # type: ignore[attr-defined]
+            self._swapped[getattr(item, "model", "")] = item.active_version  # type: ignore[attr-defined]
         pending = self.rollback.on_ack(ack_for, item.instance, item.status)  # type: ignore[attr-defined]
         self.metrics.control.labels("ack", item.status).inc()  # type: ignore[attr-defined]
         if pending is not None:
             self.timeline.record("ack", ack_for=ack_for, instance=item.instance, status=item.status,  # type: ignore[attr-defined]
                                  active_version=item.active_version)  # type: ignore[attr-defined]
+
+    def retire_stopped(self) -> list[Alert]:
+        """Resolve, with reason ``version retired``, the open incidents of versions that stopped serving: after
+        a scorer acked a swap away from them (rollback, promote) and the registry has them ``archived``. A
+        version that only gets no traffic is not retired (missing data never resolves anything). The resolves
+        go on the alerts topic like every alert; the version's PSI series are removed from /metrics."""
+        swapped, self._swapped = self._swapped, {}
+        if not swapped:
+            return []
+        now = int(self.clock() * 1000)
+        alerts: list[Alert] = []
+        watched = {(m.model, m.version) for m in self.drift.all_monitors()}
+        for model, version in sorted(watched | self.drift.retired):
+            if model not in swapped and "" not in swapped:
+                continue
+            try:
+                stage = self.registry.get(model, version).stage
+            except DriftlineError as exc:
+                log.warning("monitor: cannot tell whether %s v%s still serves: %s", model, version, exc)
+                continue
+            if stage == "archived" and version != swapped.get(model) and (model, version) not in self.drift.retired:
+                alerts += self.drift.retire_version(model, version, now)
+                self._forget_series(model, version)
+                self.timeline.record("version_retired", model=model, version=version)
+            elif stage != "archived" and (model, version) in self.drift.retired:
+                self.drift.reinstate(model, version)
+        for a in alerts:
+            self.metrics.alerts.labels(a.kind, a.severity, a.action).inc()
+            self.timeline.record("alert", action=a.action, severity=a.severity, kind=a.kind, version=a.model_version,
+                                 feature=a.feature, summary=a.summary)
+        return alerts
+
+    def _forget_series(self, model: str, version: int) -> None:
+        """No stale gauges of a retired version (its last PSI would keep a Prometheus rule firing)."""
+        for gauge in (self.metrics.psi, self.metrics.psi_samples, self.metrics.psi_window):
+            for labels in [k for k in list(gauge._metrics) if k[:2] == (model, str(version))]:  # noqa: SLF001
+                gauge.remove(*labels)
+        for gauge in (self.metrics.mean_shift, self.metrics.accuracy):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model, str(version))
 
     def overdue_alerts(self) -> list[Alert]:
         """Re-alerts for rollback commands nobody acknowledged in time."""

@@ -255,6 +255,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     def tick() -> None:
         for item in acks.poll(0):
             handler.on_control(item)
+        for alert in handler.retire_stopped():  # a version that stopped serving: its incidents resolve
+            producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
         for alert in handler.overdue_alerts():
             producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
             handler.timeline.record("alert", action=alert.action, severity=alert.severity, kind=alert.kind,

@@ -2,7 +2,8 @@
 
 Asserts the causal chain, reading the real topics afterwards: no alert before the drift onset; the rollback
 command on ``control`` verifies with the control key and was acked ``applied`` by the scorer; every prediction
-scored after the ack carries v1.
+scored after the ack carries v1. With a PagerDuty receiver configured, the demo runs the delivery stage: the
+critical trigger reaches it, and the rolled-back version's open incidents resolve with ``version retired``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import pytest
 
 from streams.local.demo import DemoConfig, run_demo
 from streams.settings import Settings
+from tests.receivers import PagerDutyStandIn
 
-from .rollback_chain import assert_rollback_chain
+from .rollback_chain import assert_rollback_chain, read_all
 
 pytestmark = pytest.mark.integration
 
 
-def test_drift_alert_rollback_ack_and_v1_afterwards(settings: Settings) -> None:
+def test_drift_alert_rollback_ack_and_v1_afterwards(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    pd = PagerDutyStandIn()
+    settings = settings.replace(pagerduty_routing_key="R" * 32, pagerduty_url=pd.url)
     started_ms = int(time.time() * 1000)
     # 300 patients: the PSI window must see many entities, or the per-patient autocorrelation of the vitals
     # alone gives PSI ~ (bins - 1) / patients and false alarms before the onset.
@@ -30,3 +36,19 @@ def test_drift_alert_rollback_ack_and_v1_afterwards(settings: Settings) -> None:
     assert summary["detection_delay_s"] is not None and summary["detection_delay_s"] > 0, summary
     assert summary["ok"], summary
     assert_rollback_chain(settings, summary, started_ms)
+    try:
+        v2 = summary["versions"]["v2"]
+        alerts = [a for a in read_all(settings.kafka.bootstrap_servers, settings.topics.alerts, 1)
+                  if a["ts"] >= started_ms and a["model"] == summary["model"]]
+        retired = {a["dedup_key"] for a in alerts if (a.get("details") or {}).get("reason") == "version retired"}
+        last: dict[str, str] = {}  # v2's incidents: the last action before the rollback retired it
+        for a in alerts:
+            if a["model_version"] == v2 and (a.get("details") or {}).get("reason") != "version retired":
+                last[a["dedup_key"]] = a["action"]
+        opened = {k for k, action in last.items() if action == "trigger"}
+        assert opened and opened == retired, (opened, retired)  # every incident of the rolled-back version closes
+        assert pd.wait_for(lambda acc: {(r.body["dedup_key"], r.body["event_action"]) for r in acc}
+                           >= {(k, "resolve") for k in opened} | {(k, "trigger") for k in opened}, 30)
+        assert pd.invalid() == [] and summary["alert_delivery"]["pagerduty"]["accepted"] >= 2 * len(opened)
+    finally:
+        pd.stop()
