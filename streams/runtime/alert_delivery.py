@@ -88,6 +88,7 @@ class AlertDeliveryLoop:
     def __init__(self, consumer: Consumer, producer: Producer, sinks: Sequence[AlertSink], *, topic: str,
                  dlq_topic: str, scheduler: DeliveryScheduler, metrics: Metrics | None = None,
                  stage: str = "alerts", max_rows: int = 500, poll_s: float = 0.1, drain_s: float = 5.0,
+                 commit_every_s: float = 0.2,
                  prime: Callable[[Consumer, list[TopicPartition]], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer, self.producer = consumer, producer
@@ -113,6 +114,9 @@ class AlertDeliveryLoop:
                                               for n, s in self.sinks.items() if hasattr(s, "resend")}
         self._resending: set[str] = set()
         self._in_flight = 0
+        self.commit_every_s = commit_every_s
+        self._committed_at = float("-inf")
+        self._committed: dict[tuple[str, int], int] = {}  # last committed offset per partition
 
     def stop(self) -> None:
         self._stop.set()
@@ -134,7 +138,7 @@ class AlertDeliveryLoop:
                 self._settle(wait_s=0.05)
             self.producer.flush(5)
             self._settle()
-            self._commit()
+            self._commit(force=True)
             self._pool.shutdown(wait=False, cancel_futures=True)
             self.consumer.close()
 
@@ -146,11 +150,12 @@ class AlertDeliveryLoop:
         self._resend()
         now = self.clock()
         due = self.scheduler.next_due()
-        wait = self.poll_s if self._in_flight == 0 else min(self.poll_s, 0.02)
-        if due is not None:
-            wait = max(0.0, min(wait, due - now))
-        messages = self.consumer.consume(self.max_rows, wait)
+        wait = self.poll_s if due is None else max(0.0, min(self.poll_s, due - now))
+        # with attempts in flight, wake up for their answers rather than for the broker's fetch wait
+        messages = self.consumer.consume(self.max_rows, 0 if self._in_flight else wait)
         self.health.last_poll_at = time.time()
+        if not messages and self._in_flight:
+            self._settle(wait_s=wait)
         taken = 0
         for m in messages:
             taken += self._take(m)
@@ -229,11 +234,11 @@ class AlertDeliveryLoop:
         self._results.put((job, result))
 
     def _settle(self, wait_s: float = 0.0) -> None:
-        """Apply the outcomes of finished attempts (``wait_s``: wait that long for a first one)."""
+        """Apply the outcomes of finished attempts (``wait_s``: wait up to that long for a first one)."""
         first = True
         while True:
             try:
-                job, result = self._results.get(timeout=wait_s) if first and wait_s else self._results.get_nowait()
+                job, result = self._results.get(timeout=wait_s) if first and wait_s > 0 else self._results.get_nowait()
             except queue.Empty:
                 break
             first = False
@@ -314,21 +319,30 @@ class AlertDeliveryLoop:
             self._dead_letter(*args)
 
     # -- offsets ----------------------------------------------------------------------------------------------
-    def _commit(self, only: set[tuple[str, int]] | None = None) -> None:
+    def _commit(self, only: set[tuple[str, int]] | None = None, *, force: bool = False) -> None:
+        """Commit the delivered prefix of every partition that advanced, at most every ``commit_every_s``
+        (``force``: now; on revoke and shutdown). A crash loses at most that much of commits: those alerts are
+        delivered again (harmless for PagerDuty and Alertmanager, see the sinks)."""
         self.producer.poll(0)  # dead-letter callbacks release their records
         if self._dlq_retry:
             self._retry_dead_letters()
-        moved = self.scheduler.advance()
-        offsets = [TopicPartition(t, p, o) for (t, p), o in moved.items() if only is None or (t, p) in only]
+        now = self.clock()
+        if not force and now - self._committed_at < self.commit_every_s:
+            return
+        self._committed_at = now
+        parts = only if only is not None else self.scheduler.partitions()
+        offsets = [TopicPartition(t, p, o) for (t, p) in parts
+                   if (o := self.scheduler.committable((t, p))) is not None and o != self._committed.get((t, p))]
         if not offsets:
             return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # the next advance commits again; a replay only re-sends (idempotent)
+        except KafkaException as exc:  # tried again on the next call; a replay only re-sends (see the sinks)
             log.warning("alerts: commit of %s failed: %s", [f"{o.topic}[{o.partition}]@{o.offset}" for o in offsets],
                         exc)
             self.health.last_error = f"commit failed: {exc}"
             return
+        self._committed.update({(o.topic, o.partition): o.offset for o in offsets})
         self.health.last_commit_at = time.time()
         self.health.batches += 1
         self.metrics.last_commit.labels(self.stage).set(self.health.last_commit_at)
@@ -363,7 +377,7 @@ class AlertDeliveryLoop:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
         self._settle()
-        self._commit(only=gone)
+        self._commit(only=gone, force=True)
         self._forget(gone)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -372,6 +386,7 @@ class AlertDeliveryLoop:
     def _forget(self, gone: set[tuple[str, int]]) -> None:
         for tp in gone:
             self.scheduler.revoke(tp)
+            self._committed.pop(tp, None)
             self._next.pop(tp, None)
             self._paused.discard(tp)
         names = {f"{t}[{p}]" for t, p in gone}
