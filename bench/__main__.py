@@ -12,7 +12,7 @@ Benches (in this order; the issue's numbering in brackets):
 - ``detection`` [5]: detection delay / false alarms against a trivial baseline, updates/s (CPU only);
 - ``memory`` [6]: Redis bytes and worker RSS per entity at 10k/100k/1M entities;
 - ``features``, ``scorer`` (CPU only), ``store`` (batch reads, Redis memory, aggregator alone);
-- ``alerts`` [#12]: alert delivery, direct POST vs the delivery stage, outage recovery (``bench.alert_delivery_bench``).
+- ``alert_delivery`` [#12]: alert delivery, direct POST vs the delivery stage, outage recovery (``bench.alert_delivery_bench``).
 
 The benches that need Kafka and Redis share one embedded stack with its own redis-server, started once and
 stopped at the end. ``--only`` takes a comma-separated list and rewrites only those benches' sections of the results file. ``--tiny`` runs every bench at smoke-test sizes.
@@ -49,8 +49,8 @@ from bench.common import Table, bench_stack
 from streams.local.stack import StackInfo
 
 BENCHES = ("pipeline", "breakdown", "faust", "control", "control_loop", "detection", "memory", "features", "scorer",
-           "store", "alerts")
-NEEDS_STACK = frozenset({"pipeline", "breakdown", "faust", "control", "control_loop", "store", "alerts"})
+           "store", "alert_delivery")
+NEEDS_STACK = frozenset({"pipeline", "breakdown", "faust", "control", "control_loop", "store", "alert_delivery"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
 
@@ -109,7 +109,7 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
         "memory": lambda _: memory_bench.standalone(memory_bench.MemoryConfig.tiny() if tiny  # flushes its Redis:
                                                     else memory_bench.MemoryConfig()),  # its own stack
         "detection": lambda _: detection_bench.as_tables(detection_bench.run(small=tiny)),
-        "alerts": lambda info: alert_delivery_bench.run(  # type: ignore[arg-type]
+        "alert_delivery": lambda info: alert_delivery_bench.run(  # type: ignore[arg-type]
             info, alert_delivery_bench.AlertBenchConfig.tiny() if tiny else alert_delivery_bench.AlertBenchConfig()),
     }
 

@@ -141,7 +141,8 @@ def run(info: StackInfo, cfg: AlertBenchConfig = AlertBenchConfig()) -> list[Tab
              "latency: produce → the receiver's 202, per alert, all produced at once after a warm-up alert (one "
              "stuck incident: the other incidents only); trickled alone (1 per 100 ms) an alert takes ~30 ms.",
              "recovery s: from the end of the outage to the last acceptance; it is bounded by the backoff delay "
-             "reached during the outage (a 20 s outage reaches 8-16 s; the cap of 300 s after ~9 min)."]
+             "reached during the outage (the n-th retry waits 0.5-1 x 2^(n-1) s: a 20 s outage ends inside a "
+             "wait of up to 32 s; the cap of 300 s is reached after ~9 min)."]
     limit = ("limit: one HTTP request per alert and attempt (urllib, a new connection each); the stage adds the "
              "topic hop and the tansu fetch wait, and runs 4 requests at once, so it outpaces the sequential baseline.")
     return [Table("alert_delivery", "Alert delivery: direct POST vs the delivery stage, outage recovery",

@@ -120,6 +120,7 @@ class AlertSettings:
     retry_base_s: float = 1.0
     retry_max_s: float = 300.0
     retry_after_max_s: float = 900.0
+    throttle_s: float = 60.0  # how long a 429 without Retry-After holds a receiver
     max_pending: int = 10_000  # records per partition in memory before the partition is paused
     http_timeout_s: float = 10.0
     stuck_after_s: float = 300.0  # /health turns red when a sink with waiting alerts had no success this long
@@ -274,14 +275,15 @@ def _alert_settings(env: Mapping[str, str], table: Mapping[str, Any]) -> AlertSe
         retry_max_s=_float(env, "DRIFTLINE_ALERTS_RETRY_MAX_S", table.get("retry_max_s", d.retry_max_s)),
         retry_after_max_s=_float(env, "DRIFTLINE_ALERTS_RETRY_AFTER_MAX_S",
                                  table.get("retry_after_max_s", d.retry_after_max_s)),
+        throttle_s=_float(env, "DRIFTLINE_ALERTS_THROTTLE_S", table.get("throttle_s", d.throttle_s)),
         max_pending=_int(env, "DRIFTLINE_ALERTS_MAX_PENDING", table.get("max_pending", d.max_pending)),
         http_timeout_s=_float(env, "DRIFTLINE_ALERTS_HTTP_TIMEOUT_S", table.get("http_timeout_s", d.http_timeout_s)),
         stuck_after_s=_float(env, "DRIFTLINE_ALERTS_STUCK_AFTER_S", table.get("stuck_after_s", d.stuck_after_s)),
         log_sink=_bool(env.get("DRIFTLINE_ALERTS_LOG", str(table.get("log_sink", d.log_sink)))),
     )
-    if not 0 < a.retry_base_s <= a.retry_max_s or a.retry_after_max_s < 0:
-        raise ConfigError("need 0 < DRIFTLINE_ALERTS_RETRY_BASE_S <= DRIFTLINE_ALERTS_RETRY_MAX_S and "
-                          "DRIFTLINE_ALERTS_RETRY_AFTER_MAX_S >= 0")
+    if not 0 < a.retry_base_s <= a.retry_max_s or a.retry_after_max_s < 0 or a.throttle_s < 0:
+        raise ConfigError("need 0 < DRIFTLINE_ALERTS_RETRY_BASE_S <= DRIFTLINE_ALERTS_RETRY_MAX_S, and "
+                          "DRIFTLINE_ALERTS_RETRY_AFTER_MAX_S, DRIFTLINE_ALERTS_THROTTLE_S >= 0")
     if a.max_pending < 1 or a.http_timeout_s <= 0 or a.alertmanager_resend_s <= 0 or a.stuck_after_s <= 0:
         raise ConfigError("DRIFTLINE_ALERTS_MAX_PENDING must be >= 1; DRIFTLINE_ALERTS_HTTP_TIMEOUT_S, "
                           "DRIFTLINE_ALERTMANAGER_RESEND_S and DRIFTLINE_ALERTS_STUCK_AFTER_S > 0")

@@ -5,7 +5,7 @@ Every record of the ``alerts`` topic becomes one job per sink. Jobs wait in FIFO
 overtakes its trigger; the heads of all other queues go on meanwhile, so one failing incident holds back
 nothing else. A head that failed is retried after a backoff (exponential with jitter, at least the
 receiver's ``Retry-After``, both capped); a 429 also holds the whole sink until its ``Retry-After``
-(the receiver throttles the integration, not one incident). Nothing is ever dropped: a job leaves its queue
+(the receiver throttles the integration, not one incident); a 429 without ``Retry-After`` waits ``throttle_s``. Nothing is ever dropped: a job leaves its queue
 only when its sink accepted it or rejected it as invalid (the caller dead-letters it, then calls
 :meth:`DeliveryScheduler.release`).
 
@@ -51,7 +51,7 @@ from streams.exceptions import ConfigError
 class Backoff:
     """Retry delays: ``min(max_s, base_s * 2**(attempt-1))`` times a jitter in [0.5, 1], and at least the
     receiver's ``Retry-After`` (capped at ``retry_after_max_s``, so a hostile header cannot park an alert
-    for days).
+    for days); a 429 without ``Retry-After`` counts as ``Retry-After: throttle_s``.
 
     >>> b = Backoff(base_s=1, max_s=300, retry_after_max_s=900)
     >>> rng = random.Random(1)
@@ -64,11 +64,13 @@ class Backoff:
     base_s: float = 1.0
     max_s: float = 300.0
     retry_after_max_s: float = 900.0
+    throttle_s: float = 60.0  # a 429 without Retry-After: PagerDuty asks to back off for about a minute
 
     def __post_init__(self) -> None:
-        if not (0 < self.base_s <= self.max_s) or self.retry_after_max_s < 0:
-            raise ConfigError(f"alert retry backoff needs 0 < base_s <= max_s and retry_after_max_s >= 0, got "
-                              f"{self.base_s}, {self.max_s}, {self.retry_after_max_s}")
+        if not (0 < self.base_s <= self.max_s) or self.retry_after_max_s < 0 or self.throttle_s < 0:
+            raise ConfigError(f"alert retry backoff needs 0 < base_s <= max_s, retry_after_max_s >= 0 and "
+                              f"throttle_s >= 0, got {self.base_s}, {self.max_s}, {self.retry_after_max_s}, "
+                              f"{self.throttle_s}")
 
     def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Seconds before retry number ``attempt`` (1 = the first retry)."""
@@ -274,6 +276,8 @@ class DeliveryScheduler:
         st.last_error = job.last_error = reason
         if st.failing_since is None:
             st.failing_since = now
+        if throttled and retry_after_s is None:
+            retry_after_s = self.backoff.throttle_s
         delay = self.backoff.delay(job.attempts, retry_after_s, self.rng)
         if throttled:
             st.not_before = max(st.not_before, now + delay)

@@ -136,7 +136,7 @@ def build_alerts(settings: Settings, *, sinks: Sequence[AlertSink] | None = None
         ensure_topics(settings, [TopicSpec(topic, 1), TopicSpec(dlq, 1)])
     metrics = metrics or Metrics()
     scheduler = DeliveryScheduler({s.name: getattr(s, "max_in_flight", 4) for s in sinks},
-                                  backoff=Backoff(a.retry_base_s, a.retry_max_s, a.retry_after_max_s),
+                                  backoff=Backoff(a.retry_base_s, a.retry_max_s, a.retry_after_max_s, a.throttle_s),
                                   rate_limits={s.name: getattr(s, "rate_limit_per_min", None) for s in sinks},
                                   max_pending=a.max_pending)
     producer = make_producer(settings.kafka)

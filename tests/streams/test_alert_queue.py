@@ -80,6 +80,14 @@ def test_throttled_holds_the_whole_sink_and_retry_after_is_honoured() -> None:
     assert {j.item for j in s.ready(21.0)} == {0, 1, 3}
 
 
+def test_a_429_without_retry_after_waits_the_throttle_time() -> None:
+    s = DeliveryScheduler({"pd": 4}, backoff=Backoff(1.0, 300.0, 900.0, throttle_s=60.0), rng=random.Random(0))
+    s.add("p", 0, "k", 0)
+    (job,) = s.ready(0.0)
+    assert s.retry(job, 0.0, "HTTP 429", throttled=True) == 60.0
+    assert s.retry(s.ready(60.0)[0], 60.0, "HTTP 503") < 60.0  # a 5xx keeps the plain backoff
+
+
 def test_rate_limit_spaces_starts() -> None:
     s = DeliveryScheduler({"pd": 8}, backoff=FAST, rate_limits={"pd": 2}, rng=random.Random(0))
     for i in range(4):
@@ -119,7 +127,8 @@ def test_full_and_oldest_waiting() -> None:
     assert s.full("p") and s.waiting("pd") == 2 and s.oldest_waiting("pd") == 5.0
 
 
-@pytest.mark.parametrize("kw", [{"base_s": 0}, {"base_s": 10, "max_s": 1}, {"retry_after_max_s": -1}])
+@pytest.mark.parametrize("kw", [{"base_s": 0}, {"base_s": 10, "max_s": 1}, {"retry_after_max_s": -1},
+                                {"throttle_s": -1}])
 def test_backoff_config_errors(kw: dict) -> None:
     with pytest.raises(ConfigError):
         Backoff(**kw)
