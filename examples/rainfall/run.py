@@ -99,7 +99,7 @@ def run(cfg: ExampleConfig, workdir: Path, *, echo: Any = print, external_bootst
     from streams.runtime.clients import make_producer
     from streams.runtime.offsets import start_groups_at_end
     from streams.runtime.topics import ensure_topics, required_topics
-    from streams.runtime.workers import build_monitor, build_pipeline, sinks_from_settings
+    from streams.runtime.workers import build_monitor, build_pipeline
     from streams.settings import Settings
     from streams.timeline import Timeline
 
@@ -131,7 +131,7 @@ def run(cfg: ExampleConfig, workdir: Path, *, echo: Any = print, external_bootst
                          f"{cfg.train_from}-{cfg.train_to - 1}")
         echo(f"trained v{mv.version}: validation AUC {mv.metrics['auc']:.3f} on {report['split']['n_validation']} "
              f"days from {report['split']['validation_from'][:10]}")
-        monitor, mon = build_monitor(settings, timeline=timeline, sinks=sinks_from_settings(settings, log_sink=False))
+        monitor, mon = build_monitor(settings, timeline=timeline)  # alerts go to the topic (no receiver here)
         alert_days = _track_alert_days(mon.drift, cfg.train_to)
         pipeline, pipe = build_pipeline(settings, view, MODEL, timeline=timeline)
         workers = [monitor.start(), pipeline.start()]
