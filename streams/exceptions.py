@@ -6,6 +6,7 @@
      ├── ConfigError              streams: a setting is missing or malformed
      ├── StackError               streams: the embedded broker / Redis could not start or stop
      ├── ControlError             streams: a control command is malformed or not authentic
+     │    └── ControlStoreError   streams: the control store (Redis) does not answer
      ├── features.exceptions.FeatureError
      │    └── RecordError         one bad record (goes to the DLQ with ``reason``)
      ├── models.exceptions.ModelError
@@ -31,3 +32,7 @@ class StackError(DriftlineError):
 
 class ControlError(DriftlineError):
     """A control command is malformed, unsigned, forged, replayed or stale."""
+
+
+class ControlStoreError(ControlError):
+    """The control store (Redis) could not be read or written: commands wait and are decided when it answers."""
