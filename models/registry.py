@@ -10,8 +10,8 @@ Layout under the registry root::
         v2/model.pkl
         ...
 
-``registry.json`` holds ``{"format": 1, "model", "revision", "next_version", "versions": [...],
-"history": [...]}``. Every change takes the lock, reads the current file, applies the change, bumps
+``registry.json`` holds ``{"format": 1, "model", "uid", "revision", "next_version", "versions": [...],
+"history": [...]}`` (and ``control_revision``, see below). Every change takes the lock, reads the current file, applies the change, bumps
 ``revision`` and writes a new file atomically (temp file + ``os.replace``). Readers never lock: they see
 either the previous file or the next one, never a partial write, and nothing is cached in memory, so every
 :class:`Registry` instance (in any process) that reads the directory sees the same truth.
@@ -21,6 +21,15 @@ previous production version; :meth:`Registry.rollback` promotes the previous goo
 rolled-back one. At most one version is in production. Artifacts are never deleted, so any version can be
 promoted again. Mutations accept an optional ``command_id``: a command already applied (for instance one
 control-topic rollback seen by every scorer instance) is a no-op the second time.
+
+The control plane and the registry: what scorers serve is each model's *desired state* in the control store
+(Redis, see :mod:`streams.control.store`), decided by signed commands. The stages follow it:
+:meth:`Registry.follow_desired` is called by the scorers (every instance, any process; the lock serialises
+them) with the desired champion and the desired state's revision; it promotes or rolls back only when that
+revision is newer than the last one it followed (``control_revision``), so a slow writer holding an older
+decision never undoes a newer one, and the same decision written twice changes nothing. :meth:`Registry.uid`
+is the registry's random id for a model (minted with it): the control store's keys carry it, so a new
+registry, or a model deleted and registered again, never inherits an old one's decisions.
 
 Example:
     >>> import tempfile
@@ -46,6 +55,7 @@ import fcntl
 import os
 import pickle
 import re
+import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -161,6 +171,22 @@ class Registry:
     def history(self, model: str) -> list[dict[str, Any]]:
         """Promote / archive / rollback events, oldest first: action, version, from_version, by, reason, at."""
         return [dict(e) for e in self._read(model)["history"]]
+
+    def uid(self, model: str) -> str:
+        """The registry's random id for ``model`` (minted on first use for a registry that predates it)."""
+        state = self._read(model)
+        if state.get("uid"):
+            return str(state["uid"])
+        with self._locked(model):
+            state = self._read(model)
+            if not state.get("uid"):
+                state["uid"] = secrets.token_hex(8)
+                self._write_state(model, state)
+            return str(state["uid"])
+
+    def control_revision(self, model: str) -> int:
+        """The desired-state revision the stages last followed (0: never)."""
+        return int(self._read(model).get("control_revision", 0))
 
     def revision(self, model: str) -> int:
         """A counter that increases on every change to ``model``; 0 while the model does not exist."""
@@ -308,6 +334,33 @@ class Registry:
 
         return self._mutate(model, command_id, change)
 
+    def follow_desired(
+        self, model: str, version: int, *, revision: int, action: str, command_id: str, by: str = "unknown",
+        reason: str = "", **extra: Any,
+    ) -> bool:
+        """Put ``version`` in production because the control plane's desired state (``revision``) says so.
+
+        ``action`` is the command (``rollback`` records the version it rolls back from as known bad, anything
+        else is a ``promote``); ``extra`` goes into the history event (e.g. ``alert_id``). A no-op returning
+        False when the registry already followed ``revision`` or a newer one; :class:`RegistryError` for an
+        unknown version."""
+        _check_name(model)
+        with self._locked(model):
+            state = self._read(model)
+            if int(state.get("control_revision", 0)) >= revision:
+                return False
+            rec = _find(state, model, version)
+            prod = _production(state)
+            if prod is None or prod["version"] != rec["version"]:
+                kind = "rollback" if action == "rollback" else "promote"
+                if kind == "rollback" and prod is not None:
+                    extra = {**extra, "rolled_back_version": prod["version"]}
+                self._set_production(state, rec, prod, kind, by, reason, command_id, control_revision=revision,
+                                     **extra)
+            state["control_revision"] = int(revision)
+            self._write_state(model, state)
+            return True
+
     # ------------------------------------------------------------------------------------- internals
     def _set_production(
         self, state: dict[str, Any], rec: dict[str, Any], prod: dict[str, Any] | None, action: str,
@@ -393,7 +446,8 @@ def _check_name(model: str) -> None:
 
 
 def _new_state(model: str) -> dict[str, Any]:
-    return {"format": _FORMAT, "model": model, "revision": 0, "next_version": 1, "versions": [], "history": []}
+    return {"format": _FORMAT, "model": model, "uid": secrets.token_hex(8), "revision": 0, "next_version": 1,
+            "versions": [], "history": []}
 
 
 def _find(state: dict[str, Any], model: str, version: int | None) -> dict[str, Any]:

@@ -95,21 +95,29 @@ class Scorer:
     def active_version(self) -> int | None:
         return None if self._active is None else self._active.champion.version
 
-    def start(self) -> ActiveModels:
-        """Load the registry's production version (fails loudly if there is none)."""
-        prod = self.registry.production(self.model)
-        if prod is None:
-            raise RegistryError(f"model {self.model!r} has no production version; run `driftline registry promote`")
-        champion = LoadedModel.load(self.registry, self.model, prod.version)
+    def start(self, version: int | None = None) -> ActiveModels:
+        """Load ``version`` (the desired champion), or the registry's production version (fails loudly if there is
+        none)."""
+        if version is None:
+            prod = self.registry.production(self.model)
+            if prod is None:
+                raise RegistryError(f"model {self.model!r} has no production version; run `driftline registry promote`")
+            version = prod.version
+        champion = LoadedModel.load(self.registry, self.model, version)
         self._active = ActiveModels(champion, None, TrafficSplit(champion=champion.version))
         self.fallback = self._load_fallback(champion.version)
         log.info("scorer: serving %s v%d", self.model, champion.version)
         return self._active
 
-    def swap_to(self, version: int) -> ActiveModels:
-        """Serve ``version`` as champion (challenger dropped). Loads before swapping; raises on failure."""
+    def load(self, version: int) -> LoadedModel:
+        """``version`` loaded and verified (the active one if it serves already); raises on failure."""
+        return self.active.by_version.get(version) or LoadedModel.load(self.registry, self.model, version)
+
+    def swap_to(self, version: int, loaded: LoadedModel | None = None) -> ActiveModels:
+        """Serve ``version`` as champion (challenger dropped). Loads before swapping (unless ``loaded`` is that
+        version, loaded already); raises on failure."""
         current = self.active
-        champion = current.by_version.get(version) or LoadedModel.load(self.registry, self.model, version)
+        champion = loaded if loaded is not None and loaded.version == version else self.load(version)
         nxt = ActiveModels(champion, None, TrafficSplit(champion=version))
         self._active = nxt
         if self.fallback is None or self.fallback.version == version:
@@ -117,12 +125,14 @@ class Scorer:
         log.info("scorer: swapped %s v%d -> v%d", self.model, current.champion.version, version)
         return nxt
 
-    def set_traffic(self, challenger: int | None, canary_pct: float, shadow: bool) -> ActiveModels:
+    def set_traffic(self, challenger: int | None, canary_pct: float, shadow: bool,
+                    loaded: LoadedModel | None = None) -> ActiveModels:
         """Route ``canary_pct`` % of entities to ``challenger`` (and/or shadow-score it)."""
         current = self.active
-        loaded = None
-        if challenger is not None:
-            loaded = current.by_version.get(challenger) or LoadedModel.load(self.registry, self.model, challenger)
+        if challenger is None:
+            loaded = None
+        elif loaded is None or loaded.version != challenger:
+            loaded = self.load(challenger)
         split = replace(current.split, champion=current.champion.version, challenger=challenger,
                         canary_pct=float(canary_pct) if loaded else 0.0, shadow=bool(shadow) and loaded is not None)
         self._active = ActiveModels(current.champion, loaded, split)

@@ -146,14 +146,14 @@ def configured_secrets(env: Mapping[str, str]) -> list[str]:
     from streams.exceptions import ConfigError
     from streams.settings import SECRET_KEYS, Settings
 
-    names = ("DRIFTLINE_CONTROL_KEY", "DRIFTLINE_PAGERDUTY_ROUTING_KEY", "DRIFTLINE_WEBHOOK_URL",
-             "KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD")
+    names = ("DRIFTLINE_CONTROL_KEY", "DRIFTLINE_CONTROL_PREVIOUS_KEY", "DRIFTLINE_PAGERDUTY_ROUTING_KEY",
+             "DRIFTLINE_WEBHOOK_URL", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD")
     found = [env[n] for n in names if env.get(n)]
     try:
         settings = Settings.from_env(env)
     except ConfigError:
         return found
-    found += [settings.control_key, settings.pagerduty_routing_key]
+    found += [settings.control_key, settings.control_previous_key, settings.pagerduty_routing_key]
     found += [v for k, v in settings.kafka.security.items() if k in SECRET_KEYS]
     key_file = Path(settings.run_dir) / "control.key"
     with contextlib.suppress(OSError):

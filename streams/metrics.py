@@ -99,6 +99,8 @@ class Metrics:
         self.alerts = Counter("driftline_alerts", "Alerts emitted", ["kind", "severity", "action"], registry=r)
         self.control = Counter("driftline_control_messages", "Control commands and acks",
                                ["command", "status"], registry=r)
+        self.control_rejected = Counter("driftline_control_rejected", "Control commands a scorer rejected, by reason "
+                                        "(unverified, replayed, superseded, invalid, failed)", ["reason"], registry=r)
         self.labels_joined = Counter("driftline_labels_joined", "Labels joined to predictions", registry=r)
         self.consumer_lag = Gauge("driftline_consumer_lag_records",
                                   "High watermark minus the next offset to commit (fetch-reported, cached)",

@@ -148,10 +148,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control_view(settings: Settings, registry: Any, model: str) -> tuple[dict[str, Any] | None, list, str | None]:
+    """The model's desired state and control history from the control store, or why they cannot be read."""
+    from streams.exceptions import ControlStoreError
+    from streams.runtime.workers import control_store, redis_client
+    client = redis_client(settings)
+    try:
+        store = control_store(settings, client, registry, model)
+        state, _ = store.current()
+        return (state.to_dict() if state.revision else None), store.history(limit=1000), None
+    except ControlStoreError as exc:
+        return None, [], str(exc)
+    finally:
+        client.close()
+
+
+def _guard_desired(settings: Settings, registry: Any, args: argparse.Namespace) -> None:
+    """Refuse a hand-made stage change that scorers would not follow: once a model has a desired state, it is
+    what they serve, and changes go through signed commands (which also move the registry's stages)."""
+    desired, _, error = _control_view(settings, registry, args.model)
+    if desired is None or args.force:
+        if error:
+            log.warning("control store unreadable (%s): the scorers' desired state was not checked", error)
+        return
+    raise DriftlineError(
+        f"{args.model}: scorers serve the desired state v{desired['version']} (revision {desired['revision']}, "
+        f"{desired['command']} {desired['command_id']} by {desired['issued_by']}); a stage change in the registry "
+        f"alone would not reach them. Send `driftline control promote|rollback --model {args.model} --version N` "
+        "(the registry follows), or `driftline control reload` after this change with --force.")
+
+
 def cmd_registry(args: argparse.Namespace) -> int:
     from models.registry import Registry
-    registry = Registry(load_settings(args).registry_dir)
+    settings = load_settings(args)
+    registry = Registry(settings.registry_dir)
     by = os.environ.get("USER", "cli")
+    if args.action in ("promote", "archive", "rollback"):
+        _guard_desired(settings, registry, args)
     if args.action == "list":
         out: Any = [{"model": m, "versions": [{"version": v.version, "stage": v.stage, "auc": v.metrics.get("auc")}
                                               for v in registry.versions(m)]} for m in registry.models()]
@@ -159,6 +192,9 @@ def cmd_registry(args: argparse.Namespace) -> int:
         mv = registry.get(args.model, args.version) if args.version else registry.production(args.model)
         out = {k: v for k, v in (mv.to_dict() if mv else {}).items() if k != "reference"}
         out["history"] = registry.history(args.model)
+        desired, history, error = _control_view(settings, registry, args.model)
+        out["desired_state"] = desired if error is None else f"unavailable: {error}"
+        out["control_history"] = history
     elif args.action == "promote":
         out = registry.promote(args.model, args.version, by=by, reason=args.reason).to_dict()
     elif args.action == "archive":
@@ -173,6 +209,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     from streams.control.channel import publish_command
+    from streams.control.keyring import keyring_from_settings
     from streams.control.protocol import new_command
     from streams.runtime.clients import make_producer
     settings = load_settings(args)
@@ -180,8 +217,9 @@ def cmd_control(args: argparse.Namespace) -> int:
     if args.command == "set_traffic":
         traffic = {"challenger": args.challenger, "canary_pct": args.canary_pct, "shadow": args.shadow}
     cmd = new_command(args.command, model=args.model, now_ms=int(time.time() * 1000), to_version=args.version,
-                      traffic=traffic, reason=args.reason, issued_by=os.environ.get("USER", "cli"))
-    signed = publish_command(make_producer(settings.kafka), settings, cmd, settings.control_key.encode())
+                      traffic=traffic, reason=args.reason, issued_by=os.environ.get("USER", "cli"),
+                      from_version=args.from_version)
+    signed = publish_command(make_producer(settings.kafka), settings, cmd, keyring_from_settings(settings))
     print(json.dumps({k: v for k, v in signed.items() if k != "signature"}))
     return 0
 
@@ -307,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("--model", default="vitals-risk")
     rg.add_argument("--version", type=int)
     rg.add_argument("--reason", default="")
+    rg.add_argument("--force", action="store_true",
+                    help="change stages even though scorers follow a desired state from control commands")
 
     ct = sub.add_parser("control", help="send a signed control command")
     ct.add_argument("command", choices=["rollback", "promote", "set_traffic", "reload", "pause", "resume"])
@@ -316,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--canary-pct", type=float, default=0.0)
     ct.add_argument("--shadow", action="store_true")
     ct.add_argument("--reason", default="")
+    ct.add_argument("--from-version", type=int,
+                    help="only if this is still the desired champion (else the command is rejected as superseded)")
 
     rn = sub.add_parser("run", help="run one stage until Ctrl-C")
     rn.add_argument("stage", choices=["pipeline", "monitor", "alerts"],

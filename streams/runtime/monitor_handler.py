@@ -21,6 +21,7 @@ from monitor.retrain import RetrainPolicy, RetrainRequest
 from monitor.rollback import Decision, RollbackPolicy
 from streams import codec
 from streams.control.channel import Refused
+from streams.control.keyring import Keyring
 from streams.control.protocol import new_command, sign_command
 from streams.exceptions import DriftlineError
 from streams.metrics import Metrics
@@ -35,7 +36,7 @@ class MonitorHandler:
     """Batch handler over the ``predictions`` and ``labels`` topics."""
 
     def __init__(self, settings: Settings, drift: DriftMonitor, join: RedisLabelJoin, rollback: RollbackPolicy,
-                 *, registry: Any, control_key: bytes,
+                 *, registry: Any, control_key: bytes | Keyring,
                  timeline: Timeline | None = None, clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, retrain: RetrainPolicy | None = None,
                  ab: ABTracker | None = None) -> None:
@@ -153,13 +154,15 @@ class MonitorHandler:
         return out
 
     def _command(self, decision: Decision, now: int) -> Output:
-        if decision.command == "rollback" and decision.to_version is not None:
-            self.registry.rollback(decision.model, to_version=decision.to_version, by="driftline-monitor",
-                                   reason=decision.reason[:200])
+        """The signed command for ``decision``. The registry is not written here: the scorers record the
+        decision as the model's desired state and the registry follows it (a rollback that arrives superseded
+        changes nothing anywhere). ``from_version`` makes a rollback about a champion that is no longer
+        desired a ``superseded`` no-op."""
+        from_version = decision.from_version if decision.command == "rollback" else None
         cmd = sign_command(new_command(decision.command, model=decision.model, now_ms=now,
                                        to_version=decision.to_version, traffic=decision.traffic,
                                        reason=decision.reason[:500], issued_by="driftline-monitor",
-                                       evidence=decision.evidence), self.control_key)
+                                       evidence=decision.evidence, from_version=from_version), self.control_key)
         self.rollback.issued(cmd["command_id"], decision, now)
         self.metrics.control.labels(decision.command, "issued").inc()
         self.timeline.record("rollback_command", command_id=cmd["command_id"], model=decision.model,

@@ -20,7 +20,6 @@ from confluent_kafka import KafkaException, Producer
 from features.definitions import FeatureView
 from features.redis_store import RedisFeatureStore
 from features.silence import SilenceTracker
-from models.hotswap import apply_command, reject
 from models.registry import Registry
 from models.scorer import Scorer
 from monitor.alerts import Alert
@@ -28,13 +27,15 @@ from monitor.drift_monitor import DriftMonitor
 from monitor.label_join import RedisLabelJoin
 from monitor.reference import ReferenceProfile
 from monitor.rollback import RollbackPolicy
-from monitor.scorer_alerts import command_rejected_alert
 from monitor.sinks import AlertSink
 from streams import codec
-from streams.control.channel import ControlReader, Refused
+from streams.control.channel import ControlReader
+from streams.control.keyring import keyring_from_settings
 from streams.control.protocol import CommandVerifier
+from streams.control.redis_store import RedisControlStore
 from streams.metrics import Metrics
 from streams.runtime.clients import make_consumer, make_producer
+from streams.runtime.control_agent import ControlAgent
 from streams.runtime.loop import BatchLoop, CommitLog, Output
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
@@ -42,12 +43,20 @@ from streams.settings import Settings
 from streams.timeline import Timeline
 
 log = logging.getLogger(__name__)
+CONTROL_MAX_FUTURE_S = 30.0  # how far in the future a command's issued_at may be (clock skew between hosts)
 
 
 def redis_client(settings: Settings) -> redis.Redis:
     """A bytes client (hiredis parser when installed) with short timeouts, so an outage surfaces quickly."""
     return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
                                 health_check_interval=10)
+
+
+def control_store(settings: Settings, client: redis.Redis, registry: Registry, model: str) -> RedisControlStore:
+    """The control store of ``model`` (scoped by the registry's id for it) over ``client``; its ledger outlives
+    a command's freshness (max age + future skew) by a minute of clock slack."""
+    ttl_ms = int((settings.control_max_age_s + CONTROL_MAX_FUTURE_S + 60) * 1000)
+    return RedisControlStore(client, model, registry.uid(model), ttl_ms=ttl_ms)
 
 
 def instance_id() -> str:
@@ -126,8 +135,14 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     timeline = timeline or Timeline()
     registry = Registry(settings.registry_dir)
     scorer = Scorer(registry, model)
-    scorer.start()
     rclient = redis_client(settings)
+    agent = ControlAgent(scorer, control_store(settings, rclient, registry, model), registry, instance=instance,
+                         group=settings.pipeline.features_group)
+    try:
+        agent.start()  # the desired state from Redis (before any command: the registry's production version)
+    except BaseException:
+        rclient.close()
+        raise
     metrics = Metrics()
     handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group, metrics=metrics,
                            predictions_topic=settings.topics.predictions,
@@ -136,16 +151,23 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                            features_topic=settings.topics.stale_features(view.source_topic),
                            cache_max_entities=settings.pipeline.cache_max_entities)
     producer = make_producer(settings.kafka)
-    verifier = CommandVerifier(settings.control_key.encode(), max_age_s=settings.control_max_age_s)
-    control = ControlReader(settings, verifier=verifier)
+    verifier = CommandVerifier(keyring_from_settings(settings), max_age_s=settings.control_max_age_s,
+                               max_future_s=CONTROL_MAX_FUTURE_S)
+    control = ControlReader(settings, verifier=verifier, catch_up_ms=int(
+        (settings.control_max_age_s + CONTROL_MAX_FUTURE_S) * 1000))
 
     idle_checked = [0.0]
+    paused_now = [False]
 
-    def _apply_pause(paused: bool) -> None:
-        """pause/resume stop and restart fetching (records stay in Kafka; offsets do not move)."""
+    def _apply_pause() -> None:
+        """pause/resume stop and restart fetching (records stay in Kafka; offsets do not move); re-applied on
+        every tick while paused, so partitions assigned by a rebalance are paused too."""
+        if not scorer.paused and not paused_now[0]:
+            return
         assigned = consumer.assignment()
         if assigned:
-            (consumer.pause if paused else consumer.resume)(assigned)
+            (consumer.pause if scorer.paused else consumer.resume)(assigned)
+        paused_now[0] = scorer.paused
 
     def _alert(alert: Alert) -> None:
         producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
@@ -158,38 +180,29 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
             idle_checked[0] = time.time()
             for out in handler.idle_outputs(time.time(), settings.pipeline.silence_idle_wall_s):
                 producer.produce(out.topic, out.value, out.key)
-        for item in control.poll(0):
-            if isinstance(item, Refused):
-                if item.command_id and item.model in ("", model):
-                    ack = reject(item.command_id, instance, scorer.active_version, item.reason, now, model)
-                    metrics.control.labels("unverified", "rejected").inc()
-                    _alert(command_rejected_alert(model, scorer.active_version, "unverified", item.command_id,
-                                                  item.reason, instance, now))
-                    producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
-                    timeline.record("command_rejected", instance=instance, reason=item.reason)
+        outcomes = agent.handle(control.poll(0) if agent.accepting else (), now)
+        for o in outcomes:
+            if o.ack is None:
                 continue
-            if not hasattr(item, "command_id"):
-                continue  # an ack from another instance
-            before = scorer.active_version
-            ack = apply_command(scorer, item, instance=instance, now_ms=now)  # type: ignore[arg-type]
-            if ack is not None:
-                metrics.control.labels(item.command, ack.status).inc()  # type: ignore[attr-defined]
-                _apply_pause(scorer.paused)
-                if ack.status == "rejected":
-                    _alert(command_rejected_alert(model, scorer.active_version, item.command,  # type: ignore[attr-defined]
-                                                  ack.ack_for, ack.error or "", instance, now))
-                metrics.model_info.labels(model).set(scorer.active_version or 0)
-                producer.produce(settings.topics.control, codec.encode(ack.to_dict()), model)
-                producer.flush(5)
-                timeline.record("swap" if ack.status == "applied" else "command_rejected", instance=instance,
-                                command=item.command, from_version=before,  # type: ignore[attr-defined]
-                                to_version=ack.active_version, status=ack.status)
+            metrics.control.labels(o.command, o.ack.status).inc()
+            if o.ack.status == "rejected":
+                metrics.control_rejected.labels(o.ack.reason or "invalid").inc()
+            if o.alert is not None:
+                _alert(o.alert)
+            producer.produce(settings.topics.control, codec.encode(o.ack.to_dict()), model)
+            timeline.record("swap" if o.ack.status == "applied" else "command_rejected", instance=instance,
+                            command=o.command, from_version=o.before, to_version=o.ack.active_version,
+                            status=o.ack.status, reason=o.ack.reason)
+        if outcomes:
+            metrics.model_info.labels(model).set(scorer.active_version or 0)
+            producer.flush(5)
+        _apply_pause()
 
     commits = CommitLog()
     consumer = make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
     loop_handler, topics = handler, [view.source_topic]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
-              "active_version": lambda: scorer.active_version, "model": lambda: model}
+              "active_version": lambda: scorer.active_version, "model": lambda: model, "control": agent.status}
     if online_learning:
         from streams.runtime.online_learning import OnlineLearningHandler, RedisSnapshotStore
 
@@ -245,7 +258,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     metrics = Metrics()
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
-                             registry=registry, control_key=settings.control_key.encode(),
+                             registry=registry, control_key=keyring_from_settings(settings),
                              timeline=timeline, metrics=metrics,
                              retrain=RetrainPolicy(registry, mode=retrain_mode),  # type: ignore[arg-type]
                              ab=None if ab_outcome is None else ABTracker(ab_outcome, alpha=ab_alpha, min_n=ab_min_n))
@@ -294,4 +307,4 @@ def _redis_probe(client: redis.Redis):  # noqa: ANN202
     return probe
 
 
-__all__ = ["Worker", "build_pipeline", "build_monitor", "redis_client", "instance_id", "Output"]
+__all__ = ["Worker", "build_pipeline", "build_monitor", "redis_client", "control_store", "instance_id", "Output"]

@@ -1,4 +1,4 @@
-"""Scorer, LoadedModel and apply_command on a real registry in tmp_path with tiny models."""
+"""Scorer and LoadedModel on a real registry in tmp_path with tiny models (control commands: tests/streams/test_control_agent.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from models.exceptions import IntegrityError, ModelError, RegistryError
-from models.hotswap import apply_command
 from models.loaded import LoadedModel
 from models.registry import Registry
 from models.routing import route
 from models.scorer import Scorer, ScoringRow
-from streams.control.protocol import Command
 
 MODEL = "risk"
 CALLS: list[tuple[str, int]] = []  # (model tag, rows) per predict_proba call, across unpickled copies
@@ -66,11 +64,6 @@ def rows(n: int, *, prefix: str = "e", features: dict[str, Any] | None = None) -
     return [ScoringRow(f"vitals-0-{i}", f"{prefix}{i}", 1_000 + i,
                        dict(features) if features is not None else {"a": float(i % 7) - 3.0, "b": 1.0})
             for i in range(n)]
-
-
-def cmd(command: str, *, model: str = MODEL, to_version: int | None = None,
-        traffic: dict[str, Any] | None = None, command_id: str = "c-1") -> Command:
-    return Command(command_id, command, model, to_version, traffic, "test", "pytest", 0)
 
 
 # ------------------------------------------------------------------------------------------ start / score
@@ -256,69 +249,6 @@ def test_swap_to_tampered_artifact_raises_and_keeps_serving(scorer: Scorer, regi
     path.write_bytes(path.read_bytes() + b"tampered")
     with pytest.raises(IntegrityError):
         scorer.swap_to(2)
-    assert scorer.active_version == 1
-
-
-# ------------------------------------------------------------------------------------------ apply_command
-def test_rollback_command_applies_and_acks_active_version(scorer: Scorer) -> None:
-    ack = apply_command(scorer, cmd("rollback", to_version=2), instance="i-1", now_ms=77)
-    assert ack is not None
-    assert (ack.ack_for, ack.instance, ack.status, ack.active_version, ack.error, ack.at, ack.model) == (
-        "c-1", "i-1", "applied", 2, None, 77, MODEL)
-    assert scorer.active_version == 2
-
-
-def test_command_to_unknown_version_is_rejected_and_keeps_the_model(scorer: Scorer) -> None:
-    ack = apply_command(scorer, cmd("promote", to_version=99), instance="i-1", now_ms=1)
-    assert ack is not None and ack.status == "rejected" and ack.active_version == 1
-    assert "99" in (ack.error or "")
-    assert scorer.active_version == 1
-
-
-def test_reload_without_version_uses_registry_production(scorer: Scorer, registry: Registry) -> None:
-    registry.promote(MODEL, 2)
-    ack = apply_command(scorer, cmd("reload"), instance="i", now_ms=1)
-    assert ack is not None and ack.status == "applied" and ack.active_version == 2
-
-
-def test_reload_without_production_is_rejected(scorer: Scorer, registry: Registry) -> None:
-    registry.archive(MODEL, 1)
-    ack = apply_command(scorer, cmd("rollback"), instance="i", now_ms=1)
-    assert ack is not None and ack.status == "rejected" and ack.active_version == 1
-    assert "no production version" in (ack.error or "")
-
-
-def test_set_traffic_command(scorer: Scorer) -> None:
-    ack = apply_command(scorer, cmd("set_traffic", traffic={"challenger": 2, "canary_pct": 25, "shadow": True}),
-                        instance="i", now_ms=1)
-    assert ack is not None and ack.status == "applied" and ack.active_version == 1
-    split = scorer.active.split
-    assert (split.challenger, split.canary_pct, split.shadow) == (2, 25.0, True)
-
-
-@pytest.mark.parametrize("traffic", [
-    {"challenger": 1, "canary_pct": 10},      # challenger == champion
-    {"challenger": 2, "canary_pct": 150},     # out of range
-    {"challenger": 42, "canary_pct": 10},     # unknown version
-    {"challenger": 2, "canary_pct": "lots"},  # not a number
-])
-def test_bad_set_traffic_is_rejected_and_keeps_the_split(scorer: Scorer, traffic: dict[str, Any]) -> None:
-    before = scorer.active
-    ack = apply_command(scorer, cmd("set_traffic", traffic=traffic), instance="i", now_ms=1)
-    assert ack is not None and ack.status == "rejected" and ack.error
-    assert scorer.active is before
-
-
-def test_pause_and_resume(scorer: Scorer) -> None:
-    assert apply_command(scorer, cmd("pause"), instance="i", now_ms=1).status == "applied"  # type: ignore[union-attr]
-    assert scorer.paused is True
-    apply_command(scorer, cmd("resume", command_id="c-2"), instance="i", now_ms=2)
-    assert scorer.paused is False
-
-
-def test_commands_for_other_models_or_not_for_scorers_are_ignored(scorer: Scorer) -> None:
-    assert apply_command(scorer, cmd("rollback", model="other", to_version=2), instance="i", now_ms=1) is None
-    assert apply_command(scorer, cmd("retrain_requested"), instance="i", now_ms=1) is None
     assert scorer.active_version == 1
 
 
