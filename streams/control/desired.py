@@ -99,17 +99,15 @@ class Verdict:
 
 def order_conflict(state: DesiredState, cmd: Command) -> tuple[str, str] | None:
     """``(reason, detail)`` when ``cmd`` may not apply after ``state`` because of ordering, else ``None``."""
-    if state.revision == 0:
-        return None
-    if cmd.command_id == state.command_id:
+    if state.revision and cmd.command_id == state.command_id:
         return "replayed", f"command {cmd.command_id} already made revision {state.revision}"
-    if cmd.issued_at < state.issued_at:
+    if state.revision and cmd.issued_at < state.issued_at:
         return "superseded", (f"issued at {cmd.issued_at}, before {state.command} {state.command_id} "
                               f"(issued at {state.issued_at}) which the model follows now")
     if (cmd.from_version is not None and cmd.command in VERSION_COMMANDS and state.version is not None
             and cmd.from_version != state.version):
-        return "superseded", (f"meant to replace v{cmd.from_version}, but v{state.version} is desired now "
-                              f"(since {state.command} {state.command_id})")
+        since = f" (since {state.command} {state.command_id})" if state.revision else ""
+        return "superseded", f"meant to replace v{cmd.from_version}, but v{state.version} is desired now{since}"
     return None
 
 

@@ -42,11 +42,12 @@ Example (the in-memory store; two instances of one group):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from models.exceptions import ModelError, RegistryError
@@ -120,11 +121,27 @@ class ControlAgent:
             self.scorer.start(state.version)
         except ModelError as exc:
             self.diverged = f"desired v{state.version} (revision {state.revision}) cannot be loaded: {exc}"
-            log.error("control %s: %s; serving the registry's production version instead", self.model, self.diverged)
-            self.scorer.start()
+            fallback = self._fallback_version(state.version)
+            if fallback is None:
+                raise
+            log.error("control %s: %s; serving v%d until a command fixes it", self.model, self.diverged, fallback)
+            self.scorer.start(fallback)
+            with contextlib.suppress(ModelError):  # traffic and pause still apply to what serves
+                converge(self.scorer, replace(state, version=fallback))
+            self.desired = state
+            return state
         self._serve(state)
         self._follow_registry(state)
         return state
+
+    def _fallback_version(self, broken: int | None) -> int | None:
+        """What serves while the desired champion cannot: the registry's production version, or its rollback
+        target, but never the broken one."""
+        prod = self.registry.production(self.model)
+        if prod is not None and prod.version != broken:
+            return prod.version
+        target = self.registry.rollback_target(self.model, exclude={broken} if broken is not None else set())
+        return None if target is None else target.version
 
     # ------------------------------------------------------------------------------------------ commands
     def handle(self, items: Iterable[Any], now_ms: int | None = None) -> list[Outcome]:
