@@ -33,12 +33,13 @@ from bench.common import (
     run_on_fresh_stack,
     train_models,
 )
+from models.registry import Registry
 from streams.control.channel import ControlReader, publish_command
 from streams.control.protocol import Ack, new_command
 from streams.local.stack import StackInfo
 from streams.runtime.clients import make_producer
 from streams.runtime.topics import ensure_topics, required_topics
-from streams.runtime.workers import Worker, build_pipeline, redis_client
+from streams.runtime.workers import Worker, build_pipeline, control_store, redis_client
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def run(info: StackInfo, cfg: ControlConfig = ControlConfig()) -> list[Table]:
             client = redis_client(settings)
             try:
                 delete_group_keys(client, settings.pipeline.features_group)
+                control_store(settings, client, Registry(tmp), MODEL).clear()  # the run's desired state and ledger
             finally:
                 client.close()
     return [Table("control", "Control loop: signed command → ack of every scorer (ms)",

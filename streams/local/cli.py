@@ -164,12 +164,16 @@ def _control_view(settings: Settings, registry: Any, model: str) -> tuple[dict[s
 
 
 def _guard_desired(settings: Settings, registry: Any, args: argparse.Namespace) -> None:
-    """Refuse a hand-made stage change that scorers would not follow: once a model has a desired state, it is
-    what they serve, and changes go through signed commands (which also move the registry's stages)."""
+    """Refuse a hand-made change of the production version that scorers would not follow: once a model has a
+    desired state, it is what they serve, and changes go through signed commands (which also move the stages)."""
     desired, _, error = _control_view(settings, registry, args.model)
+    if error:
+        log.warning("control store unreadable (%s): the scorers' desired state was not checked", error)
     if desired is None or args.force:
-        if error:
-            log.warning("control store unreadable (%s): the scorers' desired state was not checked", error)
+        return
+    moves_champion = (args.action == "rollback" or (args.action == "promote" and args.version != desired["version"])
+                      or (args.action == "archive" and args.version == desired["version"]))
+    if not moves_champion:
         return
     raise DriftlineError(
         f"{args.model}: scorers serve the desired state v{desired['version']} (revision {desired['revision']}, "
