@@ -209,10 +209,13 @@ class Settings:
             raise ConfigError("DRIFTLINE_FETCH_WAIT_MAX_MS must be between 0 and 300000")
         if kafka.auto_offset_reset not in ("earliest", "latest", "error"):
             raise ConfigError("DRIFTLINE_AUTO_OFFSET_RESET must be earliest, latest or error")
-        for name in ("DRIFTLINE_CONTROL_KEY_ID", "DRIFTLINE_CONTROL_PREVIOUS_KEY_ID"):
-            if env.get(name) and not KEY_ID_RE.match(env[name]):
+        key_ids = {"DRIFTLINE_CONTROL_KEY_ID": env.get("DRIFTLINE_CONTROL_KEY_ID", str(data.get("control_key_id", ""))),
+                   "DRIFTLINE_CONTROL_PREVIOUS_KEY_ID": env.get("DRIFTLINE_CONTROL_PREVIOUS_KEY_ID",
+                                                                str(data.get("control_previous_key_id", "")))}
+        for name, value in key_ids.items():
+            if value and not KEY_ID_RE.match(value):
                 raise ConfigError(f"{name} must be 1-64 letters, digits, '.', '_', ':' or '-' (starting with a letter "
-                                  f"or digit), got {env[name]!r}")
+                                  f"or digit), got {value!r}")
         return cls(
             kafka=kafka, topics=topics, pipeline=pipeline,
             redis_url=env.get("REDIS_URL", data.get("redis_url", "redis://127.0.0.1:6379/0")),
@@ -220,10 +223,9 @@ class Settings:
             run_dir=env.get("DRIFTLINE_RUN_DIR", data.get("run_dir", ".driftline/run")),
             control_key=env.get("DRIFTLINE_CONTROL_KEY", ""),
             control_max_age_s=_float(env, "DRIFTLINE_CONTROL_MAX_AGE_S", data.get("control_max_age_s", 300.0)),
-            control_key_id=env.get("DRIFTLINE_CONTROL_KEY_ID", str(data.get("control_key_id", ""))),
+            control_key_id=key_ids["DRIFTLINE_CONTROL_KEY_ID"],
             control_previous_key=env.get("DRIFTLINE_CONTROL_PREVIOUS_KEY", ""),
-            control_previous_key_id=env.get("DRIFTLINE_CONTROL_PREVIOUS_KEY_ID",
-                                            str(data.get("control_previous_key_id", ""))),
+            control_previous_key_id=key_ids["DRIFTLINE_CONTROL_PREVIOUS_KEY_ID"],
             metrics_port=_int(env, "DRIFTLINE_METRICS_PORT", data.get("metrics_port", 0)),
             log_json=_bool(env.get("DRIFTLINE_LOG_JSON", str(data.get("log_json", False)))),
             pagerduty_routing_key=env.get("DRIFTLINE_PAGERDUTY_ROUTING_KEY", ""),

@@ -3,7 +3,7 @@
 ``to_faust(worker, group)`` takes a worker built by :func:`streams.runtime.workers.build_pipeline` or
 :func:`streams.runtime.workers.build_monitor` and runs its handler, producer and control ``tick`` from a Faust app
 instead of the confluent :class:`~streams.runtime.loop.BatchLoop`. Nothing is implemented twice: features, scoring,
-drift detection, the control commands (``ControlReader`` + ``apply_command`` in the worker's ``tick``) and the
+drift detection, the control commands (``ControlReader`` + ``ControlAgent`` in the worker's ``tick``) and the
 Redis state are the worker's own objects; this module only moves records.
 
 How records flow: the agent iterates ``stream.noack().events()`` (manual acks) and puts each event into a

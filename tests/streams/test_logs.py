@@ -93,6 +93,11 @@ def test_configured_secrets_reads_env_and_the_key_file(tmp_path: Path) -> None:
     assert configured_secrets({"DRIFTLINE_BATCH_MAX_ROWS": "x", "DRIFTLINE_CONTROL_KEY": KEY}) == [KEY]
 
 
+def test_configured_secrets_include_the_previous_control_key() -> None:
+    assert "previous-key-value" in configured_secrets({"DRIFTLINE_CONTROL_PREVIOUS_KEY": "previous-key-value",
+                                                       "DRIFTLINE_RUN_DIR": "/nonexistent"})
+
+
 def test_cli_flag_and_env_select_json_lines_with_secrets_masked(restore_root: None, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:

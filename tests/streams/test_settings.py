@@ -119,6 +119,25 @@ def test_control_key_is_not_read_from_toml_and_not_in_repr(tmp_path: Path) -> No
     assert "top-secret" not in repr(s)
 
 
+def test_key_rotation_settings_from_env_and_toml(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('control_key_id = "2024-06"\ncontrol_previous_key_id = "2024-01"\n'
+                    'control_previous_key = "from-file"\n')
+    s = Settings.from_env({"DRIFTLINE_CONTROL_PREVIOUS_KEY": "old-secret"}, path)
+    assert (s.control_key_id, s.control_previous_key_id, s.control_previous_key) == ("2024-06", "2024-01",
+                                                                                      "old-secret")
+    assert "old-secret" not in repr(s)
+    assert Settings.from_env({}, path).control_previous_key == ""  # keys come from the environment only
+    env = {"DRIFTLINE_CONTROL_KEY_ID": "k2", "DRIFTLINE_CONTROL_PREVIOUS_KEY_ID": "k1"}
+    assert (Settings.from_env(env).control_key_id, Settings.from_env(env).control_previous_key_id) == ("k2", "k1")
+
+
+@pytest.mark.parametrize("var", ["DRIFTLINE_CONTROL_KEY_ID", "DRIFTLINE_CONTROL_PREVIOUS_KEY_ID"])
+def test_bad_key_id_raises_config_error(var: str) -> None:
+    with pytest.raises(ConfigError, match=var):
+        Settings.from_env({var: "has space"})
+
+
 def test_security_passthrough_from_env() -> None:
     env = {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_LOCATION": "/ca.pem",
            "KAFKA_SSL_KEY_PASSWORD": "kp", "KAFKA_SASL_USERNAME": "", "UNRELATED": "x"}
