@@ -116,7 +116,8 @@ class BatchLoop:
                  max_rows: int = 500, max_ms: int = 50, linger_ms: int = 0, flush_timeout_s: float = 30.0,
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
-                 metrics: Metrics | None = None, commits: CommitLog | None = None) -> None:
+                 metrics: Metrics | None = None, commits: CommitLog | None = None,
+                 hold: Callable[[], bool] | None = None) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -128,6 +129,11 @@ class BatchLoop:
         self.max_backoff_s = max_backoff_s
         self.on_batch = on_batch
         self.tick = tick  # runs between batches (control commands, timers); never inside one
+        # while hold() is true (a `pause` control command), fetching is paused and no record is handled: the
+        # loop keeps polling (ticks, rebalances, group membership) and a record fetched by a partition assigned
+        # meanwhile is rewound, so it is handled after the resume, never lost or handled while paused
+        self.hold = hold
+        self._holding = False
         self.stage = stage
         self.metrics = metrics or Metrics()
         self.health = LoopHealth()
@@ -159,9 +165,14 @@ class BatchLoop:
         """Consume and fully handle one batch; returns the number of records handled."""
         if self.tick is not None:
             self.tick()
+        held = self._apply_hold()
         messages = self.next_batch()
         self.health.last_poll_at = time.time()
         records = [m for m in messages if not self._is_error(m)]
+        if records and (held or self._apply_hold()):
+            self._rewind(records)
+            self._apply_hold()  # partitions assigned during that poll
+            records = []
         if not records:
             self.producer.poll(0)
             return 0
@@ -178,6 +189,19 @@ class BatchLoop:
             return 0
         self.note_success(len(records), time.perf_counter() - started)
         return len(records)
+
+    def _apply_hold(self) -> bool:
+        """Pause the assignment while ``hold()`` says so (again every time: a rebalance assigns unpaused
+        partitions), resume it once when it stops; returns whether the loop is held."""
+        held = self.hold is not None and self.hold()
+        if held or self._holding:
+            assigned = self.consumer.assignment()
+            if assigned:
+                (self.consumer.pause if held else self.consumer.resume)(assigned)
+            if held != self._holding:
+                log.info("%s: fetching %s", self.stage, "paused" if held else "resumed")
+            self._holding = held
+        return held
 
     def next_batch(self) -> list[Message]:
         """This loop's next batch: :func:`take_batch` with its ``max_rows``, ``max_ms`` and ``linger_ms``."""

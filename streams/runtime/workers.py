@@ -157,17 +157,6 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
         (settings.control_max_age_s + CONTROL_MAX_FUTURE_S) * 1000))
 
     idle_checked = [0.0]
-    paused_now = [False]
-
-    def _apply_pause() -> None:
-        """pause/resume stop and restart fetching (records stay in Kafka; offsets do not move); re-applied on
-        every tick while paused, so partitions assigned by a rebalance are paused too."""
-        if not scorer.paused and not paused_now[0]:
-            return
-        assigned = consumer.assignment()
-        if assigned:
-            (consumer.pause if scorer.paused else consumer.resume)(assigned)
-        paused_now[0] = scorer.paused
 
     def _alert(alert: Alert) -> None:
         producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
@@ -196,7 +185,6 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
         if outcomes:
             metrics.model_info.labels(model).set(scorer.active_version or 0)
             producer.flush(5)
-        _apply_pause()
 
     commits = CommitLog()
     consumer = make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
@@ -213,7 +201,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
         probes["online_learning"] = online.status
     loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
-                     stage="pipeline", metrics=metrics, commits=commits)
+                     stage="pipeline", metrics=metrics, commits=commits,
+                     hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close], metrics=metrics,
                     probes=probes)
     return worker, handler

@@ -334,3 +334,34 @@ def test_key_rotation_without_downtime(env: Env) -> None:
         _stop(w)
     assert (ack["status"], ack["reason"], paused) == ("rejected", "unverified", False)
     assert new.secret.hex() not in json.dumps(env.control())  # keys never travel
+
+
+# ------------------------------------------------------------------------------------------ 7. pause survives
+def test_a_pause_survives_a_restart_and_the_resume_loses_nothing(env: Env) -> None:
+    w1 = env.pipeline("w1")
+    try:
+        pause = env.command("pause", reason="maintenance")
+        env.wait_acks(pause["command_id"], 1)
+    finally:
+        _stop(w1)
+    w2 = env.pipeline("w2")  # comes back paused: the desired state says so
+    sim = list(generate(SimConfig(entities=10, rate=1000, duration_s=0.2, seed=9, time_scale=30.0)))
+
+    def champion() -> list[dict]:
+        return [p for p in read_all(env.settings.kafka.bootstrap_servers, env.settings.topics.predictions, 3,
+                                    idle_s=0.5) if p["variant"] == "champion"]
+
+    try:
+        for ev in sim:
+            env.producer.produce(env.view.source_topic, codec.encode(ev.value), ev.key)
+        env.producer.flush(10)
+        time.sleep(4.0)  # the group has assigned the partitions by now (~1.2 s on tansu)
+        held = champion()
+        assert w2.probes["control"]()["paused"] is True and w2.loop.health.assigned
+        resume = env.command("resume")
+        env.wait_acks(resume["command_id"], 1)
+        assert _wait(lambda: len(champion()) >= len(sim), 30)
+    finally:
+        _stop(w2)
+    assert held == []  # nothing scored while paused
+    assert len({p["prediction_id"] for p in champion()}) == len(sim)  # everything after the resume

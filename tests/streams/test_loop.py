@@ -82,6 +82,17 @@ class FakeConsumer:
     def close(self) -> None:
         self.closed = True
 
+    assigned_tps: list[TopicPartition] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self.assigned_tps)
+
+    def pause(self, tps: list[TopicPartition]) -> None:
+        self.events.append("pause:" + ",".join(f"{t.topic}[{t.partition}]" for t in tps))
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        self.events.append("resume:" + ",".join(f"{t.topic}[{t.partition}]" for t in tps))
+
 
 class FakeProducer:
     """Queues produced records; ``flush`` delivers them (optionally failing some) and returns what is left."""
@@ -334,6 +345,37 @@ def test_assign_and_revoke_track_health_and_notify_handler() -> None:
 
 
 # --------------------------------------------------------------------------------------------- dead letters
+def test_a_held_loop_handles_nothing_rewinds_what_it_fetched_and_keeps_polling() -> None:
+    """`pause`: records fetched before the pause took effect (or from a partition assigned while paused) are
+    rewound, not handled; every poll re-pauses the assignment; the resume hands them to the handler."""
+    paused = [True]
+    loop, consumer, _, handler, events = make_loop([msgs("src", 0, [7, 8]), [], msgs("src", 0, [7, 8])])
+    loop.hold = lambda: paused[0]
+    consumer.assigned_tps = [TopicPartition("src", 0)]
+    assert loop.run_once() == 0
+    assert handler.seen == [] and consumer.seeks == [("src", 0, 7)] and consumer.commits == []
+    assert events == ["pause:src[0]", "consume", "seek", "pause:src[0]"]
+    consumer.assigned_tps = [TopicPartition("src", 0), TopicPartition("src", 1)]  # a rebalance while paused
+    events.clear()
+    assert loop.run_once() == 0 and events[0] == "pause:src[0],src[1]"
+    assert loop.health.last_poll_at is not None  # a held loop is alive
+    paused[0] = False
+    events.clear()
+    assert loop.run_once() == 2 and handler.seen == [[(0, 7), (0, 8)]]
+    assert events[0] == "resume:src[0],src[1]"
+    events.clear()
+    loop.run_once()
+    assert not any(e.startswith(("pause", "resume")) for e in events)  # resumed once, then left alone
+
+
+def test_hold_that_starts_during_a_poll_rewinds_that_poll() -> None:
+    calls = iter([False, True, True])
+    loop, consumer, _, handler, _ = make_loop([msgs("src", 0, [3])])
+    loop.hold = lambda: next(calls)
+    consumer.assigned_tps = [TopicPartition("src", 0)]
+    assert loop.run_once() == 0 and handler.seen == [] and consumer.seeks == [("src", 0, 3)]
+
+
 def test_dead_letter_keeps_original_bytes_and_source_position() -> None:
     m = FakeMessage("vitals", 4, 1234, value_=b'{"bad json', key_=b"p-9")
     out = dead_letter(m, "vitals.dlq", "malformed_json", "unexpected end")  # type: ignore[arg-type]
