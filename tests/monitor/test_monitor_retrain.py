@@ -123,7 +123,9 @@ def test_handler_emits_one_signed_retrain_request_after_the_rollback() -> None:
     assert retrain.model == MODEL and retrain.evidence is not None
     assert retrain.evidence["model_version"] == 2 and retrain.evidence["alert_ids"]
     assert retrain.evidence["top_drifted_features"][0]["feature"] == "hr"
-    assert reg.rollbacks == [1]
+    rollback = CommandVerifier(KEY).verify(cmds[0], now_ms=1000)
+    assert (rollback.to_version, rollback.from_version) == (1, 2)
+    assert reg.rollbacks == []  # the scorers decide it and move the registry's stages (ControlAgent)
 
 
 def test_handler_retrains_instead_of_rolling_back_when_told() -> None:
