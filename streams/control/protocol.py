@@ -48,7 +48,9 @@ REJECT_REASONS = frozenset({"unverified", "replayed", "superseded", "invalid", "
 @dataclass(frozen=True, slots=True)
 class Command:
     """A verified command. ``from_version`` (optional) is the champion the issuer expected to replace: a
-    command whose expectation no longer holds is ``superseded``. ``key_id`` is the key that signed it."""
+    command whose expectation no longer holds is ``superseded``. ``scope`` (optional) is the registry's id for
+    the model (:meth:`models.registry.Registry.uid`): scorers of another registry that share the topic and the
+    model name ignore the command. ``key_id`` is the key that signed it."""
 
     command_id: str
     command: str
@@ -60,6 +62,7 @@ class Command:
     issued_at: int
     evidence: dict[str, Any] | None = None
     from_version: int | None = None
+    scope: str | None = None
     key_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,12 +98,13 @@ class Ack:
 
 def new_command(command: str, *, model: str, now_ms: int, to_version: int | None = None,
                 traffic: Mapping[str, Any] | None = None, reason: str = "", issued_by: str = "cli",
-                evidence: Mapping[str, Any] | None = None, from_version: int | None = None) -> dict[str, Any]:
+                evidence: Mapping[str, Any] | None = None, from_version: int | None = None,
+                scope: str | None = None) -> dict[str, Any]:
     """An unsigned command body with a fresh ``command_id`` (``sign_command`` adds ``key_id`` and ``signature``)."""
     if command not in COMMANDS:
         raise ControlError(f"unknown command {command!r}; expected one of {sorted(COMMANDS)}")
     body = Command(uuid.uuid4().hex, command, model, to_version, dict(traffic) if traffic else None, reason,
-                   issued_by, now_ms, dict(evidence) if evidence else None, from_version).to_dict()
+                   issued_by, now_ms, dict(evidence) if evidence else None, from_version, scope).to_dict()
     del body["key_id"]
     return body
 
@@ -161,7 +165,8 @@ class CommandVerifier:
                 to_version=_opt_int(message.get("to_version")), traffic=message.get("traffic"),
                 reason=str(message.get("reason", "")), issued_by=str(message.get("issued_by", "")),
                 issued_at=int(message["issued_at"]), evidence=message.get("evidence"),
-                from_version=_opt_int(message.get("from_version")), key_id=key.key_id,
+                from_version=_opt_int(message.get("from_version")), scope=_opt_str(message.get("scope")),
+                key_id=key.key_id,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ControlError(f"malformed command: {exc!r}") from exc
@@ -174,6 +179,12 @@ class CommandVerifier:
         if cmd.issued_at - now_ms > self.max_future_ms:
             raise ControlError("command issued in the future (clock skew?)")
         return cmd
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"not a string: {value!r}")
 
 
 def _opt_int(value: Any) -> int | None:

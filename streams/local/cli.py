@@ -212,6 +212,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
+    from models.exceptions import RegistryError
+    from models.registry import Registry
     from streams.control.channel import publish_command
     from streams.control.keyring import keyring_from_settings
     from streams.control.protocol import new_command
@@ -220,9 +222,14 @@ def cmd_control(args: argparse.Namespace) -> int:
     traffic = None
     if args.command == "set_traffic":
         traffic = {"challenger": args.challenger, "canary_pct": args.canary_pct, "shadow": args.shadow}
+    try:  # scoped to this registry's model: scorers of another registry on the same topic ignore it
+        scope: str | None = Registry(settings.registry_dir).uid(args.model)
+    except RegistryError as exc:
+        scope = None
+        print(f"driftline: warning: {exc}; the command is not scoped to a registry", file=sys.stderr)
     cmd = new_command(args.command, model=args.model, now_ms=int(time.time() * 1000), to_version=args.version,
                       traffic=traffic, reason=args.reason, issued_by=os.environ.get("USER", "cli"),
-                      from_version=args.from_version)
+                      from_version=args.from_version, scope=scope)
     signed = publish_command(make_producer(settings.kafka), settings, cmd, keyring_from_settings(settings))
     print(json.dumps({k: v for k, v in signed.items() if k != "signature"}))
     return 0

@@ -88,6 +88,7 @@ class ControlAgent:
         self.scorer = scorer
         self.store = store
         self.registry = registry
+        self.uid = registry.uid(scorer.model)  # commands scoped to another registry are not for this scorer
         self.instance = instance
         self.group = group
         self.clock = clock
@@ -153,8 +154,7 @@ class ControlAgent:
                 refused = self._refused(item, now)
                 if refused is not None:
                     out.append(refused)
-            elif isinstance(item, Delivery) and item.command.model == self.model \
-                    and item.command.command in SCORER_COMMANDS:
+            elif isinstance(item, Delivery) and self._mine(item):
                 self.pending.append(item)
         while self.pending:
             try:
@@ -170,6 +170,16 @@ class ControlAgent:
             if outcome is not None:
                 out.append(outcome)
         return out
+
+    def _mine(self, d: Delivery) -> bool:
+        cmd = d.command
+        if cmd.model != self.model or cmd.command not in SCORER_COMMANDS:
+            return False
+        if cmd.scope is not None and cmd.scope != self.uid:
+            log.debug("control %s: %s %s is for registry scope %s, not %s: ignored", self.model, cmd.command,
+                      cmd.command_id, cmd.scope, self.uid)
+            return False
+        return True
 
     def _refused(self, item: Refused, now: int) -> Outcome | None:
         if item.catch_up or not item.command_id or item.model not in ("", self.model):

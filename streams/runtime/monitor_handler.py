@@ -162,12 +162,24 @@ class MonitorHandler:
         cmd = sign_command(new_command(decision.command, model=decision.model, now_ms=now,
                                        to_version=decision.to_version, traffic=decision.traffic,
                                        reason=decision.reason[:500], issued_by="driftline-monitor",
-                                       evidence=decision.evidence, from_version=from_version), self.control_key)
+                                       evidence=decision.evidence, from_version=from_version,
+                                       scope=self._scope(decision.model)), self.control_key)
         self.rollback.issued(cmd["command_id"], decision, now)
         self.metrics.control.labels(decision.command, "issued").inc()
         self.timeline.record("rollback_command", command_id=cmd["command_id"], model=decision.model,
                              from_version=decision.from_version, to_version=decision.to_version)
         return Output(self.settings.topics.control, codec.encode(cmd), decision.model)
+
+    def _scope(self, model: str) -> str | None:
+        """The registry's id for ``model`` (scorers of other registries ignore the command), if it has one."""
+        uid = getattr(self.registry, "uid", None)
+        if uid is None:
+            return None
+        try:
+            return str(uid(model))
+        except DriftlineError as exc:
+            log.warning("control command for %s is not scoped to a registry: %s", model, exc)
+            return None
 
     def _retrain_command(self, request: RetrainRequest, now: int) -> Output:
         cmd = sign_command(new_command("retrain_requested", model=request.model, now_ms=now, reason=request.reason,

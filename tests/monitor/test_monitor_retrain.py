@@ -39,6 +39,9 @@ class FakeRegistry:
         self.rollbacks.append(to_version)
         self.prod = to_version
 
+    def uid(self, model: str) -> str:
+        return "reg-uid-1"
+
 
 def alert(version: int = 2, *, severity: str = "critical", action: str = "trigger", feature: str = "hr",
           kind: str = "data_drift") -> Alert:
@@ -124,7 +127,7 @@ def test_handler_emits_one_signed_retrain_request_after_the_rollback() -> None:
     assert retrain.evidence["model_version"] == 2 and retrain.evidence["alert_ids"]
     assert retrain.evidence["top_drifted_features"][0]["feature"] == "hr"
     rollback = CommandVerifier(KEY).verify(cmds[0], now_ms=1000)
-    assert (rollback.to_version, rollback.from_version) == (1, 2)
+    assert (rollback.to_version, rollback.from_version, rollback.scope) == (1, 2, "reg-uid-1")
     assert reg.rollbacks == []  # the scorers decide it and move the registry's stages (ControlAgent)
 
 

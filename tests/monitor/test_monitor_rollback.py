@@ -30,7 +30,8 @@ def alert(version: int, *, severity: str = "critical", action: str = "trigger", 
 
 
 def apply(registry: Registry, d: Decision) -> None:
-    """What the monitor does with a rollback decision (see streams.runtime.monitor_handler)."""
+    """What follows a rollback decision: the scorers record it and the registry's stages follow it
+    (streams.runtime.control_agent, Registry.follow_desired); a plain rollback here has the same effect."""
     registry.rollback(d.model, to_version=d.to_version, by="test", reason=d.reason)
 
 

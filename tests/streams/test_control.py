@@ -163,6 +163,7 @@ def test_unknown_command_signed_with_the_right_key_is_refused() -> None:
 
 
 @pytest.mark.parametrize("field,value", [
+    ("scope", 7), ("scope", ["a"]), ("from_version", "two"), ("from_version", True), ("command_id", ""),
     ("command_id", None), ("issued_at", None), ("issued_at", "yesterday"), ("to_version", "v2"),
     ("to_version", [1]), ("model", None), ("command", None),
 ])
@@ -263,7 +264,7 @@ def test_ack_round_trip() -> None:
 _json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=8),
                          st.floats(allow_nan=False, allow_infinity=False))
 _FIELDS = ["type", "command_id", "command", "model", "to_version", "traffic", "reason", "issued_by",
-           "issued_at", "evidence", "from_version", "key_id"]
+           "issued_at", "evidence", "from_version", "scope", "key_id"]
 
 
 @st.composite

@@ -50,7 +50,7 @@ def agent(registry: Registry, store: Any, instance: str = "a", group: str = "g")
 def command(kind: str, *, cid: str = "c1", at: int = 1_000, to_version: int | None = None, model: str = MODEL,
             traffic: dict[str, Any] | None = None, from_version: int | None = None,
             evidence: dict[str, Any] | None = None) -> Command:
-    return Command(cid, kind, model, to_version, traffic, "test", "pytest", at, evidence, from_version, "k1")
+    return Command(cid, kind, model, to_version, traffic, "test", "pytest", at, evidence, from_version, key_id="k1")
 
 
 def deliver(cmd: Command, offset: int = 1, catch_up: bool = False) -> Delivery:
@@ -142,6 +142,16 @@ def test_other_models_retrain_requests_and_acks_are_ignored(registry: Registry, 
     assert a.handle([deliver(command("rollback", model="other", to_version=1)), deliver(command("retrain_requested")),
                      Ack("x", "b", "applied", 1, None, 0)], 1) == []
     assert a.scorer.active_version == 2 and store.current() == (DesiredState(), 0)
+
+
+def test_commands_scoped_to_another_registry_are_not_for_this_scorer(registry: Registry,
+                                                                     store: MemoryControlStore) -> None:
+    """Two deployments (registries) sharing the topic and the model name: each obeys its own commands only."""
+    a = agent(registry, store)
+    foreign = Command("c1", "pause", MODEL, None, None, "", "ana", 1_000, scope="someone-elses-registry")
+    assert a.handle([deliver(foreign)], 1) == [] and not a.scorer.paused
+    own = Command("c2", "pause", MODEL, None, None, "", "ana", 1_000, scope=registry.uid(MODEL))
+    assert [x.status for x in acks(a, deliver(own, 2))] == ["applied"] and a.scorer.paused
 
 
 def test_unverified_commands_are_rejected_live_and_ignored_in_catch_up(registry: Registry,

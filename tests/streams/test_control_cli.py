@@ -51,7 +51,7 @@ def test_registry_show_prints_the_desired_state_and_its_history(setup, capsys) -
     agent = ControlAgent(Scorer(reg, MODEL), store, reg, instance="w1", group="g")
     agent.start()
     rollback = Command("c-7", "rollback", MODEL, 1, None, "psi 0.41 on hr_mean_5m", "driftline-monitor", 1_000,
-                       {"alert_id": "al-9"}, 2, "k1")
+                       {"alert_id": "al-9"}, 2, key_id="k1")
     agent.handle([Delivery(rollback, "control[0]@3")], 1_001)
     code, out, _ = run(capsys, "registry", "show", "--model", MODEL)
     assert code == 0 and out is not None

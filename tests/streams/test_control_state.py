@@ -19,7 +19,7 @@ BASE = DesiredState().with_baseline(2)
 def cmd(kind: str, at: int = 100, cid: str = "c1", *, to_version: int | None = None,
         traffic: dict[str, Any] | None = None, from_version: int | None = None,
         evidence: dict[str, Any] | None = None) -> Command:
-    return Command(cid, kind, "m", to_version, traffic, "why", "ana", at, evidence, from_version, "k1")
+    return Command(cid, kind, "m", to_version, traffic, "why", "ana", at, evidence, from_version, key_id="k1")
 
 
 # ------------------------------------------------------------------------------------------ transitions
