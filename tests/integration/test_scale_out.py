@@ -33,7 +33,7 @@ from models.train import build_estimator
 from streams import codec
 from streams.local.simulator import SimConfig, generate
 from streams.runtime.topics import TopicSpec, ensure_topics
-from streams.runtime.workers import build_pipeline
+from streams.runtime.workers import build_pipeline, control_store
 from streams.settings import PipelineSettings, Settings, TopicSettings
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,7 @@ def env(settings: Settings, unique: str, tmp_path: Path):  # noqa: ANN201
     client = redis.Redis.from_url(s.redis_url)
     for key in client.scan_iter(match=f"*g:g-{unique}*".encode(), count=1000):
         client.delete(key)
+    control_store(s, client, reg, MODEL).clear()  # the desired state and ledger of this test's registry
     client.close()
 
 
