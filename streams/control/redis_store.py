@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import orjson
 import redis
+from redis.exceptions import RedisClusterException
 
 from streams.control.desired import DesiredState
 from streams.control.ledger import AckMark, LedgerEntry
@@ -76,13 +77,13 @@ class RedisControlStore:
     def _run(self, command_id: str, *args: Any) -> Any:
         try:
             return self._script(keys=keys_for(self.model, self.uid, command_id), args=list(args))
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise ControlStoreError(f"control store {self.scope}: {exc}") from exc
 
     def current(self) -> tuple[DesiredState, int]:
         try:
             seq, state = self.client.hmget(self._state_key, ["seq", "state"])
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise ControlStoreError(f"control store {self.scope}: {exc}") from exc
         return _state(state), int(seq or 0)
 
@@ -109,7 +110,7 @@ class RedisControlStore:
     def acks(self, command_id: str) -> dict[str, AckMark]:
         try:
             raw = self.client.hgetall(keys_for(self.model, self.uid, command_id)[3])
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise ControlStoreError(f"control store {self.scope}: {exc}") from exc
         return {_text(k) or "": AckMark.from_mapping(orjson.loads(v)) for k, v in raw.items()}
 
@@ -118,7 +119,7 @@ class RedisControlStore:
             return []
         try:
             lines = self.client.lrange(self._history_key, -limit, -1)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise ControlStoreError(f"control store {self.scope}: {exc}") from exc
         return [orjson.loads(line) for line in lines]
 
@@ -130,7 +131,7 @@ class RedisControlStore:
                 keys += list(self.client.scan_iter(match=pattern, count=1000))
             for key in keys:  # one by one: a cluster client takes multi-key DEL only within one slot anyway
                 self.client.delete(key)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise ControlStoreError(f"control store {self.scope}: {exc}") from exc
 
 
