@@ -63,7 +63,7 @@ class Env:
         return cmd
 
     def control(self) -> list[dict]:
-        return read_all(self.settings.kafka.bootstrap_servers, self.settings.topics.control, 1, idle_s=0.5)
+        return read_all(self.settings.kafka.bootstrap_servers, self.settings.topics.control, 1, idle_s=1.5)
 
     def acks(self, command_id: str) -> list[dict]:
         return [m for m in self.control() if m.get("type") == "ack" and m["ack_for"] == command_id]
@@ -76,6 +76,15 @@ class Env:
             got = self.acks(command_id)
         assert len(got) >= n, f"{len(got)} acks for {command_id} after {timeout_s}s: {got}"
         return got
+
+    def capture(self, command_id: str, timeout_s: float = 30.0) -> Any:
+        """The raw record of a command on the control topic, as an eavesdropper would keep it."""
+        deadline = time.time() + timeout_s
+        while True:
+            for m in read_records(self.settings.kafka.bootstrap_servers, self.settings.topics.control, 1, idle_s=1.0):
+                if codec.decode(m.value()).get("command_id") == command_id:
+                    return m
+            assert time.time() < deadline, f"command {command_id} not found on the control topic"
 
     def pipeline(self, instance: str, settings: Settings | None = None) -> Worker:
         return build_pipeline(settings or self.settings, self.view, MODEL, instance=instance)[0].start()
@@ -131,9 +140,7 @@ def test_captured_rollback_replayed_after_a_restart_and_a_promote_is_rejected(en
         rollback = env.command("rollback", to_version=1, from_version=2, reason="psi 0.4")
         [ack] = env.wait_acks(rollback["command_id"], 1)
         assert (ack["instance"], ack["status"], ack["active_version"]) == ("w1", "applied", 1)
-        captured = next(m for m in read_records(env.settings.kafka.bootstrap_servers, env.settings.topics.control, 1,
-                                                idle_s=0.5)
-                        if codec.decode(m.value()).get("command_id") == rollback["command_id"])
+        captured = env.capture(rollback["command_id"])
         promote = env.command("promote", to_version=2, reason="fixed")
         env.wait_acks(promote["command_id"], 1)
     finally:
@@ -153,7 +160,7 @@ def test_captured_rollback_replayed_after_a_restart_and_a_promote_is_rejected(en
     assert "replayed" in replay[0]["error"]
     assert [a["instance"] for a in acks] == ["w1", "w2"]  # nobody applied it twice
     assert active == 2 and env.registry.production(MODEL).version == 2
-    alerts = read_all(env.settings.kafka.bootstrap_servers, env.settings.topics.alerts, 1, idle_s=0.5)
+    alerts = read_all(env.settings.kafka.bootstrap_servers, env.settings.topics.alerts, 1, idle_s=1.5)
     rejected = [a for a in alerts if a["statistic"] == "command_rejected"]
     assert any(rollback["command_id"] in a["summary"] and "replayed" in a["summary"] and a["severity"] == "critical"
                for a in rejected), [a["summary"] for a in alerts]
@@ -223,7 +230,7 @@ def test_rollback_then_kill_9_a_new_worker_serves_v1_and_acks_nothing_twice(env:
 
         def scored() -> bool:
             preds[:] = [p for p in read_all(env.settings.kafka.bootstrap_servers, env.settings.topics.predictions, 3,
-                                            idle_s=0.5) if p["variant"] == "champion"]
+                                            idle_s=1.5) if p["variant"] == "champion"]
             return len(preds) >= len(sim)
 
         assert _wait(scored, 60), len(preds)
@@ -349,7 +356,7 @@ def test_a_pause_survives_a_restart_and_the_resume_loses_nothing(env: Env) -> No
 
     def champion() -> list[dict]:
         return [p for p in read_all(env.settings.kafka.bootstrap_servers, env.settings.topics.predictions, 3,
-                                    idle_s=0.5) if p["variant"] == "champion"]
+                                    idle_s=1.5) if p["variant"] == "champion"]
 
     try:
         for ev in sim:
