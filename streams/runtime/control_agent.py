@@ -98,6 +98,7 @@ class ControlAgent:
         self.diverged: str | None = None  # why the scorer does not serve the desired state, when it does not
         self.store_error: str | None = None
         self.desired = DesiredState()
+        self._queued: list[Outcome] = []  # alerts raised before the worker could publish (at start)
 
     @property
     def model(self) -> str:
@@ -127,6 +128,10 @@ class ControlAgent:
                 raise
             log.error("control %s: %s; serving v%d until a command fixes it", self.model, self.diverged, fallback)
             self.scorer.start(fallback)
+            now = int(self.clock() * 1000)
+            self._queued.append(Outcome(state.command, state.command_id, "start", None, command_rejected_alert(
+                self.model, fallback, f"desired state (revision {state.revision})", state.command_id,
+                f"failed: {self.diverged}", self.instance, now), fallback))
             with contextlib.suppress(ModelError):  # traffic and pause still apply to what serves
                 converge(self.scorer, replace(state, version=fallback))
             self.desired = state
@@ -148,7 +153,7 @@ class ControlAgent:
     def handle(self, items: Iterable[Any], now_ms: int | None = None) -> list[Outcome]:
         """Queue what the reader yielded and decide what is queued, in order (acks of others are ignored)."""
         now = int(self.clock() * 1000) if now_ms is None else now_ms
-        out: list[Outcome] = []
+        out, self._queued = self._queued, []
         for item in items:
             if isinstance(item, Refused):
                 refused = self._refused(item, now)
@@ -159,12 +164,17 @@ class ControlAgent:
         while self.pending:
             try:
                 outcome = self._process(self.pending[0], now)
-            except ControlStoreError as exc:
+            except (ControlStoreError, OSError) as exc:  # infrastructure: the command waits, in order
                 if self.store_error is None:
                     log.error("control %s: store unavailable, %d command(s) wait: %s", self.model,
                               len(self.pending), exc)
                 self.store_error = str(exc)
                 break
+            except Exception as exc:  # noqa: BLE001 - one command must never stop the worker
+                log.exception("control %s: %s %s failed", self.model, self.pending[0].command.command,
+                              self.pending[0].command_id)
+                outcome = self._rejection(self.pending[0], "failed", f"{type(exc).__name__}: {exc}", now,
+                                          Sighting.NEW, self.scorer.active_version)
             self.store_error = None
             self.pending.popleft()
             if outcome is not None:

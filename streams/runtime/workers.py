@@ -171,13 +171,13 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                 producer.produce(out.topic, out.value, out.key)
         outcomes = agent.handle(control.poll(0) if agent.accepting else (), now)
         for o in outcomes:
+            if o.alert is not None:
+                _alert(o.alert)
             if o.ack is None:
                 continue
             metrics.control.labels(o.command, o.ack.status).inc()
             if o.ack.status == "rejected":
                 metrics.control_rejected.labels(o.ack.reason or "invalid").inc()
-            if o.alert is not None:
-                _alert(o.alert)
             producer.produce(settings.topics.control, codec.encode(o.ack.to_dict()), model)
             timeline.record("swap" if o.ack.status == "applied" else "command_rejected", instance=instance,
                             command=o.command, from_version=o.before, to_version=o.ack.active_version,

@@ -283,6 +283,9 @@ def test_a_desired_version_that_cannot_load_leaves_production_serving_until_fixe
     b = agent(registry, store, "b")
     assert b.diverged and "v3" in b.diverged and b.scorer.active_version == 2  # never the broken bytes
     assert b.status()["diverged"] and b.status()["desired_version"] == 3
+    [alarm] = b.handle([], 3_000)  # raised at the first tick: the worker could not publish at start
+    assert alarm.ack is None and alarm.alert is not None and alarm.alert.severity == "critical"
+    assert "v3" in alarm.alert.summary and b.handle([], 3_001) == []
     [ack] = acks(b, deliver(command("promote", cid="fix", at=5_000, to_version=1), 2))
     assert (ack.status, b.scorer.active_version, b.diverged) == ("applied", 1, None)
 
@@ -312,6 +315,23 @@ def test_store_outage_keeps_commands_in_order_and_decides_them_later(registry: R
     out = acks(a)
     assert [(x.ack_for, x.status) for x in out] == [("r", "applied"), ("p", "applied")]
     assert a.scorer.paused and a.scorer.active_version == 1 and not a.pending and a.store_error is None
+
+
+def test_an_unexpected_error_rejects_the_command_and_never_stops_the_worker(registry: Registry,
+                                                                            store: MemoryControlStore,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    a = agent(registry, store)
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(a.registry, "rollback_target", boom)
+    [o] = a.handle([deliver(command("rollback"), 1)], 5)
+    assert o.ack is not None and (o.ack.status, o.ack.reason) == ("rejected", "failed") and o.alert is not None
+    assert "unexpected" in (o.ack.error or "") and not a.pending
+    monkeypatch.undo()
+    [ack] = acks(a, deliver(command("pause", cid="p", at=1_001), 2))
+    assert ack.status == "applied"  # the next command is decided as usual
 
 
 def test_start_refuses_to_guess_when_the_store_does_not_answer(registry: Registry) -> None:
