@@ -300,6 +300,11 @@ class VersionMonitor:
         self._events = []
         return signals
 
+    def ks_statistics(self) -> dict[str, float]:
+        """The latest KS distance D per feature (and ``__score__``) as computed by :meth:`evaluate` (NaN:
+        not computed yet or too few values); no new computation."""
+        return {name: d for name, (d, _p, _n) in self._ks_cache.items()}
+
     def performance(self) -> dict[str, float | int | None]:
         """Rolling accuracy and AUC over the bounded outcome window (None = not enough outcomes)."""
         return {"rolling_accuracy": _round(self.rolling_accuracy), "rolling_auc": _round(self.rolling_auc),
