@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration bench lint clean compose-up compose-down
+.PHONY: demo test unit integration bench lint clean compose-up compose-down report-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ integration: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check streams features models monitor tests bench examples
+
+# The README's picture of the drift report: the seeded demo-like run, opened in headless chromium.
+report-screenshot: $(STAMP)
+	$(BIN)/python -m streams.local.browser --sample docs/report.png
 
 clean:
 	rm -rf $(VENV) .driftline .pytest_cache .hypothesis

@@ -43,13 +43,10 @@ def version_steps(changes: Iterable[tuple[int, int | None]], since_ms: int) -> t
     ((20, 1), (50, 2), (70, 1))
     """
     steps: list[tuple[int, int]] = []
-    for ts, version in sorted((t, v) for t, v in changes if v is not None):
-        ts = max(ts, since_ms)
-        if steps and steps[-1][1] == version:
-            continue
-        if steps and steps[-1][0] == ts:
-            steps[-1] = (ts, version)
-        else:
+    for ts, version in sorted(((max(t, since_ms), v) for t, v in changes if v is not None), key=lambda c: c[0]):
+        if steps and steps[-1][0] == ts:  # the later change at the same time wins
+            steps.pop()
+        if not steps or steps[-1][1] != version:
             steps.append((ts, version))
     return tuple(steps)
 

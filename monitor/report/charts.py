@@ -54,6 +54,14 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: the SVG sits inline in HTML
 
 
+def _mark(artists: object, name: str) -> None:
+    """Tag data marks (bars, lines, markers, spans) with an SVG id ``mark-<name>``: the browser check counts
+    what was drawn inside them, apart from axes and labels."""
+    for i, artist in enumerate(artists if isinstance(artists, (list, tuple)) or hasattr(artists, "patches")
+                               else [artists]):  # type: ignore[union-attr]
+        artist.set_gid(f"mark-{name}-{i}")
+
+
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -80,9 +88,10 @@ def feature_chart(f: FeatureDrift, *, width: float = 4.6, height: float = 2.5) -
         ax = fig.add_subplot()
         ref, cur = f.reference.proportions, f.current.proportions
         xs = range(len(ref))
-        ax.bar([x - 0.2 for x in xs], ref, width=0.4, color=REF_COLOR, label="reference (training)")
+        _mark(ax.bar([x - 0.2 for x in xs], ref, width=0.4, color=REF_COLOR, label="reference (training)"), "ref")
         if len(cur) == len(ref) and f.current.n:
-            ax.bar([x + 0.2 for x in xs], cur, width=0.4, color=CUR_COLOR, label=f"current (n={f.current.n})")
+            _mark(ax.bar([x + 0.2 for x in xs], cur, width=0.4, color=CUR_COLOR, label=f"current (n={f.current.n})"),
+                  "current")
         labels = _bin_labels(f.reference.edges)
         ax.set_xticks(list(xs), labels, rotation=45 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center",
                       fontsize=7)
@@ -101,8 +110,9 @@ def ranking_chart(data: ReportData, *, limit: int = 12, width: float = 4.6) -> s
         ax = fig.add_subplot()
         names = [f.name for f in reversed(top)]
         values = [float(f.psi or 0.0) for f in reversed(top)]
-        ax.barh(names, values, color=[SEVERITY_COLOR.get(f.level, "#37b24d") if f.level != "ok" else "#37b24d"
+        bars = ax.barh(names, values, color=[SEVERITY_COLOR.get(f.level, "#37b24d") if f.level != "ok" else "#37b24d"
                                       for f in reversed(top)])
+        _mark(bars, "psi")
         for level, style in ((PSI_WARNING, ":"), (PSI_CRITICAL, "--")):
             ax.axvline(level, color="#495057", linestyle=style, linewidth=1)
         ax.set_xlabel("PSI (current window vs training)")
@@ -123,12 +133,13 @@ def timeline_chart(data: ReportData, *, series: int = 6, width: float = 9.6) -> 
         for i, name in enumerate(names):
             pts = data.psi_series[name]
             main = i < series
-            psi_ax.plot([_dt(p.ts_ms) for p in pts], [p.value for p in pts], linewidth=1.6 if main else 0.6,
-                        color=None if main else "#ced4da", label=name if main else None, zorder=3 if main else 1)
+            _mark(psi_ax.plot([_dt(p.ts_ms) for p in pts], [p.value for p in pts], linewidth=1.6 if main else 0.6,
+                              color=None if main else "#ced4da", label=name if main else None,
+                              zorder=3 if main else 1), f"psi{i}")
         if SCORE in data.psi_series:
             pts = data.psi_series[SCORE]
-            psi_ax.plot([_dt(p.ts_ms) for p in pts], [p.value for p in pts], color="#212529", linestyle="--",
-                        linewidth=1.2, label="score")
+            _mark(psi_ax.plot([_dt(p.ts_ms) for p in pts], [p.value for p in pts], color="#212529", linestyle="--",
+                              linewidth=1.2, label="score"), "score")
         psi_ax.axhline(PSI_WARNING, color=SEVERITY_COLOR["warning"], linestyle=":", linewidth=1)
         psi_ax.axhline(PSI_CRITICAL, color=SEVERITY_COLOR["critical"], linestyle="--", linewidth=1)
         psi_ax.set_ylabel("PSI")
@@ -155,14 +166,15 @@ def _events_panel(ax: object, data: ReportData) -> None:
         if e.kind == "alert":
             marker = "^" if e.action == "trigger" else "o"
             face = SEVERITY_COLOR.get(e.severity) if e.action == "trigger" else "white"
-            ax.scatter([_dt(e.ts_ms)], [lane], marker=marker, s=46, color=face,  # type: ignore[attr-defined]
-                       edgecolors=SEVERITY_COLOR.get(e.severity), zorder=3)
+            _mark(ax.scatter([_dt(e.ts_ms)], [lane], marker=marker, s=46, color=face,  # type: ignore[attr-defined]
+                             edgecolors=SEVERITY_COLOR.get(e.severity), zorder=3), "alert")
         elif e.kind == "detector":
-            ax.scatter([_dt(e.ts_ms)], [lane], marker="D", s=30, color=SEVERITY_COLOR.get(e.severity),  # type: ignore[attr-defined]
-                       zorder=3)
+            _mark(ax.scatter([_dt(e.ts_ms)], [lane], marker="D", s=30,  # type: ignore[attr-defined]
+                             color=SEVERITY_COLOR.get(e.severity), zorder=3), "detector")
         else:
             marker = {"rollback": "v", "ack": "s", "promote": "P"}.get(e.kind, "x")
-            ax.scatter([_dt(e.ts_ms)], [lane], marker=marker, s=42, color="#212529", zorder=3)  # type: ignore[attr-defined]
+            _mark(ax.scatter([_dt(e.ts_ms)], [lane], marker=marker, s=42, color="#212529", zorder=3),  # type: ignore[attr-defined]
+                  "control")
             if e.kind == "rollback":
                 ax.annotate(e.label[:40] or "rollback", (_dt(e.ts_ms), lane), xytext=(4, 4),  # type: ignore[attr-defined]
                             textcoords="offset points", fontsize=7)
@@ -178,7 +190,7 @@ def _versions_panel(ax: object, data: ReportData) -> None:
         start = max(ts, data.since_ms)
         if end <= start:
             continue
-        ax.axvspan(_dt(start), _dt(end), color=version_color(version), alpha=0.35)  # type: ignore[attr-defined]
+        _mark(ax.axvspan(_dt(start), _dt(end), color=version_color(version), alpha=0.35), "version")  # type: ignore[attr-defined]
         ax.text(_dt(start + (end - start) // 2), 0.5, f"v{version}", ha="center", va="center",  # type: ignore[attr-defined]
                 fontsize=8, fontweight="bold")
     ax.set_yticks([])  # type: ignore[attr-defined]
@@ -202,15 +214,15 @@ def volume_chart(data: ReportData, *, width: float = 9.6) -> str:
         bottom = [0.0] * len(stamps)
         for version in sorted(by_version):
             counts = [by_version[version].get(t, 0) for t in stamps]
-            ax.bar([_dt(t) for t in stamps], counts, width=width_d, bottom=bottom, align="edge",
-                   color=version_color(version), label=f"v{version}")
+            _mark(ax.bar([_dt(t) for t in stamps], counts, width=width_d, bottom=bottom, align="edge",
+                         color=version_color(version), label=f"v{version}"), f"v{version}")
             bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
         ax.set_xlim(_dt(data.since_ms), _dt(data.until_ms))
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
         ax.set_ylabel("predictions")
         ax.set_title("Prediction volume by version", loc="left")
         if by_version:
-            ax.legend(fontsize=7, frameon=False, loc="upper left")
+            ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         else:
             ax.text(0.5, 0.5, "no predictions in range", transform=ax.transAxes, ha="center")
         return _svg(fig)
@@ -234,11 +246,11 @@ def scores_chart(data: ReportData, *, width: float = 4.6) -> str:
         for version in sorted(set(data.scores) | set(data.score_reference)):
             color = version_color(version)
             if version in data.score_reference:
-                ax.plot(*_density(data.score_reference[version]), color=color, linestyle=":", linewidth=1.2,
-                        label=f"v{version} training")
+                _mark(ax.plot(*_density(data.score_reference[version]), color=color, linestyle=":", linewidth=1.2,
+                              label=f"v{version} training"), f"ref{version}")
             if version in data.scores and data.scores[version].n:
-                ax.plot(*_density(data.scores[version]), color=color, linewidth=1.8,
-                        label=f"v{version} current (n={data.scores[version].n})")
+                _mark(ax.plot(*_density(data.scores[version]), color=color, linewidth=1.8,
+                              label=f"v{version} current (n={data.scores[version].n})"), f"v{version}")
         ax.set_xlim(0, 1)
         ax.set_xlabel("score")
         ax.set_ylabel("density")
