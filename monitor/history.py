@@ -30,8 +30,9 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,7 +40,8 @@ from monitor.psi import RollingPSI
 from monitor.stats import jensen_shannon
 from monitor.version_monitor import VersionMonitor
 
-__all__ = ["SnapshotRecorder", "ack_event", "alert_event", "command_event", "snapshot_of"]
+__all__ = ["HistoryStore", "MemoryHistory", "SnapshotRecorder", "ack_event", "alert_event", "command_event",
+           "snapshot_of"]
 
 DETECTORS = frozenset({"adwin", "ddm"})
 
@@ -137,3 +139,45 @@ def counts_to_proportions(counts: Iterable[int]) -> tuple[tuple[float, ...], int
     arr = np.asarray(list(counts), dtype=float)
     n = int(arr.sum())
     return (tuple((arr / n).tolist()) if n else tuple(0.0 for _ in arr), n)
+
+
+class HistoryStore(Protocol):
+    """Where the history lives: ``streams.runtime.history_store.RedisHistory``, or :class:`MemoryHistory`."""
+
+    def write(self, model: str, snapshots: Sequence[Mapping[str, Any]] = (),
+              events: Sequence[Mapping[str, Any]] = ()) -> None: ...
+
+    def snapshots(self, model: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]: ...
+
+    def events(self, model: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]: ...
+
+    def models(self) -> list[str]: ...
+
+
+class MemoryHistory:
+    """The in-memory twin of the Redis history (tests, the sample run), with the same caps.
+
+    >>> h = MemoryHistory(max_snapshots=2)
+    >>> h.write("m", snapshots=[{"ts": t} for t in (1, 2, 3)], events=[{"ts": 2, "kind": "alert"}])
+    >>> [s["ts"] for s in h.snapshots("m", 0, 10)], h.events("m", 3, 10), h.models()
+    ([2, 3], [], ['m'])
+    """
+
+    def __init__(self, max_snapshots: int = 8640, max_events: int = 10_000) -> None:
+        self._snaps: dict[str, deque[dict[str, Any]]] = {}
+        self._events: dict[str, deque[dict[str, Any]]] = {}
+        self.max_snapshots, self.max_events = max_snapshots, max_events
+
+    def write(self, model: str, snapshots: Sequence[Mapping[str, Any]] = (),
+              events: Sequence[Mapping[str, Any]] = ()) -> None:
+        self._snaps.setdefault(model, deque(maxlen=self.max_snapshots)).extend(dict(s) for s in snapshots)
+        self._events.setdefault(model, deque(maxlen=self.max_events)).extend(dict(e) for e in events)
+
+    def snapshots(self, model: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        return [s for s in self._snaps.get(model, ()) if since_ms <= int(s.get("ts", 0)) <= until_ms]
+
+    def events(self, model: str, since_ms: int, until_ms: int) -> list[dict[str, Any]]:
+        return [e for e in self._events.get(model, ()) if since_ms <= int(e.get("ts", 0)) <= until_ms]
+
+    def models(self) -> list[str]:
+        return sorted(set(self._snaps) | set(self._events))

@@ -135,6 +135,9 @@ class Metrics:
                                           "Age of the oldest alert a sink has not accepted yet (0: none)", ["sink"],
                                           registry=r)
 
+        self.history = Counter("driftline_history_records", "Records written to the report history in Redis",
+                               ["kind", "outcome"], registry=r)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 

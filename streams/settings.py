@@ -129,6 +129,18 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """The monitor's bounded history for ``driftline report`` (``streams/runtime/history_store.py``)."""
+
+    interval_s: float = 10.0  # at most one snapshot per (model, version) this often, only while it gets traffic
+    max_snapshots: int = 8640  # per model (a day at 10 s for one version); Redis trims beyond (approximately)
+    max_events: int = 10_000  # alerts, commands, acks per model
+    enabled: bool = True
+    prefix: str = "driftline:history"  # Redis key prefix (a demo run uses its own)
+    ttl_s: int = 0  # expire a model's history this long after its last write (0: keep, the caps bound it)
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
@@ -153,6 +165,7 @@ class Settings:
     # DRIFTLINE_VIEWS (comma-separated)
     views: tuple[str, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -216,8 +229,20 @@ class Settings:
             if value and not KEY_ID_RE.match(value):
                 raise ConfigError(f"{name} must be 1-64 letters, digits, '.', '_', ':' or '-' (starting with a letter "
                                   f"or digit), got {value!r}")
+        hist_t = data.get("history", {})
+        history = HistorySettings(
+            interval_s=_float(env, "DRIFTLINE_HISTORY_INTERVAL_S", hist_t.get("interval_s", 10.0)),
+            max_snapshots=_int(env, "DRIFTLINE_HISTORY_MAX_SNAPSHOTS", hist_t.get("max_snapshots", 8640)),
+            max_events=_int(env, "DRIFTLINE_HISTORY_MAX_EVENTS", hist_t.get("max_events", 10_000)),
+            enabled=_bool(env.get("DRIFTLINE_HISTORY", str(hist_t.get("enabled", True)))),
+            prefix=env.get("DRIFTLINE_HISTORY_PREFIX", hist_t.get("prefix", "driftline:history")),
+            ttl_s=_int(env, "DRIFTLINE_HISTORY_TTL_S", hist_t.get("ttl_s", 0)),
+        )
+        if history.interval_s <= 0 or history.max_snapshots < 1 or history.max_events < 1 or history.ttl_s < 0:
+            raise ConfigError("DRIFTLINE_HISTORY_INTERVAL_S must be > 0, DRIFTLINE_HISTORY_MAX_SNAPSHOTS and "
+                              "DRIFTLINE_HISTORY_MAX_EVENTS >= 1")
         return cls(
-            kafka=kafka, topics=topics, pipeline=pipeline,
+            kafka=kafka, topics=topics, pipeline=pipeline, history=history,
             redis_url=env.get("REDIS_URL", data.get("redis_url", "redis://127.0.0.1:6379/0")),
             registry_dir=env.get("DRIFTLINE_REGISTRY", data.get("registry_dir", ".driftline/registry")),
             run_dir=env.get("DRIFTLINE_RUN_DIR", data.get("run_dir", ".driftline/run")),

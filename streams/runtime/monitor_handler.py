@@ -16,7 +16,9 @@ from models.abtest_report import ABReport, ABTracker
 from models.prediction import Prediction
 from monitor.alerts import Alert
 from monitor.drift_monitor import DriftMonitor
+from monitor.history import HistoryStore, SnapshotRecorder, ack_event, alert_event, command_event
 from monitor.label_join import RedisLabelJoin
+from monitor.report.focus import with_report_hint
 from monitor.retrain import RetrainPolicy, RetrainRequest
 from monitor.rollback import Decision, RollbackPolicy
 from streams import codec
@@ -39,7 +41,8 @@ class MonitorHandler:
                  *, registry: Any, control_key: bytes | Keyring,
                  timeline: Timeline | None = None, clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, retrain: RetrainPolicy | None = None,
-                 ab: ABTracker | None = None) -> None:
+                 ab: ABTracker | None = None, history: HistoryStore | None = None,
+                 history_interval_ms: int = 10_000) -> None:
         self.settings = settings
         self.drift = drift
         self.join = join
@@ -56,6 +59,8 @@ class MonitorHandler:
         self.ab_reports: list[ABReport] = []
         self._ab_logged: dict[str, tuple[str, int, int, int]] = {}  # model -> (verdict, champ, chall, trials)
         self._swapped: dict[str, int | None] = {}  # model -> active version of applied acks since the last check
+        self.history = history  # the report's bounded history (None = off)
+        self.snapshots_due = SnapshotRecorder(history_interval_ms)
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
         pass
@@ -82,10 +87,12 @@ class MonitorHandler:
         alerts = self.drift.on_predictions(served, now)
         alerts += self.drift.on_outcomes(((o.model, o.version, o.error, o.label, o.score, o.slice)
                                           for o in outcomes), now)
+        alerts = [with_report_hint(a) for a in alerts]
         if self.ab is not None:
             self._ab_test(served, outcomes, now)
         self._observe(messages, outcomes, alerts)
         outputs = [Output(self.settings.topics.alerts, codec.encode(a.to_dict()), a.dedup_key) for a in alerts]
+        records = self._history_records(alerts, now)
         # retrain first: it must see the production version that served when the alert fired
         retrains = self.retrain.on_alerts(alerts, now) if self.retrain is not None else []
         skip_rollback = self.retrain is not None and self.retrain.replaces_rollback
@@ -94,9 +101,34 @@ class MonitorHandler:
                                  version=alert.model_version, feature=alert.feature, summary=alert.summary)
             decision = None if skip_rollback else self.rollback.on_alert(alert, now)
             if decision is not None:
-                outputs.append(self._command(decision, now))
-        outputs += [self._retrain_command(r, now) for r in retrains]
-        return BatchResult(outputs, finalize=lambda: self._after_delivery(alerts))
+                outputs.append(self._command(decision, now, records))
+        outputs += [self._retrain_command(r, now, records) for r in retrains]
+        return BatchResult(outputs, finalize=lambda: self._after_delivery(alerts, records))
+
+    def _history_records(self, alerts: list[Alert], now: int) -> dict[str, tuple[list, list]]:
+        """Per model: (snapshots due now, events) for the report's history; empty when history is off."""
+        if self.history is None:
+            return {}
+        records: dict[str, tuple[list, list]] = {}
+        for snap in self.snapshots_due.due(self.drift.monitors.values(), now):
+            records.setdefault(snap["model"], ([], []))[0].append(snap)
+        for a in alerts:
+            records.setdefault(a.model, ([], []))[1].append(alert_event(a.to_dict()))
+        return records
+
+    def write_history(self, records: dict[str, tuple[list, list]]) -> None:
+        """Best effort: a failed write is logged and counted, never fails the batch (the report is a copy)."""
+        if self.history is None:
+            return
+        for model, (snaps, events) in records.items():
+            try:
+                self.history.write(model, snaps, events)
+                outcome = "ok"
+            except Exception as exc:  # noqa: BLE001 - Redis down, a full disk: the alerts went out anyway
+                outcome = "failed"
+                log.warning("report history not written for %s: %s", model, exc)
+            self.metrics.history.labels("snapshot", outcome).inc(len(snaps))
+            self.metrics.history.labels("event", outcome).inc(len(events))
 
     def _observe(self, messages: Sequence[Message], outcomes: list, alerts: list[Alert]) -> None:
         for m in messages:
@@ -153,7 +185,7 @@ class MonitorHandler:
             out.append(snap)
         return out
 
-    def _command(self, decision: Decision, now: int) -> Output:
+    def _command(self, decision: Decision, now: int, records: dict[str, tuple[list, list]]) -> Output:
         """The signed command for ``decision``. The registry is not written here: the scorers record the
         decision as the model's desired state and the registry follows it (a rollback that arrives superseded
         changes nothing anywhere). ``from_version`` makes a rollback about a champion that is no longer
@@ -168,6 +200,9 @@ class MonitorHandler:
         self.metrics.control.labels(decision.command, "issued").inc()
         self.timeline.record("rollback_command", command_id=cmd["command_id"], model=decision.model,
                              from_version=decision.from_version, to_version=decision.to_version)
+        if self.history is not None:
+            records.setdefault(decision.model, ([], []))[1].append(
+                command_event(cmd, from_version=decision.from_version))
         return Output(self.settings.topics.control, codec.encode(cmd), decision.model)
 
     def _scope(self, model: str) -> str | None:
@@ -181,16 +216,20 @@ class MonitorHandler:
             log.warning("control command for %s is not scoped to a registry: %s", model, exc)
             return None
 
-    def _retrain_command(self, request: RetrainRequest, now: int) -> Output:
+    def _retrain_command(self, request: RetrainRequest, now: int,
+                         records: dict[str, tuple[list, list]]) -> Output:
         cmd = sign_command(new_command("retrain_requested", model=request.model, now_ms=now, reason=request.reason,
                                        issued_by="driftline-monitor", evidence=request.evidence), self.control_key)
         self.metrics.control.labels("retrain_requested", "issued").inc()
         self.timeline.record("retrain_requested", command_id=cmd["command_id"], model=request.model,
                              version=request.version, alerts=len(request.evidence.get("alert_ids", [])))
+        if self.history is not None:
+            records.setdefault(request.model, ([], []))[1].append(command_event(cmd))
         return Output(self.settings.topics.control, codec.encode(cmd), request.model)
 
-    def _after_delivery(self, alerts: list[Alert]) -> None:
+    def _after_delivery(self, alerts: list[Alert], records: dict[str, tuple[list, list]]) -> None:
         self.alerts_sent += len(alerts)  # on the alerts topic: the delivery stage takes them from there
+        self.write_history(records)
 
     def on_control(self, item: object) -> None:
         """Acks (and refusals) read from the control topic."""
@@ -203,6 +242,10 @@ class MonitorHandler:
             self._swapped[getattr(item, "model", "")] = item.active_version  # type: ignore[attr-defined]
         pending = self.rollback.on_ack(ack_for, item.instance, item.status)  # type: ignore[attr-defined]
         self.metrics.control.labels("ack", item.status).inc()  # type: ignore[attr-defined]
+        model = getattr(item, "model", "") or (pending.decision.model if pending is not None else "")
+        if model:
+            self.write_history({model: ([], [ack_event(ack_for, item.instance, item.status,  # type: ignore[attr-defined]
+                                                        item.active_version, item.at)])})  # type: ignore[attr-defined]
         if pending is not None:
             self.timeline.record("ack", ack_for=ack_for, instance=item.instance, status=item.status,  # type: ignore[attr-defined]
                                  active_version=item.active_version)  # type: ignore[attr-defined]

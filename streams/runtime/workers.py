@@ -24,6 +24,7 @@ from models.registry import Registry
 from models.scorer import Scorer
 from monitor.alerts import Alert
 from monitor.drift_monitor import DriftMonitor
+from monitor.history import alert_event
 from monitor.label_join import RedisLabelJoin
 from monitor.reference import ReferenceProfile
 from monitor.rollback import RollbackPolicy
@@ -36,6 +37,7 @@ from streams.control.redis_store import RedisControlStore
 from streams.metrics import Metrics
 from streams.runtime.clients import make_consumer, make_producer
 from streams.runtime.control_agent import ControlAgent
+from streams.runtime.history_store import RedisHistory
 from streams.runtime.loop import BatchLoop, CommitLog, Output
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
@@ -57,6 +59,15 @@ def control_store(settings: Settings, client: redis.Redis, registry: Registry, m
     a command's freshness (max age + future skew) by a minute of clock slack."""
     ttl_ms = int((settings.control_max_age_s + CONTROL_MAX_FUTURE_S + 60) * 1000)
     return RedisControlStore(client, model, registry.uid(model), ttl_ms=ttl_ms)
+
+
+def history_store(settings: Settings, client: redis.Redis) -> RedisHistory | None:
+    """The report's history on ``client`` with the configured caps, or None when ``DRIFTLINE_HISTORY=0``."""
+    h = settings.history
+    if not h.enabled:
+        return None
+    return RedisHistory(client, prefix=h.prefix, max_snapshots=h.max_snapshots, max_events=h.max_events,
+                        ttl_s=h.ttl_s)
 
 
 def instance_id() -> str:
@@ -158,10 +169,19 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
 
     idle_checked = [0.0]
 
+    history = history_store(settings, rclient)
+
     def _alert(alert: Alert) -> None:
         producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
         metrics.alerts.labels(alert.kind, alert.severity, alert.action).inc()
         log.error("%s", alert.summary)
+        if history is not None:
+            try:
+                history.write(alert.model, events=[alert_event(alert.to_dict())])
+                metrics.history.labels("event", "ok").inc()
+            except redis.RedisError as exc:
+                metrics.history.labels("event", "failed").inc()
+                log.warning("report history not written: %s", exc)
 
     def tick() -> None:
         now = int(time.time() * 1000)
@@ -250,7 +270,9 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                              registry=registry, control_key=keyring_from_settings(settings),
                              timeline=timeline, metrics=metrics,
                              retrain=RetrainPolicy(registry, mode=retrain_mode),  # type: ignore[arg-type]
-                             ab=None if ab_outcome is None else ABTracker(ab_outcome, alpha=ab_alpha, min_n=ab_min_n))
+                             ab=None if ab_outcome is None else ABTracker(ab_outcome, alpha=ab_alpha, min_n=ab_min_n),
+                             history=history_store(settings, rclient),
+                             history_interval_ms=int(settings.history.interval_s * 1000))
     producer = make_producer(settings.kafka)
     acks = ControlReader(settings, verifier=None)
 
@@ -263,6 +285,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
             producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
             handler.timeline.record("alert", action=alert.action, severity=alert.severity, kind=alert.kind,
                                     version=alert.model_version, summary=alert.summary)
+            handler.write_history({alert.model: ([], [alert_event(alert.to_dict())])})
 
     consumer = make_consumer(settings.kafka, settings.pipeline.monitor_group)
     loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
@@ -296,4 +319,5 @@ def _redis_probe(client: redis.Redis):  # noqa: ANN202
     return probe
 
 
-__all__ = ["Worker", "build_pipeline", "build_monitor", "redis_client", "control_store", "instance_id", "Output"]
+__all__ = ["Worker", "build_pipeline", "build_monitor", "history_store", "redis_client", "control_store", "instance_id",
+           "Output"]
