@@ -1,7 +1,11 @@
 """The ``driftline`` command line: the edge where settings are built from the environment.
 
-Commands: ``up | status | down`` (embedded stack), ``topics``, ``produce``, ``train``, ``registry ...``,
-``control ...`` (send a signed command), ``run pipeline|monitor|alerts``, ``views ...`` (``cli_views``), ``demo``.
+Commands: ``up | status | down`` (embedded stack; ``status`` in ``cli_status``), ``topics``, ``produce``,
+``train``, ``registry ...``, ``control ...`` (send a signed command), ``run pipeline|monitor|alerts``, ``views ...``
+(``cli_views``), ``report`` (``cli_report``), ``demo``. The parser is ``cli_parser``.
+
+Failing fast: :data:`NEEDS` says what each command needs; ``main`` checks it answers (``streams.local.reach``)
+before the command runs, and turns every error into one line (``--debug``: the traceback).
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from typing import Any
 
 from streams.exceptions import DriftlineError
 from streams.local import cli_data
-from streams.local.cli_views import VIEW_HELP, add_views_parser, cmd_views
+from streams.local.cli_parser import build_parser
+from streams.local.cli_report import cmd_report
+from streams.local.cli_status import cmd_status as _cmd_status
+from streams.local.cli_views import cmd_views
+from streams.local.discovery import find_run_dir, forget_stack, remember_stack
+from streams.local.reach import one_line, require
 from streams.local.stack import EmbeddedStack
 from streams.logs import configured_secrets, setup_logging
 from streams.settings import Settings
@@ -30,9 +39,14 @@ log = logging.getLogger("driftline")
 
 
 def load_settings(args: argparse.Namespace | None = None) -> Settings:
-    """Environment + TOML, then what a running embedded stack recorded (unless a real cluster is configured)."""
+    """Environment + TOML, the run directory found from here (``streams.local.discovery``), then what a running
+    embedded stack recorded there (unless a real cluster is configured)."""
     env = dict(os.environ)
     settings = Settings.from_env(env, getattr(args, "config", None))
+    found = find_run_dir(env, Path.cwd(), configured=settings.run_dir)
+    settings = settings.replace(run_dir=str(found.path))
+    if found.registry is not None and "DRIFTLINE_REGISTRY" not in env and settings.registry_dir == ".driftline/registry":
+        settings = settings.replace(registry_dir=str(found.registry))
     run_dir = Path(settings.run_dir)
     state = run_dir / "stack.json"
     if state.exists():
@@ -65,18 +79,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     from streams.local.cli_views import catalog_for
     from streams.runtime.topics import ensure_topics, required_topics
     ensure_topics(settings, required_topics(settings, sorted({v.source_topic for v in catalog_for(settings).views()})))
+    remember_stack(os.environ, Path(settings.run_dir))  # `driftline status` finds it from any directory
     print(json.dumps({**info.to_dict(), "control_key_file": str(key_file)}, indent=2))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = _stack(load_settings(args)).status()
-    print(json.dumps(status, indent=2, default=str))
-    return 0 if status.get("running") else 1
+    env = dict(os.environ)
+    how = find_run_dir(env, Path.cwd(), configured=Settings.from_env(env, args.config).run_dir).how
+    return _cmd_status(args, load_settings, how)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    stopped = _stack(load_settings(args)).down()
+    settings = load_settings(args)
+    stopped = _stack(settings).down()
+    if stopped:
+        forget_stack(os.environ, Path(settings.run_dir))
     print(json.dumps({"stopped": stopped}))
     return 0
 
@@ -268,6 +286,13 @@ def _alerts_worker(args: argparse.Namespace, settings: Settings) -> Any:
     return worker
 
 
+def _topics_of(worker: Any) -> list[str]:
+    """The topics a stage consumes (the batch loop's list, or the delivery loop's one topic)."""
+    loop = getattr(worker, "loop", None)
+    topics = getattr(loop, "topics", None) or ([loop.topic] if isinstance(getattr(loop, "topic", None), str) else [])
+    return list(topics)
+
+
 def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> int:
     """Serve /metrics and /health, run ``worker`` until Ctrl-C or SIGTERM, stop it."""
     from streams.metrics import HealthServer
@@ -276,13 +301,25 @@ def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> in
         signal.signal(sig, lambda *_: stop.set())
     server = HealthServer(worker.metrics, worker.health, port=args.metrics_port or settings.metrics_port,
                           host=args.metrics_host).start()
-    print(json.dumps({"stage": args.stage, "metrics": f"http://{args.metrics_host}:{server.port}/metrics",
-                      "health": f"http://{args.metrics_host}:{server.port}/health"}), flush=True)
-    worker.start()
-    while not stop.is_set() and worker.alive:
-        stop.wait(0.5)
-    worker.stop()
-    server.stop()
+    host = "127.0.0.1" if args.metrics_host in ("0.0.0.0", "::", "") else args.metrics_host
+    health = f"http://{host}:{server.port}/health"
+    print(json.dumps({"stage": args.stage, "metrics": f"http://{host}:{server.port}/metrics", "health": health}),
+          flush=True)
+    from streams.local.status import forget_stage, register_stage
+    group = {"pipeline": settings.pipeline.features_group, "monitor": settings.pipeline.monitor_group,
+             "alerts": settings.alerts.group}[args.stage]
+    registered = register_stage(Path(settings.run_dir), {  # `driftline status` lists it
+        "stage": getattr(worker, "name", args.stage), "pid": os.getpid(), "health": health, "group": group,
+        "model": args.model if args.stage == "pipeline" else None,
+        "topics": _topics_of(worker)})
+    try:
+        worker.start()
+        while not stop.is_set() and worker.alive:
+            stop.wait(0.5)
+        worker.stop()
+    finally:
+        forget_stage(registered)
+        server.stop()
     if worker.error is not None:
         log.error("worker failed: %r", worker.error)
         return 1
@@ -307,106 +344,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("\nsummary")
         for key, value in summary.items():
             print(f"  {key:<24} {value}")
+        if summary.get("report"):
+            print(f"\ndrift report: {summary['report']} (one file, opens offline in a browser)")
     return 0 if summary["ok"] else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="driftline", description=__doc__.splitlines()[0])
-    p.add_argument("--config", help="TOML settings file (env DRIFTLINE_CONFIG)")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("--log-json", action="store_true",
-                   help="one JSON object per log line (or DRIFTLINE_LOG_JSON=1); secrets are masked")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("up", help="start the embedded broker (and Redis if none is reachable), create topics")
-    sub.add_parser("status", help="is the embedded stack running and healthy?")
-    sub.add_parser("down", help="stop what `up` started")
-    sub.add_parser("topics", help="create the topics (idempotent)")
-
-    pr = sub.add_parser("produce", help="stream simulated vitals or GPS events, or replay a file (--from, --view)")
-    pr.add_argument("--source", choices=["vitals", "gps"], default="vitals")
-    pr.add_argument("--entities", type=int, default=50)
-    pr.add_argument("--rate", type=float, default=200.0, help="events per second")
-    pr.add_argument("--duration", type=float, default=30.0, help="seconds")
-    pr.add_argument("--scenario", choices=["stable", "covariate-shift", "concept-drift", "sensor-fault"],
-                    default="stable")
-    pr.add_argument("--drift-at", type=float, default=15.0, help="seconds into the stream")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--time-scale", type=float, default=1.0, help="event time runs this many times faster")
-    pr.add_argument("--start-ms", type=int, default=0)
-    pr.add_argument("--labels", action="store_true", help="also produce delayed labels (vitals)")
-    pr.add_argument("--label-delay", type=float, default=2.0)
-    cli_data.add_produce_file_arguments(pr)
-
-    tr = sub.add_parser("train", help="train on simulated or your own history (--view, --events) through the "
-                        "feature definitions, register")
-    tr.add_argument("--model", default="vitals-risk")
-    tr.add_argument("--source", choices=["vitals"], default="vitals")
-    tr.add_argument("--features", default="", help="comma-separated subset of the view's features")
-    tr.add_argument("--kind", choices=["logistic", "gbm"], default="logistic")
-    tr.add_argument("--entities", type=int, default=40)
-    tr.add_argument("--rate", type=float, default=400.0)
-    tr.add_argument("--duration", type=float, default=120.0)
-    tr.add_argument("--time-scale", type=float, default=40.0)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--promote", action="store_true")
-    cli_data.add_train_file_arguments(tr)
-
-    rg = sub.add_parser("registry", help="list | show | promote | archive | rollback")
-    rg.add_argument("action", choices=["list", "show", "promote", "archive", "rollback"])
-    rg.add_argument("--model", default="vitals-risk")
-    rg.add_argument("--version", type=int)
-    rg.add_argument("--reason", default="")
-    rg.add_argument("--force", action="store_true",
-                    help="change stages even though scorers follow a desired state from control commands")
-
-    ct = sub.add_parser("control", help="send a signed control command")
-    ct.add_argument("command", choices=["rollback", "promote", "set_traffic", "reload", "pause", "resume"])
-    ct.add_argument("--model", default="vitals-risk")
-    ct.add_argument("--version", type=int)
-    ct.add_argument("--challenger", type=int)
-    ct.add_argument("--canary-pct", type=float, default=0.0)
-    ct.add_argument("--shadow", action="store_true")
-    ct.add_argument("--reason", default="")
-    ct.add_argument("--from-version", type=int,
-                    help="only if this is still the desired champion (else the command is rejected as superseded)")
-
-    rn = sub.add_parser("run", help="run one stage until Ctrl-C")
-    rn.add_argument("stage", choices=["pipeline", "monitor", "alerts"],
-                    help="alerts: deliver the alerts topic to PagerDuty / Alertmanager / webhooks (own group)")
-    rn.add_argument("--engine", choices=["default", "faust"], default="default",
-                    help="faust: run the same handlers from a faust-streaming agent (pip install -e '.[faust]')")
-    rn.add_argument("--source", choices=["vitals", "gps"], default="vitals")
-    rn.add_argument("--view", default="", help="the pipeline's feature view (overrides --source): " + VIEW_HELP)
-    rn.add_argument("--model", default="vitals-risk")
-    rn.add_argument("--topic", default="", help="source topic, if not the view's own")
-    rn.add_argument("--online-learning", action="store_true",
-                    help="river champions learn_one from joined labels (off by default)")
-    rn.add_argument("--checkpoint-every", type=int, default=0,
-                    help="with --online-learning: register the learned model as a staging version every N labels")
-    rn.add_argument("--rollback-mode", choices=["alert_only", "rollback", "pause_challenger"], default="rollback")
-    rn.add_argument("--adwin-features", default="", help="monitor: features that also get an ADWIN, comma-separated")
-    rn.add_argument("--slice-field", default="", help="monitor: detectors per value of this prediction field")
-    rn.add_argument("--metrics-port", type=int, default=0, help="0: DRIFTLINE_METRICS_PORT, else a free port")
-    rn.add_argument("--metrics-host", default="127.0.0.1", help="0.0.0.0 inside a container")
-
-    add_views_parser(sub)
-
-    dm = sub.add_parser("demo", help="the whole loop on the embedded stack, end to end")
-    dm.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
-    dm.add_argument("--seed", type=int, default=None, help="default: 7 (vitals), 8 (gps)")
-    dm.add_argument("--duration", type=float, default=45.0)
-    dm.add_argument("--rate", type=float, default=400.0)
-    dm.add_argument("--source", choices=["vitals", "gps"], default="vitals",
-                    help="vitals: deterioration risk; gps: delay risk of vehicles in traffic jams")
-    dm.add_argument("--entities", type=int, default=None, help="default: 500 patients / 100 vehicles")
-    dm.add_argument("--drift-at", type=float, default=15.0)
-    dm.add_argument("--scenario", choices=["covariate-shift", "sensor-fault", "concept-drift"], default="covariate-shift")
-    return p
 
 
 COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "topics": cmd_topics, "produce": cmd_produce,
             "train": cmd_train, "registry": cmd_registry, "control": cmd_control, "run": cmd_run, "demo": cmd_demo,
-            "views": lambda args: cmd_views(args, load_settings)}
+            "views": lambda args: cmd_views(args, load_settings), "report": lambda args: cmd_report(args, load_settings)}
+
+NEEDS: dict[str, frozenset[str]] = {  # checked before the command runs; up, down, status and demo check themselves
+    "topics": frozenset({"broker"}), "produce": frozenset({"broker"}), "control": frozenset({"broker"}),
+    "run": frozenset({"broker", "redis"}), "report": frozenset({"redis"}),
+}
+
+
+def _origin(settings: Settings) -> dict[str, str]:
+    """Where the broker and Redis addresses came from, for the one-line error."""
+    state = Path(settings.run_dir) / "stack.json"
+    found = f"recorded in {state}" if state.exists() else f"the default; no running stack found from {Path.cwd()}"
+    return {"broker": "from KAFKA_BOOTSTRAP_SERVERS" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else found,
+            "redis": "from REDIS_URL" if os.environ.get("REDIS_URL") else found}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,15 +372,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     json_lines = args.log_json or Settings.from_env({k: v for k, v in os.environ.items()
                                                      if k == "DRIFTLINE_LOG_JSON"}).log_json
-    setup_logging(json_lines, logging.DEBUG if args.verbose else logging.WARNING,
-                  secrets=configured_secrets(os.environ))
+    found = find_run_dir(os.environ, Path.cwd(), configured=os.environ.get("DRIFTLINE_RUN_DIR"))
+    setup_logging(json_lines, logging.DEBUG if args.verbose or args.debug else logging.WARNING,
+                  secrets=configured_secrets({**os.environ, "DRIFTLINE_RUN_DIR": str(found.path)}))
     try:
+        if args.cmd in NEEDS:
+            settings = load_settings(args)
+            require(settings, NEEDS[args.cmd], origin=_origin(settings))
         return COMMANDS[args.cmd](args)
-    except DriftlineError as exc:
-        print(f"driftline: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's one error handler: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"driftline: {one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, DriftlineError) else 1
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def add_views_parser(sub: Any) -> None:
     vsub.add_parser("list", help="the built-in views and those the config names (`views = [...]`)")
     show = vsub.add_parser("show", help="print a view as a view file (TOML) or JSON")
     show.add_argument("view", help=VIEW_HELP)
-    show.add_argument("--format", choices=["toml", "json"], default="toml")
+    show.add_argument("--format", choices=["toml", "json"], default="toml", help="output format")
     val = vsub.add_parser("validate", help="check view files; exit 2 with file, line, key and what is allowed")
     val.add_argument("views", nargs="+", help=VIEW_HELP)
     val.add_argument("--events", default="", help="also check this event file (.jsonl/.csv/.parquet) against the view")

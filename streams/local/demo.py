@@ -38,7 +38,7 @@ from streams.local.produce import produce_stream
 from streams.local.simulator import SimConfig, SimEvent, generate
 from streams.local.stack import EmbeddedStack
 from streams.runtime.alert_worker import build_alerts
-from streams.runtime.clients import make_producer
+from streams.runtime.clients import close_producer, make_producer
 from streams.runtime.offsets import start_groups_at_end
 from streams.runtime.topics import ensure_topics, required_topics
 from streams.runtime.workers import build_monitor, build_pipeline, redis_client, sinks_from_settings
@@ -108,7 +108,10 @@ def demo_settings(base: Settings, bootstrap: str, redis_url: str, run_dir: Path,
     kafka = base.kafka.__class__(**{**base.kafka.__dict__, "bootstrap_servers": bootstrap,
                                     "session_timeout_ms": min(base.kafka.session_timeout_ms, 2000),
                                     "heartbeat_interval_ms": min(base.kafka.heartbeat_interval_ms, 200)})
-    return base.replace(kafka=kafka, pipeline=pipeline, alerts=alerts, redis_url=redis_url,
+    # the report's history: a snapshot a second, under this run's own keys, kept a day
+    history = dataclasses.replace(base.history, interval_s=1.0, prefix=f"driftline:history:demo-{run_id}",
+                                  ttl_s=86_400)
+    return base.replace(kafka=kafka, pipeline=pipeline, alerts=alerts, redis_url=redis_url, history=history,
                         registry_dir=str(run_dir / f"demo-{run_id}" / "registry"),
                         control_key=base.control_key or secrets.token_hex(32))
 
@@ -175,7 +178,8 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
     run_dir = Path(base.run_dir)
     stack = EmbeddedStack(run_dir, redis_url=base.redis_url, external_bootstrap=external_bootstrap)
     timeline = Timeline(echo=echo)
-    workers = []
+    workers: list = []
+    producer = None
     stop = threading.Event()
     was_running = bool(stack.status().get("running"))
     try:
@@ -218,11 +222,17 @@ def run_demo(base: Settings, cfg: DemoConfig = DemoConfig(), *, echo: Callable[[
         summary.update(run_id=run_id, registry_dir=settings.registry_dir, model=model, source=cfg.source)
         if delivery is not None:
             summary["alert_delivery"] = _delivered(delivery, mon_handler.alerts_sent, cfg.settle_timeout_s)
+        for w in workers:  # their last snapshots go to the history before the report reads it
+            w.stop()
+        started = timeline.first("workers_started") or {"t": timeline.start}
+        summary["report"] = _write_report(settings, model, int(started["t"] * 1000) - 2000, timeline)
         return summary
     finally:
         stop.set()
         for w in workers:
-            w.stop()
+            w.stop()  # each closes its clients (consumer, producer) before the broker goes
+        if producer is not None:
+            close_producer(producer)
         if not was_running:  # a stack the user started with `driftline up` stays up
             stack.down()
 
@@ -243,6 +253,21 @@ def _delivered(worker: Any, alerts: int, timeout_s: float) -> dict[str, Any]:
     _wait(settled, timeout_s)
     return {name: {k: s[k] for k in ("accepted", "rejected", "waiting", "last_error")}
             for name, s in worker.loop.sink_status().items()}
+
+
+def _write_report(settings: Settings, model: str, since_ms: int, timeline: Timeline) -> str | None:
+    """The run's drift report (``driftline report`` over the run), next to its registry; its path."""
+    from streams.local.cli_report import write_report
+
+    out = Path(settings.registry_dir).parent / "report.html"
+    try:
+        path, data = write_report(settings, model, since_ms, int(time.time() * 1000) + 1000, out)
+    except Exception as exc:  # noqa: BLE001 - the loop's verdict stands without its picture
+        log.warning("the drift report was not written: %s", exc)
+        timeline.record("report", error=str(exc))
+        return None
+    timeline.record("report", path=str(path), first=data.first_focus())
+    return str(path)
 
 
 class _VersionTracker:

@@ -20,7 +20,7 @@ from monitor.sinks import AlertSink, LogSink, PagerDutySink, WebhookSink
 from streams.metrics import Metrics
 from streams.runtime.alert_delivery import AlertDeliveryLoop, decode_alert
 from streams.runtime.alert_queue import Backoff, DeliveryScheduler
-from streams.runtime.clients import make_consumer, make_producer
+from streams.runtime.clients import close_producer, make_consumer, make_producer
 from streams.runtime.topics import TopicSpec, ensure_topics
 from streams.runtime.workers import Worker, _broker_probe
 from streams.settings import KafkaSettings, Settings
@@ -145,7 +145,8 @@ def build_alerts(settings: Settings, *, sinks: Sequence[AlertSink] | None = None
                              metrics=metrics, max_rows=settings.pipeline.batch_max_rows,
                              poll_s=max(settings.pipeline.batch_max_ms, 20) / 1000,
                              prime=primer(settings.kafka, sinks))
-    worker = AlertWorker("alerts", loop, closers=[s.close for s in sinks], metrics=metrics,  # type: ignore[arg-type]
+    worker = AlertWorker("alerts", loop, closers=[*(s.close for s in sinks), lambda: close_producer(producer)],  # type: ignore[arg-type]
+                         metrics=metrics,
                          probes={"broker": _broker_probe(producer, topic)})
     worker.stuck_after_s = a.stuck_after_s
     return worker, loop

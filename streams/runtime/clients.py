@@ -71,3 +71,13 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
 def make_consumer(kafka: KafkaSettings, group_id: str, *, on_commit: Callable[..., None] | None = None,
                   **overrides: Any) -> Consumer:
     return Consumer(consumer_config(kafka, group_id, on_commit=on_commit, **overrides))
+
+
+def close_producer(producer: Producer, timeout_s: float = 5.0) -> None:
+    """Deliver what is queued, then close the producer's connections now (before the broker it talks to goes
+    away, so librdkafka has nothing left to log about it). ``Producer.close`` exists from confluent-kafka 2.10;
+    before that, dropping the last reference does the same."""
+    producer.flush(timeout_s)
+    close = getattr(producer, "close", None)
+    if close is not None:
+        close()

@@ -35,7 +35,7 @@ from streams.control.keyring import keyring_from_settings
 from streams.control.protocol import CommandVerifier
 from streams.control.redis_store import RedisControlStore
 from streams.metrics import Metrics
-from streams.runtime.clients import make_consumer, make_producer
+from streams.runtime.clients import close_producer, make_consumer, make_producer
 from streams.runtime.control_agent import ControlAgent
 from streams.runtime.history_store import RedisHistory
 from streams.runtime.loop import BatchLoop, CommitLog, Output
@@ -210,7 +210,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     consumer = make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
     loop_handler, topics = handler, [view.source_topic]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
-              "active_version": lambda: scorer.active_version, "model": lambda: model, "control": agent.status}
+              "active_version": lambda: scorer.active_version, "model": lambda: model, "control": agent.status,
+              "traffic": lambda: {k: v for k, v in scorer.active.split.to_dict().items() if k != "salt"}}
     if online_learning:
         from streams.runtime.online_learning import OnlineLearningHandler, RedisSnapshotStore
 
@@ -223,7 +224,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
                      stage="pipeline", metrics=metrics, commits=commits,
                      hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
-    worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close], metrics=metrics,
+    worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
+                                                            lambda: close_producer(producer)], metrics=metrics,
                     probes=probes)
     return worker, handler
 
@@ -281,6 +283,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
             handler.on_control(item)
         for alert in handler.retire_stopped():  # a version that stopped serving: its incidents resolve
             producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
+            handler.write_history({alert.model: ([], [alert_event(alert.to_dict())])})
         for alert in handler.overdue_alerts():
             producer.produce(settings.topics.alerts, codec.encode(alert.to_dict()), alert.dedup_key)
             handler.timeline.record("alert", action=alert.action, severity=alert.severity, kind=alert.kind,
@@ -292,7 +295,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                      max_rows=settings.pipeline.batch_max_rows, max_ms=100,
                      linger_ms=settings.pipeline.batch_linger_ms, tick=tick, stage="monitor",
                      metrics=metrics)
-    closers = [acks.close, rclient.close]
+    closers = [acks.close, rclient.close, lambda: close_producer(producer)]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
               "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
     return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes), handler
@@ -303,6 +306,8 @@ def _broker_probe(producer: Producer, topic: str):  # noqa: ANN202
     def probe() -> str:
         try:
             meta = producer.list_topics(topic, timeout=2)
+        except RuntimeError:  # the worker closed its producer: it is stopping
+            return "unreachable: stopping"
         except KafkaException as exc:
             return f"unreachable: {exc.args[0].str() if exc.args else exc}"
         info = meta.topics.get(topic)
