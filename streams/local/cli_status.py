@@ -68,7 +68,7 @@ def _stage(settings: Settings, info: Mapping[str, Any], broker_ok: bool) -> dict
     return out
 
 
-def _models(settings: Settings, redis_ok: bool) -> dict[str, dict[str, Any]]:
+def _models(settings: Settings, redis_ok: bool, since_ms: int) -> dict[str, dict[str, Any]]:
     from models.registry import Registry
 
     registry = Registry(settings.registry_dir)
@@ -85,7 +85,7 @@ def _models(settings: Settings, redis_ok: bool) -> dict[str, dict[str, Any]]:
             history = RedisHistory(client, prefix=settings.history.prefix)
             now = int(time.time() * 1000)
             for model in history.models():
-                events = history.events(model, 0, now + 60_000)
+                events = history.events(model, since_ms, now + 60_000)
                 out.setdefault(model, {"production": None})["open_incidents"] = st.open_incidents(events)
         finally:
             client.close()
@@ -97,8 +97,13 @@ def collect(settings: Settings, how: str = "") -> dict[str, Any]:
     stack = _stack(settings, how)
     broker_ok = bool((stack.get("broker") or {}).get("reachable"))
     redis_ok = bool((stack.get("redis") or {}).get("reachable"))
-    stages = [_stage(settings, info, broker_ok) for info in st.stages(Path(settings.run_dir))]
-    return {"stack": stack, "stages": stages, "models": _models(settings, redis_ok)}
+    infos = st.stages(Path(settings.run_dir))
+    stages = [_stage(settings, info, broker_ok) for info in infos]
+    # a restarted monitor forgets its incidents (it never resolves them): count only what the running monitor
+    # raised, or the last day's when none runs
+    monitors = [float(i.get("registered_at") or 0) for i in infos if str(i.get("stage")) == "monitor"]
+    since_ms = int(min(monitors) * 1000) - 60_000 if monitors else int(time.time() * 1000) - 86_400_000
+    return {"stack": stack, "stages": stages, "models": _models(settings, redis_ok, since_ms)}
 
 
 def _lag_text(lag: Mapping[str, int | None] | None) -> str:
@@ -155,7 +160,7 @@ def render_table(data: Mapping[str, Any]) -> str:
     lines.insert(0, f"run dir: {stack.get('run_dir')} ({stack.get('found') or 'configured'})")
     for model, m in data["models"].items():
         for inc in m.get("open_incidents") or []:
-            lines.append(f"open: {model} [{inc.get('severity')}] {inc.get('dedup_key')}: {inc.get('summary', '')[:120]}")
+            lines.append(f"open: {model} [{inc.get('severity')}] {inc.get('dedup_key')}: {inc.get('summary', '')[:90]}")
     for s in data["stages"]:
         if s.get("error") and not s.get("healthy"):
             lines.append(f"{s.get('stage')}: {s['error']}")

@@ -11,7 +11,8 @@ watermark in a fetch response, while ListOffsets(latest) (``get_watermark_offset
 ``streams/runtime/offsets.py`` does. A real Kafka gives the same numbers either way.
 
 **Open incidents**: the stage's ``/health`` ``open_incidents`` when it reports them, else the report history's
-alert events (a trigger with no later resolve for the same dedup key).
+alert events (a trigger with no later resolve for the same dedup key) since the running monitor started (a
+restarted monitor forgets its incidents and never resolves them), or of the last day when no monitor runs.
 
 Example:
     >>> open_incidents([{"dedup_key": "k", "action": "trigger", "severity": "warning", "ts": 1, "kind": "alert"},
@@ -108,7 +109,9 @@ def lag(kafka: Any, group: str, topics: list[str], timeout_s: float = 5.0) -> di
     from streams.runtime.offsets import end_offsets
 
     ends = end_offsets(kafka, topics, timeout_s)
-    consumer = Consumer(consumer_config(kafka, group, log_level=0))
+    cfg = consumer_config(kafka, group)
+    cfg["log_level"] = 0  # a broker error is reported in the table, not as librdkafka lines around it
+    consumer = Consumer(cfg)
     try:
         committed = consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in ends], timeout=timeout_s)
     finally:

@@ -4,6 +4,7 @@ broker and Redis: speeds drift → critical alert → signed rollback → ack �
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +26,8 @@ def test_gps_drift_alert_rollback_ack_and_v1_afterwards(settings: Settings) -> N
     assert summary["ok"], summary
     assert summary["versions"]["served_after_swap"] == summary["versions"]["v1"]
     assert_rollback_chain(settings, summary, started_ms)
+    # the run's drift report: the rollback on its timeline, the alert naming what the report shows first
+    page = Path(summary["report"]).read_text(encoding="utf-8")
+    versions = summary["versions"]
+    assert f"rollback v{versions['v2']} → v{versions['v1']}" in page and 'data-chart="timeline"' in page
+    assert "| report first: " in summary["first_alert"]
