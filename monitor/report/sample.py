@@ -23,6 +23,7 @@ from monitor.drift_monitor import DriftMonitor, default_policy
 from monitor.history import SnapshotRecorder, ack_event, alert_event, command_event
 from monitor.reference import ReferenceProfile
 from monitor.report.assemble import assemble
+from monitor.report.focus import with_report_hint
 from monitor.report.model import ReportData
 from monitor.version_monitor import MonitorConfig
 
@@ -71,7 +72,7 @@ def sample_report(*, seed: int = 7, duration_s: float = 60.0, rate: float = 400.
         cols = names if serving == 2 else list(V1)
         preds = [Prediction(f"p{i0 + j}", f"pat-{j % 97}", now, MODEL, serving, "champion", float(scores[j]), None,
                             now, {n: float(rows[j, names.index(n)]) for n in cols}) for j in range(batch)]
-        for alert in drift.on_predictions(preds, now):
+        for alert in map(with_report_hint, drift.on_predictions(preds, now)):  # as the monitor's edge does
             events.append(alert_event(alert.to_dict()))
             if alert.severity == "critical" and alert.action == "trigger" and serving == 2:
                 cmd = {"command": "rollback", "to_version": 1, "issued_at": now + 15, "command_id": f"c{i0}",

@@ -243,9 +243,10 @@ class MonitorHandler:
         pending = self.rollback.on_ack(ack_for, item.instance, item.status)  # type: ignore[attr-defined]
         self.metrics.control.labels("ack", item.status).inc()  # type: ignore[attr-defined]
         model = getattr(item, "model", "") or (pending.decision.model if pending is not None else "")
-        if model:
+        if model and self.history is not None:
+            at = getattr(item, "at", None) or int(self.clock() * 1000)
             self.write_history({model: ([], [ack_event(ack_for, item.instance, item.status,  # type: ignore[attr-defined]
-                                                        item.active_version, item.at)])})  # type: ignore[attr-defined]
+                                                        item.active_version, at)])})  # type: ignore[attr-defined]
         if pending is not None:
             self.timeline.record("ack", ack_for=ack_for, instance=item.instance, status=item.status,  # type: ignore[attr-defined]
                                  active_version=item.active_version)  # type: ignore[attr-defined]

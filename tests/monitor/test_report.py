@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -15,20 +16,23 @@ from monitor.report.model import Distribution, FeatureDrift, ReportData
 from monitor.report.page import expected_charts, render_html
 from monitor.report.sample import SHIFT, sample_report
 
-SAMPLE = sample_report(duration_s=40, rate=200)
+
+@functools.cache
+def sample() -> ReportData:
+    return sample_report(duration_s=40, rate=200)
 
 
 def test_sample_run_shows_the_drift_the_rollback_and_v1() -> None:
-    assert SAMPLE.top_drifted(1)[0].name in SHIFT
-    assert [v for _, v in SAMPLE.versions] == [2, 1]
-    kinds = {e.kind for e in SAMPLE.events}
+    assert sample().top_drifted(1)[0].name in SHIFT
+    assert [v for _, v in sample().versions] == [2, 1]
+    kinds = {e.kind for e in sample().events}
     assert {"alert", "rollback", "ack"} <= kinds
-    assert {p.version for p in SAMPLE.volume} == {1, 2}
-    assert set(SAMPLE.scores) == {1, 2}
+    assert {p.version for p in sample().volume} == {1, 2}
+    assert set(sample().scores) == {1, 2}
 
 
 def test_report_data_round_trips_through_json() -> None:
-    assert ReportData.from_dict(json.loads(json.dumps(SAMPLE.to_dict(), allow_nan=False))) == SAMPLE
+    assert ReportData.from_dict(json.loads(json.dumps(sample().to_dict(), allow_nan=False))) == sample()
 
 
 psi_values = st.one_of(st.none(), st.just(math.nan), st.floats(0, 10, allow_nan=False))
@@ -78,19 +82,19 @@ def test_an_empty_range_says_why() -> None:
 
 
 def test_page_is_self_contained_and_complete() -> None:
-    page = render_html(SAMPLE)
+    page = render_html(sample())
     assert "<script" not in page.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page, re.I)  # nothing to fetch
     assert "url(http" not in page and "@import" not in page
     assert "Content-Security-Policy" in page
-    for chart in expected_charts(SAMPLE):
+    for chart in expected_charts(sample()):
         assert page.count(f'data-chart="{chart}"') == 1, chart
-    assert render_html(SAMPLE) == page  # same data, same bytes
+    assert render_html(sample()) == page  # same data, same bytes
 
 
 def test_page_leads_with_what_changed_first() -> None:
-    page = render_html(SAMPLE)
+    page = render_html(sample())
     first = page.index('data-chart="top-feature"')
     assert first < page.index('data-chart="timeline"')
-    top = SAMPLE.top_drifted(1)[0].name
+    top = sample().top_drifted(1)[0].name
     assert f"What changed first: <b>{top}" in page
