@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--shadow", action="store_true", help="set_traffic: also score every event with the challenger")
     ct.add_argument("--reason", default="", help="recorded with the command")
     ct.add_argument("--from-version", type=int,
-                    help="only if this is still the desired champion, else the command is rejected as superseded "
+                    help="a version number: only if this is still the desired champion, else the command is rejected as "
+                    "superseded "
                     "(default: unconditional)")
 
     rn = sub.add_parser("run", help="run one stage until Ctrl-C")
