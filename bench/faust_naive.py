@@ -16,9 +16,10 @@ Deliberate choices, each what such an agent usually looks like:
   serializers, ``store="memory://"``, no web server), and its keys follow ``features.keys`` with the agent's own
   group, so ``bench.common.delete_group_keys`` removes them.
 
-Example (needs a broker and Redis):
-    >>> agent = NaiveFaustAgent(settings, view, "vitals-risk", "bench-naive").start()  # doctest: +SKIP
-    >>> agent.wait_consumed(3_000, timeout_s=60); agent.stop()  # doctest: +SKIP
+Example (needs a broker and Redis, so not a doctest; ``tests/bench/test_faust_bench.py`` runs it)::
+
+    agent = NaiveFaustAgent(settings, view, "vitals-risk", "bench-naive").start()
+    agent.wait_consumed(3_000, timeout_s=60); agent.stop()
 """
 
 from __future__ import annotations

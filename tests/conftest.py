@@ -1,21 +1,57 @@
-"""Fixtures shared by several test packages."""
+"""Fixtures shared by several test packages, and the run's skip policy (``tests/skip_policy.py``).
+
+Redis: every test that needs one gets the session's ``redis_url``: the Redis at ``REDIS_URL`` (default
+``redis://127.0.0.1:6379/0``) when it answers, else a ``redis-server`` the session starts on a free port and
+stops at the end (the same decision as the embedded stack: ``streams.local.redis_server.ensure_redis``). So
+Redis tests run on every machine instead of skipping. ``DRIFTLINE_TEST_OWN_REDIS=1`` always starts one; pointing
+``REDIS_URL`` at a closed port (``redis://127.0.0.1:1/0``) shows what a machine without Redis does.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 
+from streams.local.procs import stop_pid
+from streams.local.redis_server import ensure_redis
+from tests import skip_policy
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skip_policy.register(config)
+
+
+def with_db(url: str, db: int) -> str:
+    """``url`` with its database number replaced.
+
+    >>> with_db("redis://127.0.0.1:6379/0", 11), with_db("redis://h:1", 3)
+    ('redis://127.0.0.1:6379/11', 'redis://h:1/3')
+    """
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's Redis (see the module docstring); a Redis the session started is stopped at its end."""
+    url, pid, _ = ensure_redis(os.environ.get("REDIS_URL"), tmp_path_factory.mktemp("redis"),
+                               prefer_own=os.environ.get("DRIFTLINE_TEST_OWN_REDIS") == "1")
+    try:
+        yield url
+    finally:
+        if pid is not None:
+            stop_pid(pid)
+
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    """A bytes client of the local Redis (127.0.0.1:6379, db 11); the test skips when none answers. Tests delete
-    the keys they write (each under a unique tag)."""
-    c = redis.Redis(host="127.0.0.1", port=6379, db=11, socket_connect_timeout=1)
-    try:
-        c.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A bytes client of the session's Redis, database 11. Tests delete the keys they write (each under a
+    unique tag), and never flush: the Redis may be shared."""
+    c = redis.Redis.from_url(with_db(redis_url, 11), socket_connect_timeout=2)
+    c.ping()  # a Redis that went away fails the test: it never skips
     yield c
     c.close()

