@@ -113,6 +113,21 @@ def test_offset_cas_refuses_a_stale_writer(env) -> None:
     assert store.last_offset(view, pos) == 13 and store.raw_state(view, pos, "a") != before
 
 
+def test_offset_cas_refuses_a_writer_ahead_of_the_store(env) -> None:
+    """A writer whose cache is ahead of the store (a Redis failover lost the last writes) must reload, not save:
+    the CAS refuses any expected offset other than the stored one, above it too."""
+    store, view = env
+    pos = SourcePosition("g", "vitals", 7)
+    run_batch(store, view, pos, events(0, 6))  # the store is at 5
+    before = store.raw_state(view, pos, "a")
+    states, _ = store.load(view, pos, ["a"])
+    states["a"].apply(view, events(20, 1, "a", t0=T0 + 50_000)[0])
+    with pytest.raises(StaleOffsetError) as info:
+        store.save(view, pos, states, expected_offset=9, new_offset=20, ttl_ms=view.retention_ms)
+    assert (info.value.expected, info.value.actual) == (9, 5) and not isinstance(info.value, OffsetRegressionError)
+    assert store.raw_state(view, pos, "a") == before and store.last_offset(view, pos) == 5
+
+
 def test_offsets_only_move_forward(env) -> None:
     store, view = env
     pos = SourcePosition("g", "vitals", 2)
