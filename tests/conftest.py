@@ -15,10 +15,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from streams.local.procs import stop_pid
 from streams.local.redis_server import ensure_redis
 from tests import skip_policy
+
+# No wall-clock deadline on hypothesis examples: on a loaded 2-core CI machine a deadline is a flaky timing
+# assertion, and speed is measured in bench/. The mutation profile (`make mutation`) also draws the same examples
+# for every mutant, so a score does not depend on luck.
+hypothesis_settings.register_profile("driftline", deadline=None)
+hypothesis_settings.register_profile("mutation", parent=hypothesis_settings.get_profile("driftline"),
+                                     derandomize=True, print_blob=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "driftline"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
