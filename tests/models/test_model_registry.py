@@ -177,17 +177,19 @@ def test_rollback_never_returns_current_production(tmp_path_factory: pytest.Temp
         target = reg.rollback_target("risk", exclude={v})
         assert target is None or (prod is None or target.version != prod.version)
         assert target is None or target.version != v
-        try:
-            if op == "promote":
-                reg.promote("risk", v)
-            elif op == "archive":
-                reg.archive("risk", v)
-            else:
-                rolled = reg.rollback("risk")
-                assert prod is not None and rolled.version != prod.version
-                assert reg.get("risk", prod.version).stage == "archived"
-        except RegistryError:
-            assert op == "rollback"
+        if op == "promote":
+            reg.promote("risk", v)
+        elif op == "archive":
+            reg.archive("risk", v)
+        elif prod is None or reg.rollback_target("risk") is None:  # nothing to roll back, or nowhere to go
+            with pytest.raises(RegistryError, match="rollback 'risk'"):
+                reg.rollback("risk")
+        else:
+            expected = reg.rollback_target("risk")
+            rolled = reg.rollback("risk")
+            assert expected is not None and rolled.version == expected.version != prod.version
+            assert reg.get("risk", prod.version).stage == "archived"
+            assert reg.production("risk").version == rolled.version  # type: ignore[union-attr]
         assert sum(m.stage == "production" for m in reg.versions("risk")) <= 1
 
 

@@ -69,7 +69,7 @@ def test_wait_for_port_returns_once_listening_and_raises_otherwise() -> None:
     t0 = time.monotonic()
     with pytest.raises(StackError, match=f"127.0.0.1:{port}"):
         wait_for_port("127.0.0.1", port, 0.3)
-    assert 0.25 < time.monotonic() - t0 < 3
+    assert 0.25 < time.monotonic() - t0 < 30  # waited its timeout; the upper bound is generous: bounded, not fast
 
 
 def test_spawn_runs_in_its_own_session_and_logs(
@@ -119,7 +119,7 @@ def test_stop_pid_escalates_to_sigkill(tmp_path: Path, started: list[subprocess.
     t0 = time.monotonic()
     assert stop_pid(p.pid, timeout_s=0.3)
     assert not pid_alive(p.pid)
-    assert 0.3 <= time.monotonic() - t0 < 3  # SIGTERM was ignored for the whole grace period
+    assert 0.3 <= time.monotonic() - t0 < 30  # SIGTERM was ignored for the whole grace period (upper bound generous)
 
 
 def test_stop_pid_stops_the_whole_process_group(
