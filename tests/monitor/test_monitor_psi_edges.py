@@ -52,3 +52,10 @@ def test_reset_forgets_every_count() -> None:
 def test_bad_parameters_say_what_is_wrong(kwargs: dict, message: str) -> None:
     with pytest.raises(MonitorConfigError, match="^" + message + "$"):
         RollingPSI(REF, **kwargs)
+
+
+def test_one_shot_psi_errors_say_what_is_wrong() -> None:
+    with pytest.raises(MonitorConfigError, match=r"^psi needs vectors of the same length, got 2 and 3$"):
+        psi([0.5, 0.5], [0.2, 0.3, 0.5])
+    with pytest.raises(MonitorConfigError, match=r"^eps must be > 0, got 0$"):
+        psi([0.5, 0.5], [0.5, 0.5], eps=0)

@@ -47,6 +47,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "models.abtest.x_two_proportion_ztest__mutmut_100": (
         'verdict = "better" if lift >= 0 else "worse"',
         "a verdict needs p < alpha < 1, so z and the lift are never 0 there"),
+    "monitor.psi.x_psi__mutmut_17": ("zip(expected, actual, strict=None)", "the lengths were checked just before"),
+    "monitor.psi.x_psi__mutmut_20": ("zip(expected, actual, )", "the lengths were checked just before"),
+    "monitor.psi.x_psi__mutmut_21": ("zip(expected, actual, strict=False)", "the lengths were checked just before"),
+    "monitor.policy.xǁAlertPolicyǁconfig_for__mutmut_6": (
+        "len(prefix) >= len(best)", "two different prefixes of one key never have the same length"),
+    "streams.control.protocol.xǁCommandVerifierǁverify__mutmut_110": (
+        'self._seen[cmd.command_id] = ""', "only the keys of the replay memory are read"),
+    "streams.control.protocol.xǁCommandVerifierǁverify__mutmut_112": (
+        "self._seen.popitem(last=None)", "None is false: the oldest entry is popped, as with last=False"),
+    "streams.control.protocol.xǁCommandVerifierǁverify__mutmut_26": (
+        'sig.encode("UTF-8", "surrogatepass")', "codec names are case-insensitive"),
     "monitor.psi.xǁRollingPSIǁ__init____mutmut_24": (
         'self._cached: float | None = ""',
         "value reads the cache only when ready (n >= 1), and the update that adds an observation clears it first"),
