@@ -34,7 +34,7 @@ report-screenshot: $(STAMP)
 
 # Mutation testing of the core modules ([tool.mutmut] in pyproject.toml), in a venv of its own (see the `mutation`
 # extra); not part of `make test`. Prints the score per module (tests/mutation/score.py) and fails under 90 %.
-# MUTANTS narrows the run to mutant names, e.g. make mutation MUTANTS='monitor.psi*'
+# GROUPS narrows it, e.g. make mutation GROUPS="psi policy" (tests/mutation/run.py --help lists them)
 MUT_VENV := .venv-mutation
 MUT_STAMP := $(MUT_VENV)/.installed
 
@@ -45,12 +45,10 @@ $(MUT_STAMP): pyproject.toml
 	touch $(MUT_STAMP)
 
 mutation: $(MUT_STAMP)
-	rm -rf mutants
-	$(MUT_VENV)/bin/mutmut run $(MUTANTS)
-	$(MUT_VENV)/bin/python -m tests.mutation.score
+	$(MUT_VENV)/bin/python -m tests.mutation.run $(GROUPS)
 
 clean:
-	rm -rf $(VENV) $(MUT_VENV) mutants .driftline .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MUT_VENV) .mutation mutants .driftline .pytest_cache .hypothesis
 
 # The real stack in Docker (Kafka, Redis, workers, Prometheus, Grafana); needs DRIFTLINE_CONTROL_KEY set.
 compose-up:
