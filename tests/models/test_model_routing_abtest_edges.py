@@ -53,6 +53,13 @@ def test_the_canary_threshold_is_strict() -> None:
     assert route(e, TrafficSplit(1, 2, canary_pct=math.nextafter(pct, 101.0))) == [Assignment(2, "challenger")]
 
 
+def test_the_salt_decides_who_is_in_the_canary() -> None:
+    """Routing buckets with the split's salt: an entity in the canary under one salt is out of it under none."""
+    e = next(f"s{i}" for i in range(100_000) if traffic_bucket(f"s{i}", "exp-1") < 0.1 <= traffic_bucket(f"s{i}"))
+    assert route(e, TrafficSplit(1, 2, canary_pct=10.0, salt="exp-1")) == [Assignment(2, "challenger")]
+    assert route(e, TrafficSplit(1, 2, canary_pct=10.0)) == [Assignment(1, "champion")]
+
+
 def test_exact_assignments() -> None:
     assert route("a", TrafficSplit(3, 4, canary_pct=100.0)) == [Assignment(4, "challenger")]
     assert route("a", TrafficSplit(3, 4)) == [Assignment(3, "champion")]
@@ -105,3 +112,9 @@ def test_an_empty_arm_is_undecided_with_the_other_arms_rate_as_lift() -> None:
 def test_an_arm_of_one_trial_is_tested_not_skipped() -> None:
     r = two_proportion_ztest(5, 10, 1, 1)
     assert r.z > 0 and r.p_value < 1.0 and r.lift == 0.5 and r.verdict == "undecided"  # min_n keeps it undecided
+
+
+def test_a_p_value_equal_to_alpha_is_not_significant() -> None:
+    p = two_proportion_ztest(120, 1000, 150, 1000).p_value
+    assert two_proportion_ztest(120, 1000, 150, 1000, alpha=p).verdict == "undecided"
+    assert two_proportion_ztest(120, 1000, 150, 1000, alpha=math.nextafter(p, 1.0)).verdict == "better"

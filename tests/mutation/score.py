@@ -44,6 +44,8 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
                                                    "int.to_bytes defaults to big-endian since Python 3.11"),
     "models.routing.x_traffic_bucket__mutmut_30": ("int.from_bytes(digest, )",
                                                    "int.from_bytes defaults to big-endian since Python 3.11"),
+    "models.routing.xǁTrafficSplitǁfrom_dict__mutmut_32": ('bool(data.get("shadow", None))', "bool(None) is False"),
+    "models.routing.xǁTrafficSplitǁfrom_dict__mutmut_34": ('bool(data.get("shadow", ))', "bool(None) is False"),
     "models.abtest.x_two_proportion_ztest__mutmut_100": (
         'verdict = "better" if lift >= 0 else "worse"',
         "a verdict needs p < alpha < 1, so z and the lift are never 0 there"),
