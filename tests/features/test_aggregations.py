@@ -22,6 +22,7 @@ from features.aggregations import (
 from features.definitions import FeatureSpec, FeatureView, FieldSpec, Window
 from features.records import Event
 from features.state import EntityState
+from tests.budget import examples
 
 BUCKET = 10_000
 NUMERIC_AGGS = [
@@ -136,7 +137,7 @@ def test_distinct_cap_saturates() -> None:
     assert AGGREGATIONS["distinct_count"].result(acc) == DISTINCT_CAP
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0, 99_999), st.floats(-1e3, 1e3, allow_nan=False)), min_size=1, max_size=60

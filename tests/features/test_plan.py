@@ -13,6 +13,7 @@ from features.definitions import FeatureSpec, FeatureView, FieldSpec, Window
 from features.plan import compile_plan, plan_for
 from features.records import Event
 from features.state import EntityState
+from tests.budget import examples
 
 BUCKET = 5_000
 WINDOWS = (
@@ -77,7 +78,7 @@ def events(draw: st.DrawFn) -> list[Event]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(views(), events(), st.data())
 def test_compiled_reads_are_bit_identical_to_the_reference_fold(
     view: FeatureView, evs: list[Event], data: st.DataObject

@@ -31,6 +31,7 @@ from features.definitions import FeatureView, FieldSpec
 from features.exceptions import RecordError
 from features.records import Event
 from features.views import GPS_VIEW, VITALS_VIEW
+from tests.budget import examples
 
 # --- reference: verbatim copy of ``parse_record`` before the compiled parser ------------------------------
 # ``parse_timestamp``, ``_check_value`` and the size bound are unchanged (and the compiled checker's slow path
@@ -270,7 +271,7 @@ def cases(draw: st.DrawFn) -> tuple[FeatureView, bytes | None, bytes | None]:
     return view, key, value
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 @example((VITALS_VIEW, b"P1", b'{"patient_id": "P1", "ts": 1, "hr": 61.0, "rr": 12, "spo2": 97.5, '
                               b'"temp": 36.5, "sbp": 120.0, "dbp": 80.0}'))
@@ -302,7 +303,7 @@ def one_odd_field(draw: st.DrawFn) -> tuple[FeatureView, bytes | None, bytes | N
     return view, key, _object(parts, draw(st.permutations(list(parts))))
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(one_odd_field())
 def test_one_odd_field_matches_reference(case: tuple[FeatureView, bytes | None, bytes | None]) -> None:
     assert_same(*case)

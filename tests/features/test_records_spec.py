@@ -31,6 +31,7 @@ from features import records
 from features.definitions import FeatureView, FieldSpec
 from features.exceptions import RecordError
 from features.records import parse_record, parse_timestamp
+from tests.budget import examples
 
 MAX_TS = 10**14  # the documented bound: epoch ms in [0, 1e14)
 
@@ -141,14 +142,14 @@ def test_epoch_ms_int_edges_on_both_paths(n: int) -> None:
     assert via_helper(n) == want
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.one_of(st.integers(), st.integers(-2, 2).map(lambda d: MAX_TS + d), st.integers(-3, 3)))
 def test_epoch_ms_ints(n: int) -> None:
     assert via_record(str(n)) == spec_timestamp(n)
     assert via_helper(n) == spec_timestamp(n)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-2.0, 2.0),
                  st.floats(MAX_TS - 4.0, MAX_TS + 4.0)))
 @example(-0.0)
@@ -184,7 +185,7 @@ def rfc3339(draw: st.DrawFn, lower_z: bool = False) -> str:
     return f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{zone}"
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(rfc3339())
 @example("1970-01-01T00:00:00Z")
 @example("1970-01-01T00:00:00.0001+00:00")
@@ -199,7 +200,7 @@ def test_rfc3339_on_both_paths(text: str) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="issue 16 (#9) accepts every RFC 3339 form: a lowercase 'z' is rejected today")
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(rfc3339(lower_z=True).filter(lambda t: t.endswith("z")))
 def test_rfc3339_lowercase_z(text: str) -> None:
     assert via_helper(text) == rfc3339_ms(text)
@@ -278,7 +279,7 @@ def outcome(call: object) -> tuple[str, object]:
     return ("ok", value)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(st.sampled_from(["float", "int"]), BOUND, BOUND, NUMBERS)
 @example("float", -10.0, 10.0, 10.0)
 @example("float", -10.0, 10.0, math.nextafter(10.0, 11.0))

@@ -32,6 +32,7 @@ from features.offline import compute_offline
 from features.records import Event
 from features.state import EntityState
 from features.store import MemoryFeatureStore, SourcePosition
+from tests.budget import examples
 
 from .window_reference import FeatureDef, Observation, ReferenceEngine, WindowSpec, aggregate, angle_is_exact
 
@@ -178,7 +179,7 @@ def replay_reads(view: FeatureView, defs: list[FeatureDef], events: list[Event],
 
 # --- the properties -------------------------------------------------------------------------------------------
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+SETTINGS = settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                            HealthCheck.data_too_large])
 
 
@@ -217,7 +218,7 @@ def test_online_batches_through_the_store_equal_the_brute_force_reference(data: 
     replay_reads(view, defs, events, vectors, "online")
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_reads_at_any_time_equal_the_brute_force_reference(data: st.DataObject) -> None:
     view, defs = data.draw(setups())

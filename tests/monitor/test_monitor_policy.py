@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from monitor.exceptions import MonitorConfigError
 from monitor.policy import AlertPolicy, PolicyConfig, Thresholds, Verdict
+from tests.budget import examples
 
 CFG = PolicyConfig(thresholds=Thresholds(0.1, 0.25), min_samples=100, trigger_after=3, resolve_after=3,
                    cooldown_ms=60_000)
@@ -113,7 +114,7 @@ def test_config_validation(make) -> None:  # type: ignore[no-untyped-def]
 
 @given(st.lists(st.one_of(st.floats(min_value=0, max_value=1), st.just(math.nan)), max_size=200),
        st.integers(1, 4), st.integers(1, 4), st.integers(0, 5))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_verdict_sequence_is_well_formed(values: list[float], trig: int, res: int, cooldown: int) -> None:
     """Whatever the input: triggers and resolves alternate properly, severities only escalate while open,
     and a trigger is never sent inside the cooldown."""

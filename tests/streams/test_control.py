@@ -20,6 +20,7 @@ from streams.control.protocol import (
     signature_for,
 )
 from streams.exceptions import ControlError
+from tests.budget import examples
 
 KEY = b"k" * 32
 NOW = 1_700_000_000_000
@@ -276,7 +277,7 @@ def _mutations(draw: st.DrawFn) -> tuple[str, str, Any]:
     return kind, draw(st.sampled_from(_FIELDS)), draw(_json_scalar)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(mutation=_mutations(), to_version=st.integers(1, 50), reason=st.text(max_size=20))
 def test_any_mutation_of_a_signed_body_fails_verification(mutation: tuple[str, str, Any], to_version: int,
                                                           reason: str) -> None:
