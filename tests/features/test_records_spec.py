@@ -346,9 +346,22 @@ def test_entity_ids(entity: str, want: tuple[str, object]) -> None:
 @pytest.mark.parametrize(("key", "entity", "ok"), [
     (b"p1", '"p1"', True), (b"7", "7", True), (b"p2", '"p1"', False), (b"p1 ", '"p1"', False),
     (b"\xff", '"p1"', False), (b"", '""', True), ("é".encode(), '"é"', True), ("é".encode("latin-1"), '"é"', False),
+    (b"\xff", '""', False),  # a key that is not UTF-8 never matches, not even an empty id
 ])
 def test_the_kafka_key_must_be_the_entity_id(key: bytes, entity: str, ok: bool) -> None:
     body = f'{{"id": {entity}, "ts": 5, "x": 1.0}}'.encode()
     assert outcome(lambda: parse_record(VIEW, key, body).entity_id)[0] == ("ok" if ok else "error")
     if not ok:
         assert outcome(lambda: parse_record(VIEW, key, body)) == ("error", "key_mismatch")
+
+
+def test_error_details_are_bounded_and_name_the_culprits() -> None:
+    body = ('{"id": "' + "e" * 100 + '", "ts": 5, "x": 1.0}').encode()
+    with pytest.raises(RecordError) as info:
+        parse_record(VIEW, b"k" * 100, body)
+    assert info.value.detail == f"Kafka key {b'k' * 64!r} != id={'e' * 64!r}"
+    strict = FeatureView("spec", 1, "src", "id", "ts", (FieldSpec("x"),), (), unknown_fields="reject")
+    extra = {f"f{i:02d}": 1 for i in range(12)}
+    with pytest.raises(RecordError) as info:
+        parse_record(strict, None, orjson.dumps({"id": "e", "ts": 5, "x": 1.0, **extra}))
+    assert info.value.detail == f"unexpected fields {sorted(extra)[:10]}"
