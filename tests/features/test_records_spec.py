@@ -365,3 +365,50 @@ def test_error_details_are_bounded_and_name_the_culprits() -> None:
     with pytest.raises(RecordError) as info:
         parse_record(strict, None, orjson.dumps({"id": "e", "ts": 5, "x": 1.0, **extra}))
     assert info.value.detail == f"unexpected fields {sorted(extra)[:10]}"
+
+
+@pytest.mark.parametrize(("fmt", "raw", "want"), [
+    ("epoch_s", 1_700_000_000, 1_700_000_000_000),
+    ("epoch_s", 1_700_000_000.25, 1_700_000_000_250),
+    ("epoch_ms", 1_700_000_000_250, 1_700_000_000_250),
+    ("epoch_ms", "1700000000250", 1_700_000_000_250),  # an int column of a CSV file arrives as a string
+    ("%Y-%m-%d", "1970-01-02", 86_400_000),
+    ("epoch_s", "soon", None), ("%Y-%m-%d", "02/01/1970", None), ("epoch_s", True, None),
+])
+def test_a_declared_timestamp_format_is_used_for_every_value(fmt: str, raw: object, want: int | None) -> None:
+    view = FeatureView("spec", 1, "src", "id", "ts", (FieldSpec("x"),), (), ts_format=fmt)
+    body = orjson.dumps({"id": "e", "ts": raw, "x": 1.0})
+    if want is None:
+        assert outcome(lambda: parse_record(view, None, body)) == ("error", "bad_timestamp")
+    else:
+        assert parse_record(view, None, body).ts_ms == want
+    missing = orjson.dumps({"id": "e", "x": 1.0})
+    assert outcome(lambda: parse_record(view, None, missing)) == ("error", "missing_field")
+
+
+@pytest.mark.parametrize(("raw", "detail"), [
+    ("5", "field 'x' must be a number, got str"),
+    (True, "field 'x' must be a number, got bool"),
+    (11.5, "field 'x'=11.5 outside [-10.0, 10.0]"),
+])
+def test_value_errors_name_the_field_and_the_problem(raw: object, detail: str) -> None:
+    with pytest.raises(RecordError) as info:
+        parse_record(VIEW, None, orjson.dumps({"id": "e", "ts": 5, "x": raw}))
+    assert info.value.detail == detail
+
+
+def test_bounds_of_any_numeric_type_hold() -> None:
+    """Bounds computed with numpy (a float64 is no plain float) hold on both sides."""
+    import numpy as np
+
+    for lo, hi in ((np.float64(-1.5), np.float64(2.5)), (np.float64(-1.5), 2.5), (-1.5, np.float64(2.5)),
+                   (np.float64(-1.5), None), (None, np.float64(2.5))):
+        view = FeatureView("spec", 1, "src", "id", "ts", (FieldSpec("v", "float", True, lo, hi),), ())
+        for raw in (-1.5, 2.5, -1.6, 2.6, 0, 3, -2):
+            ok = (lo is None or raw >= lo) and (hi is None or raw <= hi)
+            got = outcome(lambda raw=raw, view=view: parse_record(view, None, orjson.dumps({"id": "e", "ts": 5, "v": raw})))
+            assert got[0] == ("ok" if ok else "error"), (lo, hi, raw, got)
+
+
+def test_the_compiled_checker_keeps_its_source() -> None:
+    assert records.compile_checker(VIEW).source.startswith("def check(obj, key):\n")
