@@ -412,3 +412,11 @@ def test_bounds_of_any_numeric_type_hold() -> None:
 
 def test_the_compiled_checker_keeps_its_source() -> None:
     assert records.compile_checker(VIEW).source.startswith("def check(obj, key):\n")
+
+
+def test_parse_object_checks_a_decoded_record_as_parse_record_does() -> None:
+    obj = {"id": "e", "ts": 5, "x": 1.0}
+    assert records.parse_object(VIEW, obj) == parse_record(VIEW, None, orjson.dumps(obj))
+    assert records.parse_object(VIEW, obj, b"e").entity_id == "e"
+    assert outcome(lambda: records.parse_object(VIEW, obj, b"other")) == ("error", "key_mismatch")
+    assert outcome(lambda: records.parse_object(VIEW, {**obj, "x": 11.0})) == ("error", "out_of_range")
