@@ -31,6 +31,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "models/routing.py + abtest.py": ("models/routing.py", "models/abtest.py"),
 }
 
+EMPTY = ("an empty partial's slots are never read: add_number / add_string overwrite every slot they use on the "
+         "first value, and fold skips a partial whose count is 0")
 NARROW = "a narrower fast path: the value takes the generic check instead, with the same outcome"
 
 #: Mutants that cannot change behaviour: mutmut name -> (a line of the mutated code, why it is equivalent). Reviewed
@@ -48,6 +50,23 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "features.records.x__field_lines__mutmut_4": ('if (spec.required) or True else',
                                                   "an optional field reaches its check only when present: "
                                                   "_required then does what _check_value does"),
+    "features.aggregations.x_new_partial__mutmut_4": ('p: list = [0, 1.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_5": ('p: list = [0, 0.0, 1.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_6": ('p: list = [0, 0.0, 0.0, 1.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_7": ('p: list = [0, 0.0, 0.0, 0.0, 1.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_8": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 1, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_9": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 1.0, 0, 0.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_10": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 1, 0.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_11": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 1.0, 0.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_12": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 1.0, 0.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_13": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 1.0, 0.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_14": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 1.0, 0.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_15": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 1.0]', EMPTY),
+    "features.aggregations.x_new_partial__mutmut_1": ("def new_partial(distinct: bool = True)", EMPTY),
+    "features.aggregations.x__ewma__mutmut_2": ("if (a[0]) or True else NAN",
+                                                "an empty accumulator's EWMA slot is NaN already"),
+    "features.aggregations.x__angle_rate__mutmut_1": ("if a[0] < 2 and a[7] == a[5]:",
+                                                    "fewer than 2 values always share one timestamp"),
     "features.records.x__entity_id__mutmut_16": ("if (isinstance(entity, str)) and False else str(entity)",
                                                  "str() of a str is the same string"),
     "features.records.x__check_key__mutmut_1": ("key_text = None\n    except",
