@@ -34,7 +34,8 @@ GROUP_TESTS: dict[str, tuple[str, tuple[str, ...]]] = {
         "tests/features/test_records_spec.py")),
     "aggregations": ("features/aggregations.py + state.py", (
         "tests/features/test_aggregations.py", "tests/features/test_state.py", "tests/features/test_plan.py",
-        "tests/features/test_engine.py", "tests/features/test_window_reference.py")),
+        "tests/features/test_engine.py", "tests/features/test_window_reference.py",
+        "tests/features/test_aggregations_edges.py")),
     "psi": ("monitor/psi.py", ("tests/monitor/test_monitor_psi.py", "tests/monitor/test_monitor_psi_edges.py")),
     "policy": ("monitor/policy.py", (
         "tests/monitor/test_monitor_policy.py", "tests/monitor/test_monitor_policy_edges.py")),

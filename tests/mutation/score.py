@@ -62,7 +62,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "features.aggregations.x_new_partial__mutmut_13": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 1.0, 0.0, 0.0]', EMPTY),
     "features.aggregations.x_new_partial__mutmut_14": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 1.0, 0.0]', EMPTY),
     "features.aggregations.x_new_partial__mutmut_15": ('p: list = [0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0, 1.0]', EMPTY),
-    "features.aggregations.x_new_partial__mutmut_1": ("def new_partial(distinct: bool = True)", EMPTY),
+    "features.aggregations.x_new_partial__mutmut_1": ("(distinct: bool = True) -> list:", EMPTY),
     "features.aggregations.x__ewma__mutmut_2": ("if (a[0]) or True else NAN",
                                                 "an empty accumulator's EWMA slot is NaN already"),
     "features.aggregations.x__angle_rate__mutmut_1": ("if a[0] < 2 and a[7] == a[5]:",
