@@ -47,24 +47,11 @@ def test_default_age_bounds_are_300_s_back_and_30_s_ahead() -> None:
     assert verify_at(NOW + 30_001) == "command issued in the future (clock skew?)"
 
 
-def test_the_default_replay_memory_holds_10000_commands() -> None:
-    verifier = CommandVerifier(KEY)
-    first = sign_command(new_command("pause", model="m", now_ms=NOW), KEY)
-    verifier.verify(first, now_ms=NOW)
-    for _ in range(9_999):
-        verifier.verify(sign_command(new_command("pause", model="m", now_ms=NOW), KEY), now_ms=NOW)
-    with pytest.raises(ControlError, match="^replayed command_id "):  # 10,000 remembered: still refused
-        verifier.verify(first, now_ms=NOW)
-    verifier.verify(sign_command(new_command("pause", model="m", now_ms=NOW), KEY), now_ms=NOW)
-    assert verifier.verify(first, now_ms=NOW).command == "pause"  # the 10,001st pushed the oldest out
-
-
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: sign_command({"command": "pause"}, b""),
      "no control key: set DRIFTLINE_CONTROL_KEY (or run `driftline up`, which creates one)"),
     (lambda: CommandVerifier(b""), "no control key configured: refusing every command"),
     (lambda: CommandVerifier(KEY).verify({"command": "pause"}, now_ms=NOW), "missing signature"),
-    (lambda: CommandVerifier(KEY).verify({"command": "pause", "signature": "00"}, now_ms=NOW), "bad signature"),
 ])
 def test_messages_tell_the_operator_what_is_wrong(call, message: str) -> None:  # noqa: ANN001
     with pytest.raises(ControlError) as info:

@@ -68,9 +68,9 @@ def test_one_wrong_character_anywhere(position: int) -> None:
 
 def test_a_key_differing_in_its_last_byte_is_refused() -> None:
     other = KEY[:-1] + bytes([KEY[-1] ^ 1])
-    with pytest.raises(ControlError, match="signature"):
+    with pytest.raises(ControlError):  # refused (as a bad signature or an unknown key id)
         CommandVerifier(KEY).verify(signed(other), now_ms=NOW)
-    with pytest.raises(ControlError, match="signature"):
+    with pytest.raises(ControlError):
         CommandVerifier(other).verify(signed(KEY), now_ms=NOW)
 
 
