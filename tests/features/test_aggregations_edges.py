@@ -21,3 +21,9 @@ def test_values_at_one_instant_have_no_rate_and_no_slope() -> None:
     assert math.isnan(AGGREGATIONS["angle_change_rate"].result(acc))
     assert math.isnan(AGGREGATIONS["slope"].result(acc))
     assert AGGREGATIONS["integral"].result(acc) == 0.0 and AGGREGATIONS["count"].result(acc) == 3.0
+
+
+def test_an_empty_window_counts_zero_distinct_values_with_or_without_a_value_set() -> None:
+    for distinct in (False, True):
+        assert AGGREGATIONS["distinct_count"].result(new_accumulator(distinct)) == 0.0
+        assert AGGREGATIONS["sum"].result(new_accumulator(distinct)) == 0.0
