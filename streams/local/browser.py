@@ -14,9 +14,10 @@ markers and spans with SVG ids ``mark-*``; axes and labels do not count) and at 
 is drawn. Chromium runs with every background-network feature off and a fresh profile; host names
 resolve to nothing, so a page that needed the network would show it.
 
-Example (needs chromium):
-    >>> check_report(Path("report.html"), ["timeline"], Path("shot.png"))  # doctest: +SKIP
-    BrowserCheck(charts={'timeline': ChartCheck(...)}, ...)
+Example (needs chromium, so not a doctest; ``tests/monitor/test_report_browser.py`` runs it)::
+
+    check_report(Path("report.html"), ["timeline"], Path("shot.png"))
+    # -> BrowserCheck(charts={'timeline': ChartCheck(...)}, ...)
 """
 
 from __future__ import annotations

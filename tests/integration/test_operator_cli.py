@@ -37,6 +37,7 @@ def test_status_finds_the_stack_and_shows_a_running_stage(settings: Settings, un
     start_groups_at_end(settings.kafka, {group: [settings.topics.predictions, settings.topics.labels]})
     env = {k: v for k, v in os.environ.items() if k not in ("DRIFTLINE_RUN_DIR", "KAFKA_BOOTSTRAP_SERVERS")}
     env.update(DRIFTLINE_RUN_DIR=settings.run_dir, DRIFTLINE_REGISTRY=settings.registry_dir,
+               REDIS_URL=settings.redis_url,  # the session's Redis (its own when none answers on 6379)
                DRIFTLINE_MONITOR_GROUP=group, DRIFTLINE_CONTROL_KEY=settings.control_key,
                XDG_STATE_HOME=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
     monitor = subprocess.Popen([sys.executable, "-m", "streams.local.cli", "run", "monitor"], env=env, cwd=tmp_path,

@@ -23,8 +23,9 @@ MODEL = "risk"
 
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client):  # noqa: ANN001, ANN201
+    at = client.connection_pool.connection_kwargs  # the session's Redis, db 11 (tests/conftest.py)
     env = {"DRIFTLINE_REGISTRY": str(tmp_path / "registry"), "DRIFTLINE_RUN_DIR": str(tmp_path / "run"),
-           "REDIS_URL": "redis://127.0.0.1:6379/11", "DRIFTLINE_CONTROL_KEY": "k" * 64}
+           "REDIS_URL": f"redis://{at['host']}:{at['port']}/{at['db']}", "DRIFTLINE_CONTROL_KEY": "k" * 64}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reg = Registry(env["DRIFTLINE_REGISTRY"])
