@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 Action = Literal["trigger", "resolve"]
 Severity = Literal["info", "warning", "critical"]
-Kind = Literal["data_drift", "prediction_drift", "concept_drift", "schema_drift", "performance"]
+Kind = Literal["data_drift", "data_quality", "prediction_drift", "concept_drift", "schema_drift", "performance"]
 
 
 def dedup_key_for(model: str, model_version: int, kind: str, feature: str | None, slice_: str | None) -> str:

@@ -82,6 +82,8 @@ class AdwinDetector:
         self._n_suppressed = 0
         self._last_detection = -1
         self._grace_left = 0
+        self._before = math.nan
+        self._after = math.nan
 
     def update(self, x: float) -> AdwinDetector:
         """Feed one value; non-finite values are skipped (and clear ``drift_detected``)."""
@@ -93,9 +95,15 @@ class AdwinDetector:
         if not math.isfinite(xf):
             self._n_invalid += 1
             return self
-        self._adwin.update(xf)
+        adwin = self._adwin
+        width, total = adwin.width, adwin.estimation * adwin.width
+        adwin.update(xf)
         self._n += 1
-        raw = self._adwin.drift_detected
+        raw = adwin.drift_detected
+        if raw:  # the dropped (older) part of the window against what is kept
+            dropped = width + 1 - adwin.width
+            self._after = float(adwin.estimation)
+            self._before = (total + xf - self._after * adwin.width) / dropped if dropped > 0 else math.nan
         if self._grace_left > 0:
             self._grace_left -= 1
             if raw:
@@ -137,6 +145,18 @@ class AdwinDetector:
     def estimation(self) -> float:
         """Mean of ADWIN's current window (0.0 when empty, as in river)."""
         return float(self._adwin.estimation)
+
+    @property
+    def change(self) -> tuple[float, float]:
+        """``(before, after)`` of the latest detection: the mean of the part of the window ADWIN dropped and of the
+        part it kept (NaN before any detection). ``after > before`` is an increase.
+
+        >>> det = AdwinDetector(clock=1)
+        >>> fired = [i for i, x in enumerate([0.0] * 300 + [1.0] * 100) if det.update(x).drift_detected]
+        >>> fired, det.change[0], det.change[0] < det.change[1]   # ADWIN keeps some old values after its cut
+        ([311], 0.0, True)
+        """
+        return self._before, self._after
 
     @property
     def width(self) -> int:

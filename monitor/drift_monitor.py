@@ -1,12 +1,24 @@
 """From predictions and joined labels to alerts: one :class:`VersionMonitor` per (model, version) and, when a
-``slice_of`` callable is given, one more per (model, version, slice); one :class:`AlertPolicy` deciding
-triggers and resolves. Pure: the Kafka/Redis edge feeds it and ships its alerts.
+``slice_of`` callable is given, one more per (model, version, slice). Pure: the Kafka/Redis edge feeds it and
+ships its alerts.
 
-Incidents. Several windowed statistics watch the same thing (PSI, KS and JS on one feature share the dedup key
-``model/version/kind/feature/slice``). Each has its own policy state and thresholds (policy key
-``detector|dedup_key``, or ``detector|slice|dedup_key`` in a slice), but they form **one** incident: a trigger
-is sent when the highest open severity over them rises, a resolve when all of them have resolved. Detector
-events (ADWIN, DDM) trigger at once and never resolve (unchanged).
+Incidents. One incident per dedup key ``model/version/kind/feature/slice``; several sources can feed it:
+
+- *windowed statistics* (PSI, KS, JS, mean shift) each have their own :class:`AlertPolicy` state (policy key
+  ``detector|dedup_key``, or ``detector|slice|dedup_key`` in a slice: thresholds, hysteresis, cooldown);
+- *detector events* (ADWIN on scores or features, ADWIN and DDM on the error stream) go through an
+  :class:`~monitor.incidents.IncidentBook` (open, update, escalate, resolve after ``resolve_after`` quiet events
+  of their stream, re-arm) and, on the error stream, through the :class:`~monitor.concept.ConceptVerdict` (ADWIN
+  increase → warning; DDM within ``confirm_within`` outcomes, or an open data/prediction drift incident on the
+  version → critical; DDM alone never pages).
+
+A trigger is sent when the incident's severity (the highest over its sources) rises, an update trigger (same
+severity and dedup key, ``details.incident.detections`` counted) when a detector fires again while it is open,
+a resolve when every source has resolved. The states of a detector incident::
+
+    warming up ─► armed ──detection──► open: warning ──confirmation──► open: critical
+                    ▲                     │ detection: update (no page)     │ detection: update
+                    └───── resolve ◄──────┴── no detection for resolve_after events, or error back in its band
 
 Inconclusive is never a verdict: a NaN statistic, too few samples, or no new traffic since the last evaluation
 is fed to the policy as NaN (status "inconclusive", streaks untouched) and listed by :meth:`inconclusive`.
@@ -18,11 +30,13 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.prediction import Prediction
 from monitor.alerts import Alert, dedup_key_for
+from monitor.concept import ConceptVerdict
+from monitor.incidents import RANK, IncidentBook, IncidentConfig, Transition
 from monitor.policy import AlertPolicy, PolicyConfig, Thresholds
 from monitor.reference import ReferenceProfile
 from monitor.slices import SliceRegistry, policy_key
@@ -30,8 +44,10 @@ from monitor.version_monitor import MonitorConfig, Signal, VersionMonitor
 
 log = logging.getLogger(__name__)
 
-EVENT_SEVERITY = {"prediction_drift": "warning", "concept_drift": "critical"}
-_RANK = {None: 0, "warning": 1, "critical": 2}
+EVENT_SEVERITY = {"prediction_drift": "warning", "data_drift": "warning"}
+BAND_MIN = 0.01
+"""An error-stream incident is back in its band when the rolling error rate is at most the rate before the change
+plus half the change, and at least this much (absolute)."""
 
 KS_THRESHOLDS = Thresholds(0.15, 0.30)
 """KS distance D: warning 0.15, critical 0.30. With a 1000-value window against a 500-value reference sample,
@@ -59,6 +75,7 @@ class DriftMonitor:
 
     ``slice_of(prediction)`` names the prediction's slice (None: overall only); at most ``max_slices`` slices per
     (model, version) are monitored, further ones are counted in ``slices.dropped`` and ignored.
+    ``incidents`` and ``confirm_within`` (outcomes) set the lifecycle of detector incidents (module docstring).
     """
 
     profiles: Callable[[str, int], ReferenceProfile]
@@ -69,10 +86,15 @@ class DriftMonitor:
     max_slices: int = 50
     monitors: dict[tuple[str, int], VersionMonitor] = field(default_factory=dict)
     slice_monitors: dict[tuple[str, int, str], VersionMonitor] = field(default_factory=dict)
+    incidents: IncidentConfig = field(default_factory=IncidentConfig)
+    confirm_within: int = 2_000
     _since_eval: int = 0
 
     def __post_init__(self) -> None:
         self.slices = SliceRegistry(self.max_slices)
+        self.book = IncidentBook(self.incidents)
+        self.verdict = ConceptVerdict(self.confirm_within)
+        self._last_event: dict[str, Signal] = {}  # dedup key -> latest detector event (for its resolve)
         self._open: dict[str, str] = {}          # policy key -> open severity (windowed statistics)
         self._sent: dict[str, str] = {}          # dedup key -> severity sent for the incident
         self._inconclusive: dict[str, str] = {}  # policy key -> reason
@@ -136,7 +158,7 @@ class DriftMonitor:
                 touched[id(mon)] = mon
         alerts: list[Alert] = []
         for mon in touched.values():
-            alerts += self._alerts(mon, [s for s in mon.evaluate() if s.event], now_ms)
+            alerts += self._alerts(mon, mon.take_events(), now_ms)
         return alerts
 
     def all_monitors(self) -> list[VersionMonitor]:
@@ -205,18 +227,17 @@ class DriftMonitor:
                 if s.detector == "ks":
                     stats[_feature(s) or "-"]["ks_p_value"] = s.details.get("p_value")
         changed: dict[str, tuple[Signal, float | None]] = {}
+        events: dict[str, tuple[Signal, Transition]] = {}  # dedup key -> latest detector-incident transition
         for s in signals:
             feature = _feature(s)
             dkey = dedup_key_for(mon.model, mon.version, s.kind, feature, mon.slice_)
-            pkey = policy_key(s.detector, dkey, mon.slice_)
             if s.event:
-                severity = EVENT_SEVERITY.get(s.kind, "warning")
-                # the policy records an event as +inf, i.e. status "critical": that means "already sent"
-                if self.policy.status(pkey) in (severity, "critical"):
-                    continue
-                self.policy.observe(pkey, float("inf"), 10**9, now_ms)
-                alerts.append(self._build(mon, s, "trigger", severity, None, now_ms, top, stats))
+                t = self._detection(mon, s, dkey, now_ms)
+                if t is not None:
+                    self._last_event[dkey] = s
+                    events[dkey] = (s, t)
                 continue
+            pkey = policy_key(s.detector, dkey, mon.slice_)
             reason = self._reason(mon, s, pkey, fresh)
             if reason is not None:
                 self._inconclusive[pkey] = reason
@@ -232,18 +253,78 @@ class DriftMonitor:
                 self._open.pop(pkey, None)
             if dkey not in changed or verdict.action == "trigger":
                 changed.setdefault(dkey, (s, verdict.threshold))
-        for dkey, (s, threshold) in changed.items():
-            combined = max((sev for k, sev in self._open.items() if k.endswith("|" + dkey)),
-                           key=lambda sev: _RANK[sev], default=None)
+        events.update(self._quiet(mon, now_ms))
+        for dkey in [*changed, *(k for k in events if k not in changed)]:
+            windowed = max((sev for k, sev in self._open.items() if k.endswith("|" + dkey)),
+                           key=lambda sev: RANK[sev], default=None)
+            inc = self.book.get(dkey)
+            combined = max(windowed, inc.severity if inc else None, key=lambda sev: RANK[sev])
             sent = self._sent.get(dkey)
-            if _RANK[combined] > _RANK[sent]:
-                driver = self._driver(mon, signals, dkey, combined) or (s, threshold)
+            event = events.get(dkey)
+            if RANK[combined] > RANK[sent]:
                 self._sent[dkey] = combined  # type: ignore[assignment]
-                alerts.append(self._build(mon, driver[0], "trigger", combined, driver[1], now_ms, top, stats))
+                if event is not None and event[1].severity == combined:
+                    t = event[1] if sent is not None else replace(event[1], change="opened")  # first page
+                    alerts.append(self._build_event(mon, event[0], t, now_ms, top, stats))
+                else:
+                    driver = self._driver(mon, signals, dkey, combined) or changed[dkey]
+                    alerts.append(self._build(mon, driver[0], "trigger", combined, driver[1], now_ms, top, stats))
             elif combined is None and sent is not None:
                 del self._sent[dkey]
-                alerts.append(self._build(mon, s, "resolve", sent, threshold, now_ms, top, stats))
+                if event is not None and event[1].action == "resolve":
+                    alerts.append(self._build_event(mon, event[0], event[1], now_ms, top, stats))
+                else:
+                    s, threshold = changed[dkey]
+                    alerts.append(self._build(mon, s, "resolve", sent, threshold, now_ms, top, stats))
+            elif event is not None and event[1].action == "trigger" and sent is not None:
+                # a detection while the incident is open: same severity and dedup key, counted (no new page)
+                t = event[1] if event[1].change != "opened" else replace(event[1], change="updated")
+                alerts.append(self._build_event(mon, event[0], t, now_ms, top, stats, severity=sent))
         return alerts
+
+    def _detection(self, mon: VersionMonitor, s: Signal, dkey: str, now_ms: int) -> Transition | None:
+        """A detector event into its incident (None: not a detection to report, e.g. a falling error rate)."""
+        baseline = band = None
+        if s.kind == "concept_drift":
+            severity = self.verdict.on_detection(dkey, s.detector, str(s.details.get("direction", "up")), s.n,
+                                                 drift_open=self._drift_open(mon),
+                                                 is_open=self.book.get(dkey) is not None)
+            if severity is None:
+                return None
+            before, after = s.details.get("before"), s.details.get("after")
+            if s.detector == "adwin" and before is not None and after is not None:
+                baseline, band = before, before + max(BAND_MIN, (after - before) / 2)
+        else:
+            severity = EVENT_SEVERITY.get(s.kind, "warning")
+        return self.book.detect(dkey, s.detector, s.n, now_ms, severity, baseline=baseline, band=band)
+
+    def _drift_open(self, mon: VersionMonitor) -> bool:
+        """A data or prediction drift incident is open on ``mon``'s version and slice."""
+        prefix, suffix = f"{mon.model}/{mon.version}/", f"/{mon.slice_ or 'all'}"
+        return any(k.startswith(prefix) and k.endswith(suffix)
+                   and k[len(prefix):].split("/", 1)[0] in ("data_drift", "prediction_drift") for k in self._sent)
+
+    def _quiet(self, mon: VersionMonitor, now_ms: int) -> dict[str, tuple[Signal, Transition]]:
+        """Resolve ``mon``'s detector incidents whose stream went quiet (or, errors, came back in band)."""
+        out: dict[str, tuple[Signal, Transition]] = {}
+        prefix, suffix = f"{mon.model}/{mon.version}/", f"/{mon.slice_ or 'all'}"
+        for dkey, inc in self.book.open_incidents().items():
+            last = self._last_event.get(dkey)
+            if last is None or not (dkey.startswith(prefix) and dkey.endswith(suffix)):
+                continue
+            concept = last.kind == "concept_drift"
+            position = mon.outcomes if concept else mon.predictions
+            in_band = False
+            if concept and inc.band is not None and position - inc.last_detection >= mon.outcome_window.size:
+                in_band = 1.0 - mon.outcome_window.accuracy <= inc.band
+            t = self.book.quiet(dkey, position, now_ms, in_band=in_band)
+            if t is not None:
+                value = (1.0 - mon.outcome_window.accuracy) if concept else last.value
+                out[dkey] = (Signal(last.kind, last.feature, last.detector, last.statistic, value, position,
+                                    t.reason, event=True), t)
+                del self._last_event[dkey]
+                self.verdict.forget(dkey)
+        return out
 
     def _driver(self, mon: VersionMonitor, signals: list[Signal], dkey: str,
                 severity: str | None) -> tuple[Signal, float | None] | None:
@@ -256,6 +337,19 @@ class DriftMonitor:
                 th = self.policy.config_for(pkey).thresholds
                 return s, th.critical if severity == "critical" else th.warning
         return None
+
+    def _build_event(self, mon: VersionMonitor, s: Signal, t: Transition, now_ms: int, top: list[dict],
+                     stats: Mapping[str, Mapping[str, float | None]], severity: str | None = None) -> Alert:
+        """The alert of a detector-incident transition (its state and counts in ``details.incident``)."""
+        alert = self._build(mon, s, t.action, severity or t.severity, None, now_ms, top, stats)
+        incident = {**t.incident.to_dict(), "change": t.change, "reason": t.reason}
+        how = {"opened": "", "escalated": " (escalated)",
+               "updated": f" (update: {t.incident.detections} detections, no new page)"}.get(t.change, "")
+        summary = alert.summary.replace(f" {t.action}:", f" {t.action}{how}:", 1)
+        if t.action == "resolve":
+            summary = f"{summary}; {t.reason} ({t.incident.detections} detections)"
+        return Alert(**{**alert.to_dict(), "summary": summary[:1024],
+                        "details": {**alert.details, "incident": incident}})
 
     def _build(self, mon: VersionMonitor, s: Signal, action: str, severity: str, threshold: float | None,
                now_ms: int, top: list[dict], stats: Mapping[str, Mapping[str, float | None]]) -> Alert:

@@ -2,7 +2,8 @@
 
 On a critical ``trigger`` alert about the model's *production* version, ``on_alert`` decides a rollback to the
 registry's rollback target (the version promoted before it), at most once per incident (model, version), and
-never back to a version that was itself rolled back. ``on_ack`` / ``overdue`` track the scorers' acks so the
+never back to a version that was itself rolled back, and never for a ``data_quality`` alert (broken sensors are not
+fixed by another model version). ``on_ack`` / ``overdue`` track the scorers' acks so the
 monitor can re-alert when none arrive. Modes: ``alert_only``, ``rollback``, ``pause_challenger``.
 
 Example:
@@ -18,6 +19,8 @@ Example:
     ('rollback', 2, 1)
     >>> policy.on_alert(alert, now_ms=1) is None   # one rollback per incident
     True
+    >>> RollbackPolicy(Reg(), mode="rollback").on_alert(NS(**{**vars(alert), "kind": "data_quality"}), 0) is None
+    True
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Mode = Literal["alert_only", "rollback", "pause_challenger"]
+NEVER_ROLLS_BACK = frozenset({"data_quality"})
+"""Alert kinds no rollback can fix: broken sensors feed every version the same bad readings."""
 
 
 class _Registry(Protocol):
@@ -65,7 +70,8 @@ class RollbackPolicy:
 
     def on_alert(self, alert: Any, now_ms: int) -> Decision | None:
         """A decision for a critical trigger on the production version, else ``None``."""
-        if self.mode == "alert_only" or alert.action != "trigger" or alert.severity != "critical":
+        if (self.mode == "alert_only" or alert.action != "trigger" or alert.severity != "critical"
+                or alert.kind in NEVER_ROLLS_BACK):
             return None
         incident = (alert.model, int(alert.model_version))
         prod = self.registry.production(alert.model)

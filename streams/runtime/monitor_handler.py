@@ -137,7 +137,7 @@ class MonitorHandler:
             self.metrics.labels_joined.inc(len(outcomes))
         for a in alerts:
             self.metrics.alerts.labels(a.kind, a.severity, a.action).inc()
-            if a.detector in ("adwin", "ddm"):
+            if a.detector in ("adwin", "ddm") and a.action == "trigger":
                 self.metrics.detections.labels(a.model, str(a.model_version), a.detector).inc()
         for mon in self.drift.monitors.values():  # overall monitors only: slices would explode label cardinality
             version = str(mon.version)

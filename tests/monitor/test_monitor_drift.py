@@ -130,21 +130,25 @@ def test_evaluates_every_n_predictions(profile: ReferenceProfile) -> None:
 
 
 # ------------------------------------------------------------------------------------------ concept drift
-def test_concept_drift_event_is_one_critical_alert_per_version(profile: ReferenceProfile) -> None:
+def test_concept_drift_is_one_incident_opened_once_then_updated(profile: ReferenceProfile) -> None:
     mon = make_monitor(profile)
     rng = np.random.default_rng(11)
-    errors = np.concatenate([rng.random(1000) < 0.05, rng.random(3000) < 0.6]).astype(int)
+    errors = np.concatenate([rng.random(1500) < 0.05, rng.random(3000) < 0.6]).astype(int)
     alerts: list[Alert] = []
     for i in range(0, len(errors), 100):
         alerts += mon.on_outcomes([(MODEL, 1, int(e)) for e in errors[i:i + 100]], now_ms=i)
     concept = [a for a in alerts if a.kind == "concept_drift"]
     assert concept, "a jump from 5% to 60% errors must be detected"
-    assert all(a.severity == "critical" and a.action == "trigger" for a in concept)
-    assert len({(a.detector, a.dedup_key) for a in concept}) == len(concept)  # each detector alerts once
+    assert len({a.dedup_key for a in concept}) == 1 and all(a.action == "trigger" for a in concept)
+    changes = [a.details["incident"]["change"] for a in concept]
+    assert changes.count("opened") == 1 and changes[0] == "opened", changes
+    assert concept[-1].severity == "critical", "ADWIN and DDM agree: confirmed"
+    assert [a.details["incident"]["detections"] for a in concept] == sorted(a.details["incident"]["detections"]
+                                                                            for a in concept)
     assert concept[0].details["accuracy"] is not None
 
 
-def test_repeated_prediction_drift_events_are_deduplicated(profile: ReferenceProfile) -> None:
+def test_repeated_prediction_drift_events_update_the_open_incident(profile: ReferenceProfile) -> None:
     vm_key = (MODEL, 1)
     mon = make_monitor(profile)
     mon.monitor_for(*vm_key)
@@ -152,7 +156,10 @@ def test_repeated_prediction_drift_events_are_deduplicated(profile: ReferencePro
     first = mon._alerts(mon.monitors[vm_key], [event], now_ms=0)
     second = mon._alerts(mon.monitors[vm_key], [event], now_ms=1)
     assert [(a.severity, a.feature) for a in first] == [("warning", "score")]
-    assert second == []
+    assert [(a.action, a.severity, a.dedup_key) for a in second] == [("trigger", "warning", first[0].dedup_key)]
+    assert second[0].details["incident"]["change"] == "updated"
+    assert second[0].details["incident"]["detections"] == 2
+    assert "no new page" in second[0].summary
 
 
 # ------------------------------------------------------------------------------------------ version monitor
