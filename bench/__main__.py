@@ -9,7 +9,8 @@ Benches (in this order; the issue's numbering in brackets):
   (``bench.breakdown_bench``);
 - ``faust`` [1b]: the same work on Faust (``bench.faust_bench``);
 - ``control``, ``control_loop`` [4]: signed command → acks; drift onset → alert → rollback → acks;
-- ``detection`` [5]: detection delay / false alarms against a trivial baseline, updates/s (CPU only);
+- ``detection`` [5]: the policy next to bare river ADWIN()/DDM() on multi-change error streams (changes detected,
+  delay, false alarms), the warm-up sweep, single shifts against a trivial baseline, updates/s (CPU only);
 - ``memory`` [6]: Redis bytes and worker RSS per entity at 10k/100k/1M entities;
 - ``features``, ``scorer`` (CPU only), ``store`` (batch reads, Redis memory, aggregator alone);
 - ``alert_delivery`` [#12]: alert delivery, direct POST vs the delivery stage, outage recovery (``bench.alert_delivery_bench``).
@@ -108,7 +109,7 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
                                if tiny else faust_bench.run(info)),  # type: ignore[arg-type]
         "memory": lambda _: memory_bench.standalone(memory_bench.MemoryConfig.tiny() if tiny  # flushes its Redis:
                                                     else memory_bench.MemoryConfig()),  # its own stack
-        "detection": lambda _: detection_bench.as_tables(detection_bench.run(small=tiny)),
+        "detection": lambda _: detection_bench.as_tables(detection_bench.run(tiny=tiny)),
         "alert_delivery": lambda info: alert_delivery_bench.run(  # type: ignore[arg-type]
             info, alert_delivery_bench.AlertBenchConfig.tiny() if tiny else alert_delivery_bench.AlertBenchConfig()),
     }

@@ -1,7 +1,8 @@
 """Joining delayed labels to the predictions they judge, in Redis with a TTL.
 
 Keys (prefix ``dl:lj:``): ``p:<prediction_id>`` and ``e:<entity_id>:<event_ts>`` hold the served prediction
-(``{"m": model, "v": version, "y": predicted label, "s": score}``); ``l:<entity_id>:<event_ts>`` and
+(``{"m": model, "v": version, "y": predicted label, "s": score}``, plus ``"q": 1`` when the sensor checks
+marked the prediction); ``l:<entity_id>:<event_ts>`` and
 ``lp:<prediction_id>`` hold a label that arrived before its prediction. Every call is one pipelined round trip.
 """
 
@@ -29,6 +30,7 @@ class Outcome:
     label: int
     score: float
     slice: str | None = None  # the served prediction's slice, when the monitor slices (per-slice concept drift)
+    suspect: bool = False     # the prediction was marked by the sensor checks (its entity's sensors look broken)
 
 
 @dataclass
@@ -55,6 +57,8 @@ class RedisLabelJoin:
         pipe = self.client.pipeline(transaction=False)
         for p in served:
             stored = {"m": p.model, "v": p.model_version, "y": p.label, "s": p.score}
+            if p.quality:
+                stored["q"] = 1
             if slice_of is not None:
                 stored["sl"] = slice_of(p)
             body = codec.encode(stored)
@@ -69,7 +73,8 @@ class RedisLabelJoin:
             if waiting is not None:
                 self.stats.pending -= 1
                 outcomes.append(_outcome({"m": p.model, "v": p.model_version, "y": p.label, "s": p.score,
-                                          "sl": slice_of(p) if slice_of is not None else None}, int(waiting)))
+                                          "sl": slice_of(p) if slice_of is not None else None,
+                                          "q": 1 if p.quality else 0}, int(waiting)))
         self.stats.matched += len(outcomes)
         return outcomes
 
@@ -115,4 +120,4 @@ def _entity_key(kind: bytes, entity_id: str, event_ts: int) -> bytes:
 
 def _outcome(pred: Mapping[str, Any], label: int) -> Outcome:
     return Outcome(str(pred["m"]), int(pred["v"]), int(int(pred["y"]) != label), label, float(pred["s"]),
-                   pred.get("sl"))
+                   pred.get("sl"), bool(pred.get("q")))

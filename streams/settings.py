@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from streams.control.keyring import KEY_ID_RE
 from streams.exceptions import ConfigError
+from streams.monitor_settings import MonitorSettings
 from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES
 
 # Environment variables passed through to librdkafka unchanged (security settings of a real cluster).
@@ -145,6 +146,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     redis_url: str = "redis://127.0.0.1:6379/0"
     registry_dir: str = ".driftline/registry"
     run_dir: str = ".driftline/run"
@@ -243,6 +245,7 @@ class Settings:
                               "DRIFTLINE_HISTORY_MAX_EVENTS >= 1")
         return cls(
             kafka=kafka, topics=topics, pipeline=pipeline, history=history,
+            monitor=MonitorSettings.from_env(env, data.get("monitor", {})),
             redis_url=env.get("REDIS_URL", data.get("redis_url", "redis://127.0.0.1:6379/0")),
             registry_dir=env.get("DRIFTLINE_REGISTRY", data.get("registry_dir", ".driftline/registry")),
             run_dir=env.get("DRIFTLINE_RUN_DIR", data.get("run_dir", ".driftline/run")),

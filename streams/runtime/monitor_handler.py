@@ -15,6 +15,7 @@ from confluent_kafka import Message, TopicPartition
 from models.abtest_report import ABReport, ABTracker
 from models.prediction import Prediction
 from monitor.alerts import Alert
+from monitor.data_quality import DataQualityMonitor
 from monitor.drift_monitor import DriftMonitor
 from monitor.history import HistoryStore, SnapshotRecorder, ack_event, alert_event, command_event
 from monitor.label_join import RedisLabelJoin
@@ -42,7 +43,8 @@ class MonitorHandler:
                  timeline: Timeline | None = None, clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, retrain: RetrainPolicy | None = None,
                  ab: ABTracker | None = None, history: HistoryStore | None = None,
-                 history_interval_ms: int = 10_000) -> None:
+                 history_interval_ms: int = 10_000,
+                 quality: DataQualityMonitor | None = None) -> None:
         self.settings = settings
         self.drift = drift
         self.join = join
@@ -57,6 +59,7 @@ class MonitorHandler:
         self.retrain = retrain
         self.ab = ab  # champion/challenger z-test on joined labels; None = off
         self.ab_reports: list[ABReport] = []
+        self.quality = quality  # data_quality alerts from marked predictions; their quarantine
         self._ab_logged: dict[str, tuple[str, int, int, int]] = {}  # model -> (verdict, champ, chall, trials)
         self._swapped: dict[str, int | None] = {}  # model -> active version of applied acks since the last check
         self.history = history  # the report's bounded history (None = off)
@@ -84,9 +87,15 @@ class MonitorHandler:
                 log.warning("monitor: skipping malformed record %s: %s", describe(m), exc)
         outcomes = self.join.remember(predictions, self.drift.slice_of) + self.join.match(labels)
         served = [p for p in predictions if p.variant in ("champion", "challenger")]
-        alerts = self.drift.on_predictions(served, now)
+        alerts: list[Alert] = []
+        watched, watched_outcomes = served, outcomes
+        if self.quality is not None:  # broken sensors: their own alert, and (quarantine) out of the drift statistics
+            watched, alerts = self.quality.observe(served, now)
+            if self.quality.config.quarantine:
+                watched_outcomes = [o for o in outcomes if not o.suspect]
+        alerts += self.drift.on_predictions(watched, now)
         alerts += self.drift.on_outcomes(((o.model, o.version, o.error, o.label, o.score, o.slice)
-                                          for o in outcomes), now)
+                                          for o in watched_outcomes), now)
         alerts = [with_report_hint(a) for a in alerts]
         if self.ab is not None:
             self._ab_test(served, outcomes, now)

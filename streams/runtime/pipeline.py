@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from confluent_kafka import Message, TopicPartition
 
@@ -26,6 +26,7 @@ from features.store import FeatureStore, SaveRequest, SourcePosition
 from models.prediction import Prediction
 from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
+from monitor.sensor_checks import SensorChecks
 from streams import codec
 from streams.metrics import Metrics, observe_many
 from streams.runtime.loop import BatchResult, Output, dead_letter, describe
@@ -50,14 +51,16 @@ class FusedHandler:
     """Batch handler of the fused pipeline for one feature view and one model.
 
     ``cache_max_entities`` bounds the write-through state cache for the whole worker (every partition it
-    owns), least recently used entities out first: see :mod:`streams.runtime.state_cache` for what it costs."""
+    owns), least recently used entities out first: see :mod:`streams.runtime.state_cache` for what it costs.
+    ``sensors`` (optional) sees each batch's readings and rejections and marks the predictions of entities whose
+    sensors look broken (:mod:`monitor.sensor_checks`)."""
 
     def __init__(self, view: FeatureView, store: FeatureStore, scorer: Scorer, *, group: str,
                  predictions_topic: str, dlq_topic: str, alerts_topic: str = "alerts",
                  on_predictions: Callable[[list[Prediction]], None] | None = None,
                  metrics: Metrics | None = None, silence: SilenceTracker | None = None,
                  features_topic: str | None = None,
-                 cache_max_entities: int = DEFAULT_MAX_ENTITIES) -> None:
+                 cache_max_entities: int = DEFAULT_MAX_ENTITIES, sensors: SensorChecks | None = None) -> None:
         self.view = view
         self.store = store
         self.engine = FeatureEngine(view)
@@ -74,6 +77,7 @@ class FusedHandler:
         self.watermarks: dict[int, int | None] = {}
         self.cache: StateCache[EntityState] = StateCache(cache_max_entities)
         self.stats = PipelineStats()
+        self.sensors = sensors
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
         for p in partitions:
@@ -108,6 +112,9 @@ class FusedHandler:
             event.offset, event.partition = offset, partition
             by_partition[partition].append(event)
 
+        if self.sensors is not None:  # per-entity sensor checks on this batch's readings and rejections
+            self.sensors.observe_batch((e for evs in by_partition.values() for e in evs),
+                                       ((m.key(), err) for errs in rejected.values() for m, err in errs))
         rows: list[ScoringRow] = []
         saves: list[SaveRequest] = []
         positions = {p: SourcePosition(self.group, self.view.source_topic, p) for p in last_offset}
@@ -150,6 +157,8 @@ class FusedHandler:
                                      latest))
 
         scored = self.scorer.score(rows) if rows else None
+        if scored is not None and self.sensors is not None:  # mark the predictions of entities with broken sensors
+            scored = replace(scored, predictions=self.sensors.mark(scored.predictions))
         if scored is not None:
             self.stats.scored += len(scored.predictions)
             self.stats.schema_mismatches += len(scored.schema_mismatches)

@@ -28,6 +28,7 @@ from monitor.history import alert_event
 from monitor.label_join import RedisLabelJoin
 from monitor.reference import ReferenceProfile
 from monitor.rollback import RollbackPolicy
+from monitor.sensor_checks import SensorChecks
 from monitor.sinks import AlertSink
 from streams import codec
 from streams.control.channel import ControlReader
@@ -160,7 +161,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                            dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts,
                            silence=SilenceTracker(settings.pipeline.silence_idle_ms),
                            features_topic=settings.topics.stale_features(view.source_topic),
-                           cache_max_entities=settings.pipeline.cache_max_entities)
+                           cache_max_entities=settings.pipeline.cache_max_entities,
+                           sensors=sensor_checks(settings, view))
     producer = make_producer(settings.kafka)
     verifier = CommandVerifier(keyring_from_settings(settings), max_age_s=settings.control_max_age_s,
                                max_future_s=CONTROL_MAX_FUTURE_S)
@@ -230,6 +232,14 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     return worker, handler
 
 
+def sensor_checks(settings: Settings, view: FeatureView) -> SensorChecks | None:
+    """The per-entity sensor checks of ``view`` (None when switched off or the view has no rules)."""
+    from monitor.sensor_checks import RULES, SensorConfig
+
+    rules = RULES.get(view.name)
+    return SensorChecks(SensorConfig(rules)) if settings.monitor.sensor_checks and rules else None
+
+
 def sinks_from_settings(settings: Settings, *, log_sink: bool = True) -> list[AlertSink]:
     """The receivers ``settings`` configure (see :func:`streams.runtime.alert_worker.alert_sinks`)."""
     from streams.runtime.alert_worker import alert_sinks
@@ -250,7 +260,9 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     precision | recall; None = off) is logged, exported (``driftline_ab_z``, ``driftline_ab_p_value``) and
     reported by ``/health`` (``ab_tests``)."""
     from models.abtest_report import ABTracker
+    from monitor.data_quality import DataQualityMonitor, QualityConfig
     from monitor.drift_monitor import default_policy
+    from monitor.incidents import IncidentConfig
     from monitor.retrain import RetrainPolicy
     from monitor.slices import slice_by
     from monitor.version_monitor import MonitorConfig
@@ -260,11 +272,17 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     def profile(model: str, version: int) -> ReferenceProfile:
         return ReferenceProfile.from_dict(registry.get(model, version).reference)
 
+    ms = settings.monitor
     drift = DriftMonitor(profile, policy=default_policy(min_samples),
                          config=MonitorConfig(psi_window=psi_window, psi_min_samples=min_samples,
-                                              mean_shift_window=psi_window, adwin_features=adwin_features),
+                                              mean_shift_window=psi_window, adwin_features=adwin_features,
+                                              detector_warmup=ms.detector_warmup),
                          evaluate_every=evaluate_every,
-                         slice_of=slice_by(slice_field, slice_edges) if slice_field else None, max_slices=max_slices)
+                         slice_of=slice_by(slice_field, slice_edges) if slice_field else None, max_slices=max_slices,
+                         incidents=IncidentConfig(resolve_after=ms.incident_resolve_after),
+                         confirm_within=ms.confirm_within)
+    quality = DataQualityMonitor(QualityConfig(min_entities=ms.quality_min_entities, quarantine=ms.quarantine,
+                                               evaluate_every=evaluate_every))
     rclient = redis_client(settings)
     metrics = Metrics()
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
@@ -274,7 +292,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                              retrain=RetrainPolicy(registry, mode=retrain_mode),  # type: ignore[arg-type]
                              ab=None if ab_outcome is None else ABTracker(ab_outcome, alpha=ab_alpha, min_n=ab_min_n),
                              history=history_store(settings, rclient),
-                             history_interval_ms=int(settings.history.interval_s * 1000))
+                             history_interval_ms=int(settings.history.interval_s * 1000), quality=quality)
     producer = make_producer(settings.kafka)
     acks = ControlReader(settings, verifier=None)
 

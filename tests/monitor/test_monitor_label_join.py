@@ -138,3 +138,12 @@ def test_the_slice_travels_with_the_prediction_to_its_outcome(join: RedisLabelJo
     assert join.match([{"prediction_id": second.prediction_id, "label": 0}]) == []  # label first
     [late] = join.remember([second], slice_of=lambda p: "18-40")
     assert (late.slice, late.error) == ("18-40", 1)
+
+
+def test_a_prediction_marked_by_the_sensor_checks_joins_as_suspect(join: RedisLabelJoin, uid: str) -> None:
+    marked = Prediction(f"{uid}-pred-q", f"{uid}-ent-q", 7, "risk", 2, "champion", 0.9, 1, 0, quality={"hr": "spike"})
+    early = Prediction(f"{uid}-pred-e", f"{uid}-ent-e", 8, "risk", 2, "champion", 0.9, 1, 0, quality={"hr": "spike"})
+    join.match([{"entity_id": early.entity_id, "event_ts": early.event_ts, "label": 0}])  # label first: waits
+    assert join.remember([marked, early]) == [Outcome("risk", 2, 1, 0, 0.9, None, True)]
+    assert join.match([{"prediction_id": marked.prediction_id, "label": 1}]) == [Outcome("risk", 2, 0, 1, 0.9, None, True)]
+    assert join.match([{"prediction_id": pred(uid).prediction_id, "label": 1}]) == []
