@@ -1,4 +1,5 @@
-"""The whole loop against the real embedded broker and real Redis: drift → alert → signed rollback → ack → v1.
+"""The whole loop against the real embedded broker and real Redis: drift → alert → signed rollback → ack → v1; and
+broken sensors → a data_quality alert, no rollback.
 
 Asserts the causal chain, reading the real topics afterwards: no alert before the drift onset; the rollback
 command on ``control`` verifies with the control key and was acked ``applied`` by the scorer; every prediction
@@ -52,3 +53,27 @@ def test_drift_alert_rollback_ack_and_v1_afterwards(settings: Settings, monkeypa
         assert pd.invalid() == [] and summary["alert_delivery"]["pagerduty"]["accepted"] >= 2 * len(opened)
     finally:
         pd.stop()
+
+
+def test_sensor_fault_is_a_data_quality_alert_not_drift_and_no_rollback(settings: Settings) -> None:
+    """~30 % of the patients' sensors break: a data_quality alert naming them (bounded), no drift alert, no rollback,
+    v2 serves throughout (read back from the real alerts and control topics)."""
+    started_ms = int(time.time() * 1000)
+    summary = run_demo(settings, DemoConfig(entities=300, rate=400.0, duration_s=30.0, drift_at_s=10.0,
+                                            train_duration_s=60.0, scenario="sensor-fault"), echo=lambda _l: None)
+    assert summary["worker_errors"] == []
+    assert summary["ok"], summary
+    assert summary["drift_alerts_after_onset"] == 0 and summary["rollback_command_id"] is None, summary
+    assert set(summary["versions"]["predictions_by_version"]) == {summary["versions"]["v2"]}
+    bootstrap = settings.kafka.bootstrap_servers
+    alerts = [a for a in read_all(bootstrap, settings.topics.alerts, 1) if a["ts"] >= started_ms]
+    quality = [a for a in alerts if a["kind"] == "data_quality"]
+    assert quality and {a["feature"] for a in quality} <= {"hr", "spo2"}
+    for a in quality:
+        assert a["severity"] == "warning" and len(a["details"]["entities"]) <= 10
+        assert a["details"]["faulty_entities"] == a["value"] >= 3
+        assert all(e["entity"].startswith("P") for e in a["details"]["entities"])
+    assert not [a for a in alerts if a["kind"] in ("data_drift", "prediction_drift", "concept_drift")]
+    commands = [c for c in read_all(bootstrap, settings.topics.control, 1)
+                if c.get("type") == "command" and c.get("issued_at", 0) >= started_ms]
+    assert not [c for c in commands if c["command"] == "rollback"]
