@@ -13,6 +13,7 @@ detections, false alarms per 100k events (alarms before the change point, or any
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -22,13 +23,19 @@ from typing import Any
 
 import numpy as np
 
+from features.exceptions import RecordError
+from features.records import Event, parse_record
+from features.views import VITALS_VIEW
 from models.prediction import Prediction
 from monitor.detectors import AdwinDetector, DdmDetector
 from monitor.drift_monitor import DriftMonitor, default_policy
 from monitor.psi import RollingPSI
 from monitor.reference import ReferenceProfile
+from monitor.sensor_checks import VITALS_RULES, SensorChecks, SensorConfig
 from monitor.stats import MeanShift
 from monitor.version_monitor import MonitorConfig, ReferenceKS, VersionMonitor
+from streams import codec
+from streams.local.simulator import SimConfig, generate
 
 STREAMS = ("stationary", "sudden", "gradual", "concept")
 
@@ -232,6 +239,22 @@ def speed(s: Sizes) -> list[dict[str, Any]]:
     ks = ReferenceKS(prof.samples["x"])
     win = np.asarray(xs[: s.window])
     timed("ks test (window vs reference)", lambda: [ks.test(win) for _ in range(50)], 50)
+    events = _vitals_events(s.speed_n)
+    checks = SensorChecks(SensorConfig(VITALS_RULES))
+    timed("sensor_checks.observe (vitals, 6 fields, 30 % broken)",
+          lambda: [checks.observe_batch(events[i:i + 500]) for i in range(0, len(events), 500)], len(events))
+    preds = [Prediction(str(i), e.entity_id, e.ts_ms, "m", 1, "champion", 0.5, 0, 0) for i, e in enumerate(events)]
+    timed("sensor_checks.mark (per prediction)", lambda: checks.mark(preds), len(preds))
+    return out
+
+
+def _vitals_events(n: int) -> list[Event]:
+    """``n`` simulated vitals records of the sensor-fault scenario (broken sensors from the middle on), parsed."""
+    out = []
+    for sim in generate(SimConfig(entities=500, rate=400.0, duration_s=n / 400.0, drift_at_s=n / 800.0,
+                                  scenario="sensor-fault", time_scale=40.0)):
+        with contextlib.suppress(RecordError):  # the dropouts: the pipeline dead-letters them
+            out.append(parse_record(VITALS_VIEW, sim.key.encode(), codec.encode(sim.value)))
     return out
 
 

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from models.prediction import Prediction
 from monitor.exceptions import MonitorConfigError
 
 _FIELD = re.compile(r"^field '([^']+)'")
@@ -124,6 +125,8 @@ class SensorChecks:
     def __init__(self, config: SensorConfig) -> None:
         self.config = config
         self._rules = dict(config.rules)
+        self._compiled = [(name, r.stuck_after, frozenset(r.stuck_ignore), r.max_step, r.max_rate_per_s / 1000,
+                           r.max_gap_s * 1000) for name, r in self._rules.items()]
         self._mask = (1 << config.window) - 1
         self._entities: dict[str, _Entity] = {}
         self.evicted = 0
@@ -145,22 +148,28 @@ class SensorChecks:
             return  # late or replayed: its neighbours are not its neighbours
         ent.last_ts = ts_ms
         mask = self._mask
-        for name, rule in self._rules.items():
-            f = ent.fields[name]
-            f.stuck, f.spike, f.drop = (f.stuck << 1) & mask, (f.spike << 1) & mask, (f.drop << 1) & mask
+        fields = ent.fields
+        for name, stuck_after, ignore, max_step, rate, gap_ms in self._compiled:
+            f = fields[name]
+            if f.stuck or f.spike or f.drop:  # age the window (most entities have nothing in it)
+                f.stuck, f.spike, f.drop = (f.stuck << 1) & mask, (f.spike << 1) & mask, (f.drop << 1) & mask
             x = values.get(name)
-            if not isinstance(x, int | float):
+            if x is None or x.__class__ not in (int, float):
                 continue
             last = f.last
-            if last is not None and x == last:
+            if last is None:
+                f.last, f.last_ts, f.run = float(x), ts_ms, 1
+                continue
+            if x == last:
                 f.run += 1
-                if rule.stuck_after and f.run >= rule.stuck_after and x not in rule.stuck_ignore:
+                if stuck_after and f.run >= stuck_after and x not in ignore:
                     f.stuck |= 1
             else:
                 f.run = 1
-            if rule.max_step and last is not None and 0 < ts_ms - f.last_ts <= rule.max_gap_s * 1000:
+            dt = ts_ms - f.last_ts
+            if max_step and 0 < dt <= gap_ms:
                 step = x - last
-                if abs(step) > rule.max_step + rule.max_rate_per_s * (ts_ms - f.last_ts) / 1000:
+                if abs(step) > max_step + rate * dt:
                     if f.pending and (step > 0) != (f.pending > 0):
                         f.spike |= 1
                         f.pending = 0
@@ -171,7 +180,11 @@ class SensorChecks:
             else:
                 f.pending = 0
             f.last, f.last_ts = float(x), ts_ms
-        ent.faults = self._faults(ent)
+        ent.faults = self._faults(ent) if (ent.faults is not None or self._any(ent)) else None
+
+    @staticmethod
+    def _any(ent: _Entity) -> bool:
+        return any(f.stuck or f.spike or f.drop for f in ent.fields.values())
 
     def observe_rejected(self, entity: str, field: str | None) -> None:
         """One reading of ``entity`` rejected because of ``field`` (None: some other reason; it only ages the
@@ -214,11 +227,15 @@ class SensorChecks:
                 m = _FIELD.match(getattr(err, "detail", "") or "")
                 self.observe_rejected(key.decode("utf-8", "replace"), m.group(1) if m else None)
 
-    def mark(self, predictions: Sequence[Any]) -> list[Any]:
+    def mark(self, predictions: Sequence[Prediction]) -> list[Prediction]:
         """The predictions, those of faulty entities with ``quality`` set to their faults."""
         entities = self._entities
         out = []
         for p in predictions:
             ent = entities.get(p.entity_id)
-            out.append(p if ent is None or ent.faults is None else replace(p, quality=dict(ent.faults)))
+            if ent is None or ent.faults is None:
+                out.append(p)
+            else:  # the constructor, not dataclasses.replace: several times cheaper per call
+                out.append(Prediction(p.prediction_id, p.entity_id, p.event_ts, p.model, p.model_version, p.variant,
+                                      p.score, p.label, p.scored_at, p.features, dict(ent.faults)))
         return out
