@@ -367,13 +367,15 @@ class DriftMonitor:
             summary=_summary(action, severity, s, mon, feature, threshold, top), details=details)
 
     def snapshots(self) -> list[Mapping[str, object]]:
-        """One snapshot per monitor, each with its inconclusive keys and reasons."""
+        """One snapshot per monitor, each with its inconclusive keys and reasons and its open detector incidents."""
         out = []
         for m in self.all_monitors():
             snap = m.snapshot()
             part = f"|{m.model}/{m.version}/"
             tail = f"/{m.slice_ or 'all'}"
             snap["inconclusive"] = {k: r for k, r in self._inconclusive.items() if part in k and k.endswith(tail)}
+            snap["incidents"] = {k: inc.to_dict() for k, inc in self.book.open_incidents().items()
+                                 if k.startswith(part[1:]) and k.endswith(tail)}
             out.append(snap)
         return out
 

@@ -348,7 +348,7 @@ class VersionMonitor:
         return {"model": self.model, "version": self.version, "slice": self.slice_,
                 "predictions": self.predictions, "outcomes": self.outcomes, "accuracy": self.accuracy,
                 **self.performance(), "score_psi": self.score_psi.value, "mean_shift": self.mean_shift.value,
-                "top_features": self.ranked_feature_psi()[:3]}
+                "top_features": self.ranked_feature_psi()[:3], "warmup_suppressed": self.warmup_suppressed}
 
 
 def worst(signals: Iterable[Signal]) -> Signal | None:

@@ -123,6 +123,7 @@ def test_a_second_change_after_the_first_incident_resolved_opens_a_second_incide
     assert resolves and pages[0].ts < resolves[0].ts < pages[1].ts
     between = [a for a in concept if pages[0].ts < a.ts < pages[1].ts and a.action == "trigger"]
     assert all(a.details["incident"]["change"] in ("updated", "escalated") for a in between)
+    assert mon.snapshots()[0]["incidents"] == {}  # the second one resolved too: 4,000 quiet outcomes at the end
 
 
 def test_a_falling_error_rate_is_no_incident(profile: ReferenceProfile) -> None:
@@ -154,6 +155,8 @@ def test_update_alerts_carry_the_count_and_the_same_key(profile: ReferenceProfil
     assert len(opened(concept)) == 1 and len(concept) >= 3
     counts = [a.details["incident"]["detections"] for a in concept]
     assert counts == sorted(counts) and counts[-1] > counts[0]
+    snap = mon.snapshots()[0]["incidents"]
+    assert list(snap) == [concept[0].dedup_key] and snap[concept[0].dedup_key]["detections"] >= counts[-1]
 
 
 def test_score_adwin_incident_shares_its_key_with_psi_and_resolves_when_both_have(profile: ReferenceProfile) -> None:
@@ -171,3 +174,32 @@ def test_score_adwin_incident_shares_its_key_with_psi_and_resolves_when_both_hav
     assert score[-1].action == "resolve" and score[-1].ts > 6000
     assert mon.book.open_incidents() == {}
     assert score[0].action == "trigger" and score[0].ts >= 3000
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(200, 4000), st.sampled_from([0.02, 0.05, 0.1, 0.2, 0.4, 0.6])),
+                min_size=1, max_size=6), st.integers(0, 10**6))
+def test_no_incident_outlives_its_quiet_period_and_pages_alternate_with_resolves(
+        segments: list[tuple[int, float]], seed: int) -> None:
+    """Whatever the error stream: per dedup key, opened → (updated | escalated)* → resolve → opened ...; and an
+    incident never stays open more than ``resolve_after`` outcomes (plus one batch) past its last detection."""
+    X = np.random.default_rng(0).normal(size=(500, 2))
+    prof = ReferenceProfile.from_training(X, ["a", "b"], scores=1.0 / (1.0 + np.exp(-X[:, 0])), bins=10)
+    mon = make(prof, resolve_after=1500)
+    rng = np.random.default_rng(seed)
+    errors = np.concatenate([rng.random(n) < p for n, p in segments]).astype(int)
+    is_open = False
+    for i in range(0, len(errors), 100):
+        for a in mon.on_outcomes([(MODEL, 1, int(e)) for e in errors[i:i + 100]], now_ms=i):
+            change = a.details["incident"]["change"]
+            if a.action == "resolve":
+                assert is_open
+                is_open = False
+            elif change == "opened":
+                assert not is_open
+                is_open = True
+            else:
+                assert is_open and change in ("updated", "escalated")
+        position = mon.monitors[(MODEL, 1)].outcomes
+        for inc in mon.book.open_incidents().values():
+            assert position - inc.last_detection < 1500 + 100
