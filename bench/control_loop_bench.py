@@ -186,8 +186,8 @@ def run(info: StackInfo, cfg: ControlLoopConfig = ControlLoopConfig()) -> list[T
     return [Table("control_loop", "Control loop end to end: drift onset → alert → rollback → ack", COLUMNS, rows,
                   notes=notes,
                   limit="limit: onset → alert is detection (the monitor evaluates every 100 predictions, needs 500 "
-                        "in its PSI window and 3 critical evaluations in a row; concept drift (DDM on errors) "
-                        "also waits for the delayed labels); alert → command is in-process (same monitor batch: "
+                        "in its PSI window and 3 critical evaluations in a row; concept drift (ADWIN on the errors "
+                        "opens the incident, DDM confirms it critical) also waits for the delayed labels); alert → command is in-process (same monitor batch: "
                         "the registry's rollback write and the signature); command → acks is the monitor's "
                         "produce at the end of its batch, the scorer's poll of `control` between its batches, "
                         "then the monitor's own poll of the ack, each up to batch_max_ms apart under load; the "
