@@ -187,8 +187,9 @@ def run(info: StackInfo, cfg: ControlLoopConfig = ControlLoopConfig()) -> list[T
                   notes=notes,
                   limit="limit: onset → alert is detection (the monitor evaluates every 100 predictions, needs 500 "
                         "in its PSI window and 3 critical evaluations in a row; concept drift (ADWIN on the errors "
-                        "opens the incident, DDM confirms it critical) also waits for the delayed labels); alert → command is in-process (same monitor batch: "
-                        "the registry's rollback write and the signature); command → acks is the monitor's "
+                        "opens the incident, DDM confirms it critical) also waits for the delayed labels); "
+                        "alert → command is in-process (same monitor batch: the registry's rollback write and the "
+                        "signature); command → acks is the monitor's "
                         "produce at the end of its batch, the scorer's poll of `control` between its batches, "
                         "then the monitor's own poll of the ack, each up to batch_max_ms apart under load; the "
                         "direct baseline (an idle scorer, read at once) is the floor.")]
