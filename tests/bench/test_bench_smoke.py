@@ -139,7 +139,10 @@ def test_store_bench_tables_and_cleanup(stack: StackInfo) -> None:
 
 def test_runner_detection_tables(tmp_path: Path) -> None:
     tables = runner.main(["--tiny", "--only", "detection", "--results", str(tmp_path / "r.md")])
-    quality, speed = tables
+    multi, targets, warmup, quality, speed = tables
+    assert multi.columns[:2] == ["family", "detector"] and {r[1] for r in multi.rows} >= {"river ADWIN()",
+                                                                                         "policy: pages"}
+    assert [r[0] for r in targets.rows][0].startswith("changes detected") and len(warmup.rows) >= 2
     assert quality.columns == ["detector", "stream", "median delay", "missed", "seeds", "false alarms /100k"]
     assert any(str(r[0]).startswith("every_") for r in quality.rows)  # the trivial baseline is in the table
     assert {r[0] for r in speed.rows} >= {"adwin.update", "ddm.update", "rolling_psi.update"}
