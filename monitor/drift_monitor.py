@@ -181,11 +181,16 @@ class DriftMonitor:
         a version that merely gets no traffic stays inconclusive and keeps its incidents open."""
         prefix = f"{model}/{version}/"
         closing = {k: v for k, v in self._sent.items() if k.startswith(prefix)}
-        for pkey, (_, status) in self.policy.retire(lambda k: f"|{prefix}" in k).items():
+        for pkey in self.policy.retire(lambda k: f"|{prefix}" in k):
             self._open.pop(pkey, None)
             self._inconclusive.pop(pkey, None)
-            if pkey.split("|", 1)[0] in EVENT_DETECTORS and status in ("warning", "critical"):
-                closing.setdefault(pkey.rsplit("|", 1)[1], status)  # a detector event sent an alert
+        for dkey in [k for k in self.book.open_incidents() if k.startswith(prefix)]:  # detector incidents
+            inc = self.book.forget(dkey)
+            if inc is not None:
+                closing.setdefault(dkey, inc.severity)
+        for dkey in [k for k in self._last_event if k.startswith(prefix)]:
+            del self._last_event[dkey]
+            self.verdict.forget(dkey)
         for dkey in closing:
             self._sent.pop(dkey, None)
         gone = [self.monitors.pop((model, version), None)]
@@ -378,9 +383,6 @@ class DriftMonitor:
                                  if k.startswith(part[1:]) and k.endswith(tail)}
             out.append(snap)
         return out
-
-
-EVENT_DETECTORS = ("adwin", "ddm")
 
 
 def _retired_alert(dkey: str, severity: str, model: str, version: int, now_ms: int, reason: str) -> Alert:

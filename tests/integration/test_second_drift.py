@@ -66,7 +66,7 @@ def test_a_second_drift_after_the_first_incident_resolved_raises_a_second_alert(
     prepared = prepare(s, DemoConfig(entities=300, rate=RATE, duration_s=total / RATE, scenario="stable",
                                      train_duration_s=60.0, drift_at_s=0.0), timeline)
     assert len(prepared.live) >= total
-    monitor, mon_handler = build_monitor(s, timeline=timeline, sinks=[], rollback_mode="alert_only")
+    monitor, mon_handler = build_monitor(s, timeline=timeline, rollback_mode="alert_only")
     pipeline, pipe_handler = build_pipeline(s, VITALS_VIEW, MODEL, timeline=timeline)
     served: set[int] = set()
     pipe_handler.on_predictions = lambda preds: served.update(p.model_version for p in preds)
