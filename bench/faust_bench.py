@@ -101,7 +101,7 @@ def _naive_run(settings: Settings, view: Any, n: int, timeout_s: float,
     from bench.faust_naive import NaiveFaustAgent
 
     settings, group = _with_group(settings, "naive")
-    agent = NaiveFaustAgent(settings, view, MODEL, group).start()
+    agent = NaiveFaustAgent(settings, view, MODEL, group, limit=n).start()
     try:
         seconds, count = _drain(agent, lambda: agent.consumed, n, timeout_s, bound_s)
         if agent.error is not None:

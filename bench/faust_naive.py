@@ -68,8 +68,9 @@ class NaiveFaustAgent(AppThread):
     """
 
     def __init__(self, settings: Settings, view: FeatureView, model: str, group: str, *,
-                 threshold: float = 0.5) -> None:
+                 threshold: float = 0.5, limit: int | None = None) -> None:
         super().__init__(f"naive-{group}")
+        self.limit = limit  # bench bound: records past the first ``limit`` are skipped, not counted
         self.settings = settings
         self.view = view
         self.model = model
@@ -128,6 +129,8 @@ class NaiveFaustAgent(AppThread):
         @app.agent(source, name=f"{group}-agent", concurrency=1)
         async def score(stream: Any) -> None:
             async for event in stream.events():
+                if self.limit is not None and self.consumed >= self.limit:
+                    continue
                 self.consumed += 1
                 started = time.perf_counter()
                 msg = event.message
