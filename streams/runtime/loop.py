@@ -15,8 +15,10 @@ Why state after delivery: the store skips events at or below its stored offset o
 be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
 from the old state: same features, same ``prediction_id`` (an identifiable duplicate), state applied once.
 
-A failure (Redis down, delivery failed) rewinds the consumer to the batch's first offsets and retries with
-exponential backoff; the loop reports itself unhealthy meanwhile instead of idling as a zombie.
+A record that makes the handler raise is isolated by bisection and dead-lettered as ``poison``
+(:mod:`streams.runtime.isolation`); an infrastructure failure (Redis down, delivery failed) rewinds the
+consumer to the batch's first offsets and retries with exponential backoff; the loop reports itself unhealthy
+meanwhile instead of idling as a zombie.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from streams.exceptions import InfrastructureError
 from streams.metrics import Metrics
+from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, fit, headers_for, is_dead_letter
+from streams.runtime.isolation import poison_detail, run_isolated
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ class BatchHandler(Protocol):
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None: ...
 
 
-class DeliveryError(Exception):
+class DeliveryError(InfrastructureError):
     """At least one output was not acknowledged by the broker."""
 
 
@@ -117,7 +122,7 @@ class BatchLoop:
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None, commits: CommitLog | None = None,
-                 hold: Callable[[], bool] | None = None) -> None:
+                 hold: Callable[[], bool] | None = None, max_message_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -141,6 +146,7 @@ class BatchLoop:
         self._sent: dict[tuple[str, int], int] = {}  # offsets committed asynchronously, per partition
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
+        self.max_message_bytes = max_message_bytes  # the producer's message.max.bytes: dead letters are cut to fit
 
     def stop(self) -> None:
         self._stop.set()
@@ -234,7 +240,7 @@ class BatchLoop:
         self._delivery_errors.clear()
         per_topic: dict[str, int] = {}
         for out in result.outputs:
-            self._produce(out)
+            self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
             per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
         for topic, n in per_topic.items():
             self.metrics.produced.labels(self.stage, topic).inc(n)
@@ -244,8 +250,21 @@ class BatchLoop:
         if result.finalize is not None:
             result.finalize()
 
+    def handle_isolated(self, records: Sequence[Message]) -> int:
+        """``deliver(handler.process(records))``, isolating a record that makes the handler raise (see
+        :mod:`streams.runtime.isolation`); returns the number of records dead-lettered as ``poison``."""
+        return run_isolated(records, self.handler.process, self.deliver, self.poison)
+
+    def poison(self, m: Message, exc: BaseException) -> BatchResult:
+        """The dead letter of a record that failed alone: reason ``poison``, the exception's class and the
+        traceback's last line, on ``<topic>.dlq``."""
+        topic = m.topic() or ""
+        self.metrics.dead_letters.labels(topic, "poison").inc()
+        headers = headers_for(topic, m.partition(), m.offset(), "poison", poison_detail(exc), type(exc).__name__)
+        return BatchResult([Output(dlq_topic(topic), m.value() or b"", m.key(), headers)])
+
     def _handle(self, records: list[Message]) -> None:
-        self.deliver(self.handler.process(records))
+        self.handle_isolated(records)
         committed = _next_offsets(records)
         if self.commits is None:
             self.consumer.commit(offsets=committed, asynchronous=False)
@@ -360,12 +379,9 @@ def describe(m: Message) -> str:
     return f"{m.topic()}[{m.partition()}]@{m.offset()}"
 
 
-def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "") -> Output:
-    """A dead-letter record: original key and value bytes plus the reason and the source position in headers."""
-    headers: list[tuple[str, Any]] = [
-        ("error", reason.encode()), ("source_topic", (m.topic() or "").encode()),
-        ("source_partition", str(m.partition()).encode()), ("source_offset", str(m.offset()).encode()),
-    ]
-    if detail:
-        headers.append(("error_detail", detail[:500].encode("utf-8", "replace")))
-    return Output(dlq_topic, m.value() or b"", m.key(), headers)
+def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "", *,
+                error_class: str = "RecordError") -> Output:
+    """A dead-letter record: original key and value bytes plus the reason, the exception class and the source
+    position in headers (:mod:`streams.runtime.dead_letters`; the loop cuts it to fit when producing it)."""
+    return Output(dlq_topic, m.value() or b"", m.key(),
+                  headers_for(m.topic(), m.partition(), m.offset(), reason, detail, error_class))

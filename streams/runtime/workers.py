@@ -162,7 +162,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                            silence=SilenceTracker(settings.pipeline.silence_idle_ms),
                            features_topic=settings.topics.stale_features(view.source_topic),
                            cache_max_entities=settings.pipeline.cache_max_entities,
-                           sensors=sensor_checks(settings, view))
+                           sensors=sensor_checks(settings, view),
+                           max_future_skew_ms=settings.pipeline.max_future_skew_ms)
     producer = make_producer(settings.kafka)
     verifier = CommandVerifier(keyring_from_settings(settings), max_age_s=settings.control_max_age_s,
                                max_future_s=CONTROL_MAX_FUTURE_S)
@@ -225,6 +226,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
                      stage="pipeline", metrics=metrics, commits=commits,
+                     max_message_bytes=settings.kafka.message_max_bytes,
                      hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
                                                             lambda: close_producer(producer)], metrics=metrics,
@@ -312,7 +314,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
                      max_rows=settings.pipeline.batch_max_rows, max_ms=100,
                      linger_ms=settings.pipeline.batch_linger_ms, tick=tick, stage="monitor",
-                     metrics=metrics)
+                     metrics=metrics, max_message_bytes=settings.kafka.message_max_bytes)
     closers = [acks.close, rclient.close, lambda: close_producer(producer)]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
               "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
