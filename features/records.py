@@ -60,8 +60,8 @@ def parse_timestamp(raw: Any) -> int:
     if isinstance(raw, bool):
         raise RecordError("bad_timestamp", f"{raw!r} is not a timestamp")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw) or not 0 <= raw < MAX_TS_MS:
-            raise RecordError("bad_timestamp", f"{raw!r} is not epoch milliseconds")
+        if (isinstance(raw, float) and not math.isfinite(raw)) or not 0 <= raw < MAX_TS_MS:  # ints: any size
+            raise RecordError("bad_timestamp", f"{_short(raw)} is not epoch milliseconds")
         return int(raw)  # floor for non-negative values
     if isinstance(raw, str):
         return rfc3339_ms(raw)
