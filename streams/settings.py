@@ -109,6 +109,8 @@ class PipelineSettings:
     # how far an event's time may be ahead of the worker's clock; later ones go to the DLQ as `future` and never
     # move the watermark (0: no check, for simulations whose event time runs faster than the clock)
     max_future_skew_ms: int = 30_000
+    # records waiting and no commit for this long: /health goes red and the watchdog re-creates the consumer
+    stall_after_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -221,12 +223,15 @@ class Settings:
             cache_max_entities=_int(env, "DRIFTLINE_CACHE_MAX_ENTITIES",
                                     pipe_t.get("cache_max_entities", DEFAULT_MAX_ENTITIES)),
             max_future_skew_ms=_int(env, "DRIFTLINE_MAX_FUTURE_SKEW_MS", pipe_t.get("max_future_skew_ms", 30_000)),
+            stall_after_s=_float(env, "DRIFTLINE_STALL_AFTER_S", pipe_t.get("stall_after_s", 60.0)),
         )
         if pipeline.batch_max_rows < 1 or pipeline.batch_max_ms < 0 or pipeline.batch_linger_ms < 0:
             raise ConfigError("DRIFTLINE_BATCH_MAX_ROWS must be >= 1, DRIFTLINE_BATCH_MAX_MS and "
                               "DRIFTLINE_BATCH_LINGER_MS >= 0")
         if pipeline.cache_max_entities < 0:
             raise ConfigError("DRIFTLINE_CACHE_MAX_ENTITIES must be >= 0 (0 turns the state cache off)")
+        if pipeline.stall_after_s <= 0:
+            raise ConfigError("DRIFTLINE_STALL_AFTER_S must be > 0")
         if pipeline.max_future_skew_ms < 0:
             raise ConfigError("DRIFTLINE_MAX_FUTURE_SKEW_MS must be >= 0 (0 turns the check off)")
         if not 1000 <= kafka.message_max_bytes <= 1_000_000_000:  # librdkafka's range

@@ -73,6 +73,25 @@ def is_infrastructure(exc: BaseException) -> bool:
     return isinstance(exc, INFRASTRUCTURE)
 
 
+def dependency_of(exc: BaseException) -> str | None:
+    """The dependency an infrastructure fault names, for ``/health`` (None: not an infrastructure fault).
+
+    >>> dependency_of(redis.ResponseError("OOM command not allowed")), dependency_of(KafkaException("x"))
+    ('redis', 'broker')
+    """
+    if isinstance(exc, redis.RedisError | RedisClusterException | ControlStoreError | StaleOffsetError):
+        return "redis"
+    if isinstance(exc, KafkaException) or type(exc).__name__ == "DeliveryError":
+        return "broker"
+    if isinstance(exc, ModelError):
+        return "model registry"
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, InfrastructureError | OSError):
+        return "network"
+    return None
+
+
 def poison_detail(exc: BaseException) -> str:
     """The traceback's last line (``Class: message``) and where it was raised, for the dead letter's detail.
 

@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streams.exceptions import InfrastructureError
 from streams.metrics import Metrics
 from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, fit, headers_for, is_dead_letter
-from streams.runtime.isolation import poison_detail, run_isolated
+from streams.runtime.isolation import dependency_of, poison_detail, run_isolated
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class LoopHealth:
     last_poll_at: float | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    last_error_class: str | None = None
+    last_error_at: float | None = None
+    failing: str | None = None  # the dependency whose failure stops batches (None: the last batch succeeded)
     batches: int = 0
     records: int = 0
     assigned: list[str] = field(default_factory=list)
@@ -217,12 +220,15 @@ class BatchLoop:
         """Health and metrics of a failed batch (the caller rewinds or leaves it unacked)."""
         self.health.consecutive_failures += 1
         self.health.last_error = f"{type(exc).__name__}: {exc}"
+        self.health.last_error_class, self.health.last_error_at = type(exc).__name__, time.time()
+        self.health.failing = dependency_of(exc)
         self.metrics.batch_failures.labels(self.stage, type(exc).__name__).inc()
         self.metrics.healthy.labels(self.stage).set(0)
 
     def note_success(self, records: int, elapsed_s: float) -> None:
         """Health and metrics of a batch fully handled."""
         self.health.consecutive_failures = 0
+        self.health.failing = None
         self.health.batches += 1
         self.health.records += records
         self.metrics.batch_size.labels(self.stage).observe(records)
