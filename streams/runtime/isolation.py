@@ -38,12 +38,12 @@ from pathlib import PurePath
 from typing import TypeVar
 
 import redis
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from redis.exceptions import RedisClusterException
 
 from features.exceptions import StaleOffsetError
 from models.exceptions import ModelError
-from streams.exceptions import ControlStoreError, InfrastructureError
+from streams.exceptions import ControlStoreError, DriftlineError, InfrastructureError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ INFRASTRUCTURE: tuple[type[BaseException], ...] = (
 )
 
 
+# librdkafka / broker answers about one message, not about the broker: too large, invalid (bad header, ...)
+RECORD_LEVEL_KAFKA_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
+                                       KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
+                                       KafkaError._INVALID_ARG, KafkaError._BAD_MSG})
+
+
+class RefusedRecordError(DriftlineError):
+    """The broker (or the producer) refused an output for what it is (too large, invalid), not for being down:
+    a record-level fault, isolated like any other."""
+
+
 def is_infrastructure(exc: BaseException) -> bool:
     """True for a fault of a dependency (retry the batch), False for a fault one record can cause.
 
@@ -69,7 +80,11 @@ def is_infrastructure(exc: BaseException) -> bool:
     (True, False)
     >>> is_infrastructure(UnicodeEncodeError("utf-8", "\\ud800", 0, 1, "surrogates not allowed"))
     False
+    >>> is_infrastructure(KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)))  # produce() refused one
+    False
     """
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0].code() not in RECORD_LEVEL_KAFKA_ERRORS
     return isinstance(exc, INFRASTRUCTURE)
 
 
@@ -110,9 +125,10 @@ def poison_detail(exc: BaseException) -> str:
 
 
 def run_isolated(records: Sequence[R], process: Callable[[Sequence[R]], B], deliver: Callable[[B], None],
-                 poison: Callable[[R, BaseException], B]) -> int:
+                 poison: Callable[..., B]) -> int:
     """``deliver(process(records))``; when that raises a record-level fault, bisect (see the module docstring)
-    and ``deliver(poison(record, exc))`` for each record that fails alone. Infrastructure faults propagate (the
+    and ``deliver(poison(record, exc))`` for each record that fails alone (``poison(record, exc, bare=True)``,
+    headers without the record's bytes, when even that copy is refused). Infrastructure faults propagate (the
     caller retries the batch). Returns the number of poison records."""
     try:
         deliver(process(records))
@@ -123,7 +139,12 @@ def run_isolated(records: Sequence[R], process: Callable[[Sequence[R]], B], deli
         if len(records) == 1:
             log.error("poison record: %s failed alone with %s; dead-lettered", _describe(records[0]),
                       poison_detail(exc))
-            deliver(poison(records[0], exc))
+            try:
+                deliver(poison(records[0], exc))
+            except Exception as again:  # noqa: BLE001 - even its copy was refused (a topic limit below ours)
+                if is_infrastructure(again):
+                    raise
+                deliver(poison(records[0], again, bare=True))  # type: ignore[call-arg] - headers only
             return 1
         log.warning("batch of %d records failed with %s: isolating the culprit", len(records),
                     traceback.format_exception_only(type(exc), exc)[-1].strip())

@@ -35,7 +35,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streams.exceptions import InfrastructureError
 from streams.metrics import Metrics
 from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, fit, headers_for, is_dead_letter
-from streams.runtime.isolation import dependency_of, poison_detail, run_isolated
+from streams.runtime.isolation import (
+    RECORD_LEVEL_KAFKA_ERRORS,
+    RefusedRecordError,
+    dependency_of,
+    poison_detail,
+    run_isolated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +155,7 @@ class BatchLoop:
         self._sent: dict[tuple[str, int], int] = {}  # offsets committed asynchronously, per partition
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
+        self._refused = 0  # of those, refusals of the record itself (RECORD_LEVEL_KAFKA_ERRORS)
         self.max_message_bytes = max_message_bytes  # the producer's message.max.bytes: dead letters are cut to fit
 
     def stop(self) -> None:
@@ -244,6 +251,7 @@ class BatchLoop:
         this loop and the Faust engine, which acks its events after this returns.
         """
         self._delivery_errors.clear()
+        self._refused = 0
         per_topic: dict[str, int] = {}
         for out in result.outputs:
             self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
@@ -251,6 +259,8 @@ class BatchLoop:
         for topic, n in per_topic.items():
             self.metrics.produced.labels(self.stage, topic).inc(n)
         remaining = self.producer.flush(self.flush_timeout_s)
+        if not remaining and self._delivery_errors and self._refused == len(self._delivery_errors):
+            raise RefusedRecordError(f"the broker refused outputs: {self._delivery_errors[:3]}")
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
         if result.finalize is not None:
@@ -261,13 +271,15 @@ class BatchLoop:
         :mod:`streams.runtime.isolation`); returns the number of records dead-lettered as ``poison``."""
         return run_isolated(records, self.handler.process, self.deliver, self.poison)
 
-    def poison(self, m: Message, exc: BaseException) -> BatchResult:
+    def poison(self, m: Message, exc: BaseException, bare: bool = False) -> BatchResult:
         """The dead letter of a record that failed alone: reason ``poison``, the exception's class and the
-        traceback's last line, on ``<topic>.dlq``."""
+        traceback's last line, on ``<topic>.dlq`` (``bare``: without the record's key and value)."""
         topic = m.topic() or ""
-        self.metrics.dead_letters.labels(topic, "poison").inc()
+        if not bare:
+            self.metrics.dead_letters.labels(topic, "poison").inc()
         headers = headers_for(topic, m.partition(), m.offset(), "poison", poison_detail(exc), type(exc).__name__)
-        return BatchResult([Output(dlq_topic(topic), m.value() or b"", m.key(), headers)])
+        return BatchResult([Output(dlq_topic(topic), b"" if bare else m.value() or b"", None if bare else m.key(),
+                                   headers)])
 
     def _handle(self, records: list[Message]) -> None:
         self.handle_isolated(records)
@@ -319,6 +331,7 @@ class BatchLoop:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+            self._refused += err.code() in RECORD_LEVEL_KAFKA_ERRORS  # too large, invalid: the record's fault
 
     def _rewind(self, records: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 import redis
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +20,7 @@ from streams.runtime.loop import BatchLoop, BatchResult, DeliveryError, Output, 
 from tests.budget import examples
 
 from .fake_message import FakeMessage
-from .test_loop import FakeConsumer, FakeProducer, msgs
+from .test_loop import FakeConsumer, FakeError, FakeProducer, msgs
 
 
 # --------------------------------------------------------------------------------------------- bisection
@@ -190,3 +190,47 @@ def test_the_loop_cuts_dead_letters_to_its_producer_limit_only() -> None:
     assert loop.run_once() == 1
     by_topic = {o.topic: o for o in producer.delivered}
     assert size_of(by_topic["src.dlq"]) <= 10_000 and len(by_topic["out"].value) == 50_000
+
+
+class RefusingProducer(FakeProducer):
+    """Refuses (MSG_SIZE_TOO_LARGE: the broker's verdict about one message) every record whose value is in
+    ``refused``, and everything produced to a topic in ``refused_topics``."""
+
+    def __init__(self, events: list[str], refused: set[bytes], refused_topics: set[str] = frozenset()) -> None:
+        super().__init__(events)
+        self.refused, self.refused_topics = refused, refused_topics
+
+    def flush(self, timeout: float) -> int:
+        for out, cb in self.queue:
+            if out.value in self.refused or out.topic in self.refused_topics:
+                cb(FakeError(code_=KafkaError.MSG_SIZE_TOO_LARGE, text="Broker: Message size too large"),
+                   FakeMessage(out.topic, 0, 0))
+            else:
+                self.delivered.append(out)
+                cb(None, FakeMessage(out.topic, 0, 0))
+        self.queue = []
+        return 0
+
+
+def test_an_output_the_broker_refuses_for_its_size_is_isolated_not_retried_forever() -> None:
+    batch = msgs("src", 0, range(8))
+    events: list[str] = []
+    consumer, producer = FakeConsumer([batch], events), RefusingProducer(events, {b"v5"})
+    loop = BatchLoop(consumer, producer, PoisonHandler(set(), ValueError()), ["src"], max_rows=100,  # type: ignore[arg-type]
+                     max_ms=1, max_backoff_s=0.0, flush_timeout_s=0.01)
+    assert loop.run_once() == 8 and loop.health.consecutive_failures == 0
+    [dlq] = [o for o in producer.delivered if o.topic == "src.dlq"]
+    assert dict(dlq.headers or [])["error_class"] == b"RefusedRecordError"
+    assert dict(dlq.headers or [])["source_offset"] == b"5"
+
+
+def test_when_even_the_dead_letter_is_refused_a_bare_one_goes_out() -> None:
+    events: list[str] = []
+    batch = msgs("src", 0, [1])
+    consumer = FakeConsumer([batch], events)
+    producer = RefusingProducer(events, {b"v1", batch[0].value()})  # the record and its full copy
+    loop = BatchLoop(consumer, producer, PoisonHandler(set(), ValueError()), ["src"], max_rows=100,  # type: ignore[arg-type]
+                     max_ms=1, max_backoff_s=0.0, flush_timeout_s=0.01)
+    assert loop.run_once() == 1
+    [dlq] = [o for o in producer.delivered if o.topic == "src.dlq"]
+    assert dlq.value == b"" and dlq.key is None and dict(dlq.headers or [])["error"] == b"poison"
