@@ -293,9 +293,18 @@ def _topics_of(worker: Any) -> list[str]:
     return list(topics)
 
 
+def keep_running_on_broken_pipes() -> None:
+    """A long-running command ignores SIGPIPE. ``main`` restores its default (so ``driftline registry list | head``
+    ends quietly), under which a /health or /metrics client that hangs up before the answer (a probe's timeout
+    shorter than the Redis and broker checks) killed the whole worker: exit 141, not a line logged. Ignored,
+    that write raises ``BrokenPipeError`` in the HTTP thread, which drops the connection and serves on."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
 def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> int:
     """Serve /metrics and /health, run ``worker`` until Ctrl-C or SIGTERM, stop it."""
     from streams.metrics import HealthServer
+    keep_running_on_broken_pipes()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

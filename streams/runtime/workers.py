@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import redis
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from features.definitions import FeatureView
 from features.redis_store import RedisFeatureStore
@@ -42,6 +42,7 @@ from streams.runtime.history_store import RedisHistory
 from streams.runtime.loop import BatchLoop, CommitLog, Output
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
+from streams.runtime.watchdog import Watchdog, chain
 from streams.settings import Settings
 from streams.timeline import Timeline
 
@@ -86,6 +87,7 @@ class Worker:
     probes: dict = field(default_factory=dict)  # name -> callable returning a dict (e.g. the active version)
     thread: threading.Thread | None = None
     error: BaseException | None = None
+    watchdog: Watchdog | None = None  # stall detection and recovery (streams/runtime/watchdog.py)
 
     def start(self) -> Worker:
         self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -116,11 +118,17 @@ class Worker:
 
     def health(self) -> dict:
         """What ``/health`` reports: healthy only when the loop runs, its last batch succeeded, it polled the
-        broker recently and Redis answers."""
+        broker recently, Redis answers, and it is not stalled (records waiting, no commit: the watchdog).
+
+        A dependency whose failure stops batches is named in ``failing`` and in its own field, even when its
+        probe answers (a Redis that answers PING but refuses writes is ``redis: failing: ResponseError: ...``);
+        ``last_error`` / ``last_error_class`` / ``last_error_age_s`` keep the last failure after a recovery."""
         h = self.loop.health
         now = time.time()
         state: dict = {"stage": self.name, "alive": self.alive, "assigned": h.assigned,
                        "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+                       "last_error_class": h.last_error_class,
+                       "last_error_age_s": None if h.last_error_at is None else round(now - h.last_error_at, 3),
                        "last_commit_age_s": None if h.last_commit_at is None else round(now - h.last_commit_at, 3),
                        "last_poll_age_s": None if h.last_poll_at is None else round(now - h.last_poll_at, 3)}
         for name, probe in self.probes.items():
@@ -128,9 +136,17 @@ class Worker:
                 state[name] = probe()
             except Exception as exc:  # noqa: BLE001 - a failing probe is an unhealthy answer, not a crash
                 state[name] = f"error: {exc}"
+        failing = h.failing if h.consecutive_failures else None
+        state["failing"] = failing
+        if failing in ("redis", "broker") and state.get(failing, "ok") == "ok":
+            state[failing] = f"failing: {h.last_error}"  # it answers a probe, yet every batch fails on it
+        stalled = False
+        if self.watchdog is not None:
+            state["progress"] = self.watchdog.status()
+            stalled = self.watchdog.stalled
         polled = h.last_poll_at is not None and now - h.last_poll_at < 10
         state["healthy"] = bool(self.alive and polled and h.healthy and state.get("redis") == "ok"
-                                and state.get("broker", "ok") == "ok" and self.error is None)
+                                and state.get("broker", "ok") == "ok" and self.error is None and not stalled)
         return state
 
 
@@ -162,7 +178,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                            silence=SilenceTracker(settings.pipeline.silence_idle_ms),
                            features_topic=settings.topics.stale_features(view.source_topic),
                            cache_max_entities=settings.pipeline.cache_max_entities,
-                           sensors=sensor_checks(settings, view))
+                           sensors=sensor_checks(settings, view),
+                           max_future_skew_ms=settings.pipeline.max_future_skew_ms)
     producer = make_producer(settings.kafka)
     verifier = CommandVerifier(keyring_from_settings(settings), max_age_s=settings.control_max_age_s,
                                max_future_s=CONTROL_MAX_FUTURE_S)
@@ -209,7 +226,11 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
             producer.flush(5)
 
     commits = CommitLog()
-    consumer = make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
+
+    def new_consumer() -> Consumer:
+        return make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
+
+    consumer = new_consumer()
     loop_handler, topics = handler, [view.source_topic]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
               "active_version": lambda: scorer.active_version, "model": lambda: model, "control": agent.status,
@@ -225,10 +246,13 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
                      stage="pipeline", metrics=metrics, commits=commits,
+                     max_message_bytes=settings.kafka.message_max_bytes,
                      hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
+    watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer)
+    loop.tick = chain(tick, lambda: watchdog.check(loop))
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
                                                             lambda: close_producer(producer)], metrics=metrics,
-                    probes=probes)
+                    probes=probes, watchdog=watchdog)
     return worker, handler
 
 
@@ -308,15 +332,20 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                                     version=alert.model_version, summary=alert.summary)
             handler.write_history({alert.model: ([], [alert_event(alert.to_dict())])})
 
-    consumer = make_consumer(settings.kafka, settings.pipeline.monitor_group)
+    def new_consumer() -> Consumer:
+        return make_consumer(settings.kafka, settings.pipeline.monitor_group)
+
+    consumer = new_consumer()
     loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
                      max_rows=settings.pipeline.batch_max_rows, max_ms=100,
                      linger_ms=settings.pipeline.batch_linger_ms, tick=tick, stage="monitor",
-                     metrics=metrics)
+                     metrics=metrics, max_message_bytes=settings.kafka.message_max_bytes)
     closers = [acks.close, rclient.close, lambda: close_producer(producer)]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
               "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
-    return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes), handler
+    watchdog = Watchdog("monitor", settings.pipeline.stall_after_s, new_consumer)
+    loop.tick = chain(tick, lambda: watchdog.check(loop))
+    return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes, watchdog=watchdog), handler
 
 
 def _broker_probe(producer: Producer, topic: str):  # noqa: ANN202
