@@ -85,10 +85,16 @@ class RedisFeatureStore:
         for keys, args in calls:
             pipe.evalsha(self._save.sha, len(keys), *keys, *args)
         results = pipe.execute(raise_on_error=False)
+        missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+        if missing:  # a fresh node, a SCRIPT FLUSH or a failover: load the script (on every primary), rerun those
+            self.client.script_load(SAVE_SCRIPT)
+            pipe = self.client.pipeline(transaction=False)
+            for i in missing:
+                pipe.evalsha(self._save.sha, len(calls[i][0]), *calls[i][0], *calls[i][1])
+            for i, res in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                results[i] = res
         first: Exception | None = None
-        for r, (keys, args), res in zip(requests, calls, results, strict=True):
-            if isinstance(res, redis.exceptions.NoScriptError):  # after SCRIPT FLUSH or a failover: load, retry
-                res = self._save(keys=keys, args=args)
+        for r, res in zip(requests, results, strict=True):
             try:
                 self._check(r, res)
             except Exception as exc:  # noqa: BLE001 - the first is raised after every partition was handled
@@ -173,7 +179,7 @@ class RedisFeatureStore:
         pipe = self.client.pipeline(transaction=False)
         for p, idx in by_part.items():
             prefix = latest_key_for(view, SourcePosition(group, view.source_topic, p), "")  # ends in ":l:"
-            pipe.mget([prefix + ids[i].encode() for i in idx])
+            pipe.execute_command("MGET", *[prefix + ids[i].encode() for i in idx])  # one slot (cluster: no .mget)
         replies = pipe.execute()
         if len(by_part) == 1:
             raws = replies[0]

@@ -18,7 +18,9 @@ import redis
 from hypothesis import settings as hypothesis_settings
 
 from streams.local.procs import stop_pid
+from streams.local.redis_cluster import LocalCluster
 from streams.local.redis_server import ensure_redis
+from streams.redis_client import make_redis
 from tests import skip_policy
 
 # No wall-clock deadline on hypothesis examples: on a loaded 2-core CI machine a deadline is a flaky timing
@@ -63,4 +65,21 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     c = redis.Redis.from_url(with_db(redis_url, 11), socket_connect_timeout=2)
     c.ping()  # a Redis that went away fails the test: it never skips
     yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real Redis Cluster for the session: 3 masters + 3 replicas (``redis-server --cluster-enabled yes`` on free
+    ports, joined by ``redis-cli --cluster create``; about 2 s), stopped at the end. Tests write under unique keys;
+    the reshard and failover tests move slots and primaries, and leave a healthy cluster behind."""
+    with LocalCluster(tmp_path_factory.mktemp("redis-cluster"), masters=3, replicas=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: LocalCluster) -> Iterator[redis.RedisCluster]:
+    """A bytes Redis Cluster client of the session's cluster (made by the one client factory)."""
+    c = make_redis(redis_cluster.url)
+    yield c  # type: ignore[misc]
     c.close()
