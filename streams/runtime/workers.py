@@ -158,7 +158,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
         rclient.close()
         raise
     metrics = Metrics()
-    handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group, metrics=metrics,
+    store = RedisFeatureStore(rclient, on_conflict=lambda c: metrics.partition_conflicts.labels(c.topic).inc())
+    handler = FusedHandler(view, store, scorer, group=settings.pipeline.features_group, metrics=metrics,
                            predictions_topic=settings.topics.predictions,
                            dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts,
                            silence=SilenceTracker(settings.pipeline.silence_idle_ms),
