@@ -67,6 +67,8 @@ def test_an_entity_on_a_second_partition_is_counted_and_reads_follow_it(env) -> 
     """A producer changed its partitioner: the entity's next events come from another partition. Detected (once
     logged, counted), and the serving read (also one that remembered the old partition) returns the new vector."""
     store, view = env
+    if hasattr(store, "reads"):  # a Redis reader re-checks remembered partitions every 10 s: here at every read
+        store.reads.revalidate_s = 0.0
     entities = [f"patient-{i}" for i in range(20)]
     write_latest(store, view, entities, murmur2)
     hr = view.feature_names.index("hr_mean_5m")
@@ -79,3 +81,29 @@ def test_an_entity_on_a_second_partition_is_counted_and_reads_follow_it(env) -> 
     assert after.values[:, hr].tolist() == [100.0 + i for i in range(20)]
     write_latest(store, view, entities, crc32, hr0=200.0)  # same partitions again: no new conflict
     assert store.conflicts.count == len(moved)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+def test_a_remembered_partition_is_rechecked_when_the_vector_is_gone(backend: str, request) -> None:  # noqa: ANN001
+    """A reader that remembers an entity's partition asks the index again when the vector is not there (it expired
+    at the old partition after the entity moved), without waiting for the re-check period."""
+    import dataclasses
+    import uuid
+
+    from features.redis_store import RedisFeatureStore
+    from features.views import VITALS_VIEW
+    from tests.features.test_store_contract import _delete_view_keys
+
+    client = request.getfixturevalue("client" if backend == "redis" else "cluster_client")
+    view = dataclasses.replace(VITALS_VIEW, name=f"test-{uuid.uuid4().hex[:10]}")
+    store = RedisFeatureStore(client)
+    try:
+        write_latest(store, view, ["e1"], lambda e: 1)
+        assert store.read_latest_matrix(view, ["e1"], group="serve").found.all()
+        client.delete(store.reads._known[store.reads._scope(view, "serve")]["e1"][1])  # the old vector expired
+        write_latest(store, view, ["e1"], lambda e: 4, hr0=7.0)  # the entity's events now come from partition 4
+        m = store.read_latest_matrix(view, ["e1"], group="serve")
+        assert m.found.all() and m.values[0, view.feature_names.index("hr_mean_5m")] == 7.0
+    finally:
+        _delete_view_keys(client, view)
