@@ -33,7 +33,7 @@ from models.train import build_estimator
 from streams import codec
 from streams.local.redis_cluster import LocalCluster
 from streams.local.simulator import SimConfig, generate
-from streams.redis_client import make_redis
+from streams.redis_client import RedisSetupError, make_redis
 from streams.runtime.topics import TopicSpec, ensure_topics
 from streams.runtime.workers import build_pipeline, control_store
 from streams.settings import PipelineSettings, Settings, TopicSettings
@@ -274,3 +274,24 @@ def test_serving_reads_find_every_entity_of_a_librdkafka_producer(env: Env) -> N
         for w in ws:
             w.stop()
         client.close()
+
+
+@pytest.mark.parametrize("env", ["redis"], indirect=True)
+def test_a_worker_given_one_cluster_node_as_a_single_redis_refuses_to_start(env: Env, redis_cluster: LocalCluster,
+                                                                             ) -> None:
+    """The issue's operator: REDIS_URL at one node of a real cluster. Before, the worker started, every batch failed
+    with MOVED and was retried forever (0 predictions) while /health said redis: ok. Now it does not start, and the
+    message says what to set; with the cluster URL (or REDIS_CLUSTER=1) it starts and its health is ok."""
+    one_node = env.settings.replace(redis_url=f"redis://127.0.0.1:{redis_cluster.ports[0]}/0")
+    with pytest.raises(RedisSetupError, match="REDIS_URL=redis\\+cluster://"):
+        build_pipeline(one_node, env.view, MODEL)  # type: ignore[arg-type]
+    for fixed in (env.settings.replace(redis_url=redis_cluster.url), one_node.replace(redis_cluster=True)):
+        worker, _ = build_pipeline(fixed, env.view, MODEL)  # type: ignore[arg-type]
+        worker.start()
+        try:
+            deadline = time.time() + 20
+            while worker.health().get("redis") != "ok" or not worker.health()["healthy"]:
+                assert time.time() < deadline, worker.health()
+                time.sleep(0.2)
+        finally:
+            worker.stop()
