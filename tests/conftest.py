@@ -59,13 +59,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
+def single_client(redis_url: str) -> Iterator[redis.Redis]:
     """A bytes client of the session's Redis, database 11. Tests delete the keys they write (each under a
     unique tag), and never flush: the Redis may be shared."""
     c = redis.Redis.from_url(with_db(redis_url, 11), socket_connect_timeout=2)
     c.ping()  # a Redis that went away fails the test: it never skips
     yield c
     c.close()
+
+
+@pytest.fixture
+def client(single_client: redis.Redis) -> redis.Redis:
+    """``single_client``; a module can override ``client`` with :func:`redis_backend` to run on the cluster too."""
+    return single_client
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +89,10 @@ def cluster_client(redis_cluster: LocalCluster) -> Iterator[redis.RedisCluster]:
     c = make_redis(redis_cluster.url)
     yield c  # type: ignore[misc]
     c.close()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> redis.Redis | redis.RedisCluster:
+    """The session's Redis, then the session's Redis Cluster: a module runs its tests on both with
+    ``@pytest.fixture def client(redis_backend): return redis_backend``."""
+    return request.getfixturevalue("single_client" if request.param == "redis" else "cluster_client")
