@@ -121,11 +121,14 @@ def run_stream(env: Env, during: object = None, workers: int = 2, marks: dict | 
         expected = expected_prediction_ids(env.view, env.sim)
         preds = read_predictions(env.settings, expected, timeout_s=90)
         assert all(w.alive for w in ws), [w.error for w in ws]
+        health = [w.health() for w in ws]
     finally:
         for w in ws:
             w.stop()
     counts = Counter(p["prediction_id"] for p in preds if p["variant"] == "champion")
-    assert set(counts) == expected  # nothing lost
+    missing = expected - set(counts)
+    assert not missing, (len(missing), sorted({m.rsplit("-", 3)[1] for m in missing}), health)  # nothing lost
+    assert set(counts) == expected
     return counts
 
 
