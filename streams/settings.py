@@ -104,6 +104,9 @@ class PipelineSettings:
     # entity states the worker keeps in memory across batches, all partitions together (least recently used
     # out): 20,000 x ~117 KB per 31-bucket state = ~2.2 GiB at most; 0 turns the cache off
     cache_max_entities: int = DEFAULT_MAX_ENTITIES
+    # the fused pipeline saves state + latest vectors + offset (and commits) once per this interval instead of after
+    # every batch (0); serving reads of the store lag by up to it, a crash replays up to it (streams.runtime.loop)
+    checkpoint_interval_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,10 +217,14 @@ class Settings:
             monitor_group=env.get("DRIFTLINE_MONITOR_GROUP", pipe_t.get("monitor_group", "driftline-monitor")),
             cache_max_entities=_int(env, "DRIFTLINE_CACHE_MAX_ENTITIES",
                                     pipe_t.get("cache_max_entities", DEFAULT_MAX_ENTITIES)),
+            checkpoint_interval_ms=_int(env, "DRIFTLINE_CHECKPOINT_INTERVAL_MS",
+                                        pipe_t.get("checkpoint_interval_ms", PipelineSettings.checkpoint_interval_ms)),
         )
         if pipeline.batch_max_rows < 1 or pipeline.batch_max_ms < 0 or pipeline.batch_linger_ms < 0:
             raise ConfigError("DRIFTLINE_BATCH_MAX_ROWS must be >= 1, DRIFTLINE_BATCH_MAX_MS and "
                               "DRIFTLINE_BATCH_LINGER_MS >= 0")
+        if not 0 <= pipeline.checkpoint_interval_ms <= 600_000:
+            raise ConfigError("DRIFTLINE_CHECKPOINT_INTERVAL_MS must be between 0 (every batch) and 600000")
         if pipeline.cache_max_entities < 0:
             raise ConfigError("DRIFTLINE_CACHE_MAX_ENTITIES must be >= 0 (0 turns the state cache off)")
         if not 0 <= kafka.fetch_wait_max_ms <= 300_000:  # librdkafka's range

@@ -15,8 +15,17 @@ Why state after delivery: the store skips events at or below its stored offset o
 be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
 from the old state: same features, same ``prediction_id`` (an identifiable duplicate), state applied once.
 
-A failure (Redis down, delivery failed) rewinds the consumer to the batch's first offsets and retries with
-exponential backoff; the loop reports itself unhealthy meanwhile instead of idling as a zombie.
+**Checkpoint interval** (``checkpoint_interval_ms``, 0 = after every batch as above): a handler whose result is
+``deferrable`` (the fused pipeline: its ``finalize`` saves everything applied since its last checkpoint) has its
+outputs produced at once, but the flush, the state write and the commit run once per interval, as Kafka Streams
+and Quix Streams do with their commit interval; synchronously also on revoke, on shutdown and when the stream
+goes idle. A hot entity's state is then written once per interval, not once per batch. Serving reads of the
+store (latest vectors) lag by up to the interval, and a crash replays up to an interval of events (same
+features, same ``prediction_id``). See :mod:`streams.runtime.checkpoint`.
+
+A failure (Redis down, delivery failed) rewinds the consumer to the first offsets after the last checkpoint (the
+batch's own with checkpoints after every batch), has the handler forget what it applied since (``rollback``) and
+retries with exponential backoff; the loop reports itself unhealthy meanwhile instead of idling as a zombie.
 """
 
 from __future__ import annotations
@@ -49,6 +58,9 @@ class Output:
 class BatchResult:
     outputs: list[Output] = field(default_factory=list)
     finalize: Callable[[], None] | None = None  # state write; runs after every output was delivered
+    # True: ``finalize`` checkpoints everything the handler applied since its last checkpoint (not only this
+    # batch), so a loop with a checkpoint interval runs it once per interval instead of after every batch
+    deferrable: bool = False
 
 
 class BatchHandler(Protocol):
@@ -117,7 +129,7 @@ class BatchLoop:
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None, commits: CommitLog | None = None,
-                 hold: Callable[[], bool] | None = None) -> None:
+                 hold: Callable[[], bool] | None = None, checkpoint_interval_ms: int = 0) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -141,6 +153,12 @@ class BatchLoop:
         self._sent: dict[tuple[str, int], int] = {}  # offsets committed asynchronously, per partition
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
+        # checkpointing (see the module docstring): 0 = after every batch
+        self.checkpoint_s = checkpoint_interval_ms / 1000
+        self._checkpointed_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
+        self._since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
+        self._uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
+        self._finalizers: list[Callable[[], None]] = []
 
     def stop(self) -> None:
         self._stop.set()
@@ -157,6 +175,7 @@ class BatchLoop:
             while not self._stop.is_set():
                 self.run_once()
         finally:
+            self._checkpoint_or_rewind("shutdown")
             self.producer.flush(5)
             self._commit_sent(None)
             self.consumer.close()
@@ -175,12 +194,14 @@ class BatchLoop:
             records = []
         if not records:
             self.producer.poll(0)
+            if self._uncommitted and self._due():  # an idle stream still checkpoints on time
+                self._checkpoint_or_rewind("idle")
             return 0
         started = time.perf_counter()
         try:
             self._handle(records)
         except Exception as exc:  # noqa: BLE001 - any failure: rewind, back off, retry; never lose the batch
-            self._rewind(records)
+            self._rewind_to_checkpoint(records)
             self.note_failure(exc)
             delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.health.consecutive_failures, 10))
             log.warning("batch failed (%s); rewound %d records, retrying in %.1fs",
@@ -232,12 +253,7 @@ class BatchLoop:
         this loop and the Faust engine, which acks its events after this returns.
         """
         self._delivery_errors.clear()
-        per_topic: dict[str, int] = {}
-        for out in result.outputs:
-            self._produce(out)
-            per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
-        for topic, n in per_topic.items():
-            self.metrics.produced.labels(self.stage, topic).inc(n)
+        self._produce_all(result.outputs)
         remaining = self.producer.flush(self.flush_timeout_s)
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
@@ -245,8 +261,71 @@ class BatchLoop:
             result.finalize()
 
     def _handle(self, records: list[Message]) -> None:
-        self.deliver(self.handler.process(records))
-        committed = _next_offsets(records)
+        if not self._since:  # the first change after a checkpoint: the interval counts from here
+            self._checkpointed_at = time.monotonic()
+        for m in records:
+            self._since.setdefault((m.topic(), m.partition()), m.offset())
+        result = self.handler.process(records)
+        self._produce_all(result.outputs)
+        self._uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(records)})
+        if result.finalize is not None and result.finalize not in self._finalizers:  # a handler's checkpoint once
+            self._finalizers.append(result.finalize)
+        if not result.deferrable or self._due():
+            self.checkpoint()
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._checkpointed_at >= self.checkpoint_s
+
+    def checkpoint(self) -> None:
+        """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
+        writes), then commit the next offsets of everything handled since."""
+        remaining = self.producer.flush(self.flush_timeout_s)
+        if remaining or self._delivery_errors:
+            raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
+        for finalize in self._finalizers:
+            finalize()
+        committed = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        self._finalizers.clear()
+        self._uncommitted.clear()
+        self._since.clear()
+        if committed:
+            self._commit(committed)
+
+    def _checkpoint_or_rewind(self, why: str) -> None:
+        """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""
+        if not (self._uncommitted or self._finalizers):
+            return
+        try:
+            self.checkpoint()
+        except Exception as exc:  # noqa: BLE001 - the store's offset makes the replay skip what was saved
+            log.warning("%s checkpoint failed (%s); rewinding to the last checkpoint", why, exc)
+            self._rewind_to_checkpoint([])
+            self.note_failure(exc)
+
+    def _rewind_to_checkpoint(self, records: list[Message]) -> None:
+        """After a failure: seek every partition handled since the last checkpoint back to its first offset after
+        it, and have the handler forget what it applied since (``rollback``), so the replay starts from there."""
+        for m in records:
+            self._since.setdefault((m.topic(), m.partition()), m.offset())
+        for (topic, partition), offset in self._since.items():
+            self._seek(topic, partition, offset)
+        self._since.clear()
+        self._uncommitted.clear()
+        self._finalizers.clear()
+        self._delivery_errors.clear()
+        rollback = getattr(self.handler, "rollback", None)
+        if rollback is not None:
+            rollback()
+
+    def _produce_all(self, outputs: list[Output]) -> None:
+        per_topic: dict[str, int] = {}
+        for out in outputs:
+            self._produce(out)
+            per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
+        for topic, n in per_topic.items():
+            self.metrics.produced.labels(self.stage, topic).inc(n)
+
+    def _commit(self, committed: list[TopicPartition]) -> None:
         if self.commits is None:
             self.consumer.commit(offsets=committed, asynchronous=False)
             self.health.last_commit_at = time.time()
@@ -300,10 +379,13 @@ class BatchLoop:
         for m in records:
             first.setdefault((m.topic(), m.partition()), m.offset())
         for (topic, partition), offset in first.items():
-            try:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
-                log.info("seek %s[%d]@%d skipped: %s", topic, partition, offset, exc)
+            self._seek(topic, partition, offset)
+
+    def _seek(self, topic: str, partition: int, offset: int) -> None:
+        try:
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
+            log.info("seek %s[%d]@%d skipped: %s", topic, partition, offset, exc)
 
     def _is_error(self, m: Message) -> bool:
         err = m.error()
@@ -324,6 +406,7 @@ class BatchLoop:
         gone = {f"{p.topic}[{p.partition}]" for p in partitions}
         self.health.assigned = [a for a in self.health.assigned if a not in gone]
         log.info("revoked %s", sorted(gone))
+        self._checkpoint_or_rewind("revoke")  # synchronously, before the partitions' next owner reads the store
         self._commit_sent(partitions)
         self.handler.on_revoke(partitions)
 

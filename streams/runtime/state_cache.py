@@ -46,6 +46,10 @@ class StateCache(Generic[S]):
     def count(self, partition: int) -> int:
         return self._counts.get(partition, 0)
 
+    def partitions(self) -> list[int]:
+        """Partitions with cached states or a trusted offset."""
+        return sorted(self._offsets.keys() | self._counts.keys())
+
     def take(self, partition: int) -> int | None:
         """The offset the partition's states were saved at, or None (nothing trusted: they are dropped).
         Until :meth:`put`, the partition counts as untrusted."""

@@ -225,7 +225,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
                      stage="pipeline", metrics=metrics, commits=commits,
-                     hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
+                     hold=lambda: scorer.paused,
+                     checkpoint_interval_ms=settings.pipeline.checkpoint_interval_ms)  # `pause`: fetching stops (records stay in Kafka), ticks go on
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
                                                             lambda: close_producer(producer)], metrics=metrics,
                     probes=probes)
