@@ -106,7 +106,7 @@ class PipelineSettings:
     cache_max_entities: int = DEFAULT_MAX_ENTITIES
     # the fused pipeline saves state + latest vectors + offset (and commits) once per this interval instead of after
     # every batch (0); serving reads of the store lag by up to it, a crash replays up to it (streams.runtime.loop)
-    checkpoint_interval_ms: int = 0
+    checkpoint_interval_ms: int = 1000
 
 
 @dataclass(frozen=True)
