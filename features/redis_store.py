@@ -51,7 +51,7 @@ class RedisFeatureStore:
             pipe.hgetall(state_key_for(view, pos, e))
         pipe.get(offset_key_for(view, pos))
         res = pipe.execute()
-        states = {e: EntityState.from_redis(h) for e, h in zip(ids, res, strict=False)}
+        states = {e: EntityState.from_redis(h, view) for e, h in zip(ids, res, strict=False)}
         return states, decode_position(res[-1])[0]
 
     def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
@@ -153,7 +153,7 @@ class RedisFeatureStore:
         for e in ids:
             pipe.hgetall(state_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e))
         res = pipe.execute()
-        return {e: EntityState.from_redis(h).features(view, now_ms) for e, h in zip(ids, res, strict=False)}
+        return {e: EntityState.from_redis(h, view).features(view, now_ms) for e, h in zip(ids, res, strict=False)}
 
     def read_latest(
         self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str

@@ -185,9 +185,8 @@ class MemoryFeatureStore:
         self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
     ) -> tuple[dict[str, EntityState], int]:
         """See :class:`FeatureStore`."""
-        states = {
-            e: EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})) for e in entity_ids
-        }
+        hashes = self.hashes
+        states = {e: EntityState.from_redis(hashes.get(state_key_for(view, pos, e), {}), view) for e in entity_ids}
         return states, self.last_offset(view, pos)
 
     def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
@@ -261,7 +260,7 @@ class MemoryFeatureStore:
         out = {}
         for e in entity_ids:
             pos = SourcePosition(group, view.source_topic, partition_of(e))
-            out[e] = EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})).features(
+            out[e] = EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {}), view).features(
                 view, now_ms
             )
         return out
