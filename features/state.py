@@ -229,7 +229,18 @@ class EntityState:
         st = cls()
         if not mapping:
             return st
-        items = sorted((int(k), v) for k, v in mapping.items())
+        items = sorted(zip(map(int, mapping), mapping.values(), strict=True))
+        values = [v for _, v in items]
+        first = values[0]
+        size = len(first)
+        if first[:1] == b"B" and size == _HEAD.size + 8 * _HEAD.unpack_from(first)[1] and all(
+                len(v) == size and v[:1] == b"B" for v in values):  # the common case: binary rows, no sets
+            st._order = array("q", [b for b, _ in items])
+            st._data.frombytes(b"".join([v[3:] for v in values]))
+            if _BIG:
+                st._data.byteswap()
+            st._w = (size - _HEAD.size) // 8
+            return st
         rows: list[bytes] = []
         width = 0
         for b, v in items:

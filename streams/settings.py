@@ -102,7 +102,7 @@ class PipelineSettings:
     silence_idle_ms: int = 300_000  # event time without a reading before an entity is reported silent
     silence_idle_wall_s: float = 60.0  # wall time without any record before a whole partition counts as silent
     # entity states the worker keeps in memory across batches, all partitions together (least recently used
-    # out): 20,000 x ~117 KB per 31-bucket state = ~2.2 GiB at most; 0 turns the cache off
+    # out): 100,000 x ~7 KB per 31-bucket state = ~0.7 GiB at most; 0 turns the cache off
     cache_max_entities: int = DEFAULT_MAX_ENTITIES
     # the fused pipeline saves state + latest vectors + offset (and commits) once per this interval instead of after
     # every batch (0); serving reads of the store lag by up to it, a crash replays up to it (streams.runtime.loop)
