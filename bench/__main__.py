@@ -5,6 +5,8 @@ Benches (in this order; the issue's numbering in brackets):
 
 - ``pipeline`` [1-3]: fused pipeline throughput vs a raw passthrough, latency at 20/50/80 % of the maximum,
   scaling over 1/2/4 partitions and worker processes (``bench.pipeline_bench``);
+- ``entities`` [#16 5]: the same worker at 500 / 10,000 / 100,000 entities with full 30-minute windows in Redis
+  (``bench.entities_bench``);
 - ``breakdown`` [profile]: where a fused event's time goes, stage by stage, and what bounds each stage
   (``bench.breakdown_bench``);
 - ``faust`` [1b]: the same work on Faust (``bench.faust_bench``);
@@ -42,6 +44,7 @@ from bench import (
     control_bench,
     control_loop_bench,
     detection_bench,
+    entities_bench,
     faust_bench,
     features_bench,
     memory_bench,
@@ -52,9 +55,9 @@ from bench import (
 from bench.common import Table, bench_stack
 from streams.local.stack import StackInfo
 
-BENCHES = ("pipeline", "breakdown", "faust", "control", "control_loop", "detection", "memory", "features", "scorer",
-           "store", "cluster", "alert_delivery")
-NEEDS_STACK = frozenset({"pipeline", "breakdown", "faust", "control", "control_loop", "store", "cluster",
+BENCHES = ("pipeline", "entities", "breakdown", "faust", "control", "control_loop", "detection", "memory",
+           "features", "scorer", "store", "cluster", "alert_delivery")
+NEEDS_STACK = frozenset({"pipeline", "entities", "breakdown", "faust", "control", "control_loop", "store", "cluster",
                          "alert_delivery"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
@@ -106,6 +109,8 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
                                                   else cluster_bench.ClusterConfig()),
         "pipeline": lambda info: pipeline_bench.run(info, pipeline_bench.PipelineConfig.tiny() if tiny  # type: ignore[arg-type]
                                                     else pipeline_bench.PipelineConfig()),
+        "entities": lambda info: entities_bench.run(  # type: ignore[arg-type]
+            info, entities_bench.EntitiesConfig.tiny() if tiny else entities_bench.EntitiesConfig()),
         "breakdown": lambda info: breakdown_bench.run(  # type: ignore[arg-type]
             info, breakdown_bench.BreakdownConfig.tiny() if tiny else breakdown_bench.BreakdownConfig()),
         "control_loop": lambda info: control_loop_bench.run(  # type: ignore[arg-type]

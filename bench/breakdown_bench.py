@@ -90,8 +90,9 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
     loop = worker.loop
     targets: list[tuple[Any, str, str]] = [
         *((obj, attr, f"{type(obj).__name__}.{attr}") for obj, attr in (
-            (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop, "deliver"),
-            (handler, "process"), (handler, "_timed_load"), (handler, "_save"), (handler.engine, "process"),
+            (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop, "_produce_all"),
+            (loop, "checkpoint"), (loop, "_commit"), (handler, "process"), (handler.pending, "_load"),
+            (handler, "checkpoint"), (handler.engine, "process"),
             (handler.scorer, "score"), (handler.store, "_save_args"))),
         (pipeline, "parse_record", "parse_record"), (codec, "encode", "codec.encode"),
         (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
@@ -106,22 +107,25 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
 STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
     ("consume: wait + fetch (librdkafka)", "broker", lambda s: s["BatchLoop.next_batch"]),
     ("parse + validate (orjson, checks)", "JSON", lambda s: s["parse_record"]),
-    ("state load (Redis round trip, state JSON decode)", "Redis", lambda s: s["FusedHandler._timed_load"]),
+    ("state load (Redis round trip, state JSON decode)", "Redis", lambda s: s["PendingState._load"]),
     ("window fold (apply + feature vector per event)", "Python", lambda s: s["FeatureEngine.process"]),
     ("model call (numpy plan of the linear pipeline)", "model", lambda s: s["LoadedModel.predict_scores"]),
     ("scoring around it (route, schema, dict→matrix, Prediction objects)", "Python",
      lambda s: s["Scorer.score"] - s["LoadedModel.predict_scores"]),
     ("prediction records (to_dict + orjson)", "JSON", lambda s: s["Prediction.to_dict"] + s["codec.encode"]),
     ("rest of process (bookkeeping, silence tracker, metrics)", "Python",
-     lambda s: s["FusedHandler.process"] - s["parse_record"] - s["FusedHandler._timed_load"]
+     lambda s: s["FusedHandler.process"] - s["parse_record"] - s["PendingState._load"]
      - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]),
-    ("produce + flush (delivery acks)", "broker", lambda s: s["BatchLoop.deliver"] - s["FusedHandler._save"]),
+    ("produce + flush (delivery acks)", "broker",
+     lambda s: s["BatchLoop._produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
+     - s["BatchLoop._commit"]),
     ("state encode (dirty buckets' JSON, latest vectors, keys)", "JSON",
      lambda s: s["RedisFeatureStore._save_args"]),
     ("state save (Lua compare-and-set, one round trip)", "Redis",
-     lambda s: s["FusedHandler._save"] - s["RedisFeatureStore._save_args"]),
+     lambda s: s["FusedHandler.checkpoint"] - s["RedisFeatureStore._save_args"]),
     ("commit (sent asynchronously) + lag metric", "broker",
-     lambda s: s["BatchLoop._handle"] - s["FusedHandler.process"] - s["BatchLoop.deliver"]),
+     lambda s: s["BatchLoop._commit"] + s["BatchLoop._handle"] - s["FusedHandler.process"]
+     - s["BatchLoop._produce_all"] - s["BatchLoop.checkpoint"]),
     ("loop rest (tick: control poll, health)", "Python",
      lambda s: s["BatchLoop.run_once"] - s["BatchLoop.next_batch"] - s["BatchLoop._handle"]),
 ]

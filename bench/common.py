@@ -150,7 +150,8 @@ def run_on_fresh_stack(run: Callable[[StackInfo, Any], list[Table]], cfg: Any) -
 
 
 def bench_settings(info: StackInfo, rid: str, *, registry_dir: str = "", batch_max_ms: int = 50,
-                   batch_max_rows: int = 500, batch_linger_ms: int = 0) -> Settings:
+                   batch_max_rows: int = 500, batch_linger_ms: int = 0,
+                   checkpoint_interval_ms: int | None = None) -> Settings:
     """Settings for one run: per-run topics and groups, tansu-friendly group timing (first message ~1.2 s)."""
     return Settings(
         kafka=KafkaSettings(bootstrap_servers=info.bootstrap_servers, session_timeout_ms=2000,
@@ -159,6 +160,8 @@ def bench_settings(info: StackInfo, rid: str, *, registry_dir: str = "", batch_m
                              alerts=f"bench-alerts-{rid}", control=f"bench-control-{rid}"),
         pipeline=PipelineSettings(batch_max_rows=batch_max_rows, batch_max_ms=batch_max_ms,
                                   batch_linger_ms=batch_linger_ms,
+                                  checkpoint_interval_ms=PipelineSettings.checkpoint_interval_ms
+                                  if checkpoint_interval_ms is None else checkpoint_interval_ms,
                                   features_group=f"bench-features-{rid}", monitor_group=f"bench-monitor-{rid}"),
         redis_url=info.redis_url,
         registry_dir=registry_dir or str(Path(info.run_dir) / f"registry-{rid}"),

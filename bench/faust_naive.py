@@ -147,7 +147,7 @@ class NaiveFaustAgent(AppThread):
                 t0 = time.perf_counter()
                 stored = r.hgetall(key)
                 self.redis_s += time.perf_counter() - t0
-                state = EntityState.from_redis(stored)  # type: ignore[arg-type]
+                state = EntityState.from_redis(stored, view)  # type: ignore[arg-type]
                 result = engine.process({ev.entity_id: state}, [ev], watermark_ms=watermarks.get(msg.partition))
                 watermarks[msg.partition] = result.watermark_ms
                 if result.late:

@@ -33,6 +33,7 @@ from bench.memory_worker import Pass, entity_id, run_pass, used_memory
 from bench.store_read_bench import PARTITIONS, fill_store
 from features.definitions import FeatureView
 from features.partitioning import kafka_partition
+from features.plan import plan_for
 from features.records import Event
 from features.store import SourcePosition, latest_key_for, state_key_for
 from streams.local.demo import to_events
@@ -242,8 +243,8 @@ def redis_table(client: redis.Redis, view: FeatureView, layout: KeyLayout, event
     table = Table("memory", "Redis bytes per entity (state hash + latest vector, VITALS_VIEW)",
                   ["state", "entities", "buckets", "raw bytes", "MEMORY USAGE", "used_memory delta",
                    "used_memory / raw", "total GiB", "how"], rows, notes=notes,
-                  limit=f"limit: the bucket values: one hashtable field per {view.bucket_ms // 1000} s bucket, an "
-                        f"orjson object of {len(view.fields)} fields x 13 numbers (too long for a listpack); "
+                  limit=f"limit: the bucket values: one hashtable field per {view.bucket_ms // 1000} s bucket, a "
+                        f"binary row of the {plan_for(view).width} doubles the view reads (too long for a listpack); "
                         "linear in entities x live buckets; the 30 min slope keeps 31 buckets per entity.")
     return table, slopes
 
@@ -329,8 +330,8 @@ def worker_table(info: StackInfo, client: redis.Redis, view: FeatureView, layout
     return Table("memory", "Pipeline worker RSS per entity touched",
                  ["state", "cache cap", "entities", "cached", "silence entries", "RSS MiB", "delta MiB",
                   "bytes/entity", "RSS / empty", "Redis B/entity (real save)"], rows, notes=notes,
-                 limit="limit: the cached EntityState objects: each bucket partial is a Python list of 13 boxed "
-                       "numbers, several times its JSON bytes in Redis; the silence tracker adds a dict entry "
+                 limit="limit: the cached EntityState objects: one array of doubles per entity (per bucket, the "
+                       "slots the view reads), about its bytes in Redis; the silence tracker adds a dict entry "
                        "and an id string per entity (up to 1M per partition); the handler path itself "
                        "(~5k entities/s here) bounds the sizes measured in the time budget.")
 

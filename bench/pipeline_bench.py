@@ -54,7 +54,7 @@ from streams.local.stack import StackInfo
 from streams.runtime.clients import consumer_config, make_producer, producer_config
 from streams.runtime.loop import take_batch
 from streams.runtime.topics import ensure_topics, required_topics
-from streams.settings import KafkaSettings, Settings
+from streams.settings import KafkaSettings, PipelineSettings, Settings
 
 __all__ = ["PipelineConfig", "fresh_measurement", "run", "main", "rate_from_timestamps", "read_predictions"]
 
@@ -73,11 +73,13 @@ class PipelineConfig:
     scaling: tuple[int, ...] = (1, 2, 4)
     scaling_events: int = 40_000
     timeout_s: float = 180.0
+    # throughput rows at these checkpoint intervals besides the default (0 = state saved after every batch)
+    checkpoint_intervals: tuple[int, ...] = (0, 100, 1000, 5000)
 
     @classmethod
     def tiny(cls) -> PipelineConfig:
         return cls(events=1_500, entities=50, latency_s=2.0, latency_levels=(0.2,), latency_linger_ms=(0,),
-                   scaling=(1, 2), scaling_events=1_000, timeout_s=60.0)
+                   scaling=(1, 2), scaling_events=1_000, timeout_s=60.0, checkpoint_intervals=(0,))
 
 
 # ----------------------------------------------------------------------------------------- worker processes
@@ -158,11 +160,12 @@ def rate_from_timestamps(ts_ms: Sequence[int], lo: float = 10.0, hi: float = 90.
 
 
 # ------------------------------------------------------------------------------------------------- setup
-def fresh_measurement(info: StackInfo, registry: str, *, partitions: int,
-                      batch_linger_ms: int = 0) -> tuple[Settings, FeatureView]:
+def fresh_measurement(info: StackInfo, registry: str, *, partitions: int, batch_linger_ms: int = 0,
+                      checkpoint_interval_ms: int | None = None) -> tuple[Settings, FeatureView]:
     """Per-measurement topics (source and predictions) and group, so measurements never see each other."""
     rid = run_id()
-    settings = bench_settings(info, rid, registry_dir=registry, batch_linger_ms=batch_linger_ms)
+    settings = bench_settings(info, rid, registry_dir=registry, batch_linger_ms=batch_linger_ms,
+                              checkpoint_interval_ms=checkpoint_interval_ms)
     settings = settings.replace(topics=dataclasses.replace(settings.topics, source_partitions=partitions,
                                                            predictions_partitions=partitions))
     view = bench_view(rid)
@@ -171,10 +174,11 @@ def fresh_measurement(info: StackInfo, registry: str, *, partitions: int,
 
 
 def _backlog_rate(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], *, partitions: int,
-                  workers: int, timeout_s: float) -> tuple[float, int]:
+                  workers: int, timeout_s: float, checkpoint_interval_ms: int | None = None) -> tuple[float, int]:
     """(predictions/s, predictions) of ``workers`` processes draining ``records`` pre-produced on
     ``partitions`` partitions."""
-    settings, view = fresh_measurement(info, registry, partitions=partitions)
+    settings, view = fresh_measurement(info, registry, partitions=partitions,
+                                       checkpoint_interval_ms=checkpoint_interval_ms)
     prefill(settings, view.source_topic, records)
     with WorkerProcesses(settings, view, workers) as procs:
         got = read_predictions(settings, len(records), timeout_s, alive=lambda: procs.alive)
@@ -184,14 +188,20 @@ def _backlog_rate(info: StackInfo, registry: str, records: list[tuple[bytes, byt
 # -------------------------------------------------------------------------------------------- 1. throughput
 def throughput_table(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]],
                      cfg: PipelineConfig) -> tuple[Table, float]:
+    default = PipelineSettings.checkpoint_interval_ms
     fused, n_fused = _backlog_rate(info, registry, records, partitions=cfg.partitions, workers=1,
                                    timeout_s=cfg.timeout_s)
+    others = [(ms, *_backlog_rate(info, registry, records, partitions=cfg.partitions, workers=1,
+                                  timeout_s=cfg.timeout_s, checkpoint_interval_ms=ms))
+              for ms in cfg.checkpoint_intervals if ms != default]
     settings, view = fresh_measurement(info, registry, partitions=cfg.partitions)
     prefill(settings, view.source_topic, records)
     raw = passthrough_run(settings, view.source_topic, f"{view.source_topic}-out", f"bench-pass-{run_id()}",
                           len(records), 500, cfg.timeout_s)
-    rows = [["fused pipeline (1 worker process)", n_fused, fused, 1e6 / fused, ratio(fused, raw)],
-            ["raw passthrough (consume → loads → produce → commit)", len(records), raw, 1e6 / raw, 1.0]]
+    rows = [[f"fused pipeline (1 worker process), {_interval(default)} (default)", n_fused, fused, 1e6 / fused,
+             ratio(fused, raw)]]
+    rows += [[f"fused pipeline, {_interval(ms)}", n, rate, 1e6 / rate, ratio(rate, raw)] for ms, rate, n in others]
+    rows.append(["raw passthrough (consume → loads → produce → commit)", len(records), raw, 1e6 / raw, 1.0])
     table = Table("pipeline", "Fused pipeline throughput vs a raw confluent-kafka passthrough (events/s)",
                   ["path", "events", "events/s", "us/event", "vs passthrough"], rows,
                   notes=[f"{len(records):,} vitals of {cfg.entities} patients pre-produced on {cfg.partitions} "
@@ -201,6 +211,15 @@ def throughput_table(info: StackInfo, registry: str, records: list[tuple[bytes, 
                         "state decode/encode and the Lua save, then dict→matrix, the model call and one "
                         "prediction JSON per event; the passthrough only moves bytes through librdkafka.")
     return table, fused
+
+
+def _interval(ms: int) -> str:
+    """How a checkpoint interval reads in a row label.
+
+    >>> _interval(0), _interval(1000)
+    ('checkpoint every batch', 'checkpoint every 1,000 ms')
+    """
+    return "checkpoint every batch" if ms == 0 else f"checkpoint every {ms:,} ms"
 
 
 # ---------------------------------------------------------------------------------------------- 2. latency
@@ -414,8 +433,18 @@ def main(argv: list[str] | None = None) -> list[Table]:
     """Run on a fresh embedded stack and print the tables."""
     p = argparse.ArgumentParser(prog="python -m bench.pipeline_bench", description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
+    p.add_argument("--throughput-only", action="store_true", help="only the throughput table (checkpoint intervals)")
     args = p.parse_args(argv)
-    return run_on_fresh_stack(run, PipelineConfig.tiny() if args.tiny else PipelineConfig())
+    cfg = PipelineConfig.tiny() if args.tiny else PipelineConfig()
+    return run_on_fresh_stack(run_throughput if args.throughput_only else run, cfg)
+
+
+def run_throughput(info: StackInfo, cfg: PipelineConfig = PipelineConfig()) -> list[Table]:
+    """Only the throughput table (the checkpoint interval rows and the passthrough)."""
+    records = to_records(vitals_stream(cfg.entities, cfg.events * 10 / cfg.entities / 60))
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-registry-") as registry:
+        train_models(registry, entities=100, minutes=5.0)
+        return [throughput_table(info, registry, records[: cfg.events], cfg)[0]]
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ class RedisFeatureStore:
             pipe.hgetall(state_key_for(view, pos, e))
         pipe.get(offset_key_for(view, pos))
         res = pipe.execute()
-        states = {e: EntityState.from_redis(h) for e, h in zip(ids, res, strict=False)}
+        states = {e: EntityState.from_redis(h, view) for e, h in zip(ids, res, strict=False)}
         return states, decode_position(res[-1])[0]
 
     def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
@@ -219,7 +219,7 @@ class RedisFeatureStore:
             if p is not None:
                 pipe.hgetall(state_key_for(view, SourcePosition(group, view.source_topic, p), e))
         res = iter(pipe.execute())
-        return {e: EntityState.from_redis(next(res) if p is not None else {}).features(view, now_ms)
+        return {e: EntityState.from_redis(next(res) if p is not None else {}, view).features(view, now_ms)
                 for e, p in zip(ids, parts, strict=True)}
 
     def read_latest(

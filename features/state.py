@@ -1,11 +1,19 @@
 """Per-entity bucketed state: apply events, read windowed features, expire, (de)serialise for Redis.
 
-One :class:`EntityState` holds all live buckets of one entity: ``{bucket_start_ms: {field: partial}}``
-(partials are the lists of ``features.aggregations``). It remembers which buckets changed (``to_redis``
-returns them as full values, never increments, so a replayed save is idempotent) and which expired.
+One :class:`EntityState` holds all live buckets of one entity as **one flat array of doubles**: a row per
+bucket (buckets in time order, ``_order`` holds their starts), and in each row, per field, only the partial
+slots the view's features read (``features.plan`` computes that layout: VITALS_VIEW keeps 21 doubles per
+one-minute bucket instead of 6 fields x 13 boxed numbers, so a 31-bucket entity holds ~5 KB instead of
+~117 KB). Distinct values (``distinct_count``) are kept beside the array, per bucket and field. The state
+remembers which buckets changed (``to_redis`` returns them as full values, never increments, so a replayed
+save is idempotent) and which expired.
 
 Hash encoding (one Redis hash field per bucket): field = bucket start in ms as ASCII decimal, value =
-orjson of ``{field_name: [13 numbers] (+ [sorted distinct values])}``. Floats round-trip exactly.
+``b"B"`` + the row width as a little-endian uint16 + the row's doubles (little-endian IEEE 754, so
+floats round-trip exactly) + optionally ``b"|"`` and the orjson of ``{field index: sorted distinct values}``.
+The layout is a function of the view's definition, whose fingerprint is in every key. Values written by
+earlier versions (orjson of ``{field: [13 numbers] (+ [distinct values])}``) are still read
+(``from_redis(..., view)``).
 
 Feature reads fold the window's buckets in time order, with the code ``features.plan`` compiles per
 view: one pass over the live buckets for all windows, merging only the slots the aggregations read
@@ -34,27 +42,35 @@ Example:
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+import struct
+import sys
+from array import array
+from bisect import bisect_left
 from collections.abc import Mapping
 
 import orjson
 
-from features.aggregations import NUM_SLOTS, add_number, add_string, first_number, first_string
+from features.aggregations import DISTINCT_CAP
 from features.definitions import FeatureView
 from features.plan import Plan, plan_for
 from features.records import Event
 
 __all__ = ["EntityState", "Plan", "plan_for"]
 
+_HEAD = struct.Struct("<cH")  # b"B", row width
+_BIG = sys.byteorder == "big"
+
 
 class EntityState:
-    """All live buckets of one entity: {bucket_start_ms: {field: partial}}; tracks dirty/deleted buckets."""
+    """All live buckets of one entity as rows of one flat array of doubles; tracks dirty/deleted buckets."""
 
-    __slots__ = ("buckets", "_order", "_dirty", "_deleted", "_cache", "_read_last", "_reads")
+    __slots__ = ("_order", "_data", "_w", "_sets", "_dirty", "_deleted", "_cache", "_read_last", "_reads")
 
     def __init__(self) -> None:
-        self.buckets: dict[int, dict[str, list]] = {}
-        self._order: list[int] = []
+        self._order = array("q")  # bucket starts, ascending; row i of _data is bucket _order[i]
+        self._data = array("d")
+        self._w = 0  # doubles per row (0 until the first apply or decode)
+        self._sets: dict[int, dict[int, set]] | None = None  # bucket -> layout index -> distinct values
         self._dirty: set[int] = set()
         self._deleted: set[int] = set()
         self._cache: tuple[int, tuple[int, ...], tuple] | None = None  # (last, window starts, prefix fold)
@@ -81,32 +97,64 @@ class EntityState:
         """True when there are changes not yet saved."""
         return bool(self._dirty or self._deleted)
 
+    def nbytes(self) -> int:
+        """Bytes of the bucket array and the bucket starts (what grows with the window)."""
+        return self._data.itemsize * len(self._data) + self._order.itemsize * len(self._order)
+
+    def buckets(self, view: FeatureView) -> dict[int, dict[str, list]]:
+        """The live buckets as ``{start: {field: 13-slot partial (+ distinct set)}}`` (for tests and debugging;
+        slots the view does not keep read 0)."""
+        plan = plan_for(view)
+        w = self._w
+        out = {}
+        for i, b in enumerate(self._order):
+            parts = plan.partials_of(self._data[i * w:(i + 1) * w])
+            for fi, name in plan.distinct:
+                if name in parts:
+                    parts[name].append(set((self._sets or {}).get(b, {}).get(fi, ())))
+            out[b] = parts
+        return out
+
+    def _row(self, plan: Plan, b: int) -> int:
+        """The row index of bucket ``b``, inserted (zeros) when new."""
+        order = self._order
+        n = len(order)
+        if n and order[-1] == b:
+            return n - 1
+        i = bisect_left(order, b)
+        if i == n or order[i] != b:
+            if not self._w:
+                self._w = plan.width
+            w = self._w
+            order.insert(i, b)
+            if i == n:
+                self._data.extend(plan_zero(plan))
+            else:
+                self._data[i * w:i * w] = plan_zero(plan)
+            self._deleted.discard(b)
+        return i
+
     def apply(self, view: FeatureView, event: Event) -> None:
         """Fold ``event`` into the bucket its timestamp falls in (out-of-order events included)."""
         plan = plan_for(view)
         ts = event.ts_ms
         b = ts - ts % plan.bucket_ms
-        bucket = self.buckets.get(b)
-        if bucket is None:
-            bucket = {}
-            self.buckets[b] = bucket
-            insort(self._order, b)
-            self._deleted.discard(b)
+        i = self._row(plan, b)
         self._dirty.add(b)
         if self._cache is not None and b < self._cache[0]:
             self._cache = None
         values = event.values
-        for name, is_str, angle, distinct in plan.fields:
-            x = values.get(name)
-            if x is None:
-                continue
-            p = bucket.get(name)
-            if p is None:
-                bucket[name] = first_string(ts, x, distinct) if is_str else first_number(b, ts, x, distinct)  # type: ignore[arg-type]
-            elif is_str:
-                add_string(p, ts, x)  # type: ignore[arg-type]
-            else:
-                add_number(p, b, ts, x, angle)  # type: ignore[arg-type]
+        plan.apply(self._data, i * self._w, b, ts, values)  # type: ignore[misc]
+        if plan.distinct:
+            sets = self._sets
+            if sets is None:
+                sets = self._sets = {}
+            for fi, name in plan.distinct:
+                x = values.get(name)
+                if x is not None:
+                    seen = sets.setdefault(b, {}).setdefault(fi, set())
+                    if len(seen) < DISTINCT_CAP:
+                        seen.add(x)
 
     def features(self, view: FeatureView, now_ms: int) -> dict[str, float]:
         """The feature vector at ``now_ms`` (buckets after the bucket of ``now_ms`` are ignored)."""
@@ -119,22 +167,22 @@ class EntityState:
         lo = bisect_left(order, min(starts))
         hi = bisect_left(order, last, lo)
         cur = hi < len(order) and order[hi] == last
-        buckets = self.buckets
+        data, sets = self._data, self._sets
         if self._read_last != last:  # first read in this bucket
             repeated = self._reads > 1
             self._read_last, self._reads = last, 1
             if not repeated:  # one read per bucket so far: one pass, nothing cached
-                return plan.emit(plan.fold(None, buckets, order, lo, hi + cur, starts))
+                return plan.emit(plan.fold(None, data, order, lo, hi + cur, starts, sets))
         else:
             self._reads += 1
         hit = self._cache
         if hit is not None and hit[0] == last and hit[1] == starts:
             acc = hit[2]
         else:
-            acc = plan.fold(None, buckets, order, lo, hi, starts)
+            acc = plan.fold(None, data, order, lo, hi, starts, sets)
             self._cache = (last, starts, acc)
         if cur:
-            acc = plan.fold(acc, buckets, order, hi, hi + 1, starts)
+            acc = plan.fold(acc, data, order, hi, hi + 1, starts, sets)
         return plan.emit(acc)
 
     def expire(self, before_ms: int) -> None:
@@ -144,22 +192,29 @@ class EntityState:
             return
         cut = bisect_left(order, before_ms)
         for b in order[:cut]:
-            del self.buckets[b]
             self._dirty.discard(b)
             self._deleted.add(b)
+            if self._sets:
+                self._sets.pop(b, None)
         del order[:cut]
+        del self._data[:cut * self._w]
         self._cache = None
 
     def to_redis(self) -> tuple[dict[bytes, bytes], list[bytes]]:
         """(dirty buckets as hash fields to HSET, expired bucket fields to HDEL); full values, sorted."""
-        dumps = orjson.dumps
         sets: dict[bytes, bytes] = {}
+        w, order, data = self._w, self._order, self._data
+        head = _HEAD.pack(b"B", w)
         for b in sorted(self._dirty):
-            enc = {
-                name: (p if len(p) == NUM_SLOTS else [*p[:NUM_SLOTS], sorted(p[NUM_SLOTS])])
-                for name, p in self.buckets[b].items()
-            }
-            sets[str(b).encode()] = dumps(enc)
+            i = bisect_left(order, b)
+            row = data[i * w:(i + 1) * w]
+            if _BIG:
+                row.byteswap()
+            value = head + row.tobytes()
+            distinct = self._sets.get(b) if self._sets else None
+            if distinct:
+                value += b"|" + orjson.dumps({str(fi): sorted(v) for fi, v in sorted(distinct.items())})
+            sets[str(b).encode()] = value
         return sets, [str(b).encode() for b in sorted(self._deleted)]
 
     def mark_saved(self) -> None:
@@ -168,18 +223,70 @@ class EntityState:
         self._deleted.clear()
 
     @classmethod
-    def from_redis(cls, mapping: Mapping[bytes, bytes]) -> EntityState:
-        """Rebuild a clean state from a Redis hash (``HGETALL`` result)."""
+    def from_redis(cls, mapping: Mapping[bytes, bytes], view: FeatureView | None = None) -> EntityState:
+        """Rebuild a clean state from a Redis hash (``HGETALL`` result). ``view`` is needed only for values
+        in the former JSON encoding."""
         st = cls()
         if not mapping:
             return st
-        joined = b",".join(mapping.values())
-        parsed = orjson.loads(b"[" + joined + b"]")  # one decode for the whole hash
-        if b",[" in joined:  # only a distinct-value list nests a list in a partial: back into a set
-            for bucket in parsed:
-                for p in bucket.values():
-                    if len(p) > NUM_SLOTS:
-                        p[NUM_SLOTS] = set(p[NUM_SLOTS])
-        st.buckets = dict(zip(map(int, mapping), parsed, strict=True))
-        st._order = sorted(st.buckets)
+        items = sorted(zip(map(int, mapping), mapping.values(), strict=True))
+        values = [v for _, v in items]
+        first = values[0]
+        size = len(first)
+        if first[:1] == b"B" and size == _HEAD.size + 8 * _HEAD.unpack_from(first)[1] and all(
+                len(v) == size and v[:1] == b"B" for v in values):  # the common case: binary rows, no sets
+            st._order = array("q", [b for b, _ in items])
+            st._data.frombytes(b"".join([v[3:] for v in values]))
+            if _BIG:
+                st._data.byteswap()
+            st._w = (size - _HEAD.size) // 8
+            return st
+        rows: list[bytes] = []
+        width = 0
+        for b, v in items:
+            if v[:1] == b"B":
+                _, width = _HEAD.unpack_from(v)
+                end = _HEAD.size + 8 * width
+                rows.append(v[_HEAD.size:end])
+                if len(v) > end:  # b"|" + the distinct values
+                    distinct = orjson.loads(v[end + 1:])
+                    if st._sets is None:
+                        st._sets = {}
+                    st._sets[b] = {int(fi): set(vals) for fi, vals in distinct.items()}
+            else:
+                rows.append(_legacy_row(st, b, v, view))
+        st._order = array("q", [b for b, _ in items])
+        st._data.frombytes(b"".join(rows))
+        if _BIG:
+            st._data.byteswap()
+        st._w = len(st._data) // len(items)
         return st
+
+
+def _legacy_row(st: EntityState, b: int, value: bytes, view: FeatureView | None) -> bytes:
+    """One bucket in the former JSON encoding, as the bytes of a row of ``view``'s layout."""
+    if view is None:
+        raise ValueError("this state is in the former JSON encoding: pass the view to EntityState.from_redis")
+    plan = plan_for(view)
+    partials = orjson.loads(value)
+    row = array("d", plan.row_from_partials(partials))
+    for fi, name in plan.distinct:
+        p = partials.get(name)
+        if p is not None and len(p) > 13:
+            if st._sets is None:
+                st._sets = {}
+            st._sets.setdefault(b, {})[fi] = set(p[13])
+    if _BIG:
+        row.byteswap()
+    return row.tobytes()
+
+
+_ZEROS: dict[int, array] = {}
+
+
+def plan_zero(plan: Plan) -> array:
+    """A row of zeros of ``plan``'s width (shared)."""
+    z = _ZEROS.get(plan.width)
+    if z is None:
+        z = _ZEROS[plan.width] = array("d", bytes(8 * plan.width))
+    return z

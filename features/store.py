@@ -189,9 +189,8 @@ class MemoryFeatureStore:
         self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
     ) -> tuple[dict[str, EntityState], int]:
         """See :class:`FeatureStore`."""
-        states = {
-            e: EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {})) for e in entity_ids
-        }
+        hashes = self.hashes
+        states = {e: EntityState.from_redis(hashes.get(state_key_for(view, pos, e), {}), view) for e in entity_ids}
         return states, self.last_offset(view, pos)
 
     def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
@@ -287,7 +286,7 @@ class MemoryFeatureStore:
             p = self._partition(view, group, e, partition_of)
             h = {} if p is None else self.hashes.get(state_key_for(view, SourcePosition(group, view.source_topic, p),
                                                                    e), {})
-            out[e] = EntityState.from_redis(h).features(view, now_ms)
+            out[e] = EntityState.from_redis(h, view).features(view, now_ms)
         return out
 
     def read_latest(

@@ -104,13 +104,16 @@ class PipelineSettings:
     silence_idle_ms: int = 300_000  # event time without a reading before an entity is reported silent
     silence_idle_wall_s: float = 60.0  # wall time without any record before a whole partition counts as silent
     # entity states the worker keeps in memory across batches, all partitions together (least recently used
-    # out): 20,000 x ~117 KB per 31-bucket state = ~2.2 GiB at most; 0 turns the cache off
+    # out): 100,000 x ~7 KB per 31-bucket state = ~0.7 GiB at most; 0 turns the cache off
     cache_max_entities: int = DEFAULT_MAX_ENTITIES
     # how far an event's time may be ahead of the worker's clock; later ones go to the DLQ as `future` and never
     # move the watermark (0: no check, for simulations whose event time runs faster than the clock)
     max_future_skew_ms: int = 30_000
     # records waiting and no commit for this long: /health goes red and the watchdog re-creates the consumer
     stall_after_s: float = 60.0
+    # the fused pipeline saves state + latest vectors + offset (and commits) once per this interval instead of after
+    # every batch (0); serving reads of the store lag by up to it, a crash replays up to it (streams.runtime.loop)
+    checkpoint_interval_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -225,10 +228,14 @@ class Settings:
                                     pipe_t.get("cache_max_entities", DEFAULT_MAX_ENTITIES)),
             max_future_skew_ms=_int(env, "DRIFTLINE_MAX_FUTURE_SKEW_MS", pipe_t.get("max_future_skew_ms", 30_000)),
             stall_after_s=_float(env, "DRIFTLINE_STALL_AFTER_S", pipe_t.get("stall_after_s", 60.0)),
+            checkpoint_interval_ms=_int(env, "DRIFTLINE_CHECKPOINT_INTERVAL_MS",
+                                        pipe_t.get("checkpoint_interval_ms", PipelineSettings.checkpoint_interval_ms)),
         )
         if pipeline.batch_max_rows < 1 or pipeline.batch_max_ms < 0 or pipeline.batch_linger_ms < 0:
             raise ConfigError("DRIFTLINE_BATCH_MAX_ROWS must be >= 1, DRIFTLINE_BATCH_MAX_MS and "
                               "DRIFTLINE_BATCH_LINGER_MS >= 0")
+        if not 0 <= pipeline.checkpoint_interval_ms <= 600_000:
+            raise ConfigError("DRIFTLINE_CHECKPOINT_INTERVAL_MS must be between 0 (every batch) and 600000")
         if pipeline.cache_max_entities < 0:
             raise ConfigError("DRIFTLINE_CACHE_MAX_ENTITIES must be >= 0 (0 turns the state cache off)")
         if pipeline.stall_after_s <= 0:

@@ -15,10 +15,26 @@ Why state after delivery: the store skips events at or below its stored offset o
 be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
 from the old state: same features, same ``prediction_id`` (an identifiable duplicate), state applied once.
 
-A record that makes the handler raise is isolated by bisection and dead-lettered as ``poison``
-(:mod:`streams.runtime.isolation`); an infrastructure failure (Redis down, delivery failed) rewinds the
-consumer to the batch's first offsets and retries with exponential backoff; the loop reports itself unhealthy
-meanwhile instead of idling as a zombie.
+**Checkpoint interval** (``checkpoint_interval_ms``, 0 = after every batch as above): a handler whose result is
+``deferrable`` (the fused pipeline: its ``finalize`` saves everything applied since its last checkpoint) has its
+outputs produced at once, but the flush, the state write and the commit run once per interval, as Kafka Streams
+and Quix Streams do with their commit interval; synchronously also on revoke, on shutdown and when the stream
+goes idle. A hot entity's state is then written once per interval, not once per batch. Serving reads of the
+store (latest vectors) lag by up to the interval, and a crash replays up to an interval of events (same
+features, same ``prediction_id``). See :mod:`streams.runtime.checkpoint`.
+
+An infrastructure failure (Redis down, delivery failed: :func:`streams.runtime.isolation.is_infrastructure`)
+rewinds the consumer to the first offsets after the last checkpoint (the batch's own with checkpoints after every
+batch), has the handler forget what it applied since (``rollback``) and retries with exponential backoff; the
+loop reports itself unhealthy meanwhile instead of idling as a zombie.
+
+A record-level fault (the handler raised for a reason that is not a dependency, or the broker refused an output
+for what it is) never fails the stream: the loop goes back to the last checkpoint the same way, without backing
+off, and handles everything up to the failed batch's last offsets *carefully*: batch by batch, each checkpointed
+before the next, a failing batch bisected until the culprit fails alone and is dead-lettered as ``poison``
+(:mod:`streams.runtime.isolation`). With a checkpoint interval the records handled since the last checkpoint
+(at most one interval) are handled again, so their outputs are produced a second time with the same ids
+(identifiable duplicates, as after a crash); with checkpoints after every batch nothing is produced twice.
 """
 
 from __future__ import annotations
@@ -39,6 +55,7 @@ from streams.runtime.isolation import (
     RECORD_LEVEL_KAFKA_ERRORS,
     RefusedRecordError,
     dependency_of,
+    is_infrastructure,
     poison_detail,
     run_isolated,
 )
@@ -60,6 +77,9 @@ class Output:
 class BatchResult:
     outputs: list[Output] = field(default_factory=list)
     finalize: Callable[[], None] | None = None  # state write; runs after every output was delivered
+    # True: ``finalize`` checkpoints everything the handler applied since its last checkpoint (not only this
+    # batch), so a loop with a checkpoint interval runs it once per interval instead of after every batch
+    deferrable: bool = False
 
 
 class BatchHandler(Protocol):
@@ -131,7 +151,8 @@ class BatchLoop:
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None, commits: CommitLog | None = None,
-                 hold: Callable[[], bool] | None = None, max_message_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 hold: Callable[[], bool] | None = None, max_message_bytes: int = DEFAULT_MAX_BYTES,
+                 checkpoint_interval_ms: int = 0) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -157,6 +178,15 @@ class BatchLoop:
         self._delivery_errors: list[str] = []
         self._refused = 0  # of those, refusals of the record itself (RECORD_LEVEL_KAFKA_ERRORS)
         self.max_message_bytes = max_message_bytes  # the producer's message.max.bytes: dead letters are cut to fit
+        # checkpointing (see the module docstring): 0 = after every batch
+        self.checkpoint_s = checkpoint_interval_ms / 1000
+        self._checkpointed_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
+        self._since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
+        self._uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
+        self._finalizers: list[Callable[[], None]] = []
+        # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
+        # batch by batch)
+        self._careful: dict[tuple[str, int], int] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -173,6 +203,7 @@ class BatchLoop:
             while not self._stop.is_set():
                 self.run_once()
         finally:
+            self._checkpoint_or_rewind("shutdown")
             self.producer.flush(5)
             self._commit_sent(None)
             self.consumer.close()
@@ -191,12 +222,18 @@ class BatchLoop:
             records = []
         if not records:
             self.producer.poll(0)
+            if self._uncommitted and self._due():  # an idle stream still checkpoints on time
+                self._checkpoint_or_rewind("idle")
             return 0
         started = time.perf_counter()
         try:
-            self._handle(records)
+            if not self._handle(records):
+                return 0  # went back to the last checkpoint: the records come again
         except Exception as exc:  # noqa: BLE001 - any failure: rewind, back off, retry; never lose the batch
-            self._rewind(records)
+            if not is_infrastructure(exc):  # e.g. an output the broker refused at a checkpoint: no backoff
+                self._back_to_checkpoint_carefully(records, exc)
+                return 0
+            self._rewind_to_checkpoint(records)
             self.note_failure(exc)
             delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.health.consecutive_failures, 10))
             log.warning("batch failed (%s); rewound %d records, retrying in %.1fs",
@@ -252,19 +289,19 @@ class BatchLoop:
         """
         self._delivery_errors.clear()
         self._refused = 0
-        per_topic: dict[str, int] = {}
-        for out in result.outputs:
-            self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
-            per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
-        for topic, n in per_topic.items():
-            self.metrics.produced.labels(self.stage, topic).inc(n)
+        self._produce_all(result.outputs)
+        self._flush_and_check()
+        if result.finalize is not None:
+            result.finalize()
+
+    def _flush_and_check(self) -> None:
+        """Wait for every output produced so far; :class:`RefusedRecordError` when the broker refused only outputs
+        for what they are (a record-level fault), :class:`DeliveryError` for anything else not acknowledged."""
         remaining = self.producer.flush(self.flush_timeout_s)
         if not remaining and self._delivery_errors and self._refused == len(self._delivery_errors):
             raise RefusedRecordError(f"the broker refused outputs: {self._delivery_errors[:3]}")
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
-        if result.finalize is not None:
-            result.finalize()
 
     def handle_isolated(self, records: Sequence[Message]) -> int:
         """``deliver(handler.process(records))``, isolating a record that makes the handler raise (see
@@ -281,9 +318,135 @@ class BatchLoop:
         return BatchResult([Output(dlq_topic(topic), b"" if bare else m.value() or b"", None if bare else m.key(),
                                    headers)])
 
-    def _handle(self, records: list[Message]) -> None:
-        self.handle_isolated(records)
+    def _handle(self, records: list[Message]) -> bool:
+        """Handle one batch; False when a record-level fault sent the loop back to the last checkpoint."""
+        if self._careful and any(m.offset() <= self._careful.get((m.topic(), m.partition()), -1) for m in records):
+            self._handle_carefully(records)
+            return True
+        clean = not (self._uncommitted or self._finalizers)  # the store holds everything before this batch
+        if not self._since:  # the first change after a checkpoint: the interval counts from here
+            self._checkpointed_at = time.monotonic()
+        for m in records:
+            self._since.setdefault((m.topic(), m.partition()), m.offset())
+        try:
+            result = self.handler.process(records)
+            self._produce_all(result.outputs)
+        except Exception as exc:  # noqa: BLE001 - classified right here
+            if is_infrastructure(exc):
+                raise
+            if not clean:
+                self._back_to_checkpoint_carefully(records, exc)
+                return False
+            self._isolate_here(records, exc)
+            return True
+        self._uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(records)})
+        if result.finalize is not None and result.finalize not in self._finalizers:  # a handler's checkpoint once
+            self._finalizers.append(result.finalize)
+        if not result.deferrable or self._due():
+            try:
+                self.checkpoint()
+            except Exception as exc:  # noqa: BLE001 - classified right here
+                if is_infrastructure(exc) or not clean:
+                    raise  # the loop rewinds (and handles carefully for a record-level fault)
+                self._isolate_here(records, exc)  # an output of this batch alone was refused for what it is
+        return True
+
+    def _isolate_here(self, records: list[Message], exc: BaseException) -> None:
+        """A record-level fault in a batch that started at a checkpoint: nothing before it needs a replay, so
+        forget what it applied and handle it carefully right away (no seek, no backoff)."""
+        log.warning("%s: a record-level fault (%s) in a batch of %d records: isolating the culprit",
+                    self.stage, poison_detail(exc), len(records))
+        self._since.clear()
+        self._uncommitted.clear()
+        self._finalizers.clear()
+        self._delivery_errors.clear()
+        self._forget_uncheckpointed()
+        self._handle_carefully(records)
+
+    def _handle_carefully(self, records: list[Message]) -> None:
+        """After a record-level fault: handle ``records`` checkpointed on their own, bisected around a record that
+        makes the handler (or the broker) refuse, which is dead-lettered as ``poison`` (see the module docstring)."""
+        if self._uncommitted or self._finalizers:
+            self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
+        run_isolated(records, self.handler.process, self.deliver, self.poison)
         committed = _next_offsets(records)
+        self._commit(committed)
+        for tp in committed:
+            key = (tp.topic, tp.partition)
+            if tp.offset > self._careful.get(key, tp.offset):
+                del self._careful[key]
+
+    def _back_to_checkpoint_carefully(self, records: list[Message], exc: BaseException) -> None:
+        """A record-level fault outside careful handling: rewind to the last checkpoint, and mark everything up to
+        ``records`` (and what was handled since the checkpoint) to be handled carefully."""
+        log.warning("%s: a record-level fault (%s) in a batch of %d records: back to the last checkpoint, then "
+                    "isolating the culprit", self.stage, poison_detail(exc), len(records))
+        marks = {key: offset - 1 for key, offset in self._uncommitted.items()}
+        for m in records:
+            key = (m.topic(), m.partition())
+            marks[key] = max(marks.get(key, -1), m.offset())
+        for key, last in marks.items():
+            self._careful[key] = max(self._careful.get(key, -1), last)
+        self._rewind_to_checkpoint(records)
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._checkpointed_at >= self.checkpoint_s
+
+    def checkpoint(self) -> None:
+        """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
+        writes), then commit the next offsets of everything handled since."""
+        self._flush_and_check()
+        for finalize in self._finalizers:
+            finalize()
+        committed = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        self._finalizers.clear()
+        self._uncommitted.clear()
+        self._since.clear()
+        if committed:
+            self._commit(committed)
+
+    def _checkpoint_or_rewind(self, why: str) -> None:
+        """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""
+        if not (self._uncommitted or self._finalizers):
+            return
+        try:
+            self.checkpoint()
+        except Exception as exc:  # noqa: BLE001 - the store's offset makes the replay skip what was saved
+            if not is_infrastructure(exc):  # an output refused for what it is: isolate it on the way back
+                self._back_to_checkpoint_carefully([], exc)
+                return
+            log.warning("%s checkpoint failed (%s); rewinding to the last checkpoint", why, exc)
+            self._rewind_to_checkpoint([])
+            self.note_failure(exc)
+
+    def _rewind_to_checkpoint(self, records: list[Message]) -> None:
+        """After a failure: seek every partition handled since the last checkpoint back to its first offset after
+        it, and have the handler forget what it applied since (``rollback``), so the replay starts from there."""
+        for m in records:
+            self._since.setdefault((m.topic(), m.partition()), m.offset())
+        for (topic, partition), offset in self._since.items():
+            self._seek(topic, partition, offset)
+        self._since.clear()
+        self._uncommitted.clear()
+        self._finalizers.clear()
+        self._delivery_errors.clear()
+        self._forget_uncheckpointed()
+
+    def _forget_uncheckpointed(self) -> None:
+        """Have the handler forget what it applied since the last checkpoint (``rollback``, when it has one)."""
+        rollback = getattr(self.handler, "rollback", None)
+        if rollback is not None:
+            rollback()
+
+    def _produce_all(self, outputs: list[Output]) -> None:
+        per_topic: dict[str, int] = {}
+        for out in outputs:
+            self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
+            per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
+        for topic, n in per_topic.items():
+            self.metrics.produced.labels(self.stage, topic).inc(n)
+
+    def _commit(self, committed: list[TopicPartition]) -> None:
         if self.commits is None:
             self.consumer.commit(offsets=committed, asynchronous=False)
             self.health.last_commit_at = time.time()
@@ -338,10 +501,13 @@ class BatchLoop:
         for m in records:
             first.setdefault((m.topic(), m.partition()), m.offset())
         for (topic, partition), offset in first.items():
-            try:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
-                log.info("seek %s[%d]@%d skipped: %s", topic, partition, offset, exc)
+            self._seek(topic, partition, offset)
+
+    def _seek(self, topic: str, partition: int, offset: int) -> None:
+        try:
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
+            log.info("seek %s[%d]@%d skipped: %s", topic, partition, offset, exc)
 
     def _is_error(self, m: Message) -> bool:
         err = m.error()
@@ -362,6 +528,7 @@ class BatchLoop:
         gone = {f"{p.topic}[{p.partition}]" for p in partitions}
         self.health.assigned = [a for a in self.health.assigned if a not in gone]
         log.info("revoked %s", sorted(gone))
+        self._checkpoint_or_rewind("revoke")  # synchronously, before the partitions' next owner reads the store
         self._commit_sent(partitions)
         self.handler.on_revoke(partitions)
 

@@ -195,6 +195,10 @@ class OnlineLearningHandler:
         """See :meth:`on_assign`."""
         self.inner.on_revoke([p for p in partitions if p.topic != self.labels_topic])
 
+    def rollback(self) -> None:
+        """See :meth:`FusedHandler.rollback` (the loop calls it after a failed batch)."""
+        self.inner.rollback()
+
     def process(self, messages: Sequence[Message]) -> BatchResult:
         """Learn from the batch's labels first, then score its events with the updated copy."""
         labels = [m for m in messages if m.topic() == self.labels_topic]

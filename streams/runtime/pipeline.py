@@ -3,7 +3,9 @@
 ``FusedHandler.process`` (called by :class:`streams.runtime.loop.BatchLoop`) parses and validates a batch, loads the
 touched entities' window state (one Redis round trip per partition), applies the events in memory with the
 same engine the offline path uses, scores every accepted event in one call per model version, and returns the
-predictions and dead letters to produce plus a ``finalize`` that saves the state with the offset atomically.
+predictions and dead letters to produce plus a ``finalize`` that checkpoints: it saves every state change since
+the last checkpoint with the offset, atomically per partition (:mod:`streams.runtime.checkpoint`). The loop runs it
+after every batch (``checkpoint_interval_ms`` 0) or once per interval.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from features.exceptions import RecordError
 from features.records import MAX_TS_MS, Event, parse_record
 from features.silence import SilenceTracker
 from features.state import EntityState
-from features.store import FeatureStore, SaveRequest, SourcePosition
+from features.store import FeatureStore, SourcePosition
 from models.prediction import Prediction
 from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
 from monitor.sensor_checks import SensorChecks
 from streams import codec
 from streams.metrics import Metrics, observe_many
+from streams.runtime.checkpoint import PendingState
 from streams.runtime.loop import BatchResult, Output, dead_letter, describe
 from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
@@ -78,6 +81,9 @@ class FusedHandler:
         self.on_predictions = on_predictions
         self.watermarks: dict[int, int | None] = {}
         self.cache: StateCache[EntityState] = StateCache(cache_max_entities)
+        self._evictions_exported = 0
+        self.pending = PendingState(view, store, self.cache, group,
+                                    on_load=self.metrics.redis_seconds.labels("load").observe)
         self.stats = PipelineStats()
         self.sensors = sensors
         self.max_future_skew_ms = max_future_skew_ms  # 0: no check (a simulation whose event time runs ahead)
@@ -88,7 +94,8 @@ class FusedHandler:
             self.watermarks.setdefault(p.partition, None)
 
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None:
-        self.cache.forget(p.partition for p in partitions)  # its next owner may write: never trust this copy again
+        # the loop checkpointed before; its next owner may write: never trust this copy again
+        self.pending.rollback([p.partition for p in partitions])
         for p in partitions:
             self.watermarks.pop(p.partition, None)
             if self.silence is not None:
@@ -98,6 +105,7 @@ class FusedHandler:
         outputs: list[Output] = []
         by_partition: dict[int, list[Event]] = defaultdict(list)
         last_offset: dict[int, int] = {}
+        first_offset: dict[int, int] = {}
         rejected: dict[int, list[tuple[Message, RecordError]]] = defaultdict(list)
         topic = self.view.source_topic
         view = self.view
@@ -110,6 +118,8 @@ class FusedHandler:
             partition, offset = m.partition(), m.offset()
             if offset > last_offset.get(partition, -1):
                 last_offset[partition] = offset
+            if offset < first_offset.get(partition, offset + 1):
+                first_offset[partition] = offset
             try:
                 key = m.key()
                 if key is None:  # the README's contract: the Kafka key is the entity id
@@ -128,19 +138,20 @@ class FusedHandler:
             self.sensors.observe_batch((e for evs in by_partition.values() for e in evs),
                                        ((m.key(), err) for errs in rejected.values() for m, err in errs))
         rows: list[ScoringRow] = []
-        saves: list[SaveRequest] = []
         positions = {p: SourcePosition(self.group, self.view.source_topic, p) for p in last_offset}
         for partition, new_offset in last_offset.items():
             events = by_partition.get(partition, [])
             pos = positions[partition]
-            # the partition's cached states are taken here and given back only by a successful save: a failed
+            if self.pending.is_replay(partition, first_offset[partition]):  # a retry: from the last checkpoint
+                self.rollback([partition])
+            # the partition's states are taken here and staged back only when the batch went through: a failed
             # batch (whose states the engine already mutated) is retried from Redis
-            states, stored = self._load(pos, {e.entity_id for e in events})
+            states, stored = self.pending.load(partition, {e.entity_id for e in events})
             if self.watermarks.get(partition) is None:  # first batch after an assignment: resume the watermark
                 self.watermarks[partition] = self.store.position(self.view, pos)[1]
             result = self.engine.process(states, events, watermark_ms=self.watermarks.get(partition),
                                          min_offset=stored)
-            # the new watermark is kept by finalize only: a failed batch is retried from the saved one
+            # a failed batch rolls the in-memory watermark back with the states (``rollback``)
             for m, err in rejected.get(partition, ()):
                 if m.offset() <= stored:  # dead-lettered before (a replay): not again
                     result.skipped += 1
@@ -163,10 +174,11 @@ class FusedHandler:
             for event, vector in result.vectors:
                 rows.append(ScoringRow(f"{self.view.source_topic}-{partition}-{event.offset}", event.entity_id,
                                        event.ts_ms, vector))
-            # the watermark moves with the saved state only: a retried batch must see the watermark it saw first
             latest = {ev.entity_id: (ev.ts_ms, vec) for ev, vec in result.vectors}  # last one per entity wins
-            saves.append(SaveRequest(pos, states, stored, new_offset, self.view.retention_ms, result.watermark_ms,
-                                     latest))
+            self.pending.stage(partition, states, stored, new_offset=new_offset, watermark_ms=result.watermark_ms,
+                               latest=latest)
+            self.watermarks[partition] = result.watermark_ms
+        self._export_cache()
 
         scored = self.scorer.score(rows) if rows else None
         if scored is not None and self.sensors is not None:  # mark the predictions of entities with broken sensors
@@ -184,18 +196,19 @@ class FusedHandler:
                     outputs.append(Output(self.alerts_topic, codec.encode(alert.to_dict()), alert.dedup_key))
             if self.on_predictions:
                 self.on_predictions(scored.predictions)
-        return BatchResult(outputs, finalize=lambda: self._save(saves))
+        return BatchResult(outputs, finalize=self.checkpoint, deferrable=True)
 
     def _silent(self, pos: SourcePosition, states: dict, due: list[tuple[str, int]],
                 as_of: int | None) -> list[Output]:
         """Stale-feature records for silent entities: their windows evaluated at the partition's watermark."""
         if not due or as_of is None:
             return []
-        missing = {e for e, _ in due if e not in states}
+        unsaved = self.pending.pending_states(pos.partition)
+        missing = {e for e, _ in due if e not in states and e not in unsaved}
         loaded = self.store.load(self.view, pos, missing)[0] if missing else {}
         outputs = []
         for entity, last_ts in due:
-            state = states.get(entity) or loaded.get(entity)
+            state = states.get(entity) or unsaved.get(entity) or loaded.get(entity)
             features = state.features(self.view, as_of) if state is not None else {}
             record = {"entity_id": entity, "view": self.view.name, "as_of": as_of, "last_event_ts": last_ts,
                       "silent_for_ms": as_of - last_ts, "stale": True, "features": features}
@@ -218,47 +231,26 @@ class FusedHandler:
             outputs += self._silent(pos, {}, due, watermark)
         return outputs
 
-    def _load(self, pos: SourcePosition, ids: set[str]) -> tuple[dict[str, EntityState], int]:
-        """(the batch's states, the stored offset).
-
-        Entities cached by this worker (saved at the offset it still holds) need no round trip; the others are
-        loaded, and the cache is trusted only if Redis still holds the offset this worker saved (otherwise the
-        partition's cache is dropped and everything reloaded). The save's compare-and-set is the final guard."""
-        saved_offset = self.cache.take(pos.partition)
-        if saved_offset is not None:
-            states = self.cache.get(pos.partition, ids)
-            missing = ids - states.keys()
-            if not missing:
-                return states, saved_offset
-            loaded, stored = self._timed_load(pos, missing)
-            if stored == saved_offset:
-                states.update(loaded)
-                return states, stored
-            self.cache.forget([pos.partition])  # another writer moved the offset: nothing cached is trusted
-        return self._timed_load(pos, ids)
-
-    def _timed_load(self, pos: SourcePosition, ids: set[str]) -> tuple[dict[str, EntityState], int]:
+    def checkpoint(self) -> None:
+        """Save every partition's changes since the last checkpoint with its offset (each partition its own atomic
+        compare-and-set, all in one round trip); the loop calls it after the outputs were delivered."""
         t0 = time.perf_counter()
-        loaded, stored = self.store.load(self.view, pos, ids)
-        self.metrics.redis_seconds.labels("load").observe(time.perf_counter() - t0)
-        return loaded, stored
-
-    def _save(self, saves: list[SaveRequest]) -> None:
-        """Every partition's state and offset in one round trip (each partition its own atomic compare-and-set),
-        then the watermarks and the cache move with what was saved."""
-        due = [r for r in saves if r.new_offset > r.expected_offset]
-        if due:
-            t0 = time.perf_counter()
-            self.store.save_many(self.view, due)
+        if self.pending.save():
             self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
-        evicted = self.cache.evicted
-        for r in saves:
-            self.watermarks[r.pos.partition] = r.watermark_ms
-            # the batch's entities: now the most recently used
-            self.cache.put(r.pos.partition, max(r.expected_offset, r.new_offset), r.states)
+
+    def _export_cache(self) -> None:
         self.metrics.cache_entities.set(len(self.cache))
-        if self.cache.evicted > evicted:
-            self.metrics.cache_evictions.inc(self.cache.evicted - evicted)
+        if self.cache.evicted > self._evictions_exported:
+            self.metrics.cache_evictions.inc(self.cache.evicted - self._evictions_exported)
+            self._evictions_exported = self.cache.evicted
+
+    def rollback(self, partitions: Sequence[int] | None = None) -> None:
+        """Forget every change not checkpointed yet (``None``: all partitions): the loop replays from the last
+        checkpoint, whose stored offset makes the replay skip what it holds."""
+        self.pending.rollback(partitions)
+        for p in self.watermarks if partitions is None else partitions:
+            if p in self.watermarks:
+                self.watermarks[p] = None
 
     def _observe(self, predictions: list[Prediction], oldest_append_ms: int) -> None:
         now = now_ms()

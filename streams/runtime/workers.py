@@ -250,6 +250,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
                      stage="pipeline", metrics=metrics, commits=commits,
                      max_message_bytes=settings.kafka.message_max_bytes,
+                     checkpoint_interval_ms=settings.pipeline.checkpoint_interval_ms,
                      hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
     watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer)
     loop.tick = chain(tick, lambda: watchdog.check(loop))

@@ -70,7 +70,7 @@ def test_memory_bench_tables_and_cleanup(stack: StackInfo) -> None:
         assert r[3] == (0 if r[0] == memory_bench.WHAT[("fresh", "silence")] else r[2])  # uncapped: all cached
         assert _positive(r[7]) and r[8] >= 1.0
     fresh, full = rows[len(cfg.sizes) - 1], rows[2 * len(cfg.sizes) - 1]
-    assert full[7] > 10 * fresh[7] and _positive(fresh[9])  # a cached history costs far more than one bucket
+    assert full[7] > 2 * fresh[7] and _positive(fresh[9])  # a cached history costs more than one bucket
 
     client = redis.Redis.from_url(stack.redis_url)
     try:  # the run flushed its own redis-server

@@ -44,7 +44,7 @@ def test_lateness_boundary() -> None:
     # the in-lateness event went into its own bucket (80 s), not the current one
     [(e, vec)] = res.vectors
     assert e.offset == 2 and vec["n_30s"] == 1.0 and vec["sum_1m"] == 4.0 and vec["last_30s"] == 4.0
-    assert states["a"].buckets.keys() == {80_000, 100_000}
+    assert states["a"].buckets(VIEW).keys() == {80_000, 100_000}
     assert res.watermark_ms == 100_000  # a late event never moves the watermark back
     after = states["a"].features(VIEW, 100_000)
     assert after["n_30s"] == 2.0 and after["sum_1m"] == 5.0 and after["last_30s"] == 1.0
@@ -74,7 +74,7 @@ def test_expiry_keeps_what_accepted_events_need() -> None:
     res = eng.process(states, [ev(130_000, 1.0, 2)], watermark_ms=50_000)
     # retention = 60 s + 20 s lateness -> buckets before 50 s go
     assert VIEW.retention_ms == 80_000
-    assert sorted(states["a"].buckets) == [50_000, 130_000]
+    assert sorted(states["a"].buckets(VIEW)) == [50_000, 130_000]
     sets, dels = states["a"].to_redis()
     assert dels == [b"0"] and set(sets) == {b"50000", b"130000"}
     assert res.vectors[0][1]["n_30s"] == 1.0

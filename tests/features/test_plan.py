@@ -30,13 +30,14 @@ def reference(state: EntityState, view: FeatureView, now_ms: int) -> dict[str, f
     """The pre-compilation read: one ``fold`` call per (bucket, feature group), no cache."""
     angle = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_angle}
     distinct = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_distinct}
-    order = sorted(state.buckets)
+    buckets = state.buckets(view)
+    order = sorted(buckets)
     out = {}
     for feat in view.features:
         start, last = feat.window.bucket_range(view.bucket_ms, now_ms)
         acc = new_accumulator(feat.field in distinct)
         for b in order[bisect_left(order, start) : bisect_left(order, last + 1)]:
-            p = state.buckets[b].get(feat.field)
+            p = buckets[b].get(feat.field)
             if p is not None:
                 fold(acc, p, b, start, feat.field in angle)
         out[feat.name] = AGGREGATIONS[feat.agg].result(acc)
@@ -113,8 +114,12 @@ def test_one_pass_merges_only_the_slots_each_group_needs() -> None:
     )
     plan = compile_plan(view)
     src = plan.source
-    # one loop for both windows; x is looked up once per bucket, mean+std share one merge (group g0)
-    assert src.count("for b in") == 1 and src.count("bk.get('x')") == 1
+    # one loop for both windows; x's count is read once per bucket, mean+std share one merge (group g0)
+    assert src.count("for j in") == 1 and src.count("nb = data[base + 0]") == 1
+    # x keeps count, sum, M2, first/last time and the least-squares sums; s its count: 9 doubles per bucket
+    assert dict(plan.layout)["x"] == (("n", 0), ("s", 1), ("m2", 2), ("fts", 3), ("lts", 4), ("st", 5), ("stt", 6),
+                                      ("sty", 7))
+    assert plan.width == 9 and "i" not in dict(plan.layout)
     assert "g0_m2" in src and "g0_st" not in src and "g0_mx" not in src and "g0_ew" not in src
     assert "g2_st " in src and "g2_m2" not in src and "ALPHA" not in src
     assert plan.windows == (WINDOWS[1], WINDOWS[2]) and plan.starts(12_000, 10_000) == (-15_000, 0)
@@ -157,3 +162,47 @@ def test_a_cached_prefix_is_dropped_when_an_older_bucket_changes() -> None:
     assert state.features(view, 14_000) == {"sum": 7.5}
     state.expire(5_000)
     assert state.features(view, 14_000) == {"sum": 2.5}
+
+
+def reference_partials(view: FeatureView, evs: list[Event]) -> dict[int, dict[str, list]]:
+    """The former representation: 13-slot partials built with ``add_number`` / ``add_string``."""
+    from features.aggregations import add_number as add
+    from features.aggregations import add_string, new_partial
+
+    angle = {f.field for f in view.features if AGGREGATIONS[f.agg].needs_angle}
+    out: dict[int, dict[str, list]] = {}
+    for ev in evs:
+        b = ev.ts_ms - ev.ts_ms % view.bucket_ms
+        for f in view.fields:
+            x = ev.values.get(f.name)
+            if x is None:
+                continue
+            p = out.setdefault(b, {}).setdefault(f.name, new_partial(True))
+            if f.type == "str":
+                add_string(p, ev.ts_ms, x)  # type: ignore[arg-type]
+            else:
+                add(p, b, ev.ts_ms, x, f.name in angle)  # type: ignore[arg-type]
+    return out
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(views(), events())
+def test_compiled_apply_keeps_the_same_doubles_as_add_number(view: FeatureView, evs: list[Event]) -> None:
+    state = EntityState()
+    for ev in evs:
+        state.apply(view, ev)
+    plan = plan_for(view)
+    ref = reference_partials(view, evs)
+    got = state.buckets(view)
+    assert sorted(got) == sorted({ev.ts_ms - ev.ts_ms % view.bucket_ms for ev in evs})
+    for b, parts in got.items():
+        for name, off in plan.layout:
+            p, q = parts.get(name), ref.get(b, {}).get(name)
+            if q is None:
+                assert p is None
+                continue
+            for slot, _ in off:  # every kept slot: the same double (0.0 vs -0.0 and NaN included)
+                k = ("n", "s", "m2", "mn", "mx", "fts", "fv", "lts", "lv", "st", "stt", "sty", "ang").index(slot)
+                assert p is not None and identical({slot: float(p[k])}, {slot: float(q[k])}), (b, name, slot)
+            if name in dict((n, i) for i, n in plan.distinct):
+                assert p[13] == q[13]  # type: ignore[index]

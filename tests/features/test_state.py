@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import struct
+
+import orjson
+import pytest
 
 from features.definitions import FeatureSpec, FeatureView, FieldSpec, Window
 from features.records import Event
@@ -52,7 +56,8 @@ def test_encoding_roundtrip_and_dirty_tracking() -> None:
     st.apply(VIEW, Event("e", 12_000, {"x": 2.5, "s": "a"}))
     sets, dels = st.to_redis()
     assert sorted(sets) == [b"0", b"10000"] and dels == []
-    assert sets[b"10000"].startswith(b'{"x":[2,4.5,') and sets[b"10000"].endswith(b'["a"]]}')
+    # b"B", row width 3 (x: count and sum; s: count), the row's doubles, then the distinct values of field 1 (s)
+    assert sets[b"10000"] == b"B\x03\x00" + struct.pack("<3d", 2.0, 4.5, 2.0) + b'|{"1":["a"]}'
     back = EntityState.from_redis(sets)
     assert back.features(VIEW, 12_000) == st.features(VIEW, 12_000) == {"n": 3.0, "m": 2.0, "d": 2.0}
     assert back.to_redis() == ({}, []) and not back.is_dirty
@@ -78,3 +83,30 @@ def test_the_prefix_is_cached_on_a_first_read_only_after_a_bucket_read_more_than
     st.apply(VIEW, Event("e", 31_000, {"x": 5.0}))
     assert st.features(VIEW, 31_000)["n"] == 5.0
     assert st._cache[0] == 20_000  # the bucket before was read once: back to one pass
+
+
+def test_states_in_the_former_json_encoding_are_still_read() -> None:
+    legacy = {b"0": orjson.dumps({"x": [1, 1.5, 0.0, 1.5, 1.5, 1000, 1.5, 1000, 1.5, 1.0, 1.0, 1.5, 0.0],
+                                  "s": [1, 0.0, 0.0, 0.0, 0.0, 1000, 0.0, 1000, 0.0, 0.0, 0.0, 0.0, 0.0, ["b"]]}),
+              b"10000": orjson.dumps({"x": [2, 4.5, 0.125, 2.0, 2.5, 11000, 2.0, 12000, 2.5, 2.0, 2.0, 4.5, 0.0],
+                                      "s": [2, 0.0, 0.0, 0.0, 0.0, 11000, 0.0, 12000, 0.0, 0.0, 0.0, 0.0, 0.0, ["a"]]})}
+    st = EntityState()
+    st.apply(VIEW, Event("e", 1_000, {"x": 1.5, "s": "b"}))
+    st.apply(VIEW, Event("e", 11_000, {"x": 2, "s": "a"}))
+    st.apply(VIEW, Event("e", 12_000, {"x": 2.5, "s": "a"}))
+    back = EntityState.from_redis(legacy, VIEW)
+    assert back.features(VIEW, 12_000) == st.features(VIEW, 12_000) == {"n": 3.0, "m": 2.0, "d": 2.0}
+    assert back.to_redis() == ({}, [])
+    with pytest.raises(ValueError, match="pass the view"):
+        EntityState.from_redis(legacy)
+
+
+def test_a_full_vitals_window_keeps_21_doubles_per_bucket() -> None:
+    from features.views import VITALS_VIEW
+
+    st = EntityState()
+    vals = {"hr": 80.0, "rr": 12.0, "spo2": 98.0, "temp": 37.0, "sbp": 120.0, "dbp": 80.0}
+    for ts in range(0, 31 * 60_000, 10_000):
+        st.apply(VITALS_VIEW, Event("e", ts, vals))
+    assert st.nbytes() == 31 * 21 * 8 + 31 * 8
+    assert sorted(st.buckets(VITALS_VIEW))[:2] == [0, 60_000]
