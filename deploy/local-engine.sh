@@ -103,7 +103,7 @@ build_from() {
     local dir; dir=$(mktemp -d)
     cat >"$dir/Dockerfile"
     [ -n "$ctx" ] && cp "$ctx" "$dir/"
-    DOCKER_BUILDKIT=0 dk build -q --network host -t "$name" "$dir" >/dev/null 2>"$dir/err" \
+    DOCKER_BUILDKIT=0 dk build -q --force-rm --network host -t "$name" "$dir" >/dev/null 2>"$dir/err" \
         || { cat "$dir/err" >&2; rm -rf "$dir"; die "building $name failed"; }
     rm -rf "$dir"
     say "built $name in $(( $(now) - t0 )) s"
@@ -168,6 +168,7 @@ print_env() {
     cat <<EOF
 export DOCKER_HOST=unix://$SOCK
 export DRIFTLINE_DOCKER_NETWORK=host
+export TESTCONTAINERS_RYUK_DISABLED=true
 export DRIFTLINE_PYTHON_BASE_IMAGE=$IMG_PYTHON
 export DRIFTLINE_REDIS_IMAGE=$IMG_REDIS
 export DRIFTLINE_BROKER_IMAGE=$IMG_TANSU
