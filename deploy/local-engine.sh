@@ -66,7 +66,7 @@ start_engine() {
     # setsid: the daemon outlives this script (stopped by `stop`), and a Ctrl-C of the caller does not reach it
     setsid dockerd --data-root "$ENGINE_DIR/data" --exec-root "$ENGINE_DIR/exec" --pidfile "$PIDFILE" \
         -H "unix://$SOCK" --iptables=false --ip6tables=false --bridge=none --ip-masq=false \
-        --userland-proxy=false >>"$LOG" 2>&1 </dev/null 9>&- &
+        >>"$LOG" 2>&1 </dev/null 9>&- &
     local i
     for i in $(seq 1 60); do
         engine_up && { say "dockerd up ($(dk version --format '{{.Server.Version}}'), storage $(dk info --format '{{.Driver}}'))"; return 0; }
