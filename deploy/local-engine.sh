@@ -161,6 +161,7 @@ USER 65534
 ENTRYPOINT ["/usr/local/bin/tansu"]
 CMD ["broker", "--listener-url", "tcp://0.0.0.0:9092", "--advertised-listener-url", "tcp://localhost:9092", "--storage-engine", "memory://tansu/"]
 EOF
+    dk image prune -f >/dev/null  # layers of images a rebuild replaced
     say "images ready in $(( $(now) - t0 )) s"
 }
 

@@ -10,7 +10,8 @@ Two ways to run them:
 
 The tests run when selected (``-m docker`` or ``DRIFTLINE_DOCKER_TESTS=1``) and skip with the reason otherwise or
 when no engine answers, except under ``DRIFTLINE_DOCKER_REQUIRED=1`` (set by ``.ci/run`` once its engine is up):
-there a missing engine fails the test, so a CI run cannot pass with the container tests silently skipped.
+there a missing engine fails the test, so a CI run cannot pass with the container tests silently skipped. Where
+``.ci/run`` could not start the engine it says why in ``DRIFTLINE_DOCKER_UNAVAILABLE``, and the skip reason carries it.
 
 Example:
     >>> cfg = ContainerEnv.from_env({"DRIFTLINE_DOCKER_NETWORK": "host", "DRIFTLINE_BROKER_IMAGE": "b:1"})
@@ -92,6 +93,9 @@ def require_engine(config: pytest.Config, env: ContainerEnv = ENV) -> None:
     reason = engine_problem()
     if reason is None:
         return
+    why_not = os.environ.get("DRIFTLINE_DOCKER_UNAVAILABLE")  # .ci/run: why deploy/local-engine.sh could not start
+    if why_not:
+        reason = f"{reason}; deploy/local-engine.sh: {why_not}"
     if env.required:
         pytest.fail(f"DRIFTLINE_DOCKER_REQUIRED=1 but {reason}")
     pytest.skip(f"testcontainers needs a Docker engine: {reason}")
