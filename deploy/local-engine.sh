@@ -192,6 +192,10 @@ stop_engine() {
             kill -0 "$pid" 2>/dev/null && { say "dockerd did not stop in 20 s: SIGKILL"; kill -9 "$pid"; }
         fi
         rm -f "$PIDFILE"
+        # what dockerd leaves mounted (its default network namespace), so the engine dir can be removed
+        awk -v d="$ENGINE_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+            umount "$m" 2>/dev/null || true
+        done
     else
         say "no dockerd of ours is running"
     fi
