@@ -86,7 +86,7 @@ build_debian() {
         rm -rf "$root"; mkdir -p "$root"
         say "debootstrap --variant=minbase bookworm (once; cached as $ROOTFS_TAR)"
         nice debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$ENGINE_DIR/log/debootstrap.log" 2>&1 \
-            || { tail -20 "$ENGINE_DIR/log/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
+            || { tail -20 "$ENGINE_DIR/log/debootstrap.log" >&2; die "debootstrap failed (log: $ENGINE_DIR/log/debootstrap.log)"; }
         rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
         tar -C "$root" -cf "$ROOTFS_TAR.tmp" . && mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
         rm -rf "$root"
