@@ -15,8 +15,10 @@ Why state after delivery: the store skips events at or below its stored offset o
 be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
 from the old state: same features, same ``prediction_id`` (an identifiable duplicate), state applied once.
 
-A failure (Redis down, delivery failed) rewinds the consumer to the batch's first offsets and retries with
-exponential backoff; the loop reports itself unhealthy meanwhile instead of idling as a zombie.
+A record that makes the handler raise is isolated by bisection and dead-lettered as ``poison``
+(:mod:`streams.runtime.isolation`); an infrastructure failure (Redis down, delivery failed) rewinds the
+consumer to the batch's first offsets and retries with exponential backoff; the loop reports itself unhealthy
+meanwhile instead of idling as a zombie.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from streams.exceptions import InfrastructureError
 from streams.metrics import Metrics
+from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, fit, headers_for, is_dead_letter
+from streams.runtime.isolation import (
+    RECORD_LEVEL_KAFKA_ERRORS,
+    RefusedRecordError,
+    dependency_of,
+    poison_detail,
+    run_isolated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +70,7 @@ class BatchHandler(Protocol):
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None: ...
 
 
-class DeliveryError(Exception):
+class DeliveryError(InfrastructureError):
     """At least one output was not acknowledged by the broker."""
 
 
@@ -72,6 +83,9 @@ class LoopHealth:
     last_poll_at: float | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    last_error_class: str | None = None
+    last_error_at: float | None = None
+    failing: str | None = None  # the dependency whose failure stops batches (None: the last batch succeeded)
     batches: int = 0
     records: int = 0
     assigned: list[str] = field(default_factory=list)
@@ -117,7 +131,7 @@ class BatchLoop:
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None, commits: CommitLog | None = None,
-                 hold: Callable[[], bool] | None = None) -> None:
+                 hold: Callable[[], bool] | None = None, max_message_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -141,6 +155,8 @@ class BatchLoop:
         self._sent: dict[tuple[str, int], int] = {}  # offsets committed asynchronously, per partition
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
+        self._refused = 0  # of those, refusals of the record itself (RECORD_LEVEL_KAFKA_ERRORS)
+        self.max_message_bytes = max_message_bytes  # the producer's message.max.bytes: dead letters are cut to fit
 
     def stop(self) -> None:
         self._stop.set()
@@ -211,12 +227,15 @@ class BatchLoop:
         """Health and metrics of a failed batch (the caller rewinds or leaves it unacked)."""
         self.health.consecutive_failures += 1
         self.health.last_error = f"{type(exc).__name__}: {exc}"
+        self.health.last_error_class, self.health.last_error_at = type(exc).__name__, time.time()
+        self.health.failing = dependency_of(exc)
         self.metrics.batch_failures.labels(self.stage, type(exc).__name__).inc()
         self.metrics.healthy.labels(self.stage).set(0)
 
     def note_success(self, records: int, elapsed_s: float) -> None:
         """Health and metrics of a batch fully handled."""
         self.health.consecutive_failures = 0
+        self.health.failing = None
         self.health.batches += 1
         self.health.records += records
         self.metrics.batch_size.labels(self.stage).observe(records)
@@ -232,20 +251,38 @@ class BatchLoop:
         this loop and the Faust engine, which acks its events after this returns.
         """
         self._delivery_errors.clear()
+        self._refused = 0
         per_topic: dict[str, int] = {}
         for out in result.outputs:
-            self._produce(out)
+            self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
             per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
         for topic, n in per_topic.items():
             self.metrics.produced.labels(self.stage, topic).inc(n)
         remaining = self.producer.flush(self.flush_timeout_s)
+        if not remaining and self._delivery_errors and self._refused == len(self._delivery_errors):
+            raise RefusedRecordError(f"the broker refused outputs: {self._delivery_errors[:3]}")
         if remaining or self._delivery_errors:
             raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
         if result.finalize is not None:
             result.finalize()
 
+    def handle_isolated(self, records: Sequence[Message]) -> int:
+        """``deliver(handler.process(records))``, isolating a record that makes the handler raise (see
+        :mod:`streams.runtime.isolation`); returns the number of records dead-lettered as ``poison``."""
+        return run_isolated(records, self.handler.process, self.deliver, self.poison)
+
+    def poison(self, m: Message, exc: BaseException, bare: bool = False) -> BatchResult:
+        """The dead letter of a record that failed alone: reason ``poison``, the exception's class and the
+        traceback's last line, on ``<topic>.dlq`` (``bare``: without the record's key and value)."""
+        topic = m.topic() or ""
+        if not bare:
+            self.metrics.dead_letters.labels(topic, "poison").inc()
+        headers = headers_for(topic, m.partition(), m.offset(), "poison", poison_detail(exc), type(exc).__name__)
+        return BatchResult([Output(dlq_topic(topic), b"" if bare else m.value() or b"", None if bare else m.key(),
+                                   headers)])
+
     def _handle(self, records: list[Message]) -> None:
-        self.deliver(self.handler.process(records))
+        self.handle_isolated(records)
         committed = _next_offsets(records)
         if self.commits is None:
             self.consumer.commit(offsets=committed, asynchronous=False)
@@ -294,6 +331,7 @@ class BatchLoop:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+            self._refused += err.code() in RECORD_LEVEL_KAFKA_ERRORS  # too large, invalid: the record's fault
 
     def _rewind(self, records: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -360,12 +398,9 @@ def describe(m: Message) -> str:
     return f"{m.topic()}[{m.partition()}]@{m.offset()}"
 
 
-def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "") -> Output:
-    """A dead-letter record: original key and value bytes plus the reason and the source position in headers."""
-    headers: list[tuple[str, Any]] = [
-        ("error", reason.encode()), ("source_topic", (m.topic() or "").encode()),
-        ("source_partition", str(m.partition()).encode()), ("source_offset", str(m.offset()).encode()),
-    ]
-    if detail:
-        headers.append(("error_detail", detail[:500].encode("utf-8", "replace")))
-    return Output(dlq_topic, m.value() or b"", m.key(), headers)
+def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "", *,
+                error_class: str = "RecordError") -> Output:
+    """A dead-letter record: original key and value bytes plus the reason, the exception class and the source
+    position in headers (:mod:`streams.runtime.dead_letters`; the loop cuts it to fit when producing it)."""
+    return Output(dlq_topic, m.value() or b"", m.key(),
+                  headers_for(m.topic(), m.partition(), m.offset(), reason, detail, error_class))
