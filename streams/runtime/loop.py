@@ -215,6 +215,7 @@ class BatchLoop:
         held = self._apply_hold()
         messages = self.next_batch()
         self.health.last_poll_at = time.time()
+        self._note_acknowledged_commits()
         records = [m for m in messages if not self._is_error(m)]
         if records and (held or self._apply_hold()):
             self._rewind(records)
@@ -457,6 +458,14 @@ class BatchLoop:
         if self.health.last_commit_at is not None:
             self.metrics.last_commit.labels(self.stage).set(self.health.last_commit_at)
         self._export_lag(committed)
+
+    def _note_acknowledged_commits(self) -> None:
+        """The broker's answer to an asynchronous commit arrives during a later poll: the last commit's time
+        follows it even when no further commit is made (an idle stream after its last checkpoint)."""
+        acked = None if self.commits is None else self.commits.acknowledged_at
+        if acked is not None and acked != self.health.last_commit_at:
+            self.health.last_commit_at = acked
+            self.metrics.last_commit.labels(self.stage).set(acked)
 
     def _commit_sent(self, partitions: Sequence[TopicPartition] | None) -> None:
         """Commit synchronously what was sent asynchronously for ``partitions`` (None: all), so a revoked

@@ -67,7 +67,8 @@ def _wait(done: Callable[[], bool], timeout_s: float) -> bool:
 def test_worker_metrics_move_and_health_reports_the_model(settings: Settings, unique: str) -> None:
     promtool = _promtool()
     s = settings.replace(pipeline=dataclasses.replace(settings.pipeline, features_group=f"obs-features-{unique}",
-                                                      monitor_group=f"obs-monitor-{unique}"))
+                                                      monitor_group=f"obs-monitor-{unique}",
+                                                      max_future_skew_ms=0))  # the demo's event time runs ahead
     ensure_topics(s, required_topics(s, [VITALS_VIEW.source_topic]))
     prepared = prepare(s, DemoConfig(entities=30, rate=300.0, duration_s=3.0, train_duration_s=60.0,
                                      scenario="stable", seed=3), Timeline(echo=lambda _line: None))
