@@ -6,7 +6,9 @@ consumer is not shared), every ``check_every_s``:
 
 * ``records_waiting``: for each assigned partition, the high watermark the last fetch reported (cached, no
   broker round trip) minus the consumer's position (the next offset the loop would handle; the committed offset
-  when it has not handled any record of it yet);
+  when it has not handled any record of it yet). A partition no longer fetched reports no new high watermark,
+  so when that says nothing waits but nothing was committed for the bound either, a throw-away consumer of
+  the watchdog's own reads at the positions (:func:`records_after`, at most once per bound);
 * ``no_commit_for_s``: time since the last acknowledged commit (or since the loop started or the consumer was
   re-created).
 
@@ -29,11 +31,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -43,37 +46,69 @@ def is_stalled(waiting: int | None, no_commit_for_s: float, stall_after_s: float
     return bool(waiting) and no_commit_for_s > stall_after_s
 
 
-def records_waiting(consumer: Consumer, timeout_s: float = 2.0) -> int | None:
-    """Records between each assigned partition's position and its cached high watermark (None: unknown)."""
+def positions(consumer: Consumer, timeout_s: float = 2.0) -> list[TopicPartition]:
+    """The next offset to handle of each assigned partition: the consumer's position, or its committed offset
+    before it handled any record of the partition (partitions with neither are left out)."""
+    tps = consumer.assignment()
+    if not tps:
+        return []
+    pos = consumer.position(tps)
+    unknown = [tp for tp in pos if tp.offset < 0]
+    committed = {(tp.topic, tp.partition): tp.offset
+                 for tp in consumer.committed(unknown, timeout=timeout_s)} if unknown else {}
+    out = [TopicPartition(tp.topic, tp.partition,
+                          tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), OFFSET_INVALID))
+           for tp in pos]
+    return [tp for tp in out if tp.offset >= 0]
+
+
+def records_waiting(consumer: Consumer, at: list[TopicPartition] | None = None) -> int | None:
+    """Records between each assigned partition's position (``at``, else :func:`positions`) and the high
+    watermark the last fetch reported (None: unknown). A partition that is not fetched at all reports no new
+    high watermark: :func:`records_after` sees those."""
     try:
-        tps = consumer.assignment()
-        if not tps:
-            return 0
-        positions = consumer.position(tps)
-        unknown = [tp for tp in positions if tp.offset < 0]
-        committed = {(tp.topic, tp.partition): tp.offset
-                     for tp in consumer.committed(unknown, timeout=timeout_s)} if unknown else {}
         waiting = 0
-        for tp in positions:
+        for tp in positions(consumer) if at is None else at:
             _, high = consumer.get_watermark_offsets(tp, cached=True)
-            pos = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), OFFSET_INVALID)
-            if high >= 0 and pos >= 0:
-                waiting += max(0, high - pos)
+            if high >= 0:
+                waiting += max(0, high - tp.offset)
         return waiting
     except (KafkaException, RuntimeError) as exc:  # a closed or broken consumer: unknown, not "nothing waits"
         log.debug("records waiting unknown: %s", exc)
         return None
 
 
+def records_after(kafka_config: dict[str, Any], at: list[TopicPartition], timeout_s: float = 0.5) -> int | None:
+    """Whether records exist at ``at`` (a count, at most 100), read by a throw-away consumer of its own (assigned,
+    no group: the stage's group is not disturbed). The broker-independent check: ListOffsets would do on a real
+    Kafka, but the embedded broker answers it wrongly (README, "The embedded broker")."""
+    if not at:
+        return 0
+    probe = Consumer({**kafka_config, "group.id": f"driftline-watchdog-{uuid.uuid4().hex[:8]}",
+                      "enable.auto.commit": False, "enable.partition.eof": False})
+    try:
+        probe.assign([TopicPartition(tp.topic, tp.partition, tp.offset) for tp in at])
+        return sum(1 for m in probe.consume(100, timeout_s) if m.error() is None)
+    except KafkaException as exc:
+        log.debug("watchdog probe failed: %s", exc)
+        return None
+    finally:
+        probe.close()
+
+
 @dataclass
 class Watchdog:
     """Stall detection and recovery for one :class:`~streams.runtime.loop.BatchLoop` (see the module docstring).
 
-    ``new_consumer`` builds a consumer like the loop's (None: detect and report, never recover)."""
+    ``new_consumer`` builds a consumer like the loop's (None: detect and report, never recover). ``probe``
+    (:func:`records_after` with the stage's client config) looks for records past the positions when the
+    fetch-reported high watermarks say none wait yet nothing committed for ``stall_after_s``: at most once per
+    ``stall_after_s``, for at most its ``timeout_s`` (0.5 s) of the loop's time."""
 
     stage: str
     stall_after_s: float = 60.0
     new_consumer: Callable[[], Consumer] | None = None
+    probe: Callable[[list[TopicPartition]], int | None] | None = None
     check_every_s: float = 5.0
     clock: Callable[[], float] = time.time
     waiting: int | None = None
@@ -82,6 +117,7 @@ class Watchdog:
     restarts: int = 0
     _checked_at: float = 0.0
     _restarted_at: float | None = None
+    _probed_at: float = -1e18
 
     def check(self, loop: Any) -> None:
         """From the loop's tick: measure, decide, maybe recover (never raises)."""
@@ -94,7 +130,7 @@ class Watchdog:
         self.no_commit_for_s = max(0.0, now - since)
         hold = getattr(loop, "hold", None)
         held = bool(hold is not None and hold())  # paused by a control command: records wait on purpose
-        self.waiting = None if held else records_waiting(loop.consumer)
+        self.waiting = None if held else self._measure(loop.consumer, now)
         self.stalled = not held and is_stalled(self.waiting, self.no_commit_for_s, self.stall_after_s)
         metrics = loop.metrics
         metrics.records_waiting.labels(self.stage).set(self.waiting if self.waiting is not None else -1)
@@ -107,6 +143,20 @@ class Watchdog:
         if self._restarted_at is not None and now - self._restarted_at < self.stall_after_s:
             return
         self.restart(loop, now)
+
+    def _measure(self, consumer: Consumer, now: float) -> int | None:
+        try:
+            at = positions(consumer)
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("positions unknown: %s", exc)
+            return None
+        waiting = records_waiting(consumer, at)
+        if (not waiting and self.probe is not None and self.no_commit_for_s > self.stall_after_s
+                and now - self._probed_at >= self.stall_after_s):
+            self._probed_at = now
+            found = self.probe(at)
+            waiting = found if found else waiting
+        return waiting
 
     def restart(self, loop: Any, now: float | None = None) -> None:
         """Re-create the loop's consumer (counted in ``driftline_consumer_restarts_total``)."""
@@ -149,4 +199,4 @@ def chain(*ticks: Callable[[], None] | None) -> Callable[[], None]:
     return tick
 
 
-__all__ = ["Watchdog", "chain", "is_stalled", "records_waiting"]
+__all__ = ["Watchdog", "chain", "is_stalled", "positions", "records_after", "records_waiting", "replace_consumer"]

@@ -42,7 +42,7 @@ from streams.runtime.history_store import RedisHistory
 from streams.runtime.loop import BatchLoop, CommitLog, Output
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
-from streams.runtime.watchdog import Watchdog, chain
+from streams.runtime.watchdog import Watchdog, chain, records_after
 from streams.settings import Settings
 from streams.timeline import Timeline
 
@@ -248,7 +248,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                      stage="pipeline", metrics=metrics, commits=commits,
                      max_message_bytes=settings.kafka.message_max_bytes,
                      hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
-    watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer)
+    watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer,
+                        probe=lambda at: records_after(settings.kafka.client_config(), at))
     loop.tick = chain(tick, lambda: watchdog.check(loop))
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
                                                             lambda: close_producer(producer)], metrics=metrics,
@@ -343,7 +344,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     closers = [acks.close, rclient.close, lambda: close_producer(producer)]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
               "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
-    watchdog = Watchdog("monitor", settings.pipeline.stall_after_s, new_consumer)
+    watchdog = Watchdog("monitor", settings.pipeline.stall_after_s, new_consumer,
+                        probe=lambda at: records_after(settings.kafka.client_config(), at))
     loop.tick = chain(tick, lambda: watchdog.check(loop))
     return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes, watchdog=watchdog), handler
 

@@ -181,3 +181,20 @@ def test_a_health_client_that_hangs_up_no_longer_kills_the_worker(tmp_path: Path
                            timeout=60)
     assert after.returncode == 0 and "served on" in after.stdout
     assert "Traceback" not in after.stderr  # a client going away is not an error worth a traceback
+
+
+def test_a_partition_no_longer_fetched_is_seen_by_the_probe_once_per_bound() -> None:
+    """Paused or broken fetching reports no new high watermark: the cached measure says nothing waits."""
+    loop, dog, clock, made = setup(Handler())
+    loop.consumer.high = loop.consumer.pos  # type: ignore[attr-defined]
+    probed: list[list[TopicPartition]] = []
+    dog.probe = lambda at: probed.append(at) or 7
+    loop.run_once()
+    assert probed == [] and not dog.stalled  # committed recently enough: no probe
+    clock.t += 61
+    loop.run_once()
+    assert [(tp.topic, tp.partition, tp.offset) for tp in probed[0]] == [("src", 0, 1_000)]
+    assert dog.stalled and dog.waiting == 7 and dog.restarts == 1
+    clock.t += 1
+    loop.run_once()
+    assert len(probed) == 1  # not again within the bound
