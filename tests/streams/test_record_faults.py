@@ -203,3 +203,14 @@ def test_the_monitor_never_raises_and_accounts_for_every_record(client: redis.Re
     dead = [o for o in result.outputs if o.topic.endswith(".dlq")]
     assert sum(fed) + len(dead) == len(records)  # each record read or dead-lettered, once
     # the join's keys expire after the 60 s TTL given above (a SCAN per example would cost more than the test)
+
+
+def test_a_fallback_prediction_without_a_score_is_read_not_dead_lettered() -> None:
+    from streams.runtime.monitor_records import parse_prediction
+
+    p = parse_prediction(codec.encode({**GOOD, "variant": "fallback", "score": None}))
+    assert p.variant == "fallback" and p.score != p.score  # NaN
+    h, _ = make_monitor(quarantine=False)
+    result = h.process(_monitor_batch([("predictions", codec.encode({**GOOD, "variant": "fallback", "score": None})),
+                                       ("predictions", codec.encode({**GOOD, "score": None}))]))
+    assert [dict(o.headers or [])["error"] for o in result.outputs if o.topic.endswith(".dlq")] == [b"missing_field"]
