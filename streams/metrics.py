@@ -104,6 +104,10 @@ class Metrics:
                                ["command", "status"], registry=r)
         self.control_rejected = Counter("driftline_control_rejected", "Control commands a scorer rejected, by reason "
                                         "(unverified, replayed, superseded, invalid, failed)", ["reason"], registry=r)
+        self.partition_conflicts = Counter(
+            "driftline_entity_partition_conflicts", "Entities whose events arrived on another partition of their topic "
+            "than before (a producer changed its partitioner, or partitions were added): their windows split",
+            ["topic"], registry=r)
         self.labels_joined = Counter("driftline_labels_joined", "Labels joined to predictions", registry=r)
         self.consumer_lag = Gauge("driftline_consumer_lag_records",
                                   "High watermark minus the next offset to commit (fetch-reported, cached)",

@@ -155,6 +155,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False  # REDIS_CLUSTER=1: a plain redis:// URL names a Redis Cluster node (streams.redis_client)
     registry_dir: str = ".driftline/registry"
     run_dir: str = ".driftline/run"
     control_key: str = field(default="", repr=False)
@@ -263,6 +264,7 @@ class Settings:
             kafka=kafka, topics=topics, pipeline=pipeline, history=history,
             monitor=MonitorSettings.from_env(env, data.get("monitor", {})),
             redis_url=env.get("REDIS_URL", data.get("redis_url", "redis://127.0.0.1:6379/0")),
+            redis_cluster=_bool(env.get("REDIS_CLUSTER", str(data.get("redis_cluster", False)))),
             registry_dir=env.get("DRIFTLINE_REGISTRY", data.get("registry_dir", ".driftline/registry")),
             run_dir=env.get("DRIFTLINE_RUN_DIR", data.get("run_dir", ".driftline/run")),
             control_key=env.get("DRIFTLINE_CONTROL_KEY", ""),

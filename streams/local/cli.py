@@ -169,8 +169,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _control_view(settings: Settings, registry: Any, model: str) -> tuple[dict[str, Any] | None, list, str | None]:
     """The model's desired state and control history from the control store, or why they cannot be read."""
     from streams.exceptions import ControlStoreError
+    from streams.redis_client import REDIS_ERRORS
     from streams.runtime.workers import control_store, redis_client
-    client = redis_client(settings)
+    try:
+        client = redis_client(settings)  # a cluster client connects at once
+    except REDIS_ERRORS as exc:
+        return None, [], f"control store: {exc}"
     try:
         store = control_store(settings, client, registry, model)
         state, _ = store.current()

@@ -36,6 +36,7 @@ from streams.control.keyring import keyring_from_settings
 from streams.control.protocol import CommandVerifier
 from streams.control.redis_store import RedisControlStore
 from streams.metrics import Metrics
+from streams.redis_client import AnyRedis, check_redis, make_redis, redis_problem
 from streams.runtime.clients import close_producer, make_consumer, make_producer
 from streams.runtime.control_agent import ControlAgent
 from streams.runtime.history_store import RedisHistory
@@ -50,20 +51,20 @@ log = logging.getLogger(__name__)
 CONTROL_MAX_FUTURE_S = 30.0  # how far in the future a command's issued_at may be (clock skew between hosts)
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    """A bytes client (hiredis parser when installed) with short timeouts, so an outage surfaces quickly."""
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                health_check_interval=10)
+def redis_client(settings: Settings) -> AnyRedis:
+    """A bytes client of ``REDIS_URL`` (a Redis Cluster client for ``redis+cluster://`` or ``REDIS_CLUSTER=1``;
+    ``streams.redis_client``) with short timeouts, so an outage surfaces quickly."""
+    return make_redis(settings.redis_url, cluster=settings.redis_cluster)
 
 
-def control_store(settings: Settings, client: redis.Redis, registry: Registry, model: str) -> RedisControlStore:
+def control_store(settings: Settings, client: AnyRedis, registry: Registry, model: str) -> RedisControlStore:
     """The control store of ``model`` (scoped by the registry's id for it) over ``client``; its ledger outlives
     a command's freshness (max age + future skew) by a minute of clock slack."""
     ttl_ms = int((settings.control_max_age_s + CONTROL_MAX_FUTURE_S + 60) * 1000)
     return RedisControlStore(client, model, registry.uid(model), ttl_ms=ttl_ms)
 
 
-def history_store(settings: Settings, client: redis.Redis) -> RedisHistory | None:
+def history_store(settings: Settings, client: AnyRedis) -> RedisHistory | None:
     """The report's history on ``client`` with the configured caps, or None when ``DRIFTLINE_HISTORY=0``."""
     h = settings.history
     if not h.enabled:
@@ -167,12 +168,14 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     agent = ControlAgent(scorer, control_store(settings, rclient, registry, model), registry, instance=instance,
                          group=settings.pipeline.features_group)
     try:
+        check_redis(rclient, settings.redis_url)  # fail fast: a single-node URL on a cluster node, a cluster down
         agent.start()  # the desired state from Redis (before any command: the registry's production version)
     except BaseException:
         rclient.close()
         raise
     metrics = Metrics()
-    handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group, metrics=metrics,
+    store = RedisFeatureStore(rclient, on_conflict=lambda c: metrics.partition_conflicts.labels(c.topic).inc())
+    handler = FusedHandler(view, store, scorer, group=settings.pipeline.features_group, metrics=metrics,
                            predictions_topic=settings.topics.predictions,
                            dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts,
                            silence=SilenceTracker(settings.pipeline.silence_idle_ms),
@@ -309,6 +312,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     quality = DataQualityMonitor(QualityConfig(min_entities=ms.quality_min_entities, quarantine=ms.quarantine,
                                                evaluate_every=evaluate_every))
     rclient = redis_client(settings)
+    check_redis(rclient, settings.redis_url)  # fail fast, as the pipeline does
     metrics = Metrics()
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
@@ -364,12 +368,11 @@ def _broker_probe(producer: Producer, topic: str):  # noqa: ANN202
     return probe
 
 
-def _redis_probe(client: redis.Redis):  # noqa: ANN202
+def _redis_probe(client: AnyRedis):  # noqa: ANN202
+    """``ok``, or why not: unreachable, or misconfigured (a single-node client on a Redis Cluster node, whose
+    every batch would fail with MOVED; a cluster whose slots are not all served)."""
     def probe() -> str:
-        try:
-            return "ok" if client.ping() else "no answer"
-        except redis.RedisError as exc:
-            return f"unreachable: {exc}"
+        return redis_problem(client) or "ok"
     return probe
 
 
