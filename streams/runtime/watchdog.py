@@ -131,9 +131,14 @@ class Watchdog:
         hold = getattr(loop, "hold", None)
         held = bool(hold is not None and hold())  # paused by a control command: records wait on purpose
         self.waiting = None if held else self._measure(loop.consumer, now)
+        was_stalled = self.stalled
         self.stalled = not held and is_stalled(self.waiting, self.no_commit_for_s, self.stall_after_s)
         metrics = loop.metrics
         metrics.records_waiting.labels(self.stage).set(self.waiting if self.waiting is not None else -1)
+        if self.stalled:
+            metrics.healthy.labels(self.stage).set(0)  # driftline_healthy follows /health
+        elif was_stalled and not h.consecutive_failures:
+            metrics.healthy.labels(self.stage).set(1)
         if not self.stalled:
             return
         log.error("%s: stalled: %s records waiting, no commit for %.0f s (bound %.0f s)", self.stage, self.waiting,

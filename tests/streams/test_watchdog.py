@@ -92,6 +92,7 @@ def test_a_consumer_that_polls_nothing_while_records_wait_is_red_then_re_created
     assert dog.stalled and made and loop.consumer is made[0] and old.closed
     assert made[0].subscribed == ["src"] and dog.restarts == 1
     assert loop.metrics.consumer_restarts.labels("pipeline")._value.get() == 1
+    assert loop.metrics.healthy.labels("pipeline")._value.get() == 0  # driftline_healthy follows /health
     worker = Worker("pipeline-x", loop, probes={"redis": lambda: "ok"}, watchdog=dog)
     worker.thread = type("T", (), {"is_alive": lambda self: True})()  # type: ignore[assignment]
     loop.health.last_poll_at = clock.t
@@ -101,6 +102,7 @@ def test_a_consumer_that_polls_nothing_while_records_wait_is_red_then_re_created
     clock.t += 10
     loop.run_once()  # the new consumer has nothing waiting: green again, no second restart
     assert not dog.stalled and dog.restarts == 1
+    assert loop.metrics.healthy.labels("pipeline")._value.get() == 1
 
 
 def test_no_stall_while_commits_go_on_or_nothing_waits() -> None:
