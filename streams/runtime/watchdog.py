@@ -12,11 +12,13 @@ consumer is not shared), every ``check_every_s``:
 * ``no_commit_for_s``: time since the last acknowledged commit (or since the loop started or the consumer was
   re-created).
 
-Records waiting and no commit for more than ``stall_after_s`` is a **stall**: ``/health`` goes red (HTTP 503,
+Records waiting and no commit for more than ``stall_after_s`` is a **stall**, and so is a crawl: records waited
+throughout the last ``stall_after_s`` and the loop handled less than one full batch (``max_rows``) in it: ``/health`` goes red (HTTP 503,
 ``stalled: true``). While no batch failure explains it (a Redis or broker outage is reported and retried by the
 loop itself) and the stage is not paused by a control command, the watchdog **recovers**: it closes the
 consumer (leaving the group) and subscribes a new one, counted in ``driftline_consumer_restarts_total{stage}``;
-the group rebalances and the new consumer resumes from the committed offsets (what was handled after the last
+the new consumer waits twice as long per fetch (see :class:`Watchdog`); the group rebalances and it resumes from
+the committed offsets (what was handled after the last
 commit is skipped by the state store's offset check, as after any restart). At most one restart per
 ``stall_after_s``.
 
@@ -32,13 +34,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 log = logging.getLogger(__name__)
+MAX_FETCH_WAIT_MS = 500  # librdkafka's default
 
 
 def is_stalled(waiting: int | None, no_commit_for_s: float, stall_after_s: float) -> bool:
@@ -100,14 +104,19 @@ def records_after(kafka_config: dict[str, Any], at: list[TopicPartition], timeou
 class Watchdog:
     """Stall detection and recovery for one :class:`~streams.runtime.loop.BatchLoop` (see the module docstring).
 
-    ``new_consumer`` builds a consumer like the loop's (None: detect and report, never recover). ``probe``
+    ``new_consumer(fetch_wait_max_ms)`` builds a consumer like the loop's with that ``fetch.wait.max.ms`` (None:
+    detect and report, never recover). Each restart doubles the fetch wait, from ``fetch_wait_max_ms`` up to
+    ``MAX_FETCH_WAIT_MS``: the embedded broker answers a fetch it cannot assemble within that wait with nothing, so
+    a consumer of a log of many small batches (a producer at thousands of events/s) starves at a short wait, and a
+    new consumer with the same wait would starve again (README, "The embedded broker"). ``probe``
     (:func:`records_after` with the stage's client config) looks for records past the positions when the
     fetch-reported high watermarks say none wait yet nothing committed for ``stall_after_s``: at most once per
     ``stall_after_s``, for at most its ``timeout_s`` (0.5 s) of the loop's time."""
 
     stage: str
     stall_after_s: float = 60.0
-    new_consumer: Callable[[], Consumer] | None = None
+    new_consumer: Callable[[int], Consumer] | None = None
+    fetch_wait_max_ms: int = 20
     probe: Callable[[list[TopicPartition]], int | None] | None = None
     check_every_s: float = 5.0
     clock: Callable[[], float] = time.time
@@ -115,9 +124,12 @@ class Watchdog:
     no_commit_for_s: float = 0.0
     stalled: bool = False
     restarts: int = 0
+    handled_in_bound: int | None = None  # records the loop handled during the last stall_after_s (None: < bound)
     _checked_at: float = 0.0
     _restarted_at: float | None = None
     _probed_at: float = -1e18
+    _waiting_since: float | None = None
+    _handled: deque = field(default_factory=deque)  # (time, records handled so far) over the last bound
 
     def check(self, loop: Any) -> None:
         """From the loop's tick: measure, decide, maybe recover (never raises)."""
@@ -132,7 +144,8 @@ class Watchdog:
         held = bool(hold is not None and hold())  # paused by a control command: records wait on purpose
         self.waiting = None if held else self._measure(loop.consumer, now)
         was_stalled = self.stalled
-        self.stalled = not held and is_stalled(self.waiting, self.no_commit_for_s, self.stall_after_s)
+        crawling = self._crawling(now, h.records, getattr(loop, "max_rows", 1))
+        self.stalled = not held and (is_stalled(self.waiting, self.no_commit_for_s, self.stall_after_s) or crawling)
         metrics = loop.metrics
         metrics.records_waiting.labels(self.stage).set(self.waiting if self.waiting is not None else -1)
         if self.stalled:
@@ -148,6 +161,19 @@ class Watchdog:
         if self._restarted_at is not None and now - self._restarted_at < self.stall_after_s:
             return
         self.restart(loop, now)
+
+    def _crawling(self, now: float, handled: int, min_progress: int) -> bool:
+        """Records waited throughout the last bound and the loop handled fewer than ``min_progress`` (one full
+        batch) in it: a consumer the broker feeds a trickle (commits go on, a few records at a time) is stalled
+        too."""
+        self._waiting_since = (self._waiting_since or now) if self.waiting else None
+        self._handled.append((now, handled))
+        while len(self._handled) > 1 and self._handled[1][0] <= now - self.stall_after_s:
+            self._handled.popleft()
+        start_at, start = self._handled[0]
+        self.handled_in_bound = handled - start if start_at <= now - self.stall_after_s else None
+        return (self._waiting_since is not None and now - self._waiting_since >= self.stall_after_s
+                and self.handled_in_bound is not None and self.handled_in_bound < min_progress)
 
     def _measure(self, consumer: Consumer, now: float) -> int | None:
         try:
@@ -166,8 +192,10 @@ class Watchdog:
     def restart(self, loop: Any, now: float | None = None) -> None:
         """Re-create the loop's consumer (counted in ``driftline_consumer_restarts_total``)."""
         assert self.new_consumer is not None
-        log.warning("%s: re-creating the consumer (watchdog restart %d)", self.stage, self.restarts + 1)
-        replace_consumer(loop, self.new_consumer())
+        self.fetch_wait_max_ms = min(MAX_FETCH_WAIT_MS, max(1, self.fetch_wait_max_ms) * 2)
+        log.warning("%s: re-creating the consumer (watchdog restart %d), fetch.wait.max.ms %d", self.stage,
+                    self.restarts + 1, self.fetch_wait_max_ms)
+        replace_consumer(loop, self.new_consumer(self.fetch_wait_max_ms))
         self.restarts += 1
         self._restarted_at = self.clock() if now is None else now
         loop.metrics.consumer_restarts.labels(self.stage).inc()
@@ -176,7 +204,8 @@ class Watchdog:
         """What ``/health`` shows (``stalled`` makes it red)."""
         return {"stalled": self.stalled, "records_waiting": self.waiting,
                 "no_commit_for_s": round(self.no_commit_for_s, 1), "stall_after_s": self.stall_after_s,
-                "consumer_restarts": self.restarts}
+                "handled_in_bound": self.handled_in_bound, "consumer_restarts": self.restarts,
+                "fetch_wait_max_ms": self.fetch_wait_max_ms}
 
 
 def replace_consumer(loop: Any, consumer: Consumer) -> None:

@@ -73,8 +73,9 @@ def setup(handler: Handler, batches: list[list[FakeMessage]] | None = None, **kw
     loop.health.started_at = clock.t
     made: list[LaggingConsumer] = []
 
-    def new_consumer() -> LaggingConsumer:
+    def new_consumer(fetch_wait_max_ms: int) -> LaggingConsumer:
         made.append(LaggingConsumer([], events, high=0, position=0))
+        made[-1].fetch_wait_max_ms = fetch_wait_max_ms  # type: ignore[attr-defined]
         return made[-1]
 
     dog = Watchdog("pipeline", kw.get("stall_after_s", 60.0), new_consumer, check_every_s=0.0, clock=clock)
@@ -91,6 +92,7 @@ def test_a_consumer_that_polls_nothing_while_records_wait_is_red_then_re_created
     loop.run_once()
     assert dog.stalled and made and loop.consumer is made[0] and old.closed
     assert made[0].subscribed == ["src"] and dog.restarts == 1
+    assert made[0].fetch_wait_max_ms == 40 and dog.status()["fetch_wait_max_ms"] == 40  # type: ignore[attr-defined]
     assert loop.metrics.consumer_restarts.labels("pipeline")._value.get() == 1
     assert loop.metrics.healthy.labels("pipeline")._value.get() == 0  # driftline_healthy follows /health
     worker = Worker("pipeline-x", loop, probes={"redis": lambda: "ok"}, watchdog=dog)
@@ -105,8 +107,8 @@ def test_a_consumer_that_polls_nothing_while_records_wait_is_red_then_re_created
     assert loop.metrics.healthy.labels("pipeline")._value.get() == 1
 
 
-def test_no_stall_while_commits_go_on_or_nothing_waits() -> None:
-    loop, dog, clock, made = setup(Handler(), batches=[msgs("src", 0, [1])] * 3)
+def test_no_stall_while_full_batches_commit_or_nothing_waits() -> None:
+    loop, dog, clock, made = setup(Handler(), batches=[msgs("src", 0, range(100))] * 3)  # max_rows 100
     for _ in range(3):
         clock.t += 50
         loop.health.last_commit_at = clock.t  # each batch commits
@@ -200,3 +202,21 @@ def test_a_partition_no_longer_fetched_is_seen_by_the_probe_once_per_bound() -> 
     clock.t += 1
     loop.run_once()
     assert len(probed) == 1  # not again within the bound
+
+
+def test_each_restart_doubles_the_fetch_wait_up_to_librdkafkas_default() -> None:
+    loop, dog, clock, made = setup(Handler())
+    for _ in range(7):
+        dog.restart(loop)
+    assert [c.fetch_wait_max_ms for c in made] == [40, 80, 160, 320, 500, 500, 500]  # type: ignore[attr-defined]
+
+
+def test_a_trickle_while_records_wait_is_a_stall_too() -> None:
+    """The embedded broker starving a consumer: a record now and then, each committed, 555,000 waiting."""
+    loop, dog, clock, made = setup(Handler(), batches=[msgs("src", 0, [i]) for i in range(4)])
+    for _ in range(4):
+        clock.t += 25
+        loop.health.last_commit_at = clock.t
+        loop.run_once()
+    assert dog.stalled and dog.restarts == 1 and dog.handled_in_bound is not None and dog.handled_in_bound < 100
+    assert dog.status()["handled_in_bound"] == dog.handled_in_bound
