@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -127,12 +128,12 @@ def rfc3339_ms(raw: str) -> int:
     m = _RFC3339.fullmatch(raw)
     if m is None:
         raise RecordError("bad_timestamp", f"{raw[:64]!r} is not RFC 3339")
-    y, mo, d, h, mi, sec = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
-    frac, zulu, sign = m.group(7), m.group(8), m.group(9)
+    frac, zulu, sign = m.group(7, 8, 9)
     if zulu is None and sign is None:
         raise RecordError("bad_timestamp", f"{raw[:64]!r} has no UTC offset")
-    if (not 1 <= mo <= 12 or not 1 <= d <= _DAYS_IN_MONTH[mo] + (mo == 2 and _leap(y)) or h > 23 or mi > 59
-            or sec > 60):
+    days = _date_days(raw[:10])  # the match fixes the positions of the first 19 characters
+    h, mi, sec = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
+    if days is None or h > 23 or mi > 59 or sec > 60:
         raise RecordError("bad_timestamp", f"{raw[:64]!r} is not a valid date and time")
     offset_min = 0
     if sign is not None:
@@ -140,9 +141,17 @@ def rfc3339_ms(raw: str) -> int:
         if oh > 23 or om > 59:
             raise RecordError("bad_timestamp", f"{raw[:64]!r} has an invalid UTC offset")
         offset_min = oh * 60 + om if sign == "+" else -(oh * 60 + om)
-    minutes = (_days_from_civil(y, mo, d) * 24 + h) * 60 + mi - offset_min
-    ms = (minutes * 60 + sec) * 1000 + (int(frac[:3].ljust(3, "0")) if frac else 0)
+    ms = (((days * 24 + h) * 60 + mi - offset_min) * 60 + sec) * 1000 + (int(frac[:3].ljust(3, "0")) if frac else 0)
     return _in_range(ms, raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_days(date: str) -> int | None:
+    """Days from 1970-01-01 of ``YYYY-MM-DD`` (None: no such date); cached, a stream's events share dates."""
+    y, mo, d = int(date[:4]), int(date[5:7]), int(date[8:10])
+    if not 1 <= mo <= 12 or not 1 <= d <= _DAYS_IN_MONTH[mo] + (mo == 2 and _leap(y)):
+        return None
+    return _days_from_civil(y, mo, d)
 
 
 def _leap(y: int) -> bool:

@@ -8,7 +8,8 @@ letters), never into the drift statistics and never as an exception out of the b
 * ``missing_field``: a prediction without one of its contract's fields; a label without ``label``, or without
   both ``prediction_id`` and (``entity_id``, ``event_ts``);
 * ``wrong_type``: a field that cannot be read as its type (a score that is not a finite number, a version or a
-  timestamp that is not an integer, a label that is not 0 or 1).
+  timestamp that is not an integer, a label that is not 0 or 1). A ``fallback`` prediction may have no score
+  (``null``: nothing could score it); it is read as NaN (the drift statistics never see fallbacks).
 
 Example:
     >>> p = parse_prediction(b'{"prediction_id": "v-0-1-champion", "entity_id": "e", "event_ts": 5, "model": "m",'
@@ -72,14 +73,18 @@ def _label(raw: Any) -> int:
 def parse_prediction(value: bytes | None) -> Prediction:
     """A ``predictions`` record (see the module docstring); raises ``RecordError``."""
     obj = _object(value)
-    for name in ("prediction_id", "entity_id", "model", "variant", "score"):
+    for name in ("prediction_id", "entity_id", "model", "variant"):
         if obj.get(name) is None:
             raise RecordError("missing_field", f"field {name!r} is required")
     for name in ("prediction_id", "entity_id", "model", "variant"):
         if not isinstance(obj[name], str | int) or isinstance(obj[name], bool):
             raise RecordError("wrong_type", f"field {name!r} must be a string")
-    score = obj["score"]
-    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(_float(score)):
+    score = obj.get("score")
+    if score is None and obj["variant"] == "fallback":  # no model and no prior could score it (NaN on the wire)
+        score = math.nan
+    elif score is None:
+        raise RecordError("missing_field", "field 'score' is required")
+    elif isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(_float(score)):
         raise RecordError("wrong_type", f"field 'score' must be a finite number, got {str(score)[:32]!r}")
     ints = {name: _int(obj, name) for name in _INT_FIELDS}
     label = obj.get("label")

@@ -37,6 +37,7 @@ from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_FUTURE_SKEW_MS = 30_000  # streams.settings.PipelineSettings.max_future_skew_ms
+LATE_DETAIL = {"late": "older than watermark - lateness", "too_far_future": "newer than watermark + max_future"}
 
 
 @dataclass
@@ -68,7 +69,10 @@ class FusedHandler:
                  max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS, clock: Callable[[], float] = time.time) -> None:
         self.view = view
         self.store = store
-        self.engine = FeatureEngine(view)
+        # with the wall-clock bound on, the view's watermark-relative `max_future` is off: the clock already bounds
+        # event time, and a partition whose watermark went stale (a pause in the stream longer than max_future)
+        # would otherwise refuse every later event as too_far_future, for good
+        self.engine = FeatureEngine(view if max_future_skew_ms <= 0 else replace(view, max_future_ms=MAX_TS_MS))
         self.scorer = scorer
         self.group = group
         self.predictions_topic = predictions_topic
@@ -164,7 +168,7 @@ class FusedHandler:
                 self.metrics.late_events.labels(topic).inc(len(result.late))
                 originals = {m.offset(): m for m in messages if m.partition() == partition}
                 for event, reason in result.late:
-                    outputs.append(self._dead(originals[event.offset], reason, "older than watermark - lateness"))
+                    outputs.append(self._dead(originals[event.offset], reason, LATE_DETAIL.get(reason, reason)))
             if self.silence is not None:
                 wall = time.time()
                 for event, _ in result.vectors:

@@ -43,7 +43,7 @@ from streams.runtime.history_store import RedisHistory
 from streams.runtime.loop import BatchLoop, CommitLog, Output
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
-from streams.runtime.watchdog import Watchdog, chain
+from streams.runtime.watchdog import Watchdog, chain, records_after
 from streams.settings import Settings
 from streams.timeline import Timeline
 
@@ -230,8 +230,9 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
 
     commits = CommitLog()
 
-    def new_consumer() -> Consumer:
-        return make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
+    def new_consumer(fetch_wait_max_ms: int = settings.kafka.fetch_wait_max_ms) -> Consumer:
+        return make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits,
+                             fetch_wait_max_ms=fetch_wait_max_ms)
 
     consumer = new_consumer()
     loop_handler, topics = handler, [view.source_topic]
@@ -252,7 +253,8 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                      max_message_bytes=settings.kafka.message_max_bytes,
                      checkpoint_interval_ms=settings.pipeline.checkpoint_interval_ms,
                      hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
-    watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer)
+    watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer,
+                        fetch_wait_max_ms=settings.kafka.fetch_wait_max_ms, probe=lambda at: records_after(settings.kafka.client_config(), at))
     loop.tick = chain(tick, lambda: watchdog.check(loop))
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
                                                             lambda: close_producer(producer)], metrics=metrics,
@@ -337,8 +339,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                                     version=alert.model_version, summary=alert.summary)
             handler.write_history({alert.model: ([], [alert_event(alert.to_dict())])})
 
-    def new_consumer() -> Consumer:
-        return make_consumer(settings.kafka, settings.pipeline.monitor_group)
+    def new_consumer(fetch_wait_max_ms: int = settings.kafka.fetch_wait_max_ms) -> Consumer:
+        return make_consumer(settings.kafka, settings.pipeline.monitor_group, fetch_wait_max_ms=fetch_wait_max_ms)
 
     consumer = new_consumer()
     loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
@@ -348,7 +350,8 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     closers = [acks.close, rclient.close, lambda: close_producer(producer)]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
               "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
-    watchdog = Watchdog("monitor", settings.pipeline.stall_after_s, new_consumer)
+    watchdog = Watchdog("monitor", settings.pipeline.stall_after_s, new_consumer,
+                        fetch_wait_max_ms=settings.kafka.fetch_wait_max_ms, probe=lambda at: records_after(settings.kafka.client_config(), at))
     loop.tick = chain(tick, lambda: watchdog.check(loop))
     return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes, watchdog=watchdog), handler
 

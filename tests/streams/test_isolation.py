@@ -234,3 +234,24 @@ def test_when_even_the_dead_letter_is_refused_a_bare_one_goes_out() -> None:
     assert loop.run_once() == 1
     [dlq] = [o for o in producer.delivered if o.topic == "src.dlq"]
     assert dlq.value == b"" and dlq.key is None and dict(dlq.headers or [])["error"] == b"poison"
+
+
+def test_the_faust_engine_isolates_a_poison_record_the_same_way() -> None:
+    from types import SimpleNamespace
+
+    from streams.runtime.faust_app import FaustWorker
+    from streams.runtime.workers import Worker
+    from streams.settings import Settings
+
+    events: list[str] = []
+    producer = FakeProducer(events)
+    loop = BatchLoop(FakeConsumer([], events), producer, PoisonHandler({3}, KeyError("hr")), ["src"],  # type: ignore[arg-type]
+                     max_rows=100, max_ms=1, max_backoff_s=0.0, flush_timeout_s=0.01)
+    faust = FaustWorker(Worker("pipeline-x", loop), Settings(), "g")
+    faust_events = [SimpleNamespace(message=SimpleNamespace(topic="src", partition=0, offset=o, key=b"k",
+                                                            value=b"v%d" % o, timestamp=1.0, headers=None))
+                    for o in range(6)]
+    assert faust._handle(faust_events) is True  # acked: nothing is retried
+    [dlq] = [o for o in producer.delivered if o.topic == "src.dlq"]
+    assert dict(dlq.headers or [])["error_class"] == b"KeyError" and dlq.value == b"v3"
+    assert sorted(o.value for o in producer.delivered if o.topic == "out") == [b"v0", b"v1", b"v2", b"v4", b"v5"]

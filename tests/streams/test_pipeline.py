@@ -162,9 +162,22 @@ def test_late_event_goes_to_dlq_with_reason_late(handler: FusedHandler, store: M
     assert store.raw_state(VIEW, pos(), "p1") != state_before
 
 
-def test_too_far_future_event(handler: FusedHandler) -> None:
+def test_too_far_future_event(registry: Registry, store: MemoryFeatureStore) -> None:
+    """Without the wall-clock bound (DRIFTLINE_MAX_FUTURE_SKEW_MS=0: replays, fast simulations) the view's
+    max_future applies against the partition's watermark."""
+    handler = make_handler(registry, store, max_future_skew_ms=0)
     result = run(handler, [msg(0, "p1", T0), msg(1, "p1", T0 + VIEW.max_future_ms + 1)])
     assert [dict(o.headers or [])["error"] for o in dead(result)] == [b"too_far_future"]
+    assert dict(dead(result)[0].headers or [])["error_detail"] == b"newer than watermark + max_future"
+
+
+def test_with_the_wall_clock_bound_a_pause_in_the_stream_does_not_brick_the_partition(
+        registry: Registry, store: MemoryFeatureStore) -> None:
+    """The soak's finding: a watermark left behind by a pause longer than max_future (or by an earlier run) made
+    every later event too_far_future, for good; with the clock bounding event time, the stream resumes."""
+    handler = make_handler(registry, store, clock=lambda: (T0 + 3_600_000) / 1000)
+    result = run(handler, [msg(0, "p1", T0), msg(1, "p1", T0 + 3_000_000), msg(2, "p1", T0 + 3_000_001)])
+    assert dead(result) == [] and len(predictions(result)) == 3
 
 
 def test_watermark_survives_a_restart(registry: Registry, store: MemoryFeatureStore) -> None:

@@ -3,17 +3,25 @@ reason, the batch goes on; one that makes the handler raise is isolated by the l
 
 from __future__ import annotations
 
+import functools
+import json
+import uuid
 from collections.abc import Sequence
 
 import orjson
 import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from features.store import MemoryFeatureStore
 from models.registry import Registry
+from monitor.label_join import RedisLabelJoin
 from streams import codec
 from streams.metrics import Metrics
 from streams.runtime.loop import BatchLoop
 from streams.runtime.pipeline import FusedHandler
+from tests.budget import examples
 
 from .fake_message import FakeMessage
 from .pipeline_fakes import T0, TOPIC, dead, make_handler, msg, pos, predictions, run
@@ -146,3 +154,63 @@ def test_the_monitor_reads_a_good_prediction_as_before() -> None:
 def test_a_fused_handler_without_a_clock_uses_the_wall_clock(registry: Registry, store: MemoryFeatureStore) -> None:
     h: FusedHandler = make_handler(registry, store)
     assert reasons(run(h, [msg(0, ts=T0)])) == []  # 2023: in the past
+
+
+# --------------------------------------------------------------------------------------------- the monitor, hostile
+MONITOR_HOSTILE = st.one_of(
+    st.binary(max_size=200),
+    st.sampled_from([b"", b"null", b"[]", b'"x"', b"\xef\xbb\xbf{}", "{}".encode("utf-16"), b'{"score": NaN}',
+                     b"[" * 2000 + b"]" * 2000]),
+)
+
+
+@st.composite
+def monitor_record(draw: st.DrawFn, tag: str) -> tuple[str, bytes | None]:
+    topic = draw(st.sampled_from(["predictions", "labels"]))
+    if draw(st.booleans()):
+        return topic, draw(st.one_of(st.none(), MONITOR_HOSTILE))
+    body: dict = ({**GOOD, "prediction_id": f"{tag}-{draw(st.integers(0, 50))}", "entity_id": f"{tag}-e"}
+                  if topic == "predictions" else {"prediction_id": f"{tag}-{draw(st.integers(0, 50))}", "label": 1})
+    if draw(st.booleans()):  # one field replaced by something odd
+        body[draw(st.sampled_from(sorted(body)))] = draw(st.one_of(
+            st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=6),
+            st.lists(st.integers(), max_size=2), st.just(10**400)))
+    text = json.dumps(body).encode("utf-8", "surrogatepass")
+    return topic, text
+
+
+@functools.cache
+def _shared_monitor():  # noqa: ANN202
+    return make_monitor(quarantine=False)[0]
+
+
+@settings(max_examples=examples(120), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.data())
+def test_the_monitor_never_raises_and_accounts_for_every_record(client: redis.Redis, data: st.DataObject) -> None:
+    tag = uuid.uuid4().hex[:8]
+    h = _shared_monitor()  # built once (a reference profile and detectors are not cheap); its join per example
+    h.join = RedisLabelJoin(client, ttl_s=60)
+    fed: list[int] = []
+    remember, match = h.join.remember, h.join.match
+    h.join.remember = lambda preds, slice_of=None: (fed.append(len(list(preds := list(preds)))),  # type: ignore[method-assign]
+                                                   remember(preds, slice_of))[1]
+    h.join.match = lambda labels: (fed.append(len(labels := list(labels))), match(labels))[1]  # type: ignore[method-assign]
+    records = data.draw(st.lists(monitor_record(tag), min_size=1, max_size=20))
+    result = h.process(_monitor_batch(records))  # must not raise
+    if result.finalize is not None:
+        result.finalize()
+    dead = [o for o in result.outputs if o.topic.endswith(".dlq")]
+    assert sum(fed) + len(dead) == len(records)  # each record read or dead-lettered, once
+    # the join's keys expire after the 60 s TTL given above (a SCAN per example would cost more than the test)
+
+
+def test_a_fallback_prediction_without_a_score_is_read_not_dead_lettered() -> None:
+    from streams.runtime.monitor_records import parse_prediction
+
+    p = parse_prediction(codec.encode({**GOOD, "variant": "fallback", "score": None}))
+    assert p.variant == "fallback" and p.score != p.score  # NaN
+    h, _ = make_monitor(quarantine=False)
+    result = h.process(_monitor_batch([("predictions", codec.encode({**GOOD, "variant": "fallback", "score": None})),
+                                       ("predictions", codec.encode({**GOOD, "score": None}))]))
+    assert [dict(o.headers or [])["error"] for o in result.outputs if o.topic.endswith(".dlq")] == [b"missing_field"]

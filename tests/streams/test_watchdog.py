@@ -73,8 +73,9 @@ def setup(handler: Handler, batches: list[list[FakeMessage]] | None = None, **kw
     loop.health.started_at = clock.t
     made: list[LaggingConsumer] = []
 
-    def new_consumer() -> LaggingConsumer:
+    def new_consumer(fetch_wait_max_ms: int) -> LaggingConsumer:
         made.append(LaggingConsumer([], events, high=0, position=0))
+        made[-1].fetch_wait_max_ms = fetch_wait_max_ms  # type: ignore[attr-defined]
         return made[-1]
 
     dog = Watchdog("pipeline", kw.get("stall_after_s", 60.0), new_consumer, check_every_s=0.0, clock=clock)
@@ -91,7 +92,9 @@ def test_a_consumer_that_polls_nothing_while_records_wait_is_red_then_re_created
     loop.run_once()
     assert dog.stalled and made and loop.consumer is made[0] and old.closed
     assert made[0].subscribed == ["src"] and dog.restarts == 1
+    assert made[0].fetch_wait_max_ms == 40 and dog.status()["fetch_wait_max_ms"] == 40  # type: ignore[attr-defined]
     assert loop.metrics.consumer_restarts.labels("pipeline")._value.get() == 1
+    assert loop.metrics.healthy.labels("pipeline")._value.get() == 0  # driftline_healthy follows /health
     worker = Worker("pipeline-x", loop, probes={"redis": lambda: "ok"}, watchdog=dog)
     worker.thread = type("T", (), {"is_alive": lambda self: True})()  # type: ignore[assignment]
     loop.health.last_poll_at = clock.t
@@ -101,10 +104,11 @@ def test_a_consumer_that_polls_nothing_while_records_wait_is_red_then_re_created
     clock.t += 10
     loop.run_once()  # the new consumer has nothing waiting: green again, no second restart
     assert not dog.stalled and dog.restarts == 1
+    assert loop.metrics.healthy.labels("pipeline")._value.get() == 1
 
 
-def test_no_stall_while_commits_go_on_or_nothing_waits() -> None:
-    loop, dog, clock, made = setup(Handler(), batches=[msgs("src", 0, [1])] * 3)
+def test_no_stall_while_full_batches_commit_or_nothing_waits() -> None:
+    loop, dog, clock, made = setup(Handler(), batches=[msgs("src", 0, range(100))] * 3)  # max_rows 100
     for _ in range(3):
         clock.t += 50
         loop.health.last_commit_at = clock.t  # each batch commits
@@ -181,3 +185,38 @@ def test_a_health_client_that_hangs_up_no_longer_kills_the_worker(tmp_path: Path
                            timeout=60)
     assert after.returncode == 0 and "served on" in after.stdout
     assert "Traceback" not in after.stderr  # a client going away is not an error worth a traceback
+
+
+def test_a_partition_no_longer_fetched_is_seen_by_the_probe_once_per_bound() -> None:
+    """Paused or broken fetching reports no new high watermark: the cached measure says nothing waits."""
+    loop, dog, clock, made = setup(Handler())
+    loop.consumer.high = loop.consumer.pos  # type: ignore[attr-defined]
+    probed: list[list[TopicPartition]] = []
+    dog.probe = lambda at: probed.append(at) or 7
+    loop.run_once()
+    assert probed == [] and not dog.stalled  # committed recently enough: no probe
+    clock.t += 61
+    loop.run_once()
+    assert [(tp.topic, tp.partition, tp.offset) for tp in probed[0]] == [("src", 0, 1_000)]
+    assert dog.stalled and dog.waiting == 7 and dog.restarts == 1
+    clock.t += 1
+    loop.run_once()
+    assert len(probed) == 1  # not again within the bound
+
+
+def test_each_restart_doubles_the_fetch_wait_up_to_librdkafkas_default() -> None:
+    loop, dog, clock, made = setup(Handler())
+    for _ in range(7):
+        dog.restart(loop)
+    assert [c.fetch_wait_max_ms for c in made] == [40, 80, 160, 320, 500, 500, 500]  # type: ignore[attr-defined]
+
+
+def test_a_trickle_while_records_wait_is_a_stall_too() -> None:
+    """The embedded broker starving a consumer: a record now and then, each committed, 555,000 waiting."""
+    loop, dog, clock, made = setup(Handler(), batches=[msgs("src", 0, [i]) for i in range(4)])
+    for _ in range(4):
+        clock.t += 25
+        loop.health.last_commit_at = clock.t
+        loop.run_once()
+    assert dog.stalled and dog.restarts == 1 and dog.handled_in_bound is not None and dog.handled_in_bound < 100
+    assert dog.status()["handled_in_bound"] == dog.handled_in_bound
