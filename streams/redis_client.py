@@ -137,7 +137,10 @@ def check_redis(client: AnyRedis, url: str = "") -> None:
                                   "(redis-cli --cluster check) before starting workers")
         return
     client.ping()
-    enabled = client.info("cluster").get("cluster_enabled")
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except redis.ResponseError:  # INFO renamed or refused (some managed Redis): cannot tell, so trust the URL
+        return
     if str(enabled) == "1":
         raise RedisSetupError(
             f"the Redis{where} is a Redis Cluster node, but REDIS_URL names a single Redis: every write outside "
