@@ -190,6 +190,7 @@ stop_engine() {
     if engine_up; then
         local ids; ids=$(dk ps -q)
         [ -n "$ids" ] && { say "stopping containers: $(echo $ids)"; dk stop -t 5 $ids >/dev/null || true; }
+        dk container prune -f >/dev/null || true  # a crashed test's leftovers do not pile up in the data root
     fi
     if [ -f "$PIDFILE" ]; then
         local pid; pid=$(cat "$PIDFILE")
