@@ -19,9 +19,11 @@ Keys::
 
 Values:
 
-* state hash: field = bucket start (epoch ms, ASCII decimal); value = orjson
-  ``{field_name: [count, sum, m2, min, max, first_ts, first, last_ts, last, st, stt, sty, ang(, distinct)]}``
-  (see ``features.aggregations``). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
+* state hash: field = bucket start (epoch ms, ASCII decimal); value = ``b"B"`` + u16 row width + the bucket's
+  row of f64 (little-endian; per field, only the slots of ``features.aggregations`` its features read, in the
+  layout ``features.plan`` derives from the view) + optionally ``b"|"`` and orjson ``{field index: [distinct
+  values]}`` (spec and decoder: ``features.state``; the former orjson ``{field_name: [13 slots(, distinct)]}``
+  values are still read). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
 * offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.
 * latest string: ``b"DLv" + u8 format (1) + u32 n + i64 as_of ms + n x f64`` (little-endian, features in the
   view's ``feature_names`` order, NaN when missing; spec and decoder: ``features.latest``): the entity's feature
