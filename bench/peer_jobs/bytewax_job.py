@@ -2,9 +2,10 @@
 ``bench`` venv's python): ``python -m bench.peer_jobs.bytewax_job BROKERS IN OUT MODEL_DIR sklearn|hand``.
 
 KafkaSource over every partition from the beginning (``tail=False``: the dataflow ends at the end of the
-backlog), ``stateful_map`` per patient holding :class:`~bench.peer_jobs.vitals.Readings`, the score from the
-registry's sklearn pipeline on one row (``sklearn``, what a user writes) or from its coefficients by hand
-(``hand``, the tuned job), one JSON record per event to KafkaSink. State lives in memory only: no recovery, no
+backlog), ``stateful_map`` per patient, one JSON record per event to KafkaSink. ``sklearn`` (what a user writes): the
+patient's last 31 minutes of readings (:class:`~bench.peer_jobs.vitals.Readings`, numpy per event) and the
+registry's sklearn pipeline on one row; ``hand`` (the tuned job): per-minute aggregates with the prefix fold
+cached (:class:`~bench.peer_jobs.vitals.Buckets`) and the model's coefficients applied by hand. State lives in memory only: no recovery, no
 offsets committed (Bytewax's recovery is a separate SQLite store, off here, as in the issue's measurement).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import time
 from pathlib import Path
 
 import bytewax.operators as op
@@ -20,7 +22,7 @@ from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
-from bench.peer_jobs.vitals import NAMES, HandModel, Readings, valid
+from bench.peer_jobs.vitals import NAMES, Buckets, HandModel, Readings, valid
 
 
 def build(brokers: str, source: str, sink: str, model_dir: str, variant: str) -> Dataflow:
@@ -37,8 +39,10 @@ def build(brokers: str, source: str, sink: str, model_dir: str, variant: str) ->
     msgs = op.input("in", flow, KafkaSource([brokers], [source], tail=False, add_config={"group.id": "bytewax"}))
     keyed = op.map("key", msgs, lambda m: (m.key.decode(), m.value))
 
-    def step(state: Readings | None, raw: bytes) -> tuple[Readings | None, bytes | None]:
-        state = state or Readings()
+    fresh = Buckets if variant == "hand" else Readings
+
+    def step(state: Readings | Buckets | None, raw: bytes) -> tuple[Readings | Buckets | None, bytes | None]:
+        state = state or fresh()
         record = orjson.loads(raw)
         values = valid(record)
         if values is None:
@@ -47,7 +51,8 @@ def build(brokers: str, source: str, sink: str, model_dir: str, variant: str) ->
         state.add(ts, values)
         features = state.features(ts)
         return state, orjson.dumps({"entity_id": record["patient_id"], "event_ts": ts, "features": features,
-                                    "score": score(features)}, option=orjson.OPT_SERIALIZE_NUMPY)
+                                    "score": score(features),
+                    "produced_ms": time.time() * 1000.0}, option=orjson.OPT_SERIALIZE_NUMPY)
 
     scored = op.stateful_map("features", keyed, step)
     out = op.filter_map("drop", scored, lambda kv: None if kv[1] is None else KafkaSinkMessage(kv[0].encode(), kv[1]))

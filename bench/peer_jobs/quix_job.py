@@ -1,10 +1,12 @@
 """A Quix Streams 3.28 job computing the vitals view and a risk score per event (run by ``bench.peers_bench``
 with the ``bench`` venv's python): ``python -m bench.peer_jobs.quix_job BROKERS IN OUT MODEL_DIR sklearn|hand N``.
 
-``app.dataframe(topic)`` → ``apply(stateful=True)`` keeping each patient's readings in Quix's state store (RocksDB,
-checkpointed every ``commit_interval``, its default 5 s; changelog topics off: the embedded broker is a single
-node) → the score from the registry's sklearn pipeline on one row (``sklearn``) or by hand (``hand``) → ``to_topic``.
-Stops after ``N`` input records.
+``app.dataframe(topic)`` → ``apply(stateful=True)`` keeping each patient's window state in Quix's state store
+(RocksDB, checkpointed every ``commit_interval``, its default 5 s; changelog topics off: the embedded broker is a
+single node) → ``to_topic``. ``sklearn`` (what a user writes): the last 31 minutes of readings in the state, numpy
+per event, the registry's sklearn pipeline on one row. ``hand`` (tuned): per-minute aggregates in the state, read
+through an in-process cache of :class:`~bench.peer_jobs.vitals.Buckets` (prefix folds cached), the model's
+coefficients applied by hand. Stops after ``N`` input records.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import pickle
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
 from quixstreams import Application
 
-from bench.peer_jobs.vitals import NAMES, HandModel, Readings, valid
+from bench.peer_jobs.vitals import NAMES, Buckets, HandModel, Readings, valid
 
 
 def main(brokers: str, source: str, sink: str, model_dir: str, variant: str, count: str) -> None:
@@ -42,17 +45,28 @@ def main(brokers: str, source: str, sink: str, model_dir: str, variant: str, cou
         extra.setdefault("retention.bytes", "-1")
         sdf = app.dataframe(topic)
 
+        cache: dict[str, Buckets] = {}
+
         def step(record: dict, state) -> dict | None:  # noqa: ANN001 - quixstreams' State
             values = valid(record)
             if values is None:
                 return None
             ts = int(record["ts"])
-            readings = Readings(state.get("readings", []))
-            readings.add(ts, values)
-            state.set("readings", list(readings.items))
-            features = readings.features(ts)
+            if variant == "hand":
+                buckets = cache.get(record["patient_id"])
+                if buckets is None:
+                    buckets = cache[record["patient_id"]] = Buckets(state.get("buckets", {}))
+                buckets.add(ts, values)
+                state.set("buckets", buckets.state())
+                features = buckets.features(ts)
+            else:
+                readings = Readings(state.get("readings", []))
+                readings.add(ts, values)
+                state.set("readings", list(readings.items))
+                features = readings.features(ts)
             return {"entity_id": record["patient_id"], "event_ts": ts, "features": features,
-                    "score": score(features)}
+                    "score": score(features),
+                    "produced_ms": time.time() * 1000.0}
 
         sdf = sdf.apply(step, stateful=True).filter(lambda v: v is not None)
         sdf.to_topic(app.topic(sink, value_serializer="json"))

@@ -102,3 +102,108 @@ class HandModel:
         x = np.where(np.isnan(x), self.median, x)
         z = float(np.dot((x - self.mean) / self.scale, self.coef)) + self.intercept
         return 1.0 / (1.0 + math.exp(-z))
+
+
+M = BUCKET_MS
+
+
+class Buckets:
+    """The tuned view: per-minute partial aggregates (Welford within a minute, Chan's merge across minutes), the
+    fold of the minutes before the current one cached per window until the minute changes, as an expert writes
+    it. ``state()`` / ``Buckets(state)`` round-trip through JSON (Quix's state store).
+
+    >>> b = Buckets()
+    >>> for ts, hr in [(0, 70.0), (30_000, 80.0), (60_000, 90.0)]:
+    ...     b.add(ts, {"hr": hr, "rr": 12.0, "spo2": 98.0, "temp": 37.0, "sbp": 120.0 + ts / 6000, "dbp": 80.0})
+    >>> f = b.features(60_000); f["hr_mean_5m"], round(f["hr_std_5m"], 6), f["sbp_slope_30m"]
+    (80.0, 8.164966, 0.16666666666666666)
+    """
+
+    def __init__(self, state: dict | None = None) -> None:
+        self.b: dict[int, list] = {int(k): v for k, v in (state or {}).items()}
+        self._key: int | None = None
+        self._prefix: tuple = ()
+
+    def state(self) -> dict:
+        return {str(k): v for k, v in self.b.items()}
+
+    def add(self, ts: int, v: dict[str, float]) -> None:
+        b = ts - ts % M
+        p = self.b.get(b)
+        dt = (ts - b) / 1000.0
+        hr, sbp = v["hr"], v["sbp"]
+        if p is None:
+            # hr n/mean/m2/max, rr sum, spo2 sum/min, temp last ts/value, sbp sum/st/stt/sty/first ts/last ts, dbp sum
+            self.b[b] = [1, hr, 0.0, hr, v["rr"], v["spo2"], v["spo2"], ts, v["temp"], sbp, dt, dt * dt, dt * sbp,
+                         ts, ts, v["dbp"]]
+            for old in [k for k in self.b if k < b - 30 * M]:
+                del self.b[old]
+        else:
+            n = p[0] + 1
+            d = hr - p[1]
+            p[1] += d / n
+            p[2] += d * (hr - p[1])
+            p[0] = n
+            p[3] = max(p[3], hr)
+            p[4] += v["rr"]
+            p[5] += v["spo2"]
+            p[6] = min(p[6], v["spo2"])
+            if ts >= p[7]:
+                p[7], p[8] = ts, v["temp"]
+            p[9] += sbp
+            p[10] += dt
+            p[11] += dt * dt
+            p[12] += dt * sbp
+            p[13], p[14] = min(p[13], ts), max(p[14], ts)
+            p[15] += v["dbp"]
+        if self._key is not None and b < self._key:
+            self._key = None  # an older minute changed: the cached prefix is stale
+
+    @staticmethod
+    def _fold(parts: list[tuple[int, list]], origin: int) -> list:
+        """[n, mean, m2, max, rr, spo2, spo2 min, temp ts, temp, sbp, st, stt, sty, first ts, last ts, dbp]."""
+        acc = [0, 0.0, 0.0, -math.inf, 0.0, 0.0, math.inf, -1, math.nan, 0.0, 0.0, 0.0, 0.0, math.inf, -math.inf, 0.0]
+        for b, p in parts:
+            Buckets._merge(acc, p, (b - origin) / 1000.0)
+        return acc
+
+    @staticmethod
+    def _merge(acc: list, p: list, d: float) -> None:
+        na, nb = acc[0], p[0]
+        n = na + nb
+        delta = p[1] - acc[1]
+        acc[1] += delta * nb / n
+        acc[2] += p[2] + delta * delta * na * nb / n
+        acc[0] = n
+        acc[3] = max(acc[3], p[3])
+        acc[4] += p[4]
+        acc[5] += p[5]
+        acc[6] = min(acc[6], p[6])
+        if p[7] >= acc[7]:
+            acc[7], acc[8] = p[7], p[8]
+        acc[9] += p[9]
+        acc[10] += p[10] + nb * d
+        acc[11] += p[11] + 2.0 * d * p[10] + nb * d * d
+        acc[12] += p[12] + d * p[9]
+        acc[13], acc[14] = min(acc[13], p[13]), max(acc[14], p[14])
+        acc[15] += p[15]
+
+    def features(self, ts: int) -> dict[str, float]:
+        last = ts - ts % M
+        if self._key != last:
+            older = sorted((b, p) for b, p in self.b.items() if b < last)
+            self._prefix = tuple(self._fold([(b, p) for b, p in older if b >= last - (w - 1) * M], last - 29 * M)
+                                 for w in (5, 15, 30))
+            self._key = last
+        cur = self.b.get(last)
+        w5, w15, w30 = (list(acc) for acc in self._prefix)
+        if cur is not None:
+            for acc in (w5, w15, w30):
+                self._merge(acc, cur, 29 * M / 1000.0)
+        n5, n30 = w5[0], w30[0]
+        sxx = w30[11] - w30[10] * w30[10] / n30 if n30 else 0.0
+        slope_ = (math.nan if n30 < 2 or w30[13] == w30[14] or sxx <= 0.0
+                  else (w30[12] - w30[10] * w30[9] / n30) / sxx)
+        return {"hr_mean_5m": w5[1], "hr_std_5m": math.sqrt(max(w5[2], 0.0) / n5), "hr_max_5m": w5[3],
+                "rr_mean_5m": w5[4] / n5, "spo2_min_15m": w15[6], "spo2_mean_5m": w5[5] / n5, "temp_last": w15[8],
+                "sbp_mean_5m": w5[9] / n5, "sbp_slope_30m": slope_, "dbp_mean_5m": w5[15] / n5}
