@@ -23,6 +23,7 @@ exactly-once replays of state, drift monitoring, control commands.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import pickle
@@ -248,8 +249,13 @@ def main(argv: list[str] | None = None) -> list[Table]:
     """Run on a fresh embedded stack and print the table."""
     p = argparse.ArgumentParser(prog="python -m bench.peers_bench", description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
+    p.add_argument("--events", type=int, default=0,
+                   help="vitals in the backlog (default 40,000: 13 min of event time; 100,000: full 30-min windows)")
     args = p.parse_args(argv)
-    return run_on_fresh_stack(run, PeersConfig.tiny() if args.tiny else PeersConfig())
+    cfg = PeersConfig.tiny() if args.tiny else PeersConfig()
+    if args.events:
+        cfg = dataclasses.replace(cfg, events=args.events)
+    return run_on_fresh_stack(run, cfg)
 
 
 if __name__ == "__main__":
