@@ -17,6 +17,8 @@ Benches (in this order; the issue's numbering in brackets):
   delay, false alarms), the warm-up sweep, single shifts against a trivial baseline, updates/s (CPU only);
 - ``memory`` [6]: Redis bytes and worker RSS per entity at 10k/100k/1M entities;
 - ``features``, ``scorer`` (CPU only), ``store`` (batch reads, Redis memory, aggregator alone);
+- ``cluster`` [#15]: one Redis next to a local 3-master Redis Cluster: batch reads, aggregator, pipeline and worker
+  scaling (``bench.cluster_bench``);
 - ``alert_delivery`` [#12]: alert delivery, direct POST vs the delivery stage, outage recovery (``bench.alert_delivery_bench``).
 
 The benches that need Kafka and Redis share one embedded stack with its own redis-server, started once and
@@ -40,6 +42,7 @@ import orjson
 from bench import (
     alert_delivery_bench,
     breakdown_bench,
+    cluster_bench,
     control_bench,
     control_loop_bench,
     detection_bench,
@@ -55,9 +58,10 @@ from bench import (
 from bench.common import Table, bench_stack
 from streams.local.stack import StackInfo
 
-BENCHES = ("pipeline", "entities", "peers", "breakdown", "faust", "control", "control_loop", "detection", "memory", "features", "scorer",
-           "store", "alert_delivery")
-NEEDS_STACK = frozenset({"pipeline", "entities", "peers", "breakdown", "faust", "control", "control_loop", "store", "alert_delivery"})
+BENCHES = ("pipeline", "entities", "peers", "breakdown", "faust", "control", "control_loop", "detection", "memory",
+           "features", "scorer", "store", "cluster", "alert_delivery")
+NEEDS_STACK = frozenset({"pipeline", "entities", "peers", "breakdown", "faust", "control", "control_loop", "store",
+                         "cluster", "alert_delivery"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
 
@@ -104,6 +108,8 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
                                                   else control_bench.ControlConfig()),
         "store": lambda info: store_bench.run(info, store_bench.StoreConfig.tiny() if tiny  # type: ignore[arg-type]
                                               else store_bench.StoreConfig()),
+        "cluster": lambda info: cluster_bench.run(info, cluster_bench.ClusterConfig.tiny() if tiny  # type: ignore[arg-type]
+                                                  else cluster_bench.ClusterConfig()),
         "pipeline": lambda info: pipeline_bench.run(info, pipeline_bench.PipelineConfig.tiny() if tiny  # type: ignore[arg-type]
                                                     else pipeline_bench.PipelineConfig()),
         "entities": lambda info: entities_bench.run(  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ Keys::
     state:  dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:e:<entity_id>   (hash)
     offset: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:off             (string)
     latest: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:l:<entity_id>   (string)
+    index:  dl:{ix:<topic>:<bucket>}:fv:<view>:v<version>:<fingerprint>:g:<group>:p:<entity_id>   (string)
 
 * ``{<topic>:<partition>}`` is a **Redis Cluster hash tag**: only the part between the braces is hashed,
   so every key of one source partition lives in one slot. The save script touches the offset key and the
@@ -14,6 +15,10 @@ Keys::
   hashes it) reads and writes fresh keys, never old state. Old keys die by TTL.
 * ``g:<group>``: the consumer group. State is written as full bucket values computed from the group's
   own offset, so two groups on one topic must not share state (they would double-apply events).
+* ``{ix:<topic>:<bucket>}`` tags the **entity -> partition index** that serving reads use to find an entity
+  whatever partitioner its producer used: ``<bucket>`` = CRC-32 (zlib) of the UTF-8 entity id mod
+  :data:`INDEX_BUCKETS` (64), so a read groups 1,000 entities into at most 64 single-slot MGETs spread over the
+  cluster. ``ix:`` cannot be a topic (Kafka topic names have no colon), so no index slot is a partition's slot.
 * ``<view>`` and ``<group>`` are percent-encoded (``%`` and ``:`` and braces escaped) so no component can
   forge a separator; ``<entity_id>`` is last and used verbatim (UTF-8).
 
@@ -24,6 +29,8 @@ Values:
   layout ``features.plan`` derives from the view) + optionally ``b"|"`` and orjson ``{field index: [distinct
   values]}`` (spec and decoder: ``features.state``; the former orjson ``{field_name: [13 slots(, distinct)]}``
   values are still read). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
+* index string: the partition (ASCII decimal) the entity's events last arrived on; written before the state
+  (``features.entity_index``), TTL = twice the state's, refreshed by the writer at least every half state TTL.
 * offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.
 * latest string: ``b"DLv" + u8 format (1) + u32 n + i64 as_of ms + n x f64`` (little-endian, features in the
   view's ``feature_names`` order, NaN when missing; spec and decoder: ``features.latest``): the entity's feature
@@ -41,11 +48,13 @@ Example:
 from __future__ import annotations
 
 import functools
+import zlib
 from urllib.parse import quote
 
 from features.definitions import FeatureView
 
 PREFIX = "dl"
+INDEX_BUCKETS = 64
 
 
 def _esc(text: str) -> str:
@@ -82,6 +91,31 @@ def latest_key(
     b'dl:{vitals:3}:fv:vitals_v:v2:abc123:g:driftline-features:l:p-17'
     """
     return f"{base_key(topic, partition, view_name, version, fingerprint, group)}:l:{entity_id}".encode()
+
+
+def index_bucket(entity_id: str) -> int:
+    """The index bucket of an entity (a spec: CRC-32 of its UTF-8 bytes mod :data:`INDEX_BUCKETS`).
+
+    >>> index_bucket("p-17"), index_bucket("")
+    (14, 0)
+    """
+    return zlib.crc32(entity_id.encode()) % INDEX_BUCKETS
+
+
+@functools.lru_cache(maxsize=65536)
+def index_base_key(topic: str, bucket: int, view_name: str, version: int, fingerprint: str, group: str) -> str:
+    """The common prefix of the index keys of one bucket (memoised like :func:`base_key`)."""
+    return f"{PREFIX}:{{ix:{topic}:{bucket}}}:fv:{_esc(view_name)}:v{version}:{fingerprint}:g:{_esc(group)}:p:"
+
+
+def index_key(topic: str, view_name: str, version: int, fingerprint: str, group: str, entity_id: str) -> bytes:
+    """Key of the string naming the partition an entity's events arrive on (for serving reads).
+
+    >>> index_key("vitals", "vitals_v", 2, "abc123", "driftline-features", "p-17")
+    b'dl:{ix:vitals:14}:fv:vitals_v:v2:abc123:g:driftline-features:p:p-17'
+    """
+    base = index_base_key(topic, index_bucket(entity_id), view_name, version, fingerprint, group)
+    return f"{base}{entity_id}".encode()
 
 
 def view_base_key(view: FeatureView, group: str, topic: str, partition: int) -> str:

@@ -1,7 +1,9 @@
 """Kafka's default key partitioner (Java client, librdkafka ``murmur2_random``) in pure Python.
 
 ``kafka_partition(key, n) = toPositive(murmur2(key)) % n`` where ``toPositive(x) = x & 0x7fffffff``.
-Serving code uses it to find which source partition (and so which Redis hash tag) holds an entity.
+Serving reads no longer need it (the entity -> partition index says where an entity's state is, whatever the
+producer's partitioner: ``features.entity_index``); passed as ``partition_of`` it is a first guess for entities a
+reader never saw, read in the same round trip as the index.
 
 Example:
     >>> murmur2(b"foobar"), kafka_partition(b"foobar", 50)

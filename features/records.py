@@ -20,11 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -32,12 +33,11 @@ import orjson
 from features.definitions import FeatureView, FieldSpec
 from features.exceptions import RecordError
 from features.per_view import per_view
-from features.timestamps import timestamp_parser
+from features.timestamps import rfc3339_ms, timestamp_parser
 
 MAX_RECORD_BYTES = 64 * 1024
 MAX_TS_MS = 10**14
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
+_FLOAT_MAX = sys.float_info.max
 
 
 @dataclass(slots=True)
@@ -52,7 +52,7 @@ class Event:
 
 
 def parse_timestamp(raw: Any) -> int:
-    """Epoch milliseconds from an int/float (ms) or an RFC 3339 string with an offset.
+    """Epoch milliseconds from an int/float (ms) or an RFC 3339 string (:func:`features.timestamps.rfc3339_ms`).
 
     >>> parse_timestamp(1700000000123.9), parse_timestamp("2023-11-14T22:13:20.5+00:00")
     (1700000000123, 1700000000500)
@@ -60,20 +60,11 @@ def parse_timestamp(raw: Any) -> int:
     if isinstance(raw, bool):
         raise RecordError("bad_timestamp", f"{raw!r} is not a timestamp")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw) or not 0 <= raw < MAX_TS_MS:
-            raise RecordError("bad_timestamp", f"{raw!r} is not epoch milliseconds")
+        if (isinstance(raw, float) and not math.isfinite(raw)) or not 0 <= raw < MAX_TS_MS:  # ints: any size
+            raise RecordError("bad_timestamp", f"{_short(raw)} is not epoch milliseconds")
         return int(raw)  # floor for non-negative values
     if isinstance(raw, str):
-        try:
-            dt = datetime.fromisoformat(raw)
-        except ValueError:
-            raise RecordError("bad_timestamp", f"{raw[:64]!r} is not RFC 3339") from None
-        if dt.tzinfo is None:
-            raise RecordError("bad_timestamp", f"{raw[:64]!r} has no UTC offset")
-        ms = (dt - _EPOCH) // _MS
-        if not 0 <= ms < MAX_TS_MS:
-            raise RecordError("bad_timestamp", f"{raw[:64]!r} is out of range")
-        return ms
+        return rfc3339_ms(raw)
     raise RecordError("bad_timestamp", f"{type(raw).__name__} is not a timestamp")
 
 
@@ -92,14 +83,26 @@ def _check_value(spec: FieldSpec, raw: Any) -> float | int | str:
             if not raw.is_integer():
                 raise RecordError("wrong_type", f"field {spec.name!r} must be an integer, got {raw}")
             raw = int(raw)
+        if not -_FLOAT_MAX <= raw <= _FLOAT_MAX:  # aggregated as floats: an int past every float cannot be
+            raise RecordError("out_of_range", f"field {spec.name!r}={_short(raw)} outside float range")
         value: float | int = raw
     else:
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer with hundreds of digits: finite, but past every float
+            raise RecordError("out_of_range", f"field {spec.name!r}={_short(raw)} outside float range") from None
         if not math.isfinite(value):
             raise RecordError("not_finite", f"field {spec.name!r} is {raw}")
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
-        raise RecordError("out_of_range", f"field {spec.name!r}={raw} outside [{spec.min}, {spec.max}]")
+        raise RecordError("out_of_range", f"field {spec.name!r}={_short(raw)} outside [{spec.min}, {spec.max}]")
     return value
+
+
+def _short(raw: float | int) -> str:
+    """A number for an error detail: an integer with hundreds of digits is shown by its size."""
+    if isinstance(raw, int) and not -(10**30) < raw < 10**30:
+        return f"{'-' if raw < 0 else ''}<{len(str(abs(raw)))}-digit integer>"
+    return str(raw)
 
 
 def parse_record(view: FeatureView, key: bytes | None, value: bytes | None) -> Event:
@@ -108,18 +111,60 @@ def parse_record(view: FeatureView, key: bytes | None, value: bytes | None) -> E
         raise RecordError("malformed_json", "null value (tombstone)")
     if len(value) > MAX_RECORD_BYTES:
         raise RecordError("too_large", f"{len(value)} bytes > {MAX_RECORD_BYTES}")
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        # Strict JSON has no NaN/Infinity (and orjson refuses 1e999); producers in Python/JS emit them anyway.
-        # Decode those leniently so the DLQ says "not_finite" rather than "malformed_json".
-        try:
-            obj = json.loads(value)
-        except (ValueError, RecursionError):
-            raise RecordError("malformed_json", str(exc)[:200]) from None
+    obj = decode_json(value)
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"top level is {type(obj).__name__}")
     return _checker_for(view)(obj, key)
+
+
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def decode_json(value: bytes) -> Any:
+    """The JSON document in ``value``, which must be UTF-8 without a byte order mark (RFC 8259, section 8.1).
+
+    orjson decodes the common case. What it refuses is looked at again: ``bad_encoding`` for a byte order mark,
+    UTF-16/32 (a NUL among the first bytes), bytes that are not UTF-8 and lone surrogates (``"\\ud800"``, valid
+    JSON syntax naming no character); the lenient ``json`` module then decodes what producers in Python or
+    JavaScript write (``NaN``, ``Infinity``, ``1e999``, integers past 64 bits), so that the field checks can
+    say ``not_finite`` or ``out_of_range`` rather than ``malformed_json``; anything else is ``malformed_json``.
+
+    >>> decode_json(b'{"x": NaN}')
+    {'x': nan}
+    >>> for bad in (b'\\xef\\xbb\\xbf{}', '{}'.encode("utf-16"), b'{"x": "\\xff"}', b'{"x": "\\\\ud800"}', b'{"x": 1'):
+    ...     try:
+    ...         decode_json(bad)
+    ...     except RecordError as err:
+    ...         print(err.reason)
+    bad_encoding
+    bad_encoding
+    bad_encoding
+    bad_encoding
+    malformed_json
+    """
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        first = exc
+    if value.startswith(_BOMS):
+        raise RecordError("bad_encoding", "a byte order mark: JSON records must be UTF-8 without one")
+    if b"\x00" in value[:4]:
+        raise RecordError("bad_encoding", "NUL bytes at the start: UTF-16 or UTF-32? JSON records must be UTF-8")
+    try:
+        text = value.decode("utf-8")  # strict: refuses invalid bytes and encoded surrogates
+    except UnicodeDecodeError as exc:
+        raise RecordError("bad_encoding", f"not UTF-8 at byte {exc.start}") from None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RecordError("malformed_json", str(first)[:200]) from None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")  # the only way a decoded str cannot be UTF-8
+    except UnicodeEncodeError as exc:
+        raise RecordError("bad_encoding", f"a lone surrogate {exc.object[exc.start:exc.end]!r}") from None
+    except (ValueError, RecursionError):
+        raise RecordError("malformed_json", str(first)[:200]) from None
+    return obj
 
 
 def parse_object(view: FeatureView, obj: dict[str, Any], key: bytes | None = None) -> Event:
@@ -207,7 +252,7 @@ def _field_lines(i: int, spec: FieldSpec, store: bool) -> list[str]:
     elif (spec.min is not None and lo is None) or (spec.max is not None and hi is None):
         fast = [f"{v} = {slow}"]  # a bound with no exact literal (inf, ...): always the generic check
     elif spec.type == "int":
-        tests = [f"type({v}) is int", *([f"{lo} <= {v}"] if lo else []), *([f"{v} <= {hi}"] if hi else [])]
+        tests = [f"type({v}) is int", f"{lo or '-' + _DBL_MAX} <= {v}", f"{v} <= {hi or _DBL_MAX}"]
         fast = [f"if not ({' and '.join(tests)}):", f"    {v} = {slow}"]
     else:
         rng = f"{lo or '-' + _DBL_MAX} <= {v} <= {hi or _DBL_MAX}"
@@ -237,7 +282,7 @@ def compile_checker(view: FeatureView) -> RecordChecker:
     >>> for line in checker.source.splitlines()[-5:]:
     ...     print(line)
         v0 = obj.get('n')
-        if not (type(v0) is int and v0 <= 9):
+        if not (type(v0) is int and -1.7976931348623157e+308 <= v0 and v0 <= 9):
             v0 = _required(S0, v0)
         values = {'n': v0}
         return Event(entity, ts, values)

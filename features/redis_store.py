@@ -1,38 +1,50 @@
-"""The Redis online feature store (key schema: ``features.keys``; save script: ``save_state.lua``).
+"""The Redis online feature store on one Redis or a Redis Cluster (key schema: ``features.keys``; scripts:
+``save_state.lua``, ``index_entities.lua``).
 
-* ``load``: one non-transactional pipeline, ``HGETALL`` per entity + ``GET`` of the offset.
-* ``save`` / ``save_many``: one pipelined ``EVALSHA`` of ``save_state.lua`` per partition, one round trip per
-  batch (a ``NOSCRIPT`` answer after a script flush loads the script and retries that call) that checks the offset, HSETs/HDELs, PEXPIREs and sets the offset, all
-  atomically. Every key of a call shares the ``{topic:partition}`` hash tag, so it also runs on a
-  Redis Cluster.
-* ``read_features``: one pipeline of ``HGETALL`` for many entities (any partitions).
-* ``read_latest_matrix`` / ``read_latest``: one pipeline of one ``MGET`` per partition of the latest-vector
-  strings, decoded in bulk (``features.latest``).
+* ``load``: one non-transactional pipeline, ``HGETALL`` per entity + ``GET`` of the offset (one slot).
+* ``save`` / ``save_many``: first the entity -> partition index of entities this writer has not indexed recently
+  (``index_entities.lua``, one ``EVALSHA`` per index bucket; none in the steady state; ``features.entity_index``),
+  then one pipelined ``EVALSHA`` of ``save_state.lua`` per partition, one round trip per batch, that checks the
+  offset, HSETs/HDELs, PEXPIREs and sets the offset, all atomically. Every key of a call shares one hash tag
+  (``{topic:partition}``, ``{ix:topic:bucket}``), so each script runs in one Redis Cluster slot; a cluster
+  client groups the pipeline per node and follows ``MOVED`` / ``ASK``. A ``NOSCRIPT`` answer (a fresh node, a
+  script flush, a failover) loads the script on every primary and reruns those calls.
+* ``read_latest_matrix`` / ``read_latest`` / ``read_features``: the partition of each entity comes from the index
+  (``features.redis_reads``), so reads find entities whatever partitioner the producer used; the latest vectors
+  are one ``MGET`` per partition, decoded in bulk (``features.latest``).
 
-Use a bytes client: ``RedisFeatureStore(redis.Redis(host=..., decode_responses=False))``.
+Use a bytes client: ``RedisFeatureStore(make_redis(url))`` (``streams.redis_client``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from features.definitions import FeatureView
+from features.entity_index import ConflictReporter, IndexCache, PartitionConflict
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
-from features.keys import decode_position, encode_position
+from features.keys import decode_position, encode_position, index_bucket, index_key
 from features.latest import LatestMatrix, LatestVectors, codec_for
+from features.redis_reads import ServingReads
 from features.state import EntityState
 from features.store import SaveRequest, SourcePosition, latest_key_for, offset_key_for, state_key_for
 
 SAVE_SCRIPT = (Path(__file__).with_name("save_state.lua")).read_text()
+INDEX_SCRIPT = (Path(__file__).with_name("index_entities.lua")).read_text()
 
 
 class RedisFeatureStore:
     """``FeatureStore`` on Redis (standalone or Cluster) with one round trip per batch and direction."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, *,
+                 on_conflict: Callable[[PartitionConflict], None] | None = None,
+                 index_cache_entities: int = 1 << 18) -> None:
         kwargs = getattr(client, "get_connection_kwargs", dict)()
         if kwargs.get("decode_responses"):
             raise FeatureError(
@@ -40,6 +52,10 @@ class RedisFeatureStore:
             )
         self.client = client
         self._save = client.register_script(SAVE_SCRIPT)
+        self._index_sha = client.register_script(INDEX_SCRIPT).sha
+        self.index_cache = IndexCache(index_cache_entities)
+        self.conflicts = ConflictReporter(on_conflict)
+        self.reads = ServingReads(client)
 
     def load(
         self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
@@ -78,23 +94,70 @@ class RedisFeatureStore:
         self.save_many(view, [SaveRequest(pos, states, expected_offset, new_offset, ttl_ms, watermark_ms, latest)])
 
     def save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
-        """See ``features.store.FeatureStore``: one pipelined ``EVALSHA`` per request, one round trip in all
-        (a batch touching 3 partitions saved in 1 round trip instead of 3)."""
+        """See ``features.store.FeatureStore``: the entities' partitions are indexed first (only those this writer
+        did not index recently; ``features.entity_index``), then one pipelined ``EVALSHA`` per request, one round
+        trip in all (a batch touching 3 partitions saved in 1 round trip instead of 3)."""
+        self._index(view, requests)
         calls = [self._save_args(view, r) for r in requests]
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(self._save.sha, len(keys), *keys, *args)
-        results = pipe.execute(raise_on_error=False)
+        results = self._eval_all(SAVE_SCRIPT, self._save.sha, calls)
         first: Exception | None = None
-        for r, (keys, args), res in zip(requests, calls, results, strict=True):
-            if isinstance(res, redis.exceptions.NoScriptError):  # after SCRIPT FLUSH or a failover: load, retry
-                res = self._save(keys=keys, args=args)
+        for r, res in zip(requests, results, strict=True):
             try:
                 self._check(r, res)
             except Exception as exc:  # noqa: BLE001 - the first is raised after every partition was handled
                 first = first or exc
         if first is not None:
             raise first
+
+    def _eval_all(self, script: str, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        """One pipelined ``EVALSHA`` per (keys, args) call, answers (or errors) in order. A ``NOSCRIPT`` answer (a
+        fresh node, a SCRIPT FLUSH, a failover) loads the script on every primary and reruns those calls."""
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        results = pipe.execute(raise_on_error=False)
+        missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+        if missing:
+            self.client.script_load(script)
+            pipe = self.client.pipeline(transaction=False)
+            for i in missing:
+                keys, args = calls[i]
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            for i, res in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                results[i] = res
+        return results
+
+    def _index(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
+        """Record the partition of every entity of ``requests`` this writer has not indexed within half a state
+        TTL, before any state is saved (``features.entity_index``); report entities that changed partition."""
+        now = int(time.time() * 1000)
+        fp = view.fingerprint()
+        calls: list[tuple[list[bytes], list[Any]]] = []
+        written: list[tuple[str, dict[str, int]]] = []
+        for r in requests:
+            entities = {e: r.pos.partition for e in r.states}
+            entities.update((e, r.pos.partition) for e in (r.latest or {}))
+            due = self.index_cache.due(entities, now_ms=now, refresh_ms=r.ttl_ms // 2)
+            by_bucket: dict[int, list[str]] = {}
+            for e in due:
+                by_bucket.setdefault(index_bucket(e), []).append(e)
+            for ids in by_bucket.values():
+                calls.append(([index_key(r.pos.topic, view.name, view.version, fp, r.pos.group, e) for e in ids],
+                              [r.pos.partition, 2 * int(r.ttl_ms)]))
+                written.append((r.pos.topic, {e: r.pos.partition for e in ids}))
+        if not calls:
+            return
+        conflicts: list[PartitionConflict] = []
+        for (topic, ids), res in zip(written, self._eval_all(INDEX_SCRIPT, self._index_sha, calls), strict=True):
+            if isinstance(res, Exception):
+                raise res  # nothing is saved unindexed: the batch fails and is retried
+            names = list(ids)
+            for j in range(0, len(res), 2):
+                e = names[int(res[j]) - 1]
+                conflicts.append(PartitionConflict(topic, e, int(res[j + 1]), ids[e]))
+            self.index_cache.mark(ids, now_ms=now)
+        if conflicts:
+            self.conflicts.report(conflicts)
 
     def _save_args(self, view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[bytes | int]]:
         """KEYS and ARGV of ``save_state.lua`` for one request."""
@@ -144,44 +207,37 @@ class RedisFeatureStore:
         entity_ids: Collection[str],
         now_ms: int,
         *,
-        partition_of: Callable[[str], int],
+        partition_of: Callable[[str], int] | None = None,
         group: str,
     ) -> dict[str, dict[str, float]]:
-        """See ``features.store.FeatureStore``."""
+        """See ``features.store.FeatureStore``: partitions from the index (``features.redis_reads``), then one
+        pipeline of ``HGETALL``."""
         ids = list(entity_ids)
+        parts = self.reads.partitions(view, ids, group=group, partition_of=partition_of)
         pipe = self.client.pipeline(transaction=False)
-        for e in ids:
-            pipe.hgetall(state_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e))
-        res = pipe.execute()
-        return {e: EntityState.from_redis(h, view).features(view, now_ms) for e, h in zip(ids, res, strict=False)}
+        for e, p in zip(ids, parts, strict=True):
+            if p is not None:
+                pipe.hgetall(state_key_for(view, SourcePosition(group, view.source_topic, p), e))
+        res = iter(pipe.execute())
+        return {e: EntityState.from_redis(next(res) if p is not None else {}, view).features(view, now_ms)
+                for e, p in zip(ids, parts, strict=True)}
 
     def read_latest(
-        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int] | None = None,
+        group: str,
     ) -> Mapping[str, tuple[int, dict[str, float]]]:
         """See ``features.store.FeatureStore``: :meth:`read_latest_matrix` as a mapping."""
         return LatestVectors(self.read_latest_matrix(view, entity_ids, partition_of=partition_of, group=group))
 
     def read_latest_matrix(
-        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int] | None = None,
+        group: str,
     ) -> LatestMatrix:
-        """See ``features.store.FeatureStore``: one MGET per partition (keys of a partition share a cluster
-        slot), pipelined, and one ``numpy.frombuffer`` of all the values (``features.latest``)."""
+        """See ``features.store.FeatureStore``: the index and the latest vectors in one pipelined round trip when
+        the partitions are known (``features.redis_reads``; ``partition_of`` is only a first guess for entities
+        this store never read), and one ``numpy.frombuffer`` of all the values (``features.latest``)."""
         ids = list(entity_ids)
-        by_part: dict[int, list[int]] = {}
-        for i, p in enumerate(map(partition_of, ids)):
-            by_part.setdefault(p, []).append(i)
-        pipe = self.client.pipeline(transaction=False)
-        for p, idx in by_part.items():
-            prefix = latest_key_for(view, SourcePosition(group, view.source_topic, p), "")  # ends in ":l:"
-            pipe.mget([prefix + ids[i].encode() for i in idx])
-        replies = pipe.execute()
-        if len(by_part) == 1:
-            raws = replies[0]
-        else:
-            raws = [None] * len(ids)
-            for idx, values in zip(by_part.values(), replies, strict=True):
-                for i, raw in zip(idx, values, strict=True):
-                    raws[i] = raw
+        raws = self.reads.latest_raws(view, ids, group=group, partition_of=partition_of)
         return codec_for(view.feature_names).matrix(ids, raws)
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:

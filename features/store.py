@@ -42,8 +42,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from features.definitions import FeatureView
+from features.entity_index import ConflictReporter, PartitionConflict
 from features.exceptions import OffsetRegressionError, StaleOffsetError
-from features.keys import decode_position, encode_position, latest_key, offset_key, state_key
+from features.keys import decode_position, encode_position, index_key, latest_key, offset_key, state_key
 from features.latest import LatestMatrix, LatestVectors, codec_for
 from features.state import EntityState
 
@@ -107,7 +108,8 @@ class FeatureStore(Protocol):
         ...
 
     def read_latest(
-        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int] | None = None,
+        group: str
     ) -> Mapping[str, tuple[int, dict[str, float]]]:
         """Serving fast path: each entity's vector as of its last event, ``{entity: (as_of_ms, vector)}``, in one
         round trip (entities never seen are absent; each vector's dict is built on first access).
@@ -115,7 +117,8 @@ class FeatureStore(Protocol):
         ...
 
     def read_latest_matrix(
-        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int] | None = None,
+        group: str
     ) -> LatestMatrix:
         """Serving fast path for scorers: the same vectors as one ``(entities x view.feature_names)`` float
         array plus ``as_of`` and ``found`` arrays, rows in request order, in one round trip, with no Python
@@ -128,7 +131,7 @@ class FeatureStore(Protocol):
         entity_ids: Collection[str],
         now_ms: int,
         *,
-        partition_of: Callable[[str], int],
+        partition_of: Callable[[str], int] | None = None,
         group: str,
     ) -> dict[str, dict[str, float]]:
         """Current feature vectors of many entities (serving), in one round trip."""
@@ -176,10 +179,11 @@ def check_offsets(current: int, expected: int, new: int) -> None:
 class MemoryFeatureStore:
     """In-memory twin of ``RedisFeatureStore`` (same bytes, same CAS; TTLs are recorded, not enforced)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_conflict: Callable[[PartitionConflict], None] | None = None) -> None:
         self.hashes: dict[bytes, dict[bytes, bytes]] = {}
         self.strings: dict[bytes, bytes] = {}
         self.ttls: dict[bytes, int] = {}
+        self.conflicts = ConflictReporter(on_conflict)
 
     def load(
         self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
@@ -222,6 +226,7 @@ class MemoryFeatureStore:
         latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
         """See :class:`FeatureStore`; ``watermark_ms`` is stored beside the offset when given."""
+        self._index(view, pos, [*states, *(latest or {})], ttl_ms)  # before the state, as the Redis store does
         okey = offset_key_for(view, pos)
         check_offsets(decode_position(self.strings.get(okey))[0], expected_offset, new_offset)
         encode = codec_for(view.feature_names).encode
@@ -247,37 +252,60 @@ class MemoryFeatureStore:
         for st in states.values():
             st.mark_saved()
 
+    def _index(self, view: FeatureView, pos: SourcePosition, entities: list[str], ttl_ms: int) -> None:
+        """The entity -> partition index (``features.entity_index``), conflicts reported."""
+        conflicts = []
+        for e in entities:
+            key = index_key(pos.topic, view.name, view.version, view.fingerprint(), pos.group, e)
+            old = self.strings.get(key)
+            self.strings[key] = str(pos.partition).encode()
+            self.ttls[key] = 2 * ttl_ms
+            if old is not None and int(old) != pos.partition:
+                conflicts.append(PartitionConflict(pos.topic, e, int(old), pos.partition))
+        self.conflicts.report(conflicts)
+
+    def _partition(self, view: FeatureView, group: str, entity_id: str,
+                   partition_of: Callable[[str], int] | None) -> int | None:
+        """The indexed partition of ``entity_id``, else the guess, else None."""
+        raw = self.strings.get(index_key(view.source_topic, view.name, view.version, view.fingerprint(), group,
+                                         entity_id))
+        return int(raw) if raw is not None else (partition_of(entity_id) if partition_of is not None else None)
+
     def read_features(
         self,
         view: FeatureView,
         entity_ids: Collection[str],
         now_ms: int,
         *,
-        partition_of: Callable[[str], int],
+        partition_of: Callable[[str], int] | None = None,
         group: str,
     ) -> dict[str, dict[str, float]]:
         """See :class:`FeatureStore`."""
         out = {}
         for e in entity_ids:
-            pos = SourcePosition(group, view.source_topic, partition_of(e))
-            out[e] = EntityState.from_redis(self.hashes.get(state_key_for(view, pos, e), {}), view).features(
-                view, now_ms
-            )
+            p = self._partition(view, group, e, partition_of)
+            h = {} if p is None else self.hashes.get(state_key_for(view, SourcePosition(group, view.source_topic, p),
+                                                                   e), {})
+            out[e] = EntityState.from_redis(h, view).features(view, now_ms)
         return out
 
     def read_latest(
-        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int] | None = None,
+        group: str
     ) -> Mapping[str, tuple[int, dict[str, float]]]:
         """See :class:`FeatureStore`."""
         return LatestVectors(self.read_latest_matrix(view, entity_ids, partition_of=partition_of, group=group))
 
     def read_latest_matrix(
-        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int], group: str
+        self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int] | None = None,
+        group: str
     ) -> LatestMatrix:
         """See :class:`FeatureStore`."""
         ids = list(entity_ids)
-        raws = [self.strings.get(latest_key_for(view, SourcePosition(group, view.source_topic, partition_of(e)), e))
-                for e in ids]
+        parts = [self._partition(view, group, e, partition_of) for e in ids]
+        raws = [None if p is None else self.strings.get(latest_key_for(view, SourcePosition(group, view.source_topic,
+                                                                                               p), e))
+                for e, p in zip(ids, parts, strict=True)]
         return codec_for(view.feature_names).matrix(ids, raws)
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:

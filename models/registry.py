@@ -10,7 +10,7 @@ Layout under the registry root::
         v2/model.pkl
         ...
 
-``registry.json`` holds ``{"format": 1, "model", "uid", "revision", "next_version", "versions": [...],
+``registry.json`` (its shape, lock and atomic write: :mod:`models.registry_state`) holds ``{"format": 1, "model", "uid", "revision", "next_version", "versions": [...],
 "history": [...]}`` (and ``control_revision``, see below). Every change takes the lock, reads the current file, applies the change, bumps
 ``revision`` and writes a new file atomically (temp file + ``os.replace``). Readers never lock: they see
 either the previous file or the next one, never a partial write, and nothing is cached in memory, so every
@@ -51,89 +51,46 @@ Example:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pickle
-import re
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from models.artifacts import (
     PICKLE_PROTOCOL,
     _fsync_dir,
-    atomic_write_bytes,
     load_verified,
     sha256_bytes,
     write_temp,
 )
 from models.exceptions import RegistryError
+from models.registry_state import (
+    STAGES,
+    STATE_FILE,
+    ModelVersion,
+    Stage,
+    check_name,
+    find_version,
+    locked,
+    new_state,
+    production_record,
+    read_state,
+    rollback_record,
+    write_state,
+)
 
-__all__ = ["Stage", "ModelVersion", "Registry"]
+__all__ = ["Stage", "STAGES", "ModelVersion", "Registry"]
 
-Stage = Literal["staging", "production", "archived"]
-STAGES: tuple[str, ...] = ("staging", "production", "archived")
-_FORMAT = 1
-_STATE_FILE = "registry.json"
-_LOCK_FILE = ".lock"
 _ARTIFACT_FILE = "model.pkl"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered version of a model, as recorded in ``registry.json``."""
-
-    model: str
-    version: int
-    stage: str
-    sha256: str
-    artifact: str
-    feature_names: tuple[str, ...]
-    feature_types: tuple[str, ...]
-    metrics: dict[str, float]
-    reference: dict[str, Any]
-    registered_by: str
-    registered_at: int
-    promoted_at: int | None
-    flavor: str
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        data = asdict(self)
-        data["feature_names"], data["feature_types"] = list(self.feature_names), list(self.feature_types)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelVersion:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            model=str(data["model"]),
-            version=int(data["version"]),
-            stage=str(data["stage"]),
-            sha256=str(data["sha256"]),
-            artifact=str(data["artifact"]),
-            feature_names=tuple(data["feature_names"]),
-            feature_types=tuple(data["feature_types"]),
-            metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
-            reference=dict(data.get("reference") or {}),
-            registered_by=str(data.get("registered_by", "unknown")),
-            registered_at=int(data["registered_at"]),
-            promoted_at=None if data.get("promoted_at") is None else int(data["promoted_at"]),
-            flavor=str(data.get("flavor", "sklearn")),
-            tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
-        )
 
 
 class Registry:
@@ -151,7 +108,7 @@ class Registry:
     # ----------------------------------------------------------------------------------------- reads
     def get(self, model: str, version: int) -> ModelVersion:
         """The record of ``model`` version ``version``; :class:`RegistryError` if unknown."""
-        return ModelVersion.from_dict(_find(self._read(model), model, version))
+        return ModelVersion.from_dict(find_version(self._read(model), model, version))
 
     def versions(self, model: str) -> list[ModelVersion]:
         """Every version of ``model``, oldest first; :class:`RegistryError` if the model is unknown."""
@@ -161,11 +118,11 @@ class Registry:
         """Names of all registered models, sorted."""
         if not self._root.is_dir():
             return []
-        return sorted(p.name for p in self._root.iterdir() if (p / _STATE_FILE).is_file())
+        return sorted(p.name for p in self._root.iterdir() if (p / STATE_FILE).is_file())
 
     def production(self, model: str) -> ModelVersion | None:
         """The version in production, or None."""
-        rec = _production(self._read(model))
+        rec = production_record(self._read(model))
         return None if rec is None else ModelVersion.from_dict(rec)
 
     def history(self, model: str) -> list[dict[str, Any]]:
@@ -177,7 +134,7 @@ class Registry:
         state = self._read(model)
         if state.get("uid"):
             return str(state["uid"])
-        with self._locked(model):
+        with locked(self._root, model):
             state = self._read(model)
             if not state.get("uid"):
                 state["uid"] = secrets.token_hex(8)
@@ -199,7 +156,7 @@ class Registry:
         Versions that were rolled back away from (and not promoted again since) are skipped too: they are
         known bad. Never returns the current production version.
         """
-        rec = _rollback_target(self._read(model), exclude)
+        rec = rollback_record(self._read(model), exclude)
         return None if rec is None else ModelVersion.from_dict(rec)
 
     def artifact_path(self, model: str, version: int) -> Path:
@@ -219,7 +176,7 @@ class Registry:
         tags: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Store ``estimator`` as the next version of ``model`` (stage ``staging``) and return its record."""
-        _check_name(model)
+        check_name(model)
         names = tuple(str(n) for n in feature_names)
         types = tuple(str(t) for t in feature_types) if feature_types is not None else ("float",) * len(names)
         if not names:
@@ -246,8 +203,8 @@ class Registry:
         model_dir.mkdir(parents=True, exist_ok=True)
         tmp = write_temp(model_dir, _ARTIFACT_FILE, data)  # the slow part happens outside the lock
         try:
-            with self._locked(model):
-                state = self._read_state(model) or _new_state(model)
+            with locked(self._root, model):
+                state = self._read_state(model) or new_state(model)
                 version = int(state["next_version"])
                 rel = f"{model}/v{version}/{_ARTIFACT_FILE}"
                 target = self._root / rel
@@ -274,11 +231,11 @@ class Registry:
         """Put ``version`` in production; the previous production version becomes ``archived``."""
 
         def change(state: dict[str, Any]) -> dict[str, Any]:
-            rec = _find(state, model, version)
-            prod = _production(state)
+            rec = find_version(state, model, version)
+            prod = production_record(state)
             if prod is not None and prod["version"] == rec["version"]:
                 return rec  # already in production: nothing to record
-            self._set_production(state, rec, prod, "promote", by, reason, command_id)
+            self._setproduction_record(state, rec, prod, "promote", by, reason, command_id)
             return rec
 
         return self._mutate(model, command_id, change)
@@ -289,7 +246,7 @@ class Registry:
         """Move ``version`` to ``archived`` (if it was in production, nothing is in production after)."""
 
         def change(state: dict[str, Any]) -> dict[str, Any]:
-            rec = _find(state, model, version)
+            rec = find_version(state, model, version)
             if rec["stage"] == "archived":
                 return rec
             previous = rec["stage"]
@@ -311,23 +268,23 @@ class Registry:
         """
 
         def change(state: dict[str, Any]) -> dict[str, Any]:
-            prod = _production(state)
+            prod = production_record(state)
             if prod is None:
                 raise RegistryError(f"rollback {model!r}: no version is in production, nothing to roll back")
             if to_version is None:
-                target = _rollback_target(state, exclude)
+                target = rollback_record(state, exclude)
                 if target is None:
                     raise RegistryError(
                         f"rollback {model!r}: no earlier promoted version to roll back to from "
                         f"v{prod['version']}; promote a specific version instead"
                     )
             else:
-                target = _find(state, model, to_version)
+                target = find_version(state, model, to_version)
                 if target["version"] == prod["version"]:
                     raise RegistryError(
                         f"rollback {model!r}: v{to_version} is already in production; pick another version"
                     )
-            self._set_production(
+            self._setproduction_record(
                 state, target, prod, "rollback", by, reason, command_id, rolled_back_version=prod["version"]
             )
             return target
@@ -344,25 +301,25 @@ class Registry:
         else is a ``promote``); ``extra`` goes into the history event (e.g. ``alert_id``). A no-op returning
         False when the registry already followed ``revision`` or a newer one; :class:`RegistryError` for an
         unknown version."""
-        _check_name(model)
-        with self._locked(model):
+        check_name(model)
+        with locked(self._root, model):
             state = self._read(model)
             if int(state.get("control_revision", 0)) >= revision:
                 return False
-            rec = _find(state, model, version)
-            prod = _production(state)
+            rec = find_version(state, model, version)
+            prod = production_record(state)
             if prod is None or prod["version"] != rec["version"]:
                 kind = "rollback" if action == "rollback" else "promote"
                 if kind == "rollback" and prod is not None:
                     extra = {**extra, "rolled_back_version": prod["version"]}
-                self._set_production(state, rec, prod, kind, by, reason, command_id, control_revision=revision,
+                self._setproduction_record(state, rec, prod, kind, by, reason, command_id, control_revision=revision,
                                      **extra)
             state["control_revision"] = int(revision)
             self._write_state(model, state)
             return True
 
     # ------------------------------------------------------------------------------------- internals
-    def _set_production(
+    def _setproduction_record(
         self, state: dict[str, Any], rec: dict[str, Any], prod: dict[str, Any] | None, action: str,
         by: str, reason: str, command_id: str | None, **extra: Any,
     ) -> None:
@@ -385,99 +342,28 @@ class Registry:
     def _mutate(
         self, model: str, command_id: str | None, change: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> ModelVersion:
-        _check_name(model)
-        with self._locked(model):
+        check_name(model)
+        with locked(self._root, model):
             state = self._read(model)
             if command_id is not None:
                 done = [e for e in state["history"] if e.get("command_id") == command_id]
                 if done:  # replayed command: report what it did, change nothing
-                    return ModelVersion.from_dict(_find(state, model, done[-1]["version"]))
+                    return ModelVersion.from_dict(find_version(state, model, done[-1]["version"]))
             before = orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
             rec = change(state)
             if orjson.dumps(state, option=orjson.OPT_SORT_KEYS) != before:
                 self._write_state(model, state)
             return ModelVersion.from_dict(rec)
 
-    @contextmanager
-    def _locked(self, model: str) -> Iterator[None]:
-        model_dir = self._root / model
-        model_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(model_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
-
     def _read_state(self, model: str) -> dict[str, Any] | None:
-        _check_name(model)
-        try:
-            raw = (self._root / model / _STATE_FILE).read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            state = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise RegistryError(
-                f"{self._root / model / _STATE_FILE} is not valid JSON ({exc}); restore it from a backup"
-            ) from exc
-        if state.get("format") != _FORMAT:
-            raise RegistryError(f"{model!r}: unsupported registry format {state.get('format')!r}")
-        return state
+        return read_state(self._root, model)
 
     def _read(self, model: str) -> dict[str, Any]:
-        state = self._read_state(model)
+        state = read_state(self._root, model)
         if state is None:
             known = ", ".join(self.models()) or "none"
             raise RegistryError(f"unknown model {model!r} in registry {self._root} (known: {known})")
         return state
 
     def _write_state(self, model: str, state: dict[str, Any]) -> None:
-        state["revision"] = int(state["revision"]) + 1
-        data = orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        atomic_write_bytes(self._root / model / _STATE_FILE, data)
-
-
-def _check_name(model: str) -> None:
-    if not isinstance(model, str) or not _NAME_RE.match(model) or model in {".", ".."}:
-        raise RegistryError(
-            f"invalid model name {model!r}: use letters, digits, '.', '_' or '-' (max 128, no leading '.')"
-        )
-
-
-def _new_state(model: str) -> dict[str, Any]:
-    return {"format": _FORMAT, "model": model, "uid": secrets.token_hex(8), "revision": 0, "next_version": 1,
-            "versions": [], "history": []}
-
-
-def _find(state: dict[str, Any], model: str, version: int | None) -> dict[str, Any]:
-    for rec in state["versions"]:
-        if rec["version"] == version:
-            return rec
-    known = [r["version"] for r in state["versions"]]
-    raise RegistryError(f"model {model!r} has no version {version!r} (registered versions: {known})")
-
-
-def _production(state: dict[str, Any]) -> dict[str, Any] | None:
-    for rec in state["versions"]:
-        if rec["stage"] == "production":
-            return rec
-    return None
-
-
-def _rollback_target(state: dict[str, Any], exclude: Collection[int]) -> dict[str, Any] | None:
-    promoted: list[int] = []  # versions in the order they were (re)promoted
-    bad: set[int] = set()
-    for event in state["history"]:
-        if event["action"] in ("promote", "rollback"):
-            bad.discard(event["version"])
-            promoted.append(event["version"])
-            if event["action"] == "rollback" and event.get("from_version") is not None:
-                bad.add(event["from_version"])
-    prod = _production(state)
-    current = None if prod is None else prod["version"]
-    skip = set(exclude) | bad | {current}
-    for version in reversed(promoted):
-        if version not in skip:
-            return _find(state, str(state["model"]), version)
-    return None
+        write_state(self._root, model, state)

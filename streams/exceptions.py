@@ -4,6 +4,7 @@
 
     DriftlineError
      ├── ConfigError              streams: a setting is missing or malformed
+     ├── InfrastructureError      streams: a dependency failed (the batch is retried, never dead-lettered)
      ├── StackError               streams: the embedded broker / Redis could not start or stop
      ├── ControlError             streams: a control command is malformed or not authentic
      │    └── ControlStoreError   streams: the control store (Redis) does not answer
@@ -24,6 +25,11 @@ class DriftlineError(Exception):
 
 class ConfigError(DriftlineError):
     """A setting is missing or malformed; the message names the setting to fix."""
+
+
+class InfrastructureError(DriftlineError):
+    """A dependency (Redis, the broker) failed: the batch is retried as a whole, no record is blamed
+    (``streams.runtime.isolation``)."""
 
 
 class StackError(DriftlineError):

@@ -8,6 +8,8 @@ stage. Never an entity id.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -17,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
 
@@ -101,6 +104,10 @@ class Metrics:
                                ["command", "status"], registry=r)
         self.control_rejected = Counter("driftline_control_rejected", "Control commands a scorer rejected, by reason "
                                         "(unverified, replayed, superseded, invalid, failed)", ["reason"], registry=r)
+        self.partition_conflicts = Counter(
+            "driftline_entity_partition_conflicts", "Entities whose events arrived on another partition of their topic "
+            "than before (a producer changed its partitioner, or partitions were added): their windows split",
+            ["topic"], registry=r)
         self.labels_joined = Counter("driftline_labels_joined", "Labels joined to predictions", registry=r)
         self.consumer_lag = Gauge("driftline_consumer_lag_records",
                                   "High watermark minus the next offset to commit (fetch-reported, cached)",
@@ -110,6 +117,12 @@ class Metrics:
         self.batch_failures = Counter("driftline_batch_failures", "Batches rewound after a failure",
                                       ["stage", "error"], registry=r)
         self.healthy = Gauge("driftline_healthy", "1 when the worker makes progress", ["stage"], registry=r)
+        self.records_waiting = Gauge("driftline_records_waiting",
+                                     "Records between the consumer's position and the high watermark, assigned "
+                                     "partitions together (the watchdog's measure; -1: unknown)", ["stage"], registry=r)
+        self.consumer_restarts = Counter("driftline_consumer_restarts",
+                                         "Consumers the watchdog re-created: records waited and nothing was "
+                                         "committed for longer than the stall bound", ["stage"], registry=r)
         self.ab_z = Gauge("driftline_ab_z", "Two-proportion z of the challenger against the champion (joined labels)",
                           ["model", "champion", "challenger"], registry=r)
         self.ab_p_value = Gauge("driftline_ab_p_value", "Two-sided p-value of the champion/challenger z-test",
@@ -142,6 +155,19 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up before its answer is the client's business: no traceback on stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):  # BrokenPipeError, ConnectionResetError, ...
+            log.debug("health client %s went away: %s", client_address, exc)
+            return
+        super().handle_error(request, client_address)
+
+
 class HealthServer:
     """``/metrics`` (Prometheus text format) and ``/health`` (JSON, HTTP 503 when not healthy) on 127.0.0.1."""
 
@@ -154,7 +180,10 @@ class HealthServer:
                 if self.path.startswith("/metrics"):
                     body, ctype, code = metrics_ref.exposition(), CONTENT_TYPE_LATEST, 200
                 elif self.path.startswith("/health"):
-                    state = health_ref()
+                    try:
+                        state = health_ref()
+                    except Exception as exc:  # noqa: BLE001 - an answer that cannot be computed is a red one
+                        state = {"healthy": False, "error": f"health check failed: {type(exc).__name__}: {exc}"}
                     body = json.dumps(state, default=str).encode()
                     ctype, code = "application/json", 200 if state.get("healthy") else 503
                 else:
@@ -168,7 +197,7 @@ class HealthServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _QuietServer((host, port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
 

@@ -59,6 +59,8 @@ class KafkaSettings:
     # how long the broker may hold a fetch waiting for data; real Kafka answers as soon as records arrive, tansu
     # late, in steps that grow with this wait (README, "The embedded broker"); 5 ms or less stalls fetches there
     fetch_wait_max_ms: int = 20
+    # the producers' message.max.bytes (librdkafka's default): a dead letter of a larger record is cut to fit it
+    message_max_bytes: int = 1_000_000
 
     def client_config(self) -> dict[str, Any]:
         """Settings common to every client (bootstrap + security)."""
@@ -104,6 +106,11 @@ class PipelineSettings:
     # entity states the worker keeps in memory across batches, all partitions together (least recently used
     # out): 100,000 x ~7 KB per 31-bucket state = ~0.7 GiB at most; 0 turns the cache off
     cache_max_entities: int = DEFAULT_MAX_ENTITIES
+    # how far an event's time may be ahead of the worker's clock; later ones go to the DLQ as `future` and never
+    # move the watermark (0: no check, for simulations whose event time runs faster than the clock)
+    max_future_skew_ms: int = 30_000
+    # records waiting and no commit for this long: /health goes red and the watchdog re-creates the consumer
+    stall_after_s: float = 60.0
     # the fused pipeline saves state + latest vectors + offset (and commits) once per this interval instead of after
     # every batch (0); serving reads of the store lag by up to it, a crash replays up to it (streams.runtime.loop)
     checkpoint_interval_ms: int = 1000
@@ -151,6 +158,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster: bool = False  # REDIS_CLUSTER=1: a plain redis:// URL names a Redis Cluster node (streams.redis_client)
     registry_dir: str = ".driftline/registry"
     run_dir: str = ".driftline/run"
     control_key: str = field(default="", repr=False)
@@ -197,6 +205,7 @@ class Settings:
             create_topics=_bool(env.get("DRIFTLINE_CREATE_TOPICS", str(kafka_t.get("create_topics", True)))),
             prefetch_kbytes=_int(env, "DRIFTLINE_PREFETCH_KBYTES", kafka_t.get("prefetch_kbytes", 65536)),
             fetch_wait_max_ms=_int(env, "DRIFTLINE_FETCH_WAIT_MAX_MS", kafka_t.get("fetch_wait_max_ms", 20)),
+            message_max_bytes=_int(env, "DRIFTLINE_MESSAGE_MAX_BYTES", kafka_t.get("message_max_bytes", 1_000_000)),
         )
         topics_t = data.get("topics", {})
         topics = TopicSettings(
@@ -217,6 +226,8 @@ class Settings:
             monitor_group=env.get("DRIFTLINE_MONITOR_GROUP", pipe_t.get("monitor_group", "driftline-monitor")),
             cache_max_entities=_int(env, "DRIFTLINE_CACHE_MAX_ENTITIES",
                                     pipe_t.get("cache_max_entities", DEFAULT_MAX_ENTITIES)),
+            max_future_skew_ms=_int(env, "DRIFTLINE_MAX_FUTURE_SKEW_MS", pipe_t.get("max_future_skew_ms", 30_000)),
+            stall_after_s=_float(env, "DRIFTLINE_STALL_AFTER_S", pipe_t.get("stall_after_s", 60.0)),
             checkpoint_interval_ms=_int(env, "DRIFTLINE_CHECKPOINT_INTERVAL_MS",
                                         pipe_t.get("checkpoint_interval_ms", PipelineSettings.checkpoint_interval_ms)),
         )
@@ -227,6 +238,12 @@ class Settings:
             raise ConfigError("DRIFTLINE_CHECKPOINT_INTERVAL_MS must be between 0 (every batch) and 600000")
         if pipeline.cache_max_entities < 0:
             raise ConfigError("DRIFTLINE_CACHE_MAX_ENTITIES must be >= 0 (0 turns the state cache off)")
+        if pipeline.stall_after_s <= 0:
+            raise ConfigError("DRIFTLINE_STALL_AFTER_S must be > 0")
+        if pipeline.max_future_skew_ms < 0:
+            raise ConfigError("DRIFTLINE_MAX_FUTURE_SKEW_MS must be >= 0 (0 turns the check off)")
+        if not 1000 <= kafka.message_max_bytes <= 1_000_000_000:  # librdkafka's range
+            raise ConfigError("DRIFTLINE_MESSAGE_MAX_BYTES must be between 1000 and 1000000000")
         if not 0 <= kafka.fetch_wait_max_ms <= 300_000:  # librdkafka's range
             raise ConfigError("DRIFTLINE_FETCH_WAIT_MAX_MS must be between 0 and 300000")
         if kafka.auto_offset_reset not in ("earliest", "latest", "error"):
@@ -254,6 +271,7 @@ class Settings:
             kafka=kafka, topics=topics, pipeline=pipeline, history=history,
             monitor=MonitorSettings.from_env(env, data.get("monitor", {})),
             redis_url=env.get("REDIS_URL", data.get("redis_url", "redis://127.0.0.1:6379/0")),
+            redis_cluster=_bool(env.get("REDIS_CLUSTER", str(data.get("redis_cluster", False)))),
             registry_dir=env.get("DRIFTLINE_REGISTRY", data.get("registry_dir", ".driftline/registry")),
             run_dir=env.get("DRIFTLINE_RUN_DIR", data.get("run_dir", ".driftline/run")),
             control_key=env.get("DRIFTLINE_CONTROL_KEY", ""),

@@ -18,7 +18,9 @@ import redis
 from hypothesis import settings as hypothesis_settings
 
 from streams.local.procs import stop_pid
+from streams.local.redis_cluster import LocalCluster
 from streams.local.redis_server import ensure_redis
+from streams.redis_client import make_redis
 from tests import skip_policy
 
 # No wall-clock deadline on hypothesis examples: on a loaded 2-core CI machine a deadline is a flaky timing
@@ -57,10 +59,40 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
+def single_client(redis_url: str) -> Iterator[redis.Redis]:
     """A bytes client of the session's Redis, database 11. Tests delete the keys they write (each under a
     unique tag), and never flush: the Redis may be shared."""
     c = redis.Redis.from_url(with_db(redis_url, 11), socket_connect_timeout=2)
     c.ping()  # a Redis that went away fails the test: it never skips
     yield c
     c.close()
+
+
+@pytest.fixture
+def client(single_client: redis.Redis) -> redis.Redis:
+    """``single_client``; a module can override ``client`` with :func:`redis_backend` to run on the cluster too."""
+    return single_client
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A real Redis Cluster for the session: 3 masters + 3 replicas (``redis-server --cluster-enabled yes`` on free
+    ports, joined by ``redis-cli --cluster create``; about 2 s), stopped at the end. Tests write under unique keys;
+    the reshard and failover tests move slots and primaries, and leave a healthy cluster behind."""
+    with LocalCluster(tmp_path_factory.mktemp("redis-cluster"), masters=3, replicas=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: LocalCluster) -> Iterator[redis.RedisCluster]:
+    """A bytes Redis Cluster client of the session's cluster (made by the one client factory)."""
+    c = make_redis(redis_cluster.url)
+    yield c  # type: ignore[misc]
+    c.close()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_backend(request: pytest.FixtureRequest) -> redis.Redis | redis.RedisCluster:
+    """The session's Redis, then the session's Redis Cluster: a module runs its tests on both with
+    ``@pytest.fixture def client(redis_backend): return redis_backend``."""
+    return request.getfixturevalue("single_client" if request.param == "redis" else "cluster_client")

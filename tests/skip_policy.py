@@ -53,8 +53,9 @@ class AllowedSkip:
 ALLOWED: tuple[AllowedSkip, ...] = (
     AllowedSkip(
         "docker",
-        "needs a Docker engine (testcontainers); CI machines and laptops may have none, and the same paths run "
-        "on the embedded tansu + redis-server stack in every run",
+        "needs a Docker engine (testcontainers, the image, compose); laptops may have none. CI starts one "
+        "(deploy/local-engine.sh) and then requires these tests; they skip there only when it cannot start, "
+        "saying why. The same paths run on the embedded tansu + redis-server stack in every run",
         marker="docker",
     ),
 )

@@ -169,8 +169,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _control_view(settings: Settings, registry: Any, model: str) -> tuple[dict[str, Any] | None, list, str | None]:
     """The model's desired state and control history from the control store, or why they cannot be read."""
     from streams.exceptions import ControlStoreError
+    from streams.redis_client import REDIS_ERRORS
     from streams.runtime.workers import control_store, redis_client
-    client = redis_client(settings)
+    try:
+        client = redis_client(settings)  # a cluster client connects at once
+    except REDIS_ERRORS as exc:
+        return None, [], f"control store: {exc}"
     try:
         store = control_store(settings, client, registry, model)
         state, _ = store.current()
@@ -293,9 +297,18 @@ def _topics_of(worker: Any) -> list[str]:
     return list(topics)
 
 
+def keep_running_on_broken_pipes() -> None:
+    """A long-running command ignores SIGPIPE. ``main`` restores its default (so ``driftline registry list | head``
+    ends quietly), under which a /health or /metrics client that hangs up before the answer (a probe's timeout
+    shorter than the Redis and broker checks) killed the whole worker: exit 141, not a line logged. Ignored,
+    that write raises ``BrokenPipeError`` in the HTTP thread, which drops the connection and serves on."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
 def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> int:
     """Serve /metrics and /health, run ``worker`` until Ctrl-C or SIGTERM, stop it."""
     from streams.metrics import HealthServer
+    keep_running_on_broken_pipes()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                     default="stable", help="what happens to the stream at --drift-at")
     pr.add_argument("--drift-at", type=float, default=15.0, help="seconds into the stream")
     pr.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
-    pr.add_argument("--time-scale", type=float, default=1.0, help="event time runs this many times faster")
+    pr.add_argument("--time-scale", type=float, default=1.0,
+                    help="event time runs this many times faster (above 1 it runs ahead of the clock: run the pipeline "
+                         "with DRIFTLINE_MAX_FUTURE_SKEW_MS=0, or it dead-letters those events as `future`)")
     pr.add_argument("--start-ms", type=int, default=0, help="event time of the first event, epoch ms (0: now)")
     pr.add_argument("--labels", action="store_true", help="also produce delayed labels (vitals)")
     pr.add_argument("--label-delay", type=float, default=2.0, help="label delay, in seconds")

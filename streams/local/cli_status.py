@@ -37,7 +37,7 @@ def _stack(settings: Settings, how: str) -> dict[str, Any]:
     state = EmbeddedStack(Path(settings.run_dir), redis_url=settings.redis_url).status()
     if state.get("broker") is None:  # no embedded stack recorded: check what the settings point at
         broker_problem = broker_answers(settings)
-        redis_problem = redis_answers(settings.redis_url)
+        redis_problem = redis_answers(settings.redis_url, cluster=settings.redis_cluster)
         state.update(broker={"bootstrap_servers": settings.kafka.bootstrap_servers, "pid": None,
                              "reachable": broker_problem is None, "error": broker_problem},
                      redis={"url": settings.redis_url, "pid": None, "reachable": redis_problem is None,

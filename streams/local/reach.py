@@ -81,18 +81,23 @@ class _Silent:
     debug = info = warning = error = critical = exception = log
 
 
-def redis_answers(url: str, timeout_s: float = 1.0) -> str | None:
-    """None when Redis at ``url`` answers PING within ``timeout_s``; else the error."""
-    import redis
+def redis_answers(url: str, timeout_s: float = 1.0, *, cluster: bool = False) -> str | None:
+    """None when Redis at ``url`` (a Redis Cluster for ``redis+cluster://`` or ``cluster``) answers as configured
+    within ``timeout_s``; else the error (a single-node URL on a cluster node is one: ``streams.redis_client``)."""
+    from streams.redis_client import REDIS_ERRORS, RedisSetupError, check_redis, make_redis
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
-    except ValueError as exc:
+        client = make_redis(url, cluster=cluster, connect_timeout=timeout_s, socket_timeout=timeout_s)
+    except (ValueError, DriftlineError) as exc:
         return f"bad URL: {exc}"
+    except REDIS_ERRORS as exc:  # a cluster client connects at once
+        return str(exc).split("\n")[0]
     try:
-        client.ping()
+        check_redis(client)
         return None
-    except (redis.RedisError, OSError) as exc:
+    except RedisSetupError as exc:
+        return str(exc)
+    except REDIS_ERRORS as exc:
         return str(exc).split("\n")[0]
     finally:
         client.close()
@@ -112,7 +117,7 @@ def require(settings: Settings, needs: Collection[str], *, origin: Mapping[str, 
                 f"cannot reach the Kafka broker at {settings.kafka.bootstrap_servers}{where}: {problem.rstrip('.')}. "
                 "Start the embedded stack with `driftline up`, or set KAFKA_BOOTSTRAP_SERVERS to your cluster")
     if "redis" in needs:
-        problem = redis_answers(settings.redis_url)
+        problem = redis_answers(settings.redis_url, cluster=settings.redis_cluster)
         if problem is not None:
             where = f" ({origin['redis']})" if origin.get("redis") else ""
             raise Unreachable(f"cannot reach Redis at {_safe_url(settings.redis_url)}{where}: {problem.rstrip('.')}. "

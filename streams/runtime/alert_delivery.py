@@ -24,61 +24,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from monitor.alerts import Alert
 from monitor.http_post import Attempt
 from monitor.sinks import AlertSink
-from streams import codec
 from streams.metrics import Metrics
 from streams.runtime.alert_queue import DeliveryScheduler, Job
+from streams.runtime.alert_records import Delivery, decode_alert, placeholder_alert
 from streams.runtime.loop import LoopHealth, describe
 
 log = logging.getLogger(__name__)
-_REQUIRED = ("dedup_key", "action", "severity", "kind", "model")
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One record of the alerts topic: the parsed alert and its original bytes (for a dead letter)."""
-
-    alert: Alert
-    key: bytes | None
-    value: bytes
-    topic: str
-
-
-def decode_alert(value: bytes) -> Alert:
-    """An :class:`Alert` from a record value; ``ValueError`` naming what is wrong otherwise.
-
-    >>> decode_alert(b'{"dedup_key": "m/1/x/-/all", "action": "resolve", "severity": "warning", "kind": "x",'
-    ...              b' "model": "m", "ts": 5}').action
-    'resolve'
-    >>> decode_alert(b'{"action": "trigger"}')
-    Traceback (most recent call last):
-    ...
-    ValueError: not an alert: missing or empty dedup_key, severity, kind, model
-    """
-    try:
-        body = codec.decode(value)
-    except codec.DecodeError as exc:
-        raise ValueError(f"malformed JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ValueError("not an alert: the value is not a JSON object")
-    missing = [k for k in _REQUIRED if not isinstance(body.get(k), str) or not body.get(k)]
-    if missing:
-        raise ValueError(f"not an alert: missing or empty {', '.join(missing)}")
-    if not isinstance(body.get("details", {}) or {}, dict):
-        raise ValueError("not an alert: details is not an object")
-    try:
-        return Alert.from_dict({"alert_id": "", "model_version": 0, "feature": None, "detector": "",
-                                "statistic": "", "value": None, "threshold": None, "window": "", "ts": 0,
-                                "summary": "", **body})
-    except TypeError as exc:
-        raise ValueError(f"not an alert: {exc}") from exc
 
 
 class AlertDeliveryLoop:
@@ -188,7 +145,7 @@ class AlertDeliveryLoop:
             alert = decode_alert(m.value() or b"")
         except ValueError as exc:
             log.warning("alerts: dead-lettering %s: %s", describe(m), exc)
-            delivery = Delivery(_placeholder(), m.key(), m.value() or b"", tp[0])
+            delivery = Delivery(placeholder_alert(), m.key(), m.value() or b"", tp[0])
             self.scheduler.add(tp, offset, "", delivery, now=now, sinks=(), holds=1)
             self._dead_letter(delivery, tp, offset, "malformed_alert", str(exc), sink="")
             return 1
@@ -406,7 +363,3 @@ class AlertDeliveryLoop:
                          "failing_for_s": None if st.failing_since is None else round(now - st.failing_since, 3),
                          "last_error": st.last_error or None}
         return out
-
-
-def _placeholder() -> Alert:
-    return Alert("", "", "", "", "", "", 0, None, "", "", None, None, "", 0, "")

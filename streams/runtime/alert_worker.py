@@ -18,8 +18,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from monitor.alertmanager import AlertmanagerSink
 from monitor.sinks import AlertSink, LogSink, PagerDutySink, WebhookSink
 from streams.metrics import Metrics
-from streams.runtime.alert_delivery import AlertDeliveryLoop, decode_alert
+from streams.runtime.alert_delivery import AlertDeliveryLoop
 from streams.runtime.alert_queue import Backoff, DeliveryScheduler
+from streams.runtime.alert_records import decode_alert
 from streams.runtime.clients import close_producer, make_consumer, make_producer
 from streams.runtime.topics import TopicSpec, ensure_topics
 from streams.runtime.workers import Worker, _broker_probe

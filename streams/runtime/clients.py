@@ -31,6 +31,7 @@ def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
         "linger.ms": 5,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 200_000,
+        "message.max.bytes": kafka.message_max_bytes,  # dead letters are cut to fit it (streams/runtime/dead_letters.py)
     }
     cfg.update({k.replace("_", "."): v for k, v in overrides.items()})
     return cfg

@@ -11,8 +11,10 @@ bounded queue; a batcher task takes up to ``max_rows`` events or waits ``max_ms`
 :class:`FaustRecord` (confluent ``Message``'s methods), calls ``handler.process(batch)``, produces the outputs
 with the worker's confluent producer, flushes and checks every delivery, runs ``result.finalize()`` (state and
 offset to Redis, atomically) and only **then** acks the events. Faust commits acked offsets only, so it can never
-commit past a batch whose state was not written. A failed batch is not acked: it is retried (exponential
-backoff, 0.1 s doubling to 5 s) and the worker reports itself unhealthy meanwhile, as the default loop does.
+commit past a batch whose state was not written. A record that makes the handler raise is isolated and
+dead-lettered as ``poison`` exactly as in the default loop (:mod:`streams.runtime.isolation`); a batch failed by
+an infrastructure fault is not acked: it is retried (exponential backoff, 0.1 s doubling to 5 s) and the worker
+reports itself unhealthy meanwhile, as the default loop does.
 Between batches the processing is synchronous (no ``await`` between ``process`` and the acks), so a
 cancellation on shutdown cannot split a batch.
 
@@ -315,8 +317,8 @@ class FaustWorker(AppThread):
         records = [FaustRecord(e.message) for e in events]
         started = time.perf_counter()
         try:
-            lp.deliver(lp.handler.process(records))  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - not acked: retried with backoff, never lost
+            lp.handle_isolated(records)  # type: ignore[arg-type] - a poison record is dead-lettered, not retried
+        except Exception as exc:  # noqa: BLE001 - an infrastructure fault: not acked, retried with backoff
             lp.note_failure(exc)
             log.warning("faust batch failed (%s); %d records not acked, retrying", lp.health.last_error,
                         len(records))

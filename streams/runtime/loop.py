@@ -23,9 +23,18 @@ goes idle. A hot entity's state is then written once per interval, not once per 
 store (latest vectors) lag by up to the interval, and a crash replays up to an interval of events (same
 features, same ``prediction_id``). See :mod:`streams.runtime.checkpoint`.
 
-A failure (Redis down, delivery failed) rewinds the consumer to the first offsets after the last checkpoint (the
-batch's own with checkpoints after every batch), has the handler forget what it applied since (``rollback``) and
-retries with exponential backoff; the loop reports itself unhealthy meanwhile instead of idling as a zombie.
+An infrastructure failure (Redis down, delivery failed: :func:`streams.runtime.isolation.is_infrastructure`)
+rewinds the consumer to the first offsets after the last checkpoint (the batch's own with checkpoints after every
+batch), has the handler forget what it applied since (``rollback``) and retries with exponential backoff; the
+loop reports itself unhealthy meanwhile instead of idling as a zombie.
+
+A record-level fault (the handler raised for a reason that is not a dependency, or the broker refused an output
+for what it is) never fails the stream: the loop goes back to the last checkpoint the same way, without backing
+off, and handles everything up to the failed batch's last offsets *carefully*: batch by batch, each checkpointed
+before the next, a failing batch bisected until the culprit fails alone and is dead-lettered as ``poison``
+(:mod:`streams.runtime.isolation`). With a checkpoint interval the records handled since the last checkpoint
+(at most one interval) are handled again, so their outputs are produced a second time with the same ids
+(identifiable duplicates, as after a crash); with checkpoints after every batch nothing is produced twice.
 """
 
 from __future__ import annotations
@@ -39,7 +48,17 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from streams.exceptions import InfrastructureError
 from streams.metrics import Metrics
+from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, fit, headers_for, is_dead_letter
+from streams.runtime.isolation import (
+    RECORD_LEVEL_KAFKA_ERRORS,
+    RefusedRecordError,
+    dependency_of,
+    is_infrastructure,
+    poison_detail,
+    run_isolated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +90,7 @@ class BatchHandler(Protocol):
     def on_revoke(self, partitions: Sequence[TopicPartition]) -> None: ...
 
 
-class DeliveryError(Exception):
+class DeliveryError(InfrastructureError):
     """At least one output was not acknowledged by the broker."""
 
 
@@ -84,6 +103,9 @@ class LoopHealth:
     last_poll_at: float | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    last_error_class: str | None = None
+    last_error_at: float | None = None
+    failing: str | None = None  # the dependency whose failure stops batches (None: the last batch succeeded)
     batches: int = 0
     records: int = 0
     assigned: list[str] = field(default_factory=list)
@@ -129,7 +151,8 @@ class BatchLoop:
                  max_backoff_s: float = 5.0, on_batch: Callable[[int, float], None] | None = None,
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None, commits: CommitLog | None = None,
-                 hold: Callable[[], bool] | None = None, checkpoint_interval_ms: int = 0) -> None:
+                 hold: Callable[[], bool] | None = None, max_message_bytes: int = DEFAULT_MAX_BYTES,
+                 checkpoint_interval_ms: int = 0) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -153,12 +176,17 @@ class BatchLoop:
         self._sent: dict[tuple[str, int], int] = {}  # offsets committed asynchronously, per partition
         self._stop = threading.Event()
         self._delivery_errors: list[str] = []
+        self._refused = 0  # of those, refusals of the record itself (RECORD_LEVEL_KAFKA_ERRORS)
+        self.max_message_bytes = max_message_bytes  # the producer's message.max.bytes: dead letters are cut to fit
         # checkpointing (see the module docstring): 0 = after every batch
         self.checkpoint_s = checkpoint_interval_ms / 1000
         self._checkpointed_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
         self._since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
         self._uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
         self._finalizers: list[Callable[[], None]] = []
+        # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
+        # batch by batch)
+        self._careful: dict[tuple[str, int], int] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -199,8 +227,12 @@ class BatchLoop:
             return 0
         started = time.perf_counter()
         try:
-            self._handle(records)
+            if not self._handle(records):
+                return 0  # went back to the last checkpoint: the records come again
         except Exception as exc:  # noqa: BLE001 - any failure: rewind, back off, retry; never lose the batch
+            if not is_infrastructure(exc):  # e.g. an output the broker refused at a checkpoint: no backoff
+                self._back_to_checkpoint_carefully(records, exc)
+                return 0
             self._rewind_to_checkpoint(records)
             self.note_failure(exc)
             delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.health.consecutive_failures, 10))
@@ -232,12 +264,15 @@ class BatchLoop:
         """Health and metrics of a failed batch (the caller rewinds or leaves it unacked)."""
         self.health.consecutive_failures += 1
         self.health.last_error = f"{type(exc).__name__}: {exc}"
+        self.health.last_error_class, self.health.last_error_at = type(exc).__name__, time.time()
+        self.health.failing = dependency_of(exc)
         self.metrics.batch_failures.labels(self.stage, type(exc).__name__).inc()
         self.metrics.healthy.labels(self.stage).set(0)
 
     def note_success(self, records: int, elapsed_s: float) -> None:
         """Health and metrics of a batch fully handled."""
         self.health.consecutive_failures = 0
+        self.health.failing = None
         self.health.batches += 1
         self.health.records += records
         self.metrics.batch_size.labels(self.stage).observe(records)
@@ -253,25 +288,106 @@ class BatchLoop:
         this loop and the Faust engine, which acks its events after this returns.
         """
         self._delivery_errors.clear()
+        self._refused = 0
         self._produce_all(result.outputs)
-        remaining = self.producer.flush(self.flush_timeout_s)
-        if remaining or self._delivery_errors:
-            raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
+        self._flush_and_check()
         if result.finalize is not None:
             result.finalize()
 
-    def _handle(self, records: list[Message]) -> None:
+    def _flush_and_check(self) -> None:
+        """Wait for every output produced so far; :class:`RefusedRecordError` when the broker refused only outputs
+        for what they are (a record-level fault), :class:`DeliveryError` for anything else not acknowledged."""
+        remaining = self.producer.flush(self.flush_timeout_s)
+        if not remaining and self._delivery_errors and self._refused == len(self._delivery_errors):
+            raise RefusedRecordError(f"the broker refused outputs: {self._delivery_errors[:3]}")
+        if remaining or self._delivery_errors:
+            raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
+
+    def handle_isolated(self, records: Sequence[Message]) -> int:
+        """``deliver(handler.process(records))``, isolating a record that makes the handler raise (see
+        :mod:`streams.runtime.isolation`); returns the number of records dead-lettered as ``poison``."""
+        return run_isolated(records, self.handler.process, self.deliver, self.poison)
+
+    def poison(self, m: Message, exc: BaseException, bare: bool = False) -> BatchResult:
+        """The dead letter of a record that failed alone: reason ``poison``, the exception's class and the
+        traceback's last line, on ``<topic>.dlq`` (``bare``: without the record's key and value)."""
+        topic = m.topic() or ""
+        if not bare:
+            self.metrics.dead_letters.labels(topic, "poison").inc()
+        headers = headers_for(topic, m.partition(), m.offset(), "poison", poison_detail(exc), type(exc).__name__)
+        return BatchResult([Output(dlq_topic(topic), b"" if bare else m.value() or b"", None if bare else m.key(),
+                                   headers)])
+
+    def _handle(self, records: list[Message]) -> bool:
+        """Handle one batch; False when a record-level fault sent the loop back to the last checkpoint."""
+        if self._careful and any(m.offset() <= self._careful.get((m.topic(), m.partition()), -1) for m in records):
+            self._handle_carefully(records)
+            return True
+        clean = not (self._uncommitted or self._finalizers)  # the store holds everything before this batch
         if not self._since:  # the first change after a checkpoint: the interval counts from here
             self._checkpointed_at = time.monotonic()
         for m in records:
             self._since.setdefault((m.topic(), m.partition()), m.offset())
-        result = self.handler.process(records)
-        self._produce_all(result.outputs)
+        try:
+            result = self.handler.process(records)
+            self._produce_all(result.outputs)
+        except Exception as exc:  # noqa: BLE001 - classified right here
+            if is_infrastructure(exc):
+                raise
+            if not clean:
+                self._back_to_checkpoint_carefully(records, exc)
+                return False
+            self._isolate_here(records, exc)
+            return True
         self._uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(records)})
         if result.finalize is not None and result.finalize not in self._finalizers:  # a handler's checkpoint once
             self._finalizers.append(result.finalize)
         if not result.deferrable or self._due():
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except Exception as exc:  # noqa: BLE001 - classified right here
+                if is_infrastructure(exc) or not clean:
+                    raise  # the loop rewinds (and handles carefully for a record-level fault)
+                self._isolate_here(records, exc)  # an output of this batch alone was refused for what it is
+        return True
+
+    def _isolate_here(self, records: list[Message], exc: BaseException) -> None:
+        """A record-level fault in a batch that started at a checkpoint: nothing before it needs a replay, so
+        forget what it applied and handle it carefully right away (no seek, no backoff)."""
+        log.warning("%s: a record-level fault (%s) in a batch of %d records: isolating the culprit",
+                    self.stage, poison_detail(exc), len(records))
+        self._since.clear()
+        self._uncommitted.clear()
+        self._finalizers.clear()
+        self._delivery_errors.clear()
+        self._forget_uncheckpointed()
+        self._handle_carefully(records)
+
+    def _handle_carefully(self, records: list[Message]) -> None:
+        """After a record-level fault: handle ``records`` checkpointed on their own, bisected around a record that
+        makes the handler (or the broker) refuse, which is dead-lettered as ``poison`` (see the module docstring)."""
+        if self._uncommitted or self._finalizers:
+            self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
+        run_isolated(records, self.handler.process, self.deliver, self.poison)
+        committed = _next_offsets(records)
+        self._commit(committed)
+        for tp in committed:
+            key = (tp.topic, tp.partition)
+            if tp.offset > self._careful.get(key, tp.offset):
+                del self._careful[key]
+
+    def _back_to_checkpoint_carefully(self, records: list[Message], exc: BaseException) -> None:
+        """A record-level fault outside careful handling: rewind to the last checkpoint, and mark everything up to
+        ``records`` (and what was handled since the checkpoint) to be handled carefully."""
+        log.warning("%s: a record-level fault (%s) in a batch of %d records: back to the last checkpoint, then "
+                    "isolating the culprit", self.stage, poison_detail(exc), len(records))
+        marks = {key: offset - 1 for key, offset in self._uncommitted.items()}
+        for m in records:
+            key = (m.topic(), m.partition())
+            marks[key] = max(marks.get(key, -1), m.offset())
+        for key, last in marks.items():
+            self._careful[key] = max(self._careful.get(key, -1), last)
+        self._rewind_to_checkpoint(records)
 
     def _due(self) -> bool:
         return time.monotonic() - self._checkpointed_at >= self.checkpoint_s
@@ -279,9 +395,7 @@ class BatchLoop:
     def checkpoint(self) -> None:
         """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
         writes), then commit the next offsets of everything handled since."""
-        remaining = self.producer.flush(self.flush_timeout_s)
-        if remaining or self._delivery_errors:
-            raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
+        self._flush_and_check()
         for finalize in self._finalizers:
             finalize()
         committed = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
@@ -298,6 +412,9 @@ class BatchLoop:
         try:
             self.checkpoint()
         except Exception as exc:  # noqa: BLE001 - the store's offset makes the replay skip what was saved
+            if not is_infrastructure(exc):  # an output refused for what it is: isolate it on the way back
+                self._back_to_checkpoint_carefully([], exc)
+                return
             log.warning("%s checkpoint failed (%s); rewinding to the last checkpoint", why, exc)
             self._rewind_to_checkpoint([])
             self.note_failure(exc)
@@ -313,6 +430,10 @@ class BatchLoop:
         self._uncommitted.clear()
         self._finalizers.clear()
         self._delivery_errors.clear()
+        self._forget_uncheckpointed()
+
+    def _forget_uncheckpointed(self) -> None:
+        """Have the handler forget what it applied since the last checkpoint (``rollback``, when it has one)."""
         rollback = getattr(self.handler, "rollback", None)
         if rollback is not None:
             rollback()
@@ -320,7 +441,7 @@ class BatchLoop:
     def _produce_all(self, outputs: list[Output]) -> None:
         per_topic: dict[str, int] = {}
         for out in outputs:
-            self._produce(out)
+            self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
             per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
         for topic, n in per_topic.items():
             self.metrics.produced.labels(self.stage, topic).inc(n)
@@ -373,6 +494,7 @@ class BatchLoop:
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+            self._refused += err.code() in RECORD_LEVEL_KAFKA_ERRORS  # too large, invalid: the record's fault
 
     def _rewind(self, records: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
@@ -443,12 +565,9 @@ def describe(m: Message) -> str:
     return f"{m.topic()}[{m.partition()}]@{m.offset()}"
 
 
-def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "") -> Output:
-    """A dead-letter record: original key and value bytes plus the reason and the source position in headers."""
-    headers: list[tuple[str, Any]] = [
-        ("error", reason.encode()), ("source_topic", (m.topic() or "").encode()),
-        ("source_partition", str(m.partition()).encode()), ("source_offset", str(m.offset()).encode()),
-    ]
-    if detail:
-        headers.append(("error_detail", detail[:500].encode("utf-8", "replace")))
-    return Output(dlq_topic, m.value() or b"", m.key(), headers)
+def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "", *,
+                error_class: str = "RecordError") -> Output:
+    """A dead-letter record: original key and value bytes plus the reason, the exception class and the source
+    position in headers (:mod:`streams.runtime.dead_letters`; the loop cuts it to fit when producing it)."""
+    return Output(dlq_topic, m.value() or b"", m.key(),
+                  headers_for(m.topic(), m.partition(), m.offset(), reason, detail, error_class))

@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from features.exceptions import RecordError
 from models.abtest_report import ABReport, ABTracker
 from models.prediction import Prediction
 from monitor.alerts import Alert
@@ -28,7 +29,9 @@ from streams.control.keyring import Keyring
 from streams.control.protocol import new_command, sign_command
 from streams.exceptions import DriftlineError
 from streams.metrics import Metrics
-from streams.runtime.loop import BatchResult, Output, describe
+from streams.runtime.dead_letters import dlq_topic
+from streams.runtime.loop import BatchResult, Output, dead_letter, describe
+from streams.runtime.monitor_records import parse_label, parse_prediction
 from streams.settings import Settings
 from streams.timeline import Timeline
 
@@ -75,16 +78,19 @@ class MonitorHandler:
         now = int(self.clock() * 1000)
         predictions: list[Prediction] = []
         labels: list[dict[str, Any]] = []
-        for m in messages:
+        dead: list[Output] = []
+        for m in messages:  # a bad record goes to <topic>.dlq (predictions.dlq, labels.dlq), never into a statistic
             try:
-                body = codec.decode(m.value() or b"")
                 if m.topic() == self.settings.topics.predictions:
-                    predictions.append(Prediction.from_dict(body))
+                    predictions.append(parse_prediction(m.value()))
                 else:
-                    labels.append(body if isinstance(body, dict) else {})
-            except (codec.DecodeError, KeyError, TypeError, ValueError) as exc:
+                    labels.append(parse_label(m.value()))
+            except RecordError as err:
                 self.malformed += 1
-                log.warning("monitor: skipping malformed record %s: %s", describe(m), exc)
+                topic = m.topic() or ""
+                self.metrics.dead_letters.labels(topic, err.reason).inc()
+                log.debug("monitor: dead letter %s: %s", describe(m), err)
+                dead.append(dead_letter(m, dlq_topic(topic), err.reason, err.detail))
         outcomes = self.join.remember(predictions, self.drift.slice_of) + self.join.match(labels)
         served = [p for p in predictions if p.variant in ("champion", "challenger")]
         alerts: list[Alert] = []
@@ -100,7 +106,7 @@ class MonitorHandler:
         if self.ab is not None:
             self._ab_test(served, outcomes, now)
         self._observe(messages, outcomes, alerts)
-        outputs = [Output(self.settings.topics.alerts, codec.encode(a.to_dict()), a.dedup_key) for a in alerts]
+        outputs = dead + [Output(self.settings.topics.alerts, codec.encode(a.to_dict()), a.dedup_key) for a in alerts]
         records = self._history_records(alerts, now)
         # retrain first: it must see the production version that served when the alert fired
         retrains = self.retrain.on_alerts(alerts, now) if self.retrain is not None else []

@@ -21,7 +21,7 @@ from confluent_kafka import Message, TopicPartition
 from features.definitions import FeatureView
 from features.engine import FeatureEngine
 from features.exceptions import RecordError
-from features.records import Event, parse_record
+from features.records import MAX_TS_MS, Event, parse_record
 from features.silence import SilenceTracker
 from features.state import EntityState
 from features.store import FeatureStore, SourcePosition
@@ -36,6 +36,7 @@ from streams.runtime.loop import BatchResult, Output, dead_letter, describe
 from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
 log = logging.getLogger(__name__)
+DEFAULT_MAX_FUTURE_SKEW_MS = 30_000  # streams.settings.PipelineSettings.max_future_skew_ms
 
 
 @dataclass
@@ -63,7 +64,8 @@ class FusedHandler:
                  on_predictions: Callable[[list[Prediction]], None] | None = None,
                  metrics: Metrics | None = None, silence: SilenceTracker | None = None,
                  features_topic: str | None = None,
-                 cache_max_entities: int = DEFAULT_MAX_ENTITIES, sensors: SensorChecks | None = None) -> None:
+                 cache_max_entities: int = DEFAULT_MAX_ENTITIES, sensors: SensorChecks | None = None,
+                 max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS, clock: Callable[[], float] = time.time) -> None:
         self.view = view
         self.store = store
         self.engine = FeatureEngine(view)
@@ -84,6 +86,8 @@ class FusedHandler:
                                     on_load=self.metrics.redis_seconds.labels("load").observe)
         self.stats = PipelineStats()
         self.sensors = sensors
+        self.max_future_skew_ms = max_future_skew_ms  # 0: no check (a simulation whose event time runs ahead)
+        self.clock = clock
 
     def on_assign(self, partitions: Sequence[TopicPartition]) -> None:
         for p in partitions:
@@ -108,6 +112,8 @@ class FusedHandler:
         self.metrics.consumed.labels("pipeline", topic).inc(len(messages))
         self.stats.consumed += len(messages)
         oldest_append_ms = min((m.timestamp()[1] for m in messages), default=0)
+        skew = self.max_future_skew_ms
+        future_ms = int(self.clock() * 1000) + skew if skew > 0 else MAX_TS_MS
         for m in messages:
             partition, offset = m.partition(), m.offset()
             if offset > last_offset.get(partition, -1):
@@ -115,7 +121,13 @@ class FusedHandler:
             if offset < first_offset.get(partition, offset + 1):
                 first_offset[partition] = offset
             try:
-                event = parse_record(view, m.key(), m.value())
+                key = m.key()
+                if key is None:  # the README's contract: the Kafka key is the entity id
+                    raise RecordError("key_mismatch", f"no Kafka key: key records by their {view.entity_key}")
+                event = parse_record(view, key, m.value())
+                if event.ts_ms > future_ms:  # never moves the watermark: on-time events stay on time
+                    raise RecordError("future", f"event time {event.ts_ms} is more than {skew} ms ahead of this "
+                                                f"worker's clock ({future_ms - skew})")
             except RecordError as err:
                 rejected[partition].append((m, err))  # dead-lettered below, unless already applied
                 continue

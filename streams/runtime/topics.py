@@ -22,11 +22,11 @@ class TopicSpec:
 
 
 def required_topics(settings: Settings, sources: Iterable[str]) -> list[TopicSpec]:
-    """Source topics, their dead-letter topics, predictions, labels, alerts and control.
+    """Source topics, their dead-letter topics, predictions, labels, alerts and control (and theirs).
 
     Example:
         >>> [t.name for t in required_topics(Settings(), ["vitals"])]
-        ['vitals', 'vitals.dlq', 'features.vitals', 'predictions', 'labels', 'alerts', 'control', 'alerts.dlq']
+        ['vitals', 'vitals.dlq', 'features.vitals', 'predictions', 'labels', 'alerts', 'control', 'alerts.dlq', 'predictions.dlq', 'labels.dlq']
     """
     t = settings.topics
     specs: list[TopicSpec] = []
@@ -39,6 +39,8 @@ def required_topics(settings: Settings, sources: Iterable[str]) -> list[TopicSpe
         TopicSpec(t.alerts, 1),
         TopicSpec(t.control, 1),  # one partition: every scorer reads every command, in order
         TopicSpec(t.dlq(t.alerts), 1),  # alerts a receiver refused as invalid (the delivery stage)
+        TopicSpec(t.dlq(t.predictions), 1),  # records the monitor cannot read (streams/runtime/monitor_records.py)
+        TopicSpec(t.dlq(t.labels), 1),
     ]
     return specs
 

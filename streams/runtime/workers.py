@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import redis
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from features.definitions import FeatureView
 from features.redis_store import RedisFeatureStore
@@ -36,12 +36,14 @@ from streams.control.keyring import keyring_from_settings
 from streams.control.protocol import CommandVerifier
 from streams.control.redis_store import RedisControlStore
 from streams.metrics import Metrics
+from streams.redis_client import AnyRedis, check_redis, make_redis, redis_problem
 from streams.runtime.clients import close_producer, make_consumer, make_producer
 from streams.runtime.control_agent import ControlAgent
 from streams.runtime.history_store import RedisHistory
 from streams.runtime.loop import BatchLoop, CommitLog, Output
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
+from streams.runtime.watchdog import Watchdog, chain
 from streams.settings import Settings
 from streams.timeline import Timeline
 
@@ -49,20 +51,20 @@ log = logging.getLogger(__name__)
 CONTROL_MAX_FUTURE_S = 30.0  # how far in the future a command's issued_at may be (clock skew between hosts)
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    """A bytes client (hiredis parser when installed) with short timeouts, so an outage surfaces quickly."""
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2,
-                                health_check_interval=10)
+def redis_client(settings: Settings) -> AnyRedis:
+    """A bytes client of ``REDIS_URL`` (a Redis Cluster client for ``redis+cluster://`` or ``REDIS_CLUSTER=1``;
+    ``streams.redis_client``) with short timeouts, so an outage surfaces quickly."""
+    return make_redis(settings.redis_url, cluster=settings.redis_cluster)
 
 
-def control_store(settings: Settings, client: redis.Redis, registry: Registry, model: str) -> RedisControlStore:
+def control_store(settings: Settings, client: AnyRedis, registry: Registry, model: str) -> RedisControlStore:
     """The control store of ``model`` (scoped by the registry's id for it) over ``client``; its ledger outlives
     a command's freshness (max age + future skew) by a minute of clock slack."""
     ttl_ms = int((settings.control_max_age_s + CONTROL_MAX_FUTURE_S + 60) * 1000)
     return RedisControlStore(client, model, registry.uid(model), ttl_ms=ttl_ms)
 
 
-def history_store(settings: Settings, client: redis.Redis) -> RedisHistory | None:
+def history_store(settings: Settings, client: AnyRedis) -> RedisHistory | None:
     """The report's history on ``client`` with the configured caps, or None when ``DRIFTLINE_HISTORY=0``."""
     h = settings.history
     if not h.enabled:
@@ -86,6 +88,7 @@ class Worker:
     probes: dict = field(default_factory=dict)  # name -> callable returning a dict (e.g. the active version)
     thread: threading.Thread | None = None
     error: BaseException | None = None
+    watchdog: Watchdog | None = None  # stall detection and recovery (streams/runtime/watchdog.py)
 
     def start(self) -> Worker:
         self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -116,11 +119,17 @@ class Worker:
 
     def health(self) -> dict:
         """What ``/health`` reports: healthy only when the loop runs, its last batch succeeded, it polled the
-        broker recently and Redis answers."""
+        broker recently, Redis answers, and it is not stalled (records waiting, no commit: the watchdog).
+
+        A dependency whose failure stops batches is named in ``failing`` and in its own field, even when its
+        probe answers (a Redis that answers PING but refuses writes is ``redis: failing: ResponseError: ...``);
+        ``last_error`` / ``last_error_class`` / ``last_error_age_s`` keep the last failure after a recovery."""
         h = self.loop.health
         now = time.time()
         state: dict = {"stage": self.name, "alive": self.alive, "assigned": h.assigned,
                        "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+                       "last_error_class": h.last_error_class,
+                       "last_error_age_s": None if h.last_error_at is None else round(now - h.last_error_at, 3),
                        "last_commit_age_s": None if h.last_commit_at is None else round(now - h.last_commit_at, 3),
                        "last_poll_age_s": None if h.last_poll_at is None else round(now - h.last_poll_at, 3)}
         for name, probe in self.probes.items():
@@ -128,9 +137,17 @@ class Worker:
                 state[name] = probe()
             except Exception as exc:  # noqa: BLE001 - a failing probe is an unhealthy answer, not a crash
                 state[name] = f"error: {exc}"
+        failing = h.failing if h.consecutive_failures else None
+        state["failing"] = failing
+        if failing in ("redis", "broker") and state.get(failing, "ok") == "ok":
+            state[failing] = f"failing: {h.last_error}"  # it answers a probe, yet every batch fails on it
+        stalled = False
+        if self.watchdog is not None:
+            state["progress"] = self.watchdog.status()
+            stalled = self.watchdog.stalled
         polled = h.last_poll_at is not None and now - h.last_poll_at < 10
         state["healthy"] = bool(self.alive and polled and h.healthy and state.get("redis") == "ok"
-                                and state.get("broker", "ok") == "ok" and self.error is None)
+                                and state.get("broker", "ok") == "ok" and self.error is None and not stalled)
         return state
 
 
@@ -151,18 +168,21 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     agent = ControlAgent(scorer, control_store(settings, rclient, registry, model), registry, instance=instance,
                          group=settings.pipeline.features_group)
     try:
+        check_redis(rclient, settings.redis_url)  # fail fast: a single-node URL on a cluster node, a cluster down
         agent.start()  # the desired state from Redis (before any command: the registry's production version)
     except BaseException:
         rclient.close()
         raise
     metrics = Metrics()
-    handler = FusedHandler(view, RedisFeatureStore(rclient), scorer, group=settings.pipeline.features_group, metrics=metrics,
+    store = RedisFeatureStore(rclient, on_conflict=lambda c: metrics.partition_conflicts.labels(c.topic).inc())
+    handler = FusedHandler(view, store, scorer, group=settings.pipeline.features_group, metrics=metrics,
                            predictions_topic=settings.topics.predictions,
                            dlq_topic=settings.topics.dlq(view.source_topic), alerts_topic=settings.topics.alerts,
                            silence=SilenceTracker(settings.pipeline.silence_idle_ms),
                            features_topic=settings.topics.stale_features(view.source_topic),
                            cache_max_entities=settings.pipeline.cache_max_entities,
-                           sensors=sensor_checks(settings, view))
+                           sensors=sensor_checks(settings, view),
+                           max_future_skew_ms=settings.pipeline.max_future_skew_ms)
     producer = make_producer(settings.kafka)
     verifier = CommandVerifier(keyring_from_settings(settings), max_age_s=settings.control_max_age_s,
                                max_future_s=CONTROL_MAX_FUTURE_S)
@@ -209,7 +229,11 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
             producer.flush(5)
 
     commits = CommitLog()
-    consumer = make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
+
+    def new_consumer() -> Consumer:
+        return make_consumer(settings.kafka, settings.pipeline.features_group, on_commit=commits)
+
+    consumer = new_consumer()
     loop_handler, topics = handler, [view.source_topic]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, view.source_topic),
               "active_version": lambda: scorer.active_version, "model": lambda: model, "control": agent.status,
@@ -225,11 +249,14 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
     loop = BatchLoop(consumer, producer, loop_handler, topics, max_rows=settings.pipeline.batch_max_rows,
                      max_ms=settings.pipeline.batch_max_ms, linger_ms=settings.pipeline.batch_linger_ms, tick=tick,
                      stage="pipeline", metrics=metrics, commits=commits,
-                     hold=lambda: scorer.paused,
-                     checkpoint_interval_ms=settings.pipeline.checkpoint_interval_ms)  # `pause`: fetching stops (records stay in Kafka), ticks go on
+                     max_message_bytes=settings.kafka.message_max_bytes,
+                     checkpoint_interval_ms=settings.pipeline.checkpoint_interval_ms,
+                     hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
+    watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer)
+    loop.tick = chain(tick, lambda: watchdog.check(loop))
     worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
                                                             lambda: close_producer(producer)], metrics=metrics,
-                    probes=probes)
+                    probes=probes, watchdog=watchdog)
     return worker, handler
 
 
@@ -285,6 +312,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
     quality = DataQualityMonitor(QualityConfig(min_entities=ms.quality_min_entities, quarantine=ms.quarantine,
                                                evaluate_every=evaluate_every))
     rclient = redis_client(settings)
+    check_redis(rclient, settings.redis_url)  # fail fast, as the pipeline does
     metrics = Metrics()
     handler = MonitorHandler(settings, drift, RedisLabelJoin(rclient),
                              RollbackPolicy(registry, mode=rollback_mode),  # type: ignore[arg-type]
@@ -309,15 +337,20 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                                     version=alert.model_version, summary=alert.summary)
             handler.write_history({alert.model: ([], [alert_event(alert.to_dict())])})
 
-    consumer = make_consumer(settings.kafka, settings.pipeline.monitor_group)
+    def new_consumer() -> Consumer:
+        return make_consumer(settings.kafka, settings.pipeline.monitor_group)
+
+    consumer = new_consumer()
     loop = BatchLoop(consumer, producer, handler, [settings.topics.predictions, settings.topics.labels],
                      max_rows=settings.pipeline.batch_max_rows, max_ms=100,
                      linger_ms=settings.pipeline.batch_linger_ms, tick=tick, stage="monitor",
-                     metrics=metrics)
+                     metrics=metrics, max_message_bytes=settings.kafka.message_max_bytes)
     closers = [acks.close, rclient.close, lambda: close_producer(producer)]
     probes = {"redis": _redis_probe(rclient), "broker": _broker_probe(producer, settings.topics.predictions),
               "ab_tests": lambda: [r.to_dict() for r in handler.ab_reports]}
-    return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes), handler
+    watchdog = Watchdog("monitor", settings.pipeline.stall_after_s, new_consumer)
+    loop.tick = chain(tick, lambda: watchdog.check(loop))
+    return Worker("monitor", loop, closers=closers, metrics=metrics, probes=probes, watchdog=watchdog), handler
 
 
 def _broker_probe(producer: Producer, topic: str):  # noqa: ANN202
@@ -334,12 +367,11 @@ def _broker_probe(producer: Producer, topic: str):  # noqa: ANN202
     return probe
 
 
-def _redis_probe(client: redis.Redis):  # noqa: ANN202
+def _redis_probe(client: AnyRedis):  # noqa: ANN202
+    """``ok``, or why not: unreachable, or misconfigured (a single-node client on a Redis Cluster node, whose
+    every batch would fail with MOVED; a cluster whose slots are not all served)."""
     def probe() -> str:
-        try:
-            return "ok" if client.ping() else "no answer"
-        except redis.RedisError as exc:
-            return f"unreachable: {exc}"
+        return redis_problem(client) or "ok"
     return probe
 
 

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import __main__ as runner  # noqa: E402
-from bench import control_bench, scorer_bench, store_bench  # noqa: E402
+from bench import cluster_bench, control_bench, scorer_bench, store_bench  # noqa: E402
 from bench.common import Table, bench_stack, delete_group_keys, fmt  # noqa: E402
 from streams.local.stack import StackInfo  # noqa: E402
 
@@ -135,6 +135,20 @@ def test_store_bench_tables_and_cleanup(stack: StackInfo) -> None:
         assert delete_group_keys(client, "bench-none") == 0
     finally:
         client.close()
+
+
+@pytest.mark.integration
+def test_cluster_bench_tables(stack: StackInfo) -> None:
+    cfg = cluster_bench.ClusterConfig.tiny()
+    reads, agg, pipe = cluster_bench.run(stack, cfg)
+    _check(reads, "cluster", ["backend", "read", "p50 ms", "p95 ms", "p99 ms", "reads"], 8)
+    assert [r[0] for r in reads.rows] == ["one Redis"] * 3 + ["3-master cluster"] * 3 + ["one Redis",
+                                                                                        "3-master cluster"]
+    assert all(r[2] <= r[3] <= r[4] and r[5] == cfg.reads for r in reads.rows[:6])  # the last two are ratios
+    _check(agg, "cluster", ["backend", "events", "events/s (mean)", "vs one Redis", "runs"], 2)
+    assert all(r[1] == cfg.stream_events and _positive(r[2]) for r in agg.rows)
+    _check(pipe, "cluster", ["backend", "workers", "events", "events/s (mean)", "vs one Redis, 1 worker", "runs"], 2)
+    assert all(r[2] == cfg.pipeline_events for r in pipe.rows)
 
 
 def test_runner_detection_tables(tmp_path: Path) -> None:

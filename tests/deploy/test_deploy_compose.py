@@ -84,7 +84,8 @@ def test_grafana_is_anonymous_viewer(compose: dict) -> None:
 
 def test_dockerfile_runs_driftline_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in text
+    assert "ARG BASE=python:3.11-slim" in text  # the public base by default; deploy/local-engine.sh's in CI
+    assert [line for line in text.splitlines() if line.startswith("FROM ")][-1] == "FROM ${BASE}"
     assert 'ENTRYPOINT ["driftline"]' in text
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
@@ -127,3 +128,29 @@ def test_docker_compose_config_rejects_a_broken_file(tmp_path: Path) -> None:
     out = subprocess.run([*cli, "-f", str(broken), "config", "--quiet"], capture_output=True, text=True,
                          env={**os.environ, "DRIFTLINE_CONTROL_KEY": "0" * 64}, timeout=60)
     assert out.returncode != 0 and "imagee" in out.stderr
+
+
+def test_local_override_swaps_in_the_local_images_and_leaves_grafana_out() -> None:
+    """docker-compose.local.yml over docker-compose.yml (``config`` merges them): the images of
+    deploy/local-engine.sh, the Debian Python base for the workers' build, Grafana in a profile never started."""
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no Compose CLI (docker compose plugin or docker-compose)")
+    cmd = [*cli, "-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.local.yml"), "config"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**env, "DRIFTLINE_CONTROL_KEY": "0" * 64},
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    import yaml
+
+    merged = yaml.safe_load(out.stdout)["services"]
+    assert merged["kafka"]["image"] == "driftline-local/tansu:0.6"
+    assert "tcp://kafka:9092" in merged["kafka"]["command"]
+    assert merged["redis"]["image"] == "driftline-local/redis:7"
+    assert merged["prometheus"]["image"] == "driftline-local/prometheus:2"
+    assert merged["alertmanager"]["image"] == "driftline-local/alertmanager:0"
+    for name in DRIFTLINE:
+        assert merged[name]["build"]["args"]["BASE"] == "driftline-local/python:3.11", name
+        assert merged[name]["image"] == "driftline:local", name
+    assert merged["grafana"]["profiles"] == ["grafana"]
+    assert load_yaml(ROOT / "docker-compose.yml")["services"]["kafka"]["image"].startswith("apache/kafka:")

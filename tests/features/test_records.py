@@ -58,7 +58,9 @@ def test_happy_path() -> None:
         (VIEW, None, b"{not json", "malformed_json"),
         (VIEW, None, None, "malformed_json"),
         (VIEW, None, b'{"id": "e1", "ts": 1, "x": 1.0,}', "malformed_json"),
-        (VIEW, None, b"\xff\xfe", "malformed_json"),
+        (VIEW, None, b"\xff\xfe", "bad_encoding"),  # a UTF-16 byte order mark
+        (VIEW, None, b'{"id": "\xff"}', "bad_encoding"),  # not UTF-8
+        (VIEW, None, rb'{"id": "\ud800", "ts": 1, "x": 1}', "bad_encoding"),  # a lone surrogate
         (VIEW, None, b"[1, 2]", "not_an_object"),
         (VIEW, None, b'"text"', "not_an_object"),
         (VIEW, None, _rec(x=...), "missing_field"),

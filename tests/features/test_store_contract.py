@@ -22,7 +22,8 @@ T0 = 1_700_000_000_000
 VALUES = {"hr": 80.0, "rr": 12.0, "spo2": 98.0, "temp": 37.0, "sbp": 120.0, "dbp": 80.0}
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration),
+                        pytest.param("cluster", marks=pytest.mark.integration)])
 def env(request: pytest.FixtureRequest) -> Iterator[tuple[FeatureStore, object]]:
     # a unique view name per test: keys never collide with other tests or runs, and are easy to clean up
     view = dataclasses.replace(VITALS_VIEW, name=f"test-{uuid.uuid4().hex[:10]}")
@@ -31,7 +32,8 @@ def env(request: pytest.FixtureRequest) -> Iterator[tuple[FeatureStore, object]]
         return
     from features.redis_store import RedisFeatureStore
 
-    client = request.getfixturevalue("client")  # tests/conftest.py: the session's Redis (its own when none answers)
+    # tests/conftest.py: the session's Redis (its own when none answers), or the session's 3-master Redis Cluster
+    client = request.getfixturevalue("client" if request.param == "redis" else "cluster_client")
     try:
         yield RedisFeatureStore(client), view
     finally:
@@ -296,10 +298,12 @@ def test_save_many_applies_each_partition_and_raises_the_stale_one(env) -> None:
 
 
 @pytest.mark.integration
-def test_redis_save_many_survives_a_script_flush(client: redis.Redis) -> None:
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+def test_redis_save_many_survives_a_script_flush(backend: str, request: pytest.FixtureRequest) -> None:
     from features.redis_store import RedisFeatureStore
     from features.store import SaveRequest
 
+    client = request.getfixturevalue("client" if backend == "redis" else "cluster_client")
     view = dataclasses.replace(VITALS_VIEW, name=f"test-{uuid.uuid4().hex[:10]}")
     store = RedisFeatureStore(client)
     try:

@@ -34,7 +34,7 @@ def hostile_corpus(n: int, seed: int = 0) -> list[tuple[bytes | None, bytes, str
             "temp": 36.8, "sbp": 120.0, "dbp": 80.0}
     makers = [
         lambda: (b"P00001", b'{"patient_id": "P00001", "ts": 17', "malformed_json"),
-        lambda: (b"P00001", bytes(rng.getrandbits(8) for _ in range(64)), "malformed_json"),
+        lambda: _random_bytes(rng),
         lambda: (b"P00001", b"[1, 2, 3]", "not_an_object"),
         lambda: (b"P00001", codec.encode({**good, "hr": "eighty"}), "wrong_type"),
         lambda: (b"P00001", codec.encode({**good, "spo2": True}), "wrong_type"),
@@ -49,6 +49,16 @@ def hostile_corpus(n: int, seed: int = 0) -> list[tuple[bytes | None, bytes, str
         lambda: (b"P00001", codec.encode({**good, "ts": "yesterday"}), "bad_timestamp"),
     ]
     return [makers[i % len(makers)]() for i in range(n)]
+
+
+def _random_bytes(rng: random.Random) -> tuple[bytes, bytes, str]:
+    """64 random bytes: not UTF-8 (almost always: ``bad_encoding``), or UTF-8 that is no JSON."""
+    value = bytes(rng.getrandbits(8) for _ in range(64))
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return b"P00001", value, "bad_encoding"
+    return b"P00001", value, "bad_encoding" if b"\x00" in value[:4] else "malformed_json"
 
 
 def test_1200_hostile_records_mixed_into_a_valid_stream(env) -> None:  # noqa: ANN001, F811

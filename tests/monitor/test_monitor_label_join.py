@@ -17,6 +17,12 @@ TTL_S = 120
 
 
 @pytest.fixture
+def client(redis_backend: redis.Redis) -> redis.Redis:
+    """Every test of this module on the session's Redis and on the session's Redis Cluster."""
+    return redis_backend
+
+
+@pytest.fixture
 def uid(client: redis.Redis) -> Iterator[str]:
     tag = uuid.uuid4().hex[:12]
     yield tag

@@ -1,4 +1,5 @@
-"""One contract, two control stores: MemoryControlStore (unit) and RedisControlStore (integration, 127.0.0.1:6379)."""
+"""One contract, two control stores: MemoryControlStore (unit) and RedisControlStore (integration: the session's
+Redis, and the session's 3-master Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from streams.control.redis_store import keys_for, scope_tag
 from streams.control.store import ControlStore, MemoryControlStore
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration),
+                        pytest.param("cluster", marks=pytest.mark.integration)])
 def store(request: pytest.FixtureRequest) -> Iterator[ControlStore]:
     uid = uuid.uuid4().hex[:12]  # a unique scope per test: no collision with other tests, runs or engineers
     if request.param == "memory":
@@ -22,7 +24,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[ControlStore]:
         return
     from streams.control.redis_store import RedisControlStore
 
-    client = request.getfixturevalue("client")  # tests/conftest.py: the local Redis, or a skip
+    client = request.getfixturevalue("client" if request.param == "redis" else "cluster_client")  # tests/conftest.py
     s = RedisControlStore(client, "risk", uid, ttl_ms=60_000, history_max=5)
     try:
         yield s

@@ -13,6 +13,12 @@ from streams.runtime.history_store import RedisHistory, history_key
 
 
 @pytest.fixture
+def client(redis_backend: redis.Redis) -> redis.Redis:
+    """Every test of this module on the session's Redis and on the session's Redis Cluster."""
+    return redis_backend
+
+
+@pytest.fixture
 def prefix(client: redis.Redis) -> Iterator[str]:
     p = f"test-history-{uuid.uuid4().hex[:8]}"
     yield p

@@ -149,7 +149,7 @@ class RecordingHandler:
         self.seen.append([(m.partition(), m.offset()) for m in messages])
         if self.fail_process:
             self.fail_process -= 1
-            raise RuntimeError("process failed")
+            raise TimeoutError("redis timed out")  # an infrastructure fault: the batch is retried whole
         outs = [Output("out", b"v%d" % m.offset(), m.key()) for m in messages for _ in range(self.outputs_per_record)]
         return BatchResult(outs, finalize=self._finalize)
 
@@ -382,14 +382,15 @@ def test_dead_letter_keeps_original_bytes_and_source_position() -> None:
     assert (out.topic, out.value, out.key) == ("vitals.dlq", b'{"bad json', b"p-9")
     assert dict(out.headers or []) == {"error": b"malformed_json", "source_topic": b"vitals",
                                        "source_partition": b"4", "source_offset": b"1234",
-                                       "error_detail": b"unexpected end"}
+                                       "error_class": b"RecordError", "error_detail": b"unexpected end"}
 
 
 def test_dead_letter_without_detail_and_null_value() -> None:
     m = FakeMessage("t", 0, 1, value_=None, key_=None)
     out = dead_letter(m, "t.dlq", "malformed_json")  # type: ignore[arg-type]
     assert out.value == b"" and out.key is None
-    assert [h for h, _ in out.headers or []] == ["error", "source_topic", "source_partition", "source_offset"]
+    assert [h for h, _ in out.headers or []] == ["error", "source_topic", "source_partition", "source_offset",
+                                                 "error_class"]
 
 
 def test_dead_letter_detail_is_truncated() -> None:

@@ -127,3 +127,52 @@ def test_a_handler_that_cannot_defer_is_checkpointed_at_once() -> None:
                      max_backoff_s=0.0, flush_timeout_s=0.01, checkpoint_interval_ms=60_000)
     loop.run_once()
     assert handler.finalized == 1 and consumer.commits == [[("src", 0, 1)]]
+
+
+class PoisonDeferringHandler(DeferringHandler):
+    """Raises an unforeseen (record-level) error whenever its batch holds one of ``poison``'s offsets."""
+
+    def __init__(self, events: list[str], poison: set[int]) -> None:
+        super().__init__(events)
+        self.poison = poison
+
+    def process(self, messages: Sequence[FakeMessage]) -> BatchResult:
+        if self.poison.intersection(m.offset() for m in messages):
+            self.events.append("process")
+            raise OverflowError("int too large to convert to float")
+        return super().process(messages)
+
+
+def test_a_record_level_fault_within_an_interval_goes_back_to_the_checkpoint_then_isolates_the_culprit() -> None:
+    first, second = msgs("src", 0, [0, 1]), msgs("src", 0, [2, 3, 4])
+    events: list[str] = []
+    # the consumer hands out: the two batches, then (after the seek to the checkpoint) the same records again
+    consumer = FakeConsumer([first, second, first + second], events)
+    producer = FakeProducer(events)
+    handler = PoisonDeferringHandler(events, {3})
+    loop = BatchLoop(consumer, producer, handler, ["src"], max_rows=100, max_ms=1,  # type: ignore[arg-type]
+                     max_backoff_s=0.0, flush_timeout_s=0.01, checkpoint_interval_ms=60_000)
+    assert loop.run_once() == 2  # deferred: nothing saved or committed yet
+    assert loop.run_once() == 0  # the fault: back to the checkpoint (offset 0), no backoff, no failure counted
+    assert consumer.seeks == [("src", 0, 0)] and handler.rollbacks == 1
+    assert loop.health.consecutive_failures == 0
+    assert loop.run_once() == 5  # carefully: bisected, each part checkpointed before the next
+    dead = [o for o in producer.delivered if o.topic == "src.dlq"]
+    assert [dict(o.headers or [])["source_offset"] for o in dead] == [b"3"]
+    out = [o.value for o in producer.delivered if o.topic == "out"]
+    # every good record delivered; the ones handled since the checkpoint (0, 1) a second time, with the same value
+    assert sorted(set(out)) == [b"v0", b"v1", b"v2", b"v4"] and out.count(b"v2") == 1 and out.count(b"v4") == 1
+    assert consumer.commits[-1] == [("src", 0, 5)] and loop._careful == {}
+
+
+def test_a_record_level_fault_right_after_a_checkpoint_is_isolated_in_place() -> None:
+    events: list[str] = []
+    batch = msgs("src", 0, [0, 1, 2, 3])
+    consumer, producer = FakeConsumer([batch], events), FakeProducer(events)
+    handler = PoisonDeferringHandler(events, {2})
+    loop = BatchLoop(consumer, producer, handler, ["src"], max_rows=100, max_ms=1,  # type: ignore[arg-type]
+                     max_backoff_s=0.0, flush_timeout_s=0.01, checkpoint_interval_ms=60_000)
+    assert loop.run_once() == 4 and consumer.seeks == []
+    out = [o.value for o in producer.delivered if o.topic == "out"]
+    assert sorted(out) == [b"v0", b"v1", b"v3"]  # each good record once
+    assert consumer.commits[-1] == [("src", 0, 4)]

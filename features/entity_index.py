@@ -1,0 +1,116 @@
+"""The entity -> partition index: what serving reads use to find an entity whatever partitioner its producer used.
+
+State is stored per (topic, partition) (one Redis Cluster slot each, so a partition's offset and state are saved
+in one atomic step). A reader that knows only an entity id must learn its partition. Guessing with the Java
+client's murmur2 fails for producers that use another partitioner (librdkafka's ``consistent_random`` = CRC-32,
+a custom one); so every save first records, per entity, the partition its events were consumed from
+(``index_entities.lua``; key schema in ``features.keys``), and readers look it up.
+
+Why the index is written *before* the state's atomic step, not inside it: the index is keyed by entity and the
+state by partition, so on a Redis Cluster they live in different slots and no script can touch both. Written
+first, it states a fact about Kafka (this entity's events arrive on partition p), true whether or not the save
+that follows succeeds; a failed save leaves an index entry pointing at a partition whose state is not there
+yet (the reader finds nothing, as before the event), never state that no index entry points to. A save is only
+attempted after its index write succeeded, so a state the store holds is always indexed.
+
+The writer remembers what it indexed (:class:`IndexCache`): an entity costs one index write when first seen
+and one per half state TTL after that (index entries live twice the state's TTL, so they outlive the state they
+point to). An entity indexed on another partition than the one its events now come from is a
+:class:`PartitionConflict`: its windows are split between two partitions (:class:`ConflictReporter` logs it once
+per entity and counts it).
+
+Example:
+    >>> cache = IndexCache(max_entities=2)
+    >>> cache.due({"a": 1, "b": 2}, now_ms=0, refresh_ms=100)
+    {'a': 1, 'b': 2}
+    >>> cache.mark({"a": 1, "b": 2}, now_ms=0)
+    >>> cache.due({"a": 1, "b": 3}, now_ms=50, refresh_ms=100), cache.due({"a": 1}, now_ms=150, refresh_ms=100)
+    ({'b': 3}, {'a': 1})
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ConflictReporter", "IndexCache", "PartitionConflict"]
+
+
+@dataclass(frozen=True)
+class PartitionConflict:
+    """``entity_id``'s events arrived on ``new`` after ``old`` (same topic, view and group)."""
+
+    topic: str
+    entity_id: str
+    old: int
+    new: int
+
+
+class IndexCache:
+    """What this writer indexed recently: entity -> (partition, when, ms); bounded (oldest first out)."""
+
+    def __init__(self, max_entities: int = 1 << 18) -> None:
+        self.max_entities = max_entities
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def due(self, parts: Mapping[str, int], *, now_ms: int, refresh_ms: int) -> dict[str, int]:
+        """The entries of ``parts`` (entity -> partition) to write: new, moved, or written ``refresh_ms`` ago."""
+        get, out = self._seen.get, {}
+        for entity, p in parts.items():
+            seen = get(entity)
+            if seen is None or seen[0] != p or now_ms - seen[1] >= refresh_ms:
+                out[entity] = p
+        return out
+
+    def mark(self, written: Mapping[str, int], *, now_ms: int) -> None:
+        """Remember that ``written`` was indexed at ``now_ms``."""
+        seen = self._seen
+        for entity, p in written.items():
+            seen.pop(entity, None)  # re-inserted last: the dict's order is the write order
+            seen[entity] = (p, now_ms)
+        over = len(seen) - self.max_entities
+        if over > 0:
+            for entity in list(seen)[:over]:
+                del seen[entity]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class ConflictReporter:
+    """Logs each conflicting entity once (bounded memory) and hands every conflict to ``on_conflict``
+    (the worker counts them in ``driftline_entity_partition_conflicts_total``).
+
+    >>> got = []
+    >>> r = ConflictReporter(got.append)
+    >>> r.report([PartitionConflict("vitals", "p-1", 3, 5), PartitionConflict("vitals", "p-1", 5, 3)])
+    >>> len(got), r.logged
+    (2, 1)
+    """
+
+    def __init__(self, on_conflict: Callable[[PartitionConflict], None] | None = None,
+                 max_logged: int = 100_000) -> None:
+        self.on_conflict = on_conflict
+        self.max_logged = max_logged
+        self._logged: set[tuple[str, str]] = set()
+        self.count = 0
+
+    @property
+    def logged(self) -> int:
+        return len(self._logged)
+
+    def report(self, conflicts: list[PartitionConflict]) -> None:
+        for c in conflicts:
+            self.count += 1
+            if self.on_conflict is not None:
+                self.on_conflict(c)
+            key = (c.topic, c.entity_id)
+            if key not in self._logged and len(self._logged) < self.max_logged:
+                self._logged.add(key)
+                log.warning("entity %r of topic %s arrived on partition %d after partition %d: its windows are "
+                            "split between the two (a producer changed its partitioner, or partitions were "
+                            "added). Serving reads follow the newer partition. See README, 'Redis Cluster': "
+                            "what a producer must do about keys", c.entity_id, c.topic, c.new, c.old)
