@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration bench lint clean compose-up compose-down report-screenshot mutation docker-test
+.PHONY: demo test unit integration bench lint clean compose-up compose-down report-screenshot mutation docker-test peers-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -46,6 +46,19 @@ $(MUT_STAMP): pyproject.toml
 
 mutation: $(MUT_STAMP)
 	$(MUT_VENV)/bin/python -m tests.mutation.run $(GROUPS)
+
+# The `peers` bench (bench/peers_bench.py) runs its Quix Streams and Bytewax jobs with this venv's python (the
+# `bench` extra): quixstreams pins an older confluent-kafka than the runtime, so they never share a venv.
+PEERS_VENV := .venv-bench
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+$(PEERS_STAMP): pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q -e ".[bench]"
+	touch $(PEERS_STAMP)
+
+peers-venv: $(PEERS_STAMP)
 
 clean:
 	rm -rf $(VENV) $(MUT_VENV) .mutation mutants .driftline .pytest_cache .hypothesis

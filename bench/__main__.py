@@ -7,6 +7,8 @@ Benches (in this order; the issue's numbering in brackets):
   scaling over 1/2/4 partitions and worker processes (``bench.pipeline_bench``);
 - ``entities`` [#16 5]: the same worker at 500 / 10,000 / 100,000 entities with full 30-minute windows in Redis
   (``bench.entities_bench``);
+- ``peers`` [#16 6]: the same view in Quix Streams and Bytewax jobs (idiomatic and tuned), same events and run,
+  features checked against driftline's (``bench.peers_bench``; the jobs run in ``.venv-bench``: ``make peers-venv``);
 - ``breakdown`` [profile]: where a fused event's time goes, stage by stage, and what bounds each stage
   (``bench.breakdown_bench``);
 - ``faust`` [1b]: the same work on Faust (``bench.faust_bench``);
@@ -48,6 +50,7 @@ from bench import (
     faust_bench,
     features_bench,
     memory_bench,
+    peers_bench,
     pipeline_bench,
     scorer_bench,
     store_bench,
@@ -55,10 +58,10 @@ from bench import (
 from bench.common import Table, bench_stack
 from streams.local.stack import StackInfo
 
-BENCHES = ("pipeline", "entities", "breakdown", "faust", "control", "control_loop", "detection", "memory",
+BENCHES = ("pipeline", "entities", "peers", "breakdown", "faust", "control", "control_loop", "detection", "memory",
            "features", "scorer", "store", "cluster", "alert_delivery")
-NEEDS_STACK = frozenset({"pipeline", "entities", "breakdown", "faust", "control", "control_loop", "store", "cluster",
-                         "alert_delivery"})
+NEEDS_STACK = frozenset({"pipeline", "entities", "peers", "breakdown", "faust", "control", "control_loop", "store",
+                         "cluster", "alert_delivery"})
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _FEATURE_ROW = re.compile(r"^(\S+)\s+(.+?)\s+([\d,]+)\s+([\d.]+)$")
 
@@ -111,6 +114,8 @@ def _runners(tiny: bool) -> dict[str, Callable[[StackInfo | None], list[Table]]]
                                                     else pipeline_bench.PipelineConfig()),
         "entities": lambda info: entities_bench.run(  # type: ignore[arg-type]
             info, entities_bench.EntitiesConfig.tiny() if tiny else entities_bench.EntitiesConfig()),
+        "peers": lambda info: peers_bench.run(  # type: ignore[arg-type]
+            info, peers_bench.PeersConfig.tiny() if tiny else peers_bench.PeersConfig()),
         "breakdown": lambda info: breakdown_bench.run(  # type: ignore[arg-type]
             info, breakdown_bench.BreakdownConfig.tiny() if tiny else breakdown_bench.BreakdownConfig()),
         "control_loop": lambda info: control_loop_bench.run(  # type: ignore[arg-type]

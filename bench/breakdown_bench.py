@@ -107,7 +107,7 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
 STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
     ("consume: wait + fetch (librdkafka)", "broker", lambda s: s["BatchLoop.next_batch"]),
     ("parse + validate (orjson, checks)", "JSON", lambda s: s["parse_record"]),
-    ("state load (Redis round trip, state JSON decode)", "Redis", lambda s: s["PendingState._load"]),
+    ("state load (Redis round trip, binary state decode)", "Redis", lambda s: s["PendingState._load"]),
     ("window fold (apply + feature vector per event)", "Python", lambda s: s["FeatureEngine.process"]),
     ("model call (numpy plan of the linear pipeline)", "model", lambda s: s["LoadedModel.predict_scores"]),
     ("scoring around it (route, schema, dict→matrix, Prediction objects)", "Python",
@@ -116,12 +116,12 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
     ("rest of process (bookkeeping, silence tracker, metrics)", "Python",
      lambda s: s["FusedHandler.process"] - s["parse_record"] - s["PendingState._load"]
      - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]),
-    ("produce + flush (delivery acks)", "broker",
+    ("produce + flush (delivery acks awaited once per checkpoint)", "broker",
      lambda s: s["BatchLoop._produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
      - s["BatchLoop._commit"]),
-    ("state encode (dirty buckets' JSON, latest vectors, keys)", "JSON",
+    ("state encode (dirty bucket rows, latest vectors, keys; once per checkpoint)", "JSON",
      lambda s: s["RedisFeatureStore._save_args"]),
-    ("state save (Lua compare-and-set, one round trip)", "Redis",
+    ("state save (Lua compare-and-set, one round trip per checkpoint)", "Redis",
      lambda s: s["FusedHandler.checkpoint"] - s["RedisFeatureStore._save_args"]),
     ("commit (sent asynchronously) + lag metric", "broker",
      lambda s: s["BatchLoop._commit"] + s["BatchLoop._handle"] - s["FusedHandler.process"]

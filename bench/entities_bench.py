@@ -7,11 +7,12 @@ every 10 s, 31 one-minute buckets, computed by the engine and saved by the store
 replicated under every other entity id with the save script's commands (``bench.memory_bench.replicate``), so
 the first event of an entity loads 31 buckets from Redis, as after a restart or an eviction.
 
-The backlog: ``max(events, 2 x entities)`` readings, entities in round-robin order (each entity once per round),
-event times continuing the templates' history. Two rates per row, from the predictions' timestamps (10th-90th
-percentile, as in ``bench.pipeline_bench``): *first touch*, the first round (every event loads its entity's full
-window from Redis), and *recurring*, the later rounds (the steady state of a stream whose entities come back:
-cached states, as long as the cache holds them all). The 500-entity row is the baseline of the same run.
+Readings go to entities in round-robin order (each entity once per round), event times continuing the templates'
+history, in two phases with the same worker: *first touch*, one round (every event loads its entity's full
+window from Redis and folds all of it), drained completely; then *recurring*, ``max(events, entities)`` more
+readings (the steady state of a stream whose entities come back: cached states, as long as the cache holds them
+all). Rates come from the predictions' timestamps (10th-90th percentile, as in ``bench.pipeline_bench``); the
+500-entity row is the baseline of the same run.
 Redis bytes per entity: ``INFO used_memory`` delta of the fill / entities.
 """
 
@@ -104,9 +105,12 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
             try:
                 history = _history(view, cfg)
                 grown = _fill(client, view, settings.pipeline.features_group, history, n)
-                records, second = _backlog(history, n, max(cfg.events, 2 * n), cfg.interval_s)
-                prefill(settings, view.source_topic, records)
+                records, second = _backlog(history, n, n + max(cfg.events, n), cfg.interval_s)
                 with WorkerProcesses(settings, view, 1) as procs:
+                    # first touch: one event per entity, drained completely; then the recurring rounds
+                    prefill(settings, view.source_topic, records[:n])
+                    read_predictions(settings, n, cfg.timeout_s, alive=lambda p=procs: p.alive)
+                    prefill(settings, view.source_topic, records[n:])
                     got = read_predictions(settings, len(records), cfg.timeout_s, alive=lambda p=procs: p.alive)
                 cold = rate_from_timestamps([t for t, e in got if e < second])
                 warm = rate_from_timestamps([t for t, e in got if e >= second])
@@ -123,7 +127,7 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
                   ["entities", "events", "first touch ev/s", "recurring ev/s", "recurring us/event",
                    f"recurring vs {cfg.sizes[0]:,} entities", "Redis B/entity"],
                   rows,
-                  notes=[f"max({cfg.events:,}, 2 x entities) readings per row, entities in round-robin order, event times continuing "
+                  notes=[f"entities + max({cfg.events:,}, entities) readings per row, entities in round-robin order, event times continuing "
                          f"{cfg.minutes:g} min of history already in Redis ({cfg.templates} real states replicated, "
                          f"{int(cfg.minutes) + 1} one-minute buckets each); one worker process, default settings (checkpoint every "
                          f"{PipelineSettings().checkpoint_interval_ms:,} ms, state cache of {cap:,} entities); "

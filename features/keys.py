@@ -24,9 +24,11 @@ Keys::
 
 Values:
 
-* state hash: field = bucket start (epoch ms, ASCII decimal); value = orjson
-  ``{field_name: [count, sum, m2, min, max, first_ts, first, last_ts, last, st, stt, sty, ang(, distinct)]}``
-  (see ``features.aggregations``). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
+* state hash: field = bucket start (epoch ms, ASCII decimal); value = ``b"B"`` + u16 row width + the bucket's
+  row of f64 (little-endian; per field, only the slots of ``features.aggregations`` its features read, in the
+  layout ``features.plan`` derives from the view) + optionally ``b"|"`` and orjson ``{field index: [distinct
+  values]}`` (spec and decoder: ``features.state``; the former orjson ``{field_name: [13 slots(, distinct)]}``
+  values are still read). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
 * index string: the partition (ASCII decimal) the entity's events last arrived on; written before the state
   (``features.entity_index``), TTL = twice the state's, refreshed by the writer at least every half state TTL.
 * offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.

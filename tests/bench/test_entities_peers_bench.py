@@ -1,0 +1,44 @@
+"""Smoke tests of the entities and peers benches at tiny sizes: table structure and event accounting, never
+timings. The peers' jobs need the `bench` venv (``make peers-venv``); without it their rows are left out and
+a note says so, which is what is checked then."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is imported from the checkout root
+
+from bench import entities_bench, peers_bench  # noqa: E402
+from bench.common import bench_stack  # noqa: E402
+
+
+@pytest.mark.integration
+def test_entities_bench_rows_per_size_with_full_windows() -> None:
+    cfg = entities_bench.EntitiesConfig.tiny()
+    with bench_stack() as info:
+        [table] = entities_bench.run(info, cfg)
+    assert [r[0] for r in table.rows] == list(cfg.sizes)
+    for row in table.rows:
+        assert row[1] == row[0] + max(cfg.events, row[0])  # every reading got one prediction
+        assert math.isfinite(row[3]) and row[3] > 0 and row[6] > 1000  # a full window is kilobytes in Redis
+    assert table.rows[0][5] == 1.0
+
+
+@pytest.mark.integration
+def test_peers_bench_checks_every_output_against_driftline() -> None:
+    cfg = peers_bench.PeersConfig.tiny()
+    with bench_stack() as info:
+        [table] = peers_bench.run(info, cfg)
+    driftline, *peers, raw = table.rows
+    assert driftline[1] == driftline[5] and driftline[6] == 0 and driftline[7] == 0  # compared, identical
+    assert raw[0].startswith("raw confluent-kafka passthrough") and raw[3] == 1.0
+    if not peers_bench.PEERS_PYTHON.exists():
+        assert peers == [] and sum("make peers-venv" in n for n in table.notes) == len(peers_bench.JOBS)
+        return
+    assert len(peers) == len(peers_bench.JOBS)
+    for row in peers:
+        assert row[1] > 0 and row[5] == row[1] and row[6] == 0  # every output compared, no mismatch
