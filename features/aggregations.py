@@ -10,8 +10,10 @@ The quix-style life cycle, specialised for speed (lists of floats, no per-event 
 Bucket partial slots (``P_*``): count, sum, M2 (Welford sum of squared deviations, numerically
 stable; merged with Chan's formula), min, max, first_ts, first, last_ts, last, and the least-squares
 sums ``st = Σt``, ``stt = Σt²``, ``sty = Σt·y`` with ``t`` in **seconds relative to the bucket start**
-(small numbers, so no cancellation). ``fold`` shifts them to the window start, so the result does not
-depend on how events fell into buckets. ``ang`` sums absolute angle changes between consecutive events
+(small numbers). ``fold`` shifts them to the window start, so the result does not depend on how events
+fell into buckets up to rounding: ``Σt² - (Σt)²/n`` cancels when the times are close together far from the
+window start, so the slope's relative error is about ``n * 2**-52 * Σt² / Σ(t - t̄)²`` (e.g. two events 1 ms
+apart 65 s into the window: ~1e-5). ``ang`` sums absolute angle changes between consecutive events
 of the bucket. Slot 13 (only for fields with ``distinct_count``) is a set of values, capped at
 ``DISTINCT_CAP`` values per bucket: beyond that the count saturates (a lower bound).
 

@@ -13,7 +13,8 @@ next to bucket, window and hop edges). Then:
 
 Float results are compared within an error bound derived from the sums the engine keeps (exact for counts,
 min/max, first/last/delta; a few ulps of the magnitudes for sums and means; the conditioning of the
-least-squares sums for slopes). ``angle_change_rate`` is compared where its documented definition is exact (every
+least-squares sums for slopes), plus an absolute term for subnormal values (``TINY``, see ``tolerance``).
+``angle_change_rate`` is compared where its documented definition is exact (every
 event of a bucket extended the bucket's time range when it arrived).
 """
 
@@ -37,6 +38,7 @@ from tests.budget import examples
 from .window_reference import FeatureDef, Observation, ReferenceEngine, WindowSpec, aggregate, angle_is_exact
 
 EPS = 2.0**-52
+TINY = math.ulp(0.0)  # 5e-324: below 2**-1022 floats are subnormal, spaced TINY apart (absolute, not relative)
 EXACT = {"count", "distinct_count", "min", "max", "first", "last", "delta"}
 FIELDS = (FieldSpec("x"), FieldSpec("i", "int", required=False, min=-50, max=50),
           FieldSpec("h", required=False, min=0, max=360), FieldSpec("s", "str", required=False))
@@ -65,11 +67,15 @@ def setups(draw: st.DrawFn) -> tuple[FeatureView, list[FeatureDef]]:
             for wi, w in enumerate(windows) for fld, aggs in PER_FIELD.items() for agg in aggs]
     lateness = draw(st.sampled_from([0, bucket // 2, bucket, 3 * bucket + 123]))
     future = draw(st.sampled_from([0, bucket, 10 * bucket, 10**9]))
+    return build_view(bucket, defs, lateness, future), defs
+
+
+def build_view(bucket: int, defs: list[FeatureDef], lateness: int, future: int) -> FeatureView:
+    """The engine's view of the reference's feature definitions."""
     specs = tuple(FeatureSpec(d.name, d.field, d.agg, Window(d.window.kind, d.window.size_ms, d.window.step_ms))
                   for d in defs)
-    view = FeatureView("ref", 1, "src", "id", "ts", FIELDS, specs, bucket_ms=bucket, allowed_lateness_ms=lateness,
+    return FeatureView("ref", 1, "src", "id", "ts", FIELDS, specs, bucket_ms=bucket, allowed_lateness_ms=lateness,
                        max_future_ms=future)
-    return view, defs
 
 
 VALUES = st.one_of(st.integers(-100_000, 100_000).map(lambda v: v / 100), st.floats(-1e6, 1e6, allow_nan=False),
@@ -112,20 +118,28 @@ def logs(draw: st.DrawFn, view: FeatureView) -> list[Event]:
 
 
 def tolerance(f: FeatureDef, obs: list[Observation], now: int, want: float) -> float:
-    """How far the engine's float arithmetic may be from the exact value of ``f`` over ``obs``."""
+    """How far the engine's float arithmetic may be from the exact value of ``f`` over ``obs``.
+
+    Each rounding is ``fl(a op b) = (a op b)(1 + d) + h`` with ``|d| <= EPS/2`` and, for products and quotients
+    whose result is subnormal, ``|h| <= TINY/2`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    2.1). ``slack`` bounds the relative part over ``n`` values; ``under`` the absolute part, the same count of
+    roundings in units of ``TINY``: it only matters when the values themselves are subnormal (e.g. a slope of
+    values ~2e-311, where a few ``TINY`` is a relative error of 1e-12), and is below 1e-318 otherwise.
+    """
     if f.agg in EXACT or not obs:
         return 0.0
     n = len(obs)
     xs = [float(o.value) for o in obs]  # type: ignore[arg-type]
     scale = max(abs(x) for x in xs)
     slack = 64 * EPS * n
+    under = 64 * TINY * n
     span_s = (max(o.ts for o in obs) - min(o.ts for o in obs)) / 1000
-    if f.agg == "std":
-        return math.sqrt(slack) * scale  # sqrt(m2 + e) - sqrt(m2) <= sqrt(e), e ~ slack * n * scale^2
+    if f.agg == "std":  # sqrt(m2 + e) - sqrt(m2) <= sqrt(e), e ~ slack * n * scale^2 + under
+        return math.sqrt(slack) * scale + math.sqrt(under)
     if f.agg == "angle_change_rate":
-        return slack * 360 * n / span_s if span_s else 0.0
+        return (slack * 360 * n + under) / span_s if span_s else 0.0
     if f.agg == "integral":
-        return slack * scale * span_s
+        return slack * scale * span_s + under * (1 + span_s)
     if f.agg == "slope":  # the engine's sums run from the window start: their cancellation sets the error
         start = f.window.span(now)[0]
         ts = [(o.ts - start) / 1000 for o in obs]
@@ -133,8 +147,8 @@ def tolerance(f: FeatureDef, obs: list[Observation], now: int, want: float) -> f
         t_mean = st_ / n
         sxx = math.fsum((t - t_mean) ** 2 for t in ts)  # > 0: two distinct times (else the slope is NaN)
         sty = math.fsum(abs(t * x) for t, x in zip(ts, xs, strict=True))
-        return slack * (sty + abs(st_) * scale + abs(want) * stt) / sxx
-    return slack * scale  # sum, mean, ewma
+        return (slack * (sty + abs(st_) * scale + abs(want) * stt) + under) / sxx + under
+    return slack * scale + under  # sum, mean, ewma
 
 
 def assert_same_vector(got: dict[str, float], ref: ReferenceEngine, partition: int, entity: str, now: int,
@@ -192,6 +206,29 @@ def test_offline_rows_equal_the_brute_force_reference(data: st.DataObject) -> No
     _, accepted = reference_run(view, defs, events)
     assert [(r.entity_id, r.ts_ms) for r in rows] == [(e, t) for _, e, t in accepted.values()]
     replay_reads(view, defs, events, dict(zip(accepted, (r.features for r in rows), strict=True)), "offline")
+
+
+def test_subnormal_values_stay_within_the_underflow_bound() -> None:
+    """Pinned: hypothesis found a slope of subnormal values (x ~2.2e-311) 3 TINY (1.5e-323) off the reference.
+
+    The engine's slope is right to 1e-12 relative, but the products ``t * x`` underflow and round by up to
+    TINY/2 absolute each; before ``tolerance`` had its ``under`` term the bound was 5e-324 and this failed.
+    The bound stays at the scale of the subnormal values, so a wrong slope would still fail here.
+    """
+    w = WindowSpec("sliding", 1_000, None, 1_000)
+    defs = [FeatureDef(f"{fld}_{agg}_0", fld, agg, w) for fld, aggs in PER_FIELD.items() for agg in aggs]
+    view = build_view(1_000, defs, lateness=0, future=1_000)
+    t0 = 1_700_000_004_000
+    events = [Event("e0", t0, {"x": 0.0}, offset=k, partition=0) for k in range(5)]
+    events.append(Event("e0", t0 + 996, {"x": 2.225073858507e-311}, offset=5, partition=0))
+    rows = compute_offline(view, events)
+    ref, accepted = reference_run(view, defs, events)
+    assert len(rows) == len(accepted) == 6
+    replay_reads(view, defs, events, dict(zip(accepted, (r.features for r in rows), strict=True)), "offline")
+    slope = next(f for f in defs if f.name == "x_slope_0")
+    obs = ReferenceEngine.window_obs(ref.accepted[(0, "e0")], slope, t0 + 996)
+    want = aggregate("slope", obs, 1_000)
+    assert 0 < want < 1e-310 and tolerance(slope, obs, t0 + 996, want) < 1e-320
 
 
 @SETTINGS
