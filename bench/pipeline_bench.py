@@ -207,9 +207,10 @@ def throughput_table(info: StackInfo, registry: str, records: list[tuple[bytes, 
                   notes=[f"{len(records):,} vitals of {cfg.entities} patients pre-produced on {cfg.partitions} "
                          "partitions; batches of up to 500; sklearn logistic v2 (10 features); cold Redis state; "
                          "embedded tansu broker and a redis-server of the bench's own, all on this machine."],
-                  limit="limit: Python CPU in the worker: per-event parse/validate and window fold, per-batch "
-                        "state decode/encode and the Lua save, then dict→matrix, the model call and one "
-                        "prediction JSON per event; the passthrough only moves bytes through librdkafka.")
+                  limit="limit: Python CPU in the worker: per-event parse/validate and window fold, dict→matrix, "
+                        "the model call and one prediction JSON per event (the state encode, the Lua save and the "
+                        "delivery wait run once per checkpoint); the passthrough only moves bytes through "
+                        "librdkafka.")
     return table, fused
 
 
@@ -388,7 +389,8 @@ def _latency_limit(rows: list[list[Any]]) -> str:
     return (f"limit: the broker. At {level}, a bare consumer of the same events sees p50 {broker[5]:.0f} / p99 "
             f"{broker[7]:.0f} ms, and the worker adds {worker[5] - broker[5]:.0f} ms at p50 and "
             f"{worker[7] - broker[7]:.0f} ms at p99 on top: its own batch's parse, fold and model call before the "
-            "produce, and in the tail the wait behind the previous batch's flush and state save. tansu's floor moves with how the load reaches it"
+            "produce, and in the tail the wait behind a checkpoint (flush, state save: once per checkpoint interval). "
+            "tansu's floor moves with how the load reaches it"
             f"{' (' + '; '.join(others) + ')' if others else ''}. A batch is what queued while the previous one ran "
             "(batch_linger_ms 0), so at low load batches are small; lingering 10 ms only adds the wait. Near the "
             "maximum rate the queue in front of the worker dominates.")
