@@ -95,6 +95,7 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
             (handler, "checkpoint"), (handler.engine, "process"),
             (handler.scorer, "score"), (handler.store, "_save_args"))),
         (pipeline, "parse_record", "parse_record"), (codec, "encode", "codec.encode"),
+        (pipeline, "encode_predictions", "encode_predictions"),
         (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
     ]
     with contextlib.ExitStack() as stack:
@@ -112,10 +113,12 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
     ("model call (numpy plan of the linear pipeline)", "model", lambda s: s["LoadedModel.predict_scores"]),
     ("scoring around it (route, schema, dict→matrix, Prediction objects)", "Python",
      lambda s: s["Scorer.score"] - s["LoadedModel.predict_scores"]),
-    ("prediction records (to_dict + orjson)", "JSON", lambda s: s["Prediction.to_dict"] + s["codec.encode"]),
+    ("prediction records (one orjson pass per batch)", "JSON",
+     lambda s: s["Prediction.to_dict"] + s["codec.encode"] + s["encode_predictions"]),
     ("rest of process (bookkeeping, silence tracker, metrics)", "Python",
      lambda s: s["FusedHandler.process"] - s["parse_record"] - s["PendingState._load"]
-     - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]),
+     - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]
+     - s["encode_predictions"]),
     ("produce + flush (delivery acks awaited once per checkpoint)", "broker",
      lambda s: s["BatchLoop._produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
      - s["BatchLoop._commit"]),

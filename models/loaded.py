@@ -7,9 +7,11 @@ without sklearn's per-call validation); every other estimator through its own ``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -61,6 +63,38 @@ class LoadedModel:
         names = self.feature_names
         return np.array([[v.get(n, math.nan) for n in names] for v in vectors], dtype=np.float64).reshape(
             len(vectors), len(names))
+
+    @cached_property
+    def _row_getter(self) -> Callable[[Mapping[str, float]], tuple[float, ...]] | None:
+        names = self.feature_names
+        if len(names) < 2:  # itemgetter of one name returns a bare value; a rare shape keeps the per-row path
+            return None
+        return itemgetter(*names)
+
+    def fit_matrix(self, vectors: Sequence[Mapping[str, float]]) -> np.ndarray | None:
+        """The batch's matrix in one pass when every vector fits (every feature present and a ``float``, as
+        the engine emits them), else ``None`` and the caller checks row by row (:meth:`schema_mismatch`).
+
+        When it returns a matrix, it equals ``matrix(vectors)`` and every row's ``schema_mismatch`` is None.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> m = LoadedModel(SimpleNamespace(feature_names=("a", "b")), None)
+            >>> m.fit_matrix([{"b": 2.0, "a": 1.0}, {"a": 3.0, "b": 4.0}]).tolist()
+            [[1.0, 2.0], [3.0, 4.0]]
+            >>> m.fit_matrix([{"a": 1.0}]) is None, m.fit_matrix([{"a": 1.0, "b": 2}]) is None
+            (True, True)
+        """
+        get = self._row_getter
+        if get is None or not vectors:
+            return None
+        try:
+            rows = list(map(get, vectors))
+        except (KeyError, TypeError):
+            return None
+        if not set(map(type, chain.from_iterable(rows))) <= {float}:
+            return None
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.feature_names))
 
     def schema_mismatch(self, vector: Mapping[str, float]) -> str | None:
         """Why ``vector`` does not fit this version's declared schema, or ``None`` when it does."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 Variant = Literal["champion", "challenger", "shadow", "fallback"]
 
 
@@ -60,6 +62,24 @@ class Prediction:
             features=data.get("features"),
             quality=_quality(data.get("quality")),
         )
+
+
+def encode_predictions(predictions: list[Prediction]) -> list[bytes]:
+    """The wire bytes of a batch of predictions, in one pass: the same bytes as
+    ``streams.codec.encode(p.to_dict())`` for each (same keys in the same order, same orjson options), without
+    the per-prediction ``to_dict`` call and copies of the feature maps (orjson reads them as they are).
+
+    >>> p = Prediction("p", "e", 0, "m", 1, "champion", 0.5, 1, 0, features={"a": 1.0})
+    >>> encode_predictions([p])[0]
+    b'{"prediction_id":"p","entity_id":"e","event_ts":0,"model":"m","model_version":1,"variant":"champion","score":0.5,"label":1,"scored_at":0,"features":{"a":1.0},"quality":null}'
+    """
+    dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+    return [dumps({"prediction_id": p.prediction_id, "entity_id": p.entity_id, "event_ts": p.event_ts,
+                   "model": p.model, "model_version": p.model_version, "variant": p.variant, "score": p.score,
+                   "label": p.label, "scored_at": p.scored_at,
+                   "features": p.features if p.features is None or type(p.features) is dict else dict(p.features),
+                   "quality": p.quality if p.quality is None or type(p.quality) is dict else dict(p.quality)},
+                  option=opt) for p in predictions]
 
 
 def _quality(raw: Any) -> dict[str, str] | None:

@@ -148,16 +148,21 @@ class Scorer:
         active = self.active
         models = active.by_version
         groups: dict[int, list[tuple[ScoringRow, str]]] = defaultdict(list)  # by version: a challenger that
-        for row in rows:                                                      # serves and shadows is called once
-            for a in route(row.entity_id, active.split):
-                groups[a.version].append((row, a.variant))
+        if active.split.challenger is None:                                   # serves and shadows is called once
+            groups[active.split.champion] = [(row, "champion") for row in rows]  # what `route` gives every row
+        else:
+            for row in rows:
+                for a in route(row.entity_id, active.split):
+                    groups[a.version].append((row, a.variant))
         out = ScoreResult([], [], [])
         now = int(self.clock() * 1000)
         for version, group in groups.items():
             model = models[version]
-            fit: list[tuple[ScoringRow, str]] = []
+            # the batch path: one matrix for the whole group when every row fits (the engine's own vectors)
+            X = model.fit_matrix([r.features for r, _ in group])
+            fit: list[tuple[ScoringRow, str]] = group if X is not None else []
             misfit: list[tuple[ScoringRow, str]] = []
-            for row, variant in group:
+            for row, variant in group if X is None else ():
                 why = model.schema_mismatch(row.features)
                 if why is None:
                     fit.append((row, variant))
@@ -166,7 +171,7 @@ class Scorer:
                     out.schema_mismatches.append((row, version, why))
             if misfit:
                 out.events.append(ScorerEvent("schema_drift", version, out.schema_mismatches[-1][2], len(misfit)))
-            scores = self._guarded_scores(model, [r for r, _ in fit], out) if fit else np.empty(0)
+            scores = self._guarded_scores(model, [r for r, _ in fit], out, X) if fit else np.empty(0)
             if scores is None:
                 misfit, fit = misfit + fit, []
                 scores = np.empty(0)
@@ -180,14 +185,16 @@ class Scorer:
                 self._serve_fallback(served_misfit, out, now)
         return out
 
-    def _guarded_scores(self, model: LoadedModel, rows: list[ScoringRow], out: ScoreResult) -> np.ndarray | None:
-        """Scores, or ``None`` when the version's breaker is open or this batch failed."""
+    def _guarded_scores(self, model: LoadedModel, rows: list[ScoringRow], out: ScoreResult,
+                        X: np.ndarray | None = None) -> np.ndarray | None:
+        """Scores, or ``None`` when the version's breaker is open or this batch failed (``X``: the rows' matrix
+        when built already)."""
         breaker = self.breakers.setdefault(model.version, self.breaker_factory())
         if not breaker.allow():
             return None
         was = breaker.state
         try:
-            scores = model.predict_scores(model.matrix([r.features for r in rows]))
+            scores = model.predict_scores(model.matrix([r.features for r in rows]) if X is None else X)
             ok = bool(np.all(np.isfinite(scores)))
             error = "" if ok else "non-finite scores"
         except ModelError as exc:
@@ -212,12 +219,13 @@ class Scorer:
 
     def _emit(self, out: ScoreResult, rows: Sequence[ScoringRow], scores: np.ndarray, version: int, variant: str,
               now: int) -> None:
-        for row, score in zip(rows, scores.tolist(), strict=True):
-            out.predictions.append(Prediction(
-                prediction_id=f"{row.event_key}-{variant}", entity_id=row.entity_id, event_ts=row.event_ts,
-                model=self.model, model_version=version, variant=variant, score=_finite(score),
-                label=None if score != score else int(score >= self.threshold), scored_at=now,
-                features=row.features if self.include_features else None))
+        model, threshold, keep, suffix = self.model, self.threshold, self.include_features, f"-{variant}"
+        append, isfinite, nan = out.predictions.append, math.isfinite, math.nan
+        for row, score in zip(rows, scores.tolist(), strict=True):  # positional: the field order of Prediction
+            append(Prediction(row.event_key + suffix, row.entity_id, row.event_ts, model, version, variant,
+                              float(score) if isfinite(score) else nan,
+                              None if score != score else int(score >= threshold), now,
+                              row.features if keep else None))
 
     def _load_fallback(self, champion_version: int) -> LoadedModel | None:
         target = self.registry.rollback_target(self.model, exclude={champion_version})
@@ -228,7 +236,3 @@ class Scorer:
         except ModelError as exc:
             log.warning("scorer: no fallback model (v%d refused: %s)", target.version, exc)
             return None
-
-
-def _finite(x: float) -> float:
-    return float(x) if math.isfinite(x) else float("nan")

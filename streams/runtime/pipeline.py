@@ -25,7 +25,7 @@ from features.records import MAX_TS_MS, Event, parse_record
 from features.silence import SilenceTracker
 from features.state import EntityState
 from features.store import FeatureStore, SourcePosition
-from models.prediction import Prediction
+from models.prediction import Prediction, encode_predictions
 from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
 from monitor.sensor_checks import SensorChecks
@@ -190,8 +190,9 @@ class FusedHandler:
         if scored is not None:
             self.stats.scored += len(scored.predictions)
             self.stats.schema_mismatches += len(scored.schema_mismatches)
-            for p in scored.predictions:
-                outputs.append(Output(self.predictions_topic, codec.encode(p.to_dict()), p.entity_id))
+            topic_out = self.predictions_topic  # the batch's records in one pass (same bytes as codec.encode)
+            outputs += [Output(topic_out, value, p.entity_id)
+                        for p, value in zip(scored.predictions, encode_predictions(scored.predictions), strict=True)]
             self._observe(scored.predictions, oldest_append_ms)
             for ev in scored.events:
                 self.metrics.scorer_errors.labels(self.scorer.model, str(ev.version), ev.kind).inc()
