@@ -21,9 +21,10 @@ view: one pass over the live buckets for all windows, merging only the slots the
 ``now`` is cached and reused while no older bucket changes, so scoring many events of one bucket costs
 one small fold per window. The prefix is cached from the first read in a bucket when the entity's
 previous bucket was read more than once (events arrive several per bucket: one full pass per bucket
-instead of two), otherwise from the second read (one event per bucket: no split fold, no cache to
-keep). The arithmetic is identical either way (a left fold continued from a prefix is the same left
-fold).
+instead of two) or when it spans ``LONG_PREFIX`` buckets or more (a full window just loaded from Redis: its
+second read in the bucket would otherwise fold it all again), otherwise from the second read (one event per
+bucket, short window: no split fold, no cache to keep). The arithmetic is identical either way (a left fold
+continued from a prefix is the same left fold).
 
 Example:
     >>> from features.definitions import FeatureView, FieldSpec, FeatureSpec, Window
@@ -58,6 +59,7 @@ from features.records import Event
 __all__ = ["EntityState", "Plan", "plan_for"]
 
 _HEAD = struct.Struct("<cH")  # b"B", row width
+LONG_PREFIX = 8  # a prefix of this many buckets is cached on a bucket's first read whatever the read pattern
 _BIG = sys.byteorder == "big"
 
 
@@ -171,7 +173,7 @@ class EntityState:
         if self._read_last != last:  # first read in this bucket
             repeated = self._reads > 1
             self._read_last, self._reads = last, 1
-            if not repeated:  # one read per bucket so far: one pass, nothing cached
+            if not repeated and hi - lo < LONG_PREFIX:  # one read per bucket so far, short window: one pass
                 return plan.emit(plan.fold(None, data, order, lo, hi + cur, starts, sets))
         else:
             self._reads += 1

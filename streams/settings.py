@@ -104,7 +104,7 @@ class PipelineSettings:
     silence_idle_ms: int = 300_000  # event time without a reading before an entity is reported silent
     silence_idle_wall_s: float = 60.0  # wall time without any record before a whole partition counts as silent
     # entity states the worker keeps in memory across batches, all partitions together (least recently used
-    # out): 100,000 x ~7 KB per 31-bucket state = ~0.7 GiB at most; 0 turns the cache off
+    # out): 100,000 x ~8.4 KB per 31-bucket state = ~0.8 GiB at most; 0 turns the cache off
     cache_max_entities: int = DEFAULT_MAX_ENTITIES
     # how far an event's time may be ahead of the worker's clock; later ones go to the DLQ as `future` and never
     # move the watermark (0: no check, for simulations whose event time runs faster than the clock)

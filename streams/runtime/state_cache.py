@@ -26,9 +26,9 @@ S = TypeVar("S")
 
 DEFAULT_MAX_ENTITIES = 100_000
 """Worker-wide default bound (``PipelineSettings.cache_max_entities``). A cached entity with 31 live buckets
-(VITALS_VIEW after 30 min) measured ~7 KB (``bench.memory_bench``: the compact state of ``features.state``, 21
-doubles per bucket), so this bound allows ~0.7 GiB at worst; entities with one bucket cost ~1.5 KB. 0 disables
-the cache. (Before the compact state, ~117 KB per such entity: the bound was 20,000.)"""
+(VITALS_VIEW after 30 min) measured ~8.4 KB (``bench.memory_bench``: the compact state of ``features.state``, 21
+doubles per bucket, and its cached window prefix), so this bound allows ~0.8 GiB at worst; entities with one
+bucket cost ~1.5 KB. 0 disables the cache. (Before the compact state, ~117 KB per such entity: the bound was 20,000.)"""
 
 
 class StateCache(Generic[S]):

@@ -110,3 +110,20 @@ def test_a_full_vitals_window_keeps_21_doubles_per_bucket() -> None:
         st.apply(VITALS_VIEW, Event("e", ts, vals))
     assert st.nbytes() == 31 * 21 * 8 + 31 * 8
     assert sorted(st.buckets(VITALS_VIEW))[:2] == [0, 60_000]
+
+
+def test_a_long_prefix_is_cached_on_the_first_read_of_a_bucket() -> None:
+    from features.state import LONG_PREFIX
+    from features.views import VITALS_VIEW
+
+    st = EntityState()
+    vals = {"hr": 80.0, "rr": 12.0, "spo2": 98.0, "temp": 37.0, "sbp": 120.0, "dbp": 80.0}
+    for minute in range(LONG_PREFIX + 2):  # one reading per minute: every read is the first of its bucket
+        st.apply(VITALS_VIEW, Event("e", minute * 60_000, vals))
+    back = EntityState.from_redis(st.to_redis()[0])  # as loaded from Redis: no read yet
+    now = (LONG_PREFIX + 2) * 60_000
+    back.apply(VITALS_VIEW, Event("e", now, vals))
+    first = back.features(VITALS_VIEW, now)
+    assert back._cache is not None and back._cache[0] == now  # the window's older buckets, folded once
+    back.apply(VITALS_VIEW, Event("e", now + 10_000, vals))
+    assert back.features(VITALS_VIEW, now + 10_000)["hr_mean_5m"] == first["hr_mean_5m"] == 80.0
