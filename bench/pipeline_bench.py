@@ -51,8 +51,8 @@ from bench.common import (
 from bench.store_bench import passthrough_run, prefill
 from features.definitions import FeatureView
 from streams.local.stack import StackInfo
+from streams.runtime.batch import take_batch
 from streams.runtime.clients import consumer_config, make_producer, producer_config
-from streams.runtime.loop import take_batch
 from streams.runtime.topics import ensure_topics, required_topics
 from streams.settings import KafkaSettings, PipelineSettings, Settings
 
@@ -256,7 +256,7 @@ def produce_live(settings: Settings, topic: str, templates: list[tuple[bytes, di
 
 def _bare_consumer(settings: Settings, topic: str, partitions: int, ready: Any, stop: Any, out: Any) -> None:
     """Child process: a bare consumer (assigned, no group, no processing) taking records as the batch loop does
-    (``streams.runtime.loop.take_batch``); sends back event time → received, in ms."""
+    (``streams.runtime.batch.take_batch``); sends back event time → received, in ms."""
     consumer = Consumer(consumer_config(settings.kafka, f"bench-lat-{run_id()}"))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     lat: list[float] = []

@@ -53,8 +53,9 @@ from features.state import EntityState
 from features.store import FeatureStore, SourcePosition, state_key_for
 from streams.local.demo import to_events
 from streams.local.stack import StackInfo
+from streams.runtime.batch import BatchResult, Output, dead_letter
 from streams.runtime.clients import make_consumer, make_producer
-from streams.runtime.loop import BatchLoop, BatchResult, Output, dead_letter
+from streams.runtime.loop import BatchLoop
 from streams.runtime.topics import TopicSpec, ensure_topics
 from streams.runtime.workers import redis_client
 from streams.settings import Settings

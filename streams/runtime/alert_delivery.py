@@ -33,7 +33,7 @@ from monitor.sinks import AlertSink
 from streams.metrics import Metrics
 from streams.runtime.alert_queue import DeliveryScheduler, Job
 from streams.runtime.alert_records import Delivery, decode_alert, placeholder_alert
-from streams.runtime.loop import LoopHealth, describe
+from streams.runtime.batch import LoopHealth, describe
 
 log = logging.getLogger(__name__)
 

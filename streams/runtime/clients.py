@@ -40,7 +40,7 @@ def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
 def consumer_config(kafka: KafkaSettings, group_id: str, *, on_commit: Callable[..., None] | None = None,
                     **overrides: Any) -> dict[str, Any]:
     """Config of a group consumer whose offsets are committed only by the batch loop (``on_commit``: the
-    callback that sees the broker's answers to asynchronous commits, e.g. a ``streams.runtime.loop.CommitLog``).
+    callback that sees the broker's answers to asynchronous commits, e.g. a ``streams.runtime.batch.CommitLog``).
 
     Example:
         >>> cfg = consumer_config(KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=200), "g")

@@ -13,7 +13,7 @@ dead-lettered *truncated* to fit, with ``truncated: 1``, ``original_size`` (byte
 ``original_sha256`` (hex, of the whole original value), so its copy never turns into a produce error loop.
 
 Example:
-    >>> from streams.runtime.loop import Output
+    >>> from streams.runtime.batch import Output
     >>> out = Output("t.dlq", b"x" * 5000, b"k", headers_for("t", 0, 7, "too_large", "5000 bytes"))
     >>> small = fit(out, max_bytes=2048)
     >>> size_of(small) <= 2048, dict(small.headers)["original_size"], dict(small.headers)["truncated"]
@@ -28,7 +28,7 @@ import dataclasses
 import hashlib
 from typing import Any, TypeVar
 
-OutputT = TypeVar("OutputT")  # streams.runtime.loop.Output (not imported: the loop imports this module)
+OutputT = TypeVar("OutputT")  # streams.runtime.batch.Output (not imported: it imports this module)
 
 DETAIL_MAX_CHARS = 500
 DLQ_SUFFIX = ".dlq"

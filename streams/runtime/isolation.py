@@ -51,7 +51,7 @@ R = TypeVar("R")  # a record
 B = TypeVar("B")  # what ``process`` returns and ``deliver`` takes
 
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
-    InfrastructureError,  # e.g. streams.runtime.loop.DeliveryError: the broker did not acknowledge an output
+    InfrastructureError,  # e.g. streams.runtime.batch.DeliveryError: the broker did not acknowledge an output
     redis.RedisError, RedisClusterException,  # Redis down, timing out, loading, read-only, failing over...
     KafkaException,  # the broker (a produce the client refused, a commit)
     StaleOffsetError,  # another writer saved this partition first: reload and redo the batch

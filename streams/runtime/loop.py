@@ -43,13 +43,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.exceptions import InfrastructureError
 from streams.metrics import Metrics
+from streams.runtime.batch import (
+    BatchHandler,
+    BatchResult,
+    CommitLog,
+    DeliveryError,
+    LoopHealth,
+    Output,
+    next_offsets,
+    take_batch,
+)
 from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, fit, headers_for, is_dead_letter
 from streams.runtime.isolation import (
     RECORD_LEVEL_KAFKA_ERRORS,
@@ -61,86 +68,6 @@ from streams.runtime.isolation import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Output:
-    """One record to produce."""
-
-    topic: str
-    value: bytes
-    key: bytes | str | None = None
-    headers: list[tuple[str, bytes]] | None = None
-
-
-@dataclass
-class BatchResult:
-    outputs: list[Output] = field(default_factory=list)
-    finalize: Callable[[], None] | None = None  # state write; runs after every output was delivered
-    # True: ``finalize`` checkpoints everything the handler applied since its last checkpoint (not only this
-    # batch), so a loop with a checkpoint interval runs it once per interval instead of after every batch
-    deferrable: bool = False
-
-
-class BatchHandler(Protocol):
-    def process(self, messages: Sequence[Message]) -> BatchResult: ...
-
-    def on_assign(self, partitions: Sequence[TopicPartition]) -> None: ...
-
-    def on_revoke(self, partitions: Sequence[TopicPartition]) -> None: ...
-
-
-class DeliveryError(InfrastructureError):
-    """At least one output was not acknowledged by the broker."""
-
-
-@dataclass
-class LoopHealth:
-    """What /health and the metrics report about one loop."""
-
-    started_at: float = field(default_factory=time.time)
-    last_commit_at: float | None = None
-    last_poll_at: float | None = None
-    consecutive_failures: int = 0
-    last_error: str | None = None
-    last_error_class: str | None = None
-    last_error_at: float | None = None
-    failing: str | None = None  # the dependency whose failure stops batches (None: the last batch succeeded)
-    batches: int = 0
-    records: int = 0
-    assigned: list[str] = field(default_factory=list)
-
-    @property
-    def healthy(self) -> bool:
-        return self.consecutive_failures == 0
-
-
-class CommitLog:
-    """The broker's answers to asynchronous commits: pass it as the consumer's ``on_commit`` and to the loop.
-
-    Example:
-        >>> commits = CommitLog()
-        >>> commits(None, [TopicPartition("t", 0, 5)])
-        >>> commits.acknowledged_at is not None, commits.failures
-        (True, 0)
-        >>> commits("coordinator moved", [TopicPartition("t", 0, 6)])  # a KafkaError in real use
-        >>> commits.failures, commits.last_error
-        (1, 'coordinator moved')
-    """
-
-    def __init__(self) -> None:
-        self.acknowledged_at: float | None = None
-        self.failures = 0
-        self.last_error: str | None = None
-
-    def __call__(self, err: Any, partitions: list[TopicPartition]) -> None:
-        failed = [tp.error for tp in partitions if tp.error is not None]
-        if err is None and not failed:
-            self.acknowledged_at = time.time()
-            return
-        self.failures += 1
-        self.last_error = str(err if err is not None else failed[0])
-        log.warning("offset commit failed: %s (the next commit covers it)", self.last_error)
 
 
 class BatchLoop:
@@ -340,7 +267,7 @@ class BatchLoop:
                 return False
             self._isolate_here(records, exc)
             return True
-        self._uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in _next_offsets(records)})
+        self._uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)})
         if result.finalize is not None and result.finalize not in self._finalizers:  # a handler's checkpoint once
             self._finalizers.append(result.finalize)
         if not result.deferrable or self._due():
@@ -370,7 +297,7 @@ class BatchLoop:
         if self._uncommitted or self._finalizers:
             self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
         run_isolated(records, self.handler.process, self.deliver, self.poison)
-        committed = _next_offsets(records)
+        committed = next_offsets(records)
         self._commit(committed)
         for tp in committed:
             key = (tp.topic, tp.partition)
@@ -540,43 +467,3 @@ class BatchLoop:
         self._checkpoint_or_rewind("revoke")  # synchronously, before the partitions' next owner reads the store
         self._commit_sent(partitions)
         self.handler.on_revoke(partitions)
-
-
-def take_batch(consumer: Consumer, max_rows: int, wait_s: float, linger_s: float = 0.0) -> list[Message]:
-    """Up to ``max_rows`` records: wait up to ``wait_s`` for a first one, then take what else is already
-    queued, waiting at most ``linger_s`` more for it (0: none).
-
-    Batches thus size themselves to the load ("smart batching"): at a low rate a record is handled as soon
-    as it arrives, under load the records that queued while the previous batch ran form the next one.
-    ``Consumer.consume(n, timeout)`` alone would hold every record for the full ``timeout`` unless ``n``
-    are queued, which puts the batch window on every event's latency.
-    """
-    first = consumer.poll(wait_s)
-    if first is None:
-        return []
-    if max_rows <= 1:
-        return [first]
-    return [first, *consumer.consume(max_rows - 1, linger_s)]
-
-
-def _next_offsets(records: Sequence[Message]) -> list[TopicPartition]:
-    """The offsets to commit: last handled offset + 1, per partition."""
-    last: dict[tuple[str, int], int] = {}
-    for m in records:
-        key = (m.topic(), m.partition())
-        if m.offset() > last.get(key, -1):
-            last[key] = m.offset()
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
-
-
-def describe(m: Message) -> str:
-    """``topic[partition]@offset`` for error messages."""
-    return f"{m.topic()}[{m.partition()}]@{m.offset()}"
-
-
-def dead_letter(m: Message, dlq_topic: str, reason: str, detail: str = "", *,
-                error_class: str = "RecordError") -> Output:
-    """A dead-letter record: original key and value bytes plus the reason, the exception class and the source
-    position in headers (:mod:`streams.runtime.dead_letters`; the loop cuts it to fit when producing it)."""
-    return Output(dlq_topic, m.value() or b"", m.key(),
-                  headers_for(m.topic(), m.partition(), m.offset(), reason, detail, error_class))

@@ -29,8 +29,8 @@ from streams.control.keyring import Keyring
 from streams.control.protocol import new_command, sign_command
 from streams.exceptions import DriftlineError
 from streams.metrics import Metrics
+from streams.runtime.batch import BatchResult, Output, dead_letter, describe
 from streams.runtime.dead_letters import dlq_topic
-from streams.runtime.loop import BatchResult, Output, dead_letter, describe
 from streams.runtime.monitor_records import parse_label, parse_prediction
 from streams.settings import Settings
 from streams.timeline import Timeline

@@ -33,7 +33,7 @@ from models.exceptions import ModelError
 from models.online import LabeledExample, OnlineLearner, install, is_river
 from models.prediction import Prediction
 from streams import codec
-from streams.runtime.loop import BatchResult, describe
+from streams.runtime.batch import BatchResult, describe
 from streams.runtime.pipeline import FusedHandler
 
 log = logging.getLogger(__name__)

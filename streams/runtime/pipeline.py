@@ -31,8 +31,8 @@ from monitor.scorer_alerts import AlertThrottle, alert_for
 from monitor.sensor_checks import SensorChecks
 from streams import codec
 from streams.metrics import Metrics, observe_many
+from streams.runtime.batch import BatchResult, Output, dead_letter, describe
 from streams.runtime.checkpoint import PendingState
-from streams.runtime.loop import BatchResult, Output, dead_letter, describe
 from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
 log = logging.getLogger(__name__)

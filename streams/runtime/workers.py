@@ -37,10 +37,11 @@ from streams.control.protocol import CommandVerifier
 from streams.control.redis_store import RedisControlStore
 from streams.metrics import Metrics
 from streams.redis_client import AnyRedis, check_redis, make_redis, redis_problem
+from streams.runtime.batch import CommitLog, Output
 from streams.runtime.clients import close_producer, make_consumer, make_producer
 from streams.runtime.control_agent import ControlAgent
 from streams.runtime.history_store import RedisHistory
-from streams.runtime.loop import BatchLoop, CommitLog, Output
+from streams.runtime.loop import BatchLoop
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
 from streams.runtime.watchdog import Watchdog, chain, records_after

@@ -12,7 +12,7 @@ from features.store import MemoryFeatureStore, SourcePosition
 from models.prediction import Prediction
 from models.registry import Registry
 from models.scorer import Scorer
-from streams.runtime.loop import BatchResult, Output
+from streams.runtime.batch import BatchResult, Output
 from streams.runtime.pipeline import FusedHandler
 
 from .fake_message import FakeMessage

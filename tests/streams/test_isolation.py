@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.exceptions import StaleOffsetError
+from streams.runtime.batch import BatchResult, DeliveryError, Output, dead_letter
 from streams.runtime.dead_letters import fit, size_of
 from streams.runtime.isolation import is_infrastructure, poison_detail, run_isolated
-from streams.runtime.loop import BatchLoop, BatchResult, DeliveryError, Output, dead_letter
+from streams.runtime.loop import BatchLoop
 from tests.budget import examples
 
 from .fake_message import FakeMessage

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from streams.runtime.loop import BatchLoop, BatchResult, Output, _next_offsets, dead_letter, describe
+from streams.runtime.batch import BatchResult, Output, dead_letter, describe, next_offsets
+from streams.runtime.loop import BatchLoop
 
 from .fake_message import FakeMessage
 
@@ -199,8 +200,8 @@ def test_commit_is_last_offset_plus_one_per_partition() -> None:
     assert sorted(consumer.commits[0]) == [("other", 0, 4), ("src", 0, 8), ("src", 1, 41)]
 
 
-def test_next_offsets_takes_the_max_even_out_of_order() -> None:
-    tps = _next_offsets(msgs("t", 0, [9, 3, 7]))  # type: ignore[arg-type]
+def testnext_offsets_takes_the_max_even_out_of_order() -> None:
+    tps = next_offsets(msgs("t", 0, [9, 3, 7]))  # type: ignore[arg-type]
     assert [(tp.topic, tp.partition, tp.offset) for tp in tps] == [("t", 0, 10)]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from streams.runtime.loop import BatchLoop, CommitLog
+from streams.runtime.batch import CommitLog
+from streams.runtime.loop import BatchLoop
 
 from .test_loop import FakeConsumer, FakeProducer, RecordingHandler, msgs
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from streams.runtime.loop import BatchLoop, BatchResult
+from streams.runtime.batch import BatchResult
+from streams.runtime.loop import BatchLoop
 
 from .fake_message import FakeMessage
 from .test_loop import FakeConsumer, FakeProducer, RecordingHandler, msgs

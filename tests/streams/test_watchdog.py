@@ -12,7 +12,8 @@ from pathlib import Path
 import redis
 from confluent_kafka import TopicPartition
 
-from streams.runtime.loop import BatchLoop, BatchResult, Output
+from streams.runtime.batch import BatchResult, Output
+from streams.runtime.loop import BatchLoop
 from streams.runtime.watchdog import Watchdog, chain, records_waiting
 from streams.runtime.workers import Worker
 
