@@ -198,14 +198,15 @@ class BatchLoop:
         self.metrics.healthy.labels(self.stage).set(0)
 
     def note_success(self, records: int, elapsed_s: float) -> None:
-        """Health and metrics of a batch fully handled."""
-        self.health.consecutive_failures = 0
-        self.health.failing = None
+        """Health and metrics of a batch fully handled. Under a checkpoint interval a batch whose state still
+        waits for its checkpoint does not clear a failure: only a checkpoint that went through does (so a Redis
+        that refuses every save cannot look healthy between two failed checkpoints)."""
+        if not self._uncommitted:
+            self._note_settled()
         self.health.batches += 1
         self.health.records += records
         self.metrics.batch_size.labels(self.stage).observe(records)
         self.metrics.batch_seconds.labels(self.stage).observe(elapsed_s)
-        self.metrics.healthy.labels(self.stage).set(1)
         if self.on_batch:
             self.on_batch(records, elapsed_s)
 
@@ -332,6 +333,13 @@ class BatchLoop:
         self._since.clear()
         if committed:
             self._commit(committed)
+        self._note_settled()
+
+    def _note_settled(self) -> None:
+        """Everything handled so far is delivered and saved: no failure stands."""
+        self.health.consecutive_failures = 0
+        self.health.failing = None
+        self.metrics.healthy.labels(self.stage).set(1)
 
     def _checkpoint_or_rewind(self, why: str) -> None:
         """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""

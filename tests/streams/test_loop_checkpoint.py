@@ -177,3 +177,19 @@ def test_a_record_level_fault_right_after_a_checkpoint_is_isolated_in_place() ->
     out = [o.value for o in producer.delivered if o.topic == "out"]
     assert sorted(out) == [b"v0", b"v1", b"v3"]  # each good record once
     assert consumer.commits[-1] == [("src", 0, 4)]
+
+
+def test_a_failed_checkpoint_stays_a_failure_until_a_checkpoint_goes_through() -> None:
+    # a Redis that refuses every save: the replayed batches are processed (deferred) in between, and must not
+    # make the loop look healthy before a checkpoint succeeds
+    batch = msgs("src", 0, [0])
+    loop, consumer, _, handler, _ = make([batch, batch, batch], 60_000, fail_finalize=1)
+    loop.run_once()
+    loop._checkpointed_at -= 61
+    loop.run_once()  # the checkpoint's save fails: back to the last checkpoint
+    assert not loop.health.healthy and loop.health.failing is not None
+    assert loop.run_once() == 1  # the replay is processed, its state waits for the next checkpoint
+    assert not loop.health.healthy and loop.health.failing is not None
+    loop._checkpointed_at -= 61
+    assert loop.run_once() == 0  # nothing more to fetch: the idle checkpoint goes through this time
+    assert loop.health.healthy and loop.health.failing is None and consumer.commits[-1] == [("src", 0, 1)]
