@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import gc
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from bench.common import (
 )
 from bench.pipeline_bench import _backlog_rate
 from bench.store_bench import aggregator_run, prefill
-from bench.store_read_bench import fill_store
+from bench.store_read_bench import _timed, fill_store
 from features.redis_store import RedisFeatureStore
 from features.store import SourcePosition, latest_key_for
 from streams.local.demo import to_events
@@ -70,16 +69,6 @@ class ClusterConfig:
     def tiny(cls) -> ClusterConfig:
         return cls(entities=50, minutes=1.0, reads=20, stream_entities=20, stream_events=400, rounds=1,
                    pipeline_events=400, scaling=(1,), timeout_s=60.0)
-
-
-def _timed(fns: list[tuple[Callable[[], object], list[float]]], rounds: int) -> None:
-    """Each function once per round, the order rotating, each call's ms appended to its list."""
-    for i in range(rounds):
-        k = i % len(fns)
-        for fn, acc in fns[k:] + fns[:k]:
-            t0 = time.perf_counter()
-            fn()
-            acc.append((time.perf_counter() - t0) * 1000)
 
 
 def read_table(clients: dict[str, AnyRedis], cfg: ClusterConfig, rid: str) -> Table:
