@@ -190,10 +190,10 @@ class BatchLoop:
 
     def note_failure(self, exc: BaseException) -> None:
         """Health and metrics of a failed batch (the caller rewinds or leaves it unacked)."""
-        self.health.consecutive_failures += 1
         self.health.last_error = f"{type(exc).__name__}: {exc}"
         self.health.last_error_class, self.health.last_error_at = type(exc).__name__, time.time()
         self.health.failing = dependency_of(exc)
+        self.health.consecutive_failures += 1  # last: a reader that sees a failure count sees its cause
         self.metrics.batch_failures.labels(self.stage, type(exc).__name__).inc()
         self.metrics.healthy.labels(self.stage).set(0)
 

@@ -127,8 +127,9 @@ class Worker:
         ``last_error`` / ``last_error_class`` / ``last_error_age_s`` keep the last failure after a recovery."""
         h = self.loop.health
         now = time.time()
+        failures = h.consecutive_failures  # read once: the loop's thread changes it while this answers
         state: dict = {"stage": self.name, "alive": self.alive, "assigned": h.assigned,
-                       "consecutive_failures": h.consecutive_failures, "last_error": h.last_error,
+                       "consecutive_failures": failures, "last_error": h.last_error,
                        "last_error_class": h.last_error_class,
                        "last_error_age_s": None if h.last_error_at is None else round(now - h.last_error_at, 3),
                        "last_commit_age_s": None if h.last_commit_at is None else round(now - h.last_commit_at, 3),
@@ -138,7 +139,7 @@ class Worker:
                 state[name] = probe()
             except Exception as exc:  # noqa: BLE001 - a failing probe is an unhealthy answer, not a crash
                 state[name] = f"error: {exc}"
-        failing = h.failing if h.consecutive_failures else None
+        failing = h.failing if failures else None
         state["failing"] = failing
         if failing in ("redis", "broker") and state.get(failing, "ok") == "ok":
             state[failing] = f"failing: {h.last_error}"  # it answers a probe, yet every batch fails on it
@@ -147,7 +148,7 @@ class Worker:
             state["progress"] = self.watchdog.status()
             stalled = self.watchdog.stalled
         polled = h.last_poll_at is not None and now - h.last_poll_at < 10
-        state["healthy"] = bool(self.alive and polled and h.healthy and state.get("redis") == "ok"
+        state["healthy"] = bool(self.alive and polled and failures == 0 and state.get("redis") == "ok"
                                 and state.get("broker", "ok") == "ok" and self.error is None and not stalled)
         return state
 
