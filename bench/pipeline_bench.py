@@ -85,9 +85,11 @@ class PipelineConfig:
 # ----------------------------------------------------------------------------------------- worker processes
 def _serve(settings: Settings, view: FeatureView, stop: Any) -> None:
     """Child process: one fused pipeline worker until ``stop`` is set."""
+    from streams.runtime.heap import settle_heap
     from streams.runtime.workers import build_pipeline
 
     worker, _handler = build_pipeline(settings, view, MODEL)
+    settle_heap()  # as `driftline run` does
     worker.start()
     try:
         while not stop.wait(0.1):

@@ -73,15 +73,16 @@ class EntityState:
         self._data = array("d")
         self._w = 0  # doubles per row (0 until the first apply or decode)
         self._sets: dict[int, dict[int, set]] | None = None  # bucket -> layout index -> distinct values
-        self._dirty: set[int] = set()
-        self._deleted: set[int] = set()
+        self._dirty: set[int] | None = None  # buckets changed since the last save (a set only while any: fewer
+        self._deleted: set[int] | None = None  # objects for the garbage collector to walk per cached entity)
         self._cache: tuple[int, tuple[int, ...], tuple] | None = None  # (last, window starts, prefix fold)
         self._read_last = -1  # bucket of the previous read ...
         self._reads = 0  # ... and how many reads it had: more than one predicts more than one in the next
 
     def __repr__(self) -> str:
         return (
-            f"EntityState(buckets={len(self._order)}, dirty={len(self._dirty)}, deleted={len(self._deleted)})"
+            f"EntityState(buckets={len(self._order)}, dirty={len(self._dirty or ())}, "
+            f"deleted={len(self._deleted or ())})"
         )
 
     @property
@@ -133,7 +134,8 @@ class EntityState:
                 self._data.extend(plan_zero(plan))
             else:
                 self._data[i * w:i * w] = plan_zero(plan)
-            self._deleted.discard(b)
+            if self._deleted:
+                self._deleted.discard(b)
         return i
 
     def apply(self, view: FeatureView, event: Event) -> None:
@@ -142,7 +144,10 @@ class EntityState:
         ts = event.ts_ms
         b = ts - ts % plan.bucket_ms
         i = self._row(plan, b)
-        self._dirty.add(b)
+        dirty = self._dirty
+        if dirty is None:
+            dirty = self._dirty = set()
+        dirty.add(b)
         if self._cache is not None and b < self._cache[0]:
             self._cache = None
         values = event.values
@@ -193,8 +198,11 @@ class EntityState:
         if not order or order[0] >= before_ms:
             return
         cut = bisect_left(order, before_ms)
+        if self._deleted is None:
+            self._deleted = set()
         for b in order[:cut]:
-            self._dirty.discard(b)
+            if self._dirty:
+                self._dirty.discard(b)
             self._deleted.add(b)
             if self._sets:
                 self._sets.pop(b, None)
@@ -207,7 +215,7 @@ class EntityState:
         sets: dict[bytes, bytes] = {}
         w, order, data = self._w, self._order, self._data
         head = _HEAD.pack(b"B", w)
-        for b in sorted(self._dirty):
+        for b in sorted(self._dirty or ()):
             i = bisect_left(order, b)
             row = data[i * w:(i + 1) * w]
             if _BIG:
@@ -217,12 +225,11 @@ class EntityState:
             if distinct:
                 value += b"|" + orjson.dumps({str(fi): sorted(v) for fi, v in sorted(distinct.items())})
             sets[str(b).encode()] = value
-        return sets, [str(b).encode() for b in sorted(self._deleted)]
+        return sets, [str(b).encode() for b in sorted(self._deleted or ())]
 
     def mark_saved(self) -> None:
         """Forget the dirty/deleted marks after a successful save."""
-        self._dirty.clear()
-        self._deleted.clear()
+        self._dirty = self._deleted = None
 
     @classmethod
     def from_redis(cls, mapping: Mapping[bytes, bytes], view: FeatureView | None = None) -> EntityState:

@@ -308,6 +308,7 @@ def keep_running_on_broken_pipes() -> None:
 def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> int:
     """Serve /metrics and /health, run ``worker`` until Ctrl-C or SIGTERM, stop it."""
     from streams.metrics import HealthServer
+    from streams.runtime.heap import settle_heap
     keep_running_on_broken_pipes()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -326,6 +327,7 @@ def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> in
         "model": args.model if args.stage == "pipeline" else None,
         "topics": _topics_of(worker)})
     try:
+        settle_heap()  # the start-up heap out of every later collection: no 30-80 ms GC pauses in the tail
         worker.start()
         while not stop.is_set() and worker.alive:
             stop.wait(0.5)

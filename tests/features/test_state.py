@@ -127,3 +127,28 @@ def test_a_long_prefix_is_cached_on_the_first_read_of_a_bucket() -> None:
     assert back._cache is not None and back._cache[0] == now  # the window's older buckets, folded once
     back.apply(VITALS_VIEW, Event("e", now + 10_000, vals))
     assert back.features(VITALS_VIEW, now + 10_000)["hr_mean_5m"] == first["hr_mean_5m"] == 80.0
+
+
+def _tracked_parts(st: EntityState) -> list[str]:
+    """What the garbage collector walks for one state besides the state itself."""
+    import gc
+    return sorted(type(o).__name__ for o in gc.get_referents(st) if gc.is_tracked(o) and o is not type(st))
+
+
+def test_a_saved_state_gives_the_garbage_collector_two_objects_to_walk() -> None:
+    """A worker caches up to 100,000 states and every full collection walks them all (a pause in the loop): a
+    saved state holds its two arrays and no empty sets; the dirty and deleted marks exist only while there are
+    marks."""
+    st = EntityState()
+    for ts in range(0, 100_000, 5_000):
+        st.apply(VIEW, Event("e", ts, {"x": 1.0}))
+    st.expire(30_000)
+    assert "set" in _tracked_parts(st) and st.is_dirty
+    sets, deleted = st.to_redis()
+    assert sets and deleted
+    st.mark_saved()
+    assert _tracked_parts(st) == ["array", "array"] and not st.is_dirty and st.to_redis() == ({}, [])
+    st.apply(VIEW, Event("e", 99_000, {"x": 2.0}))
+    assert st.is_dirty and list(st.to_redis()[0]) == [b"90000"] and st.to_redis()[1] == []
+    st.expire(60_000)
+    assert st.to_redis()[1] == [str(b).encode() for b in range(30_000, 60_000, 10_000)]
