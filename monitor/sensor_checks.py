@@ -149,10 +149,12 @@ class SensorChecks:
         ent.last_ts = ts_ms
         mask = self._mask
         fields = ent.fields
+        flagged = False  # any mark left in a field's window after this reading
         for name, stuck_after, ignore, max_step, rate, gap_ms in self._compiled:
             f = fields[name]
             if f.stuck or f.spike or f.drop:  # age the window (most entities have nothing in it)
                 f.stuck, f.spike, f.drop = (f.stuck << 1) & mask, (f.spike << 1) & mask, (f.drop << 1) & mask
+                flagged = flagged or bool(f.stuck or f.spike or f.drop)
             x = values.get(name)
             if x is None or x.__class__ not in (int, float):
                 continue
@@ -164,6 +166,7 @@ class SensorChecks:
                 f.run += 1
                 if stuck_after and f.run >= stuck_after and x not in ignore:
                     f.stuck |= 1
+                    flagged = True
             else:
                 f.run = 1
             dt = ts_ms - f.last_ts
@@ -173,6 +176,7 @@ class SensorChecks:
                     if f.pending and (step > 0) != (f.pending > 0):
                         f.spike |= 1
                         f.pending = 0
+                        flagged = True
                     else:
                         f.pending = 1 if step > 0 else -1
                 else:
@@ -180,11 +184,7 @@ class SensorChecks:
             else:
                 f.pending = 0
             f.last, f.last_ts = float(x), ts_ms
-        ent.faults = self._faults(ent) if (ent.faults is not None or self._any(ent)) else None
-
-    @staticmethod
-    def _any(ent: _Entity) -> bool:
-        return any(f.stuck or f.spike or f.drop for f in ent.fields.values())
+        ent.faults = self._faults(ent) if (flagged or ent.faults is not None) else None
 
     def observe_rejected(self, entity: str, field: str | None) -> None:
         """One reading of ``entity`` rejected because of ``field`` (None: some other reason; it only ages the

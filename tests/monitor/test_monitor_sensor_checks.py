@@ -173,3 +173,23 @@ def test_on_the_simulator_only_the_entities_with_broken_sensors_are_marked(sourc
         else:
             assert ever <= faulty
             assert len(ever) >= recall * len(faulty), (len(ever), len(faulty))
+
+
+_reading = st.one_of(st.none(), st.sampled_from([0.0, 1.0, 50.0]), st.floats(-100.0, 100.0, allow_nan=False))
+
+
+@given(st.lists(st.tuples(st.booleans(), _reading, _reading, st.integers(1, 120_000), st.sampled_from([None, "x", "y"])),
+                min_size=1, max_size=120))
+def test_the_faults_kept_after_every_reading_are_those_the_windows_hold(steps: list) -> None:
+    """``observe`` decides from what it marked in this reading whether to re-read the windows; whatever the mix of
+    readings, gaps, missing fields and rejections, the faults it keeps equal a full re-read of every window."""
+    c = SensorChecks(SensorConfig({"x": FieldRule(stuck_after=3, max_step=10.0, dropouts=2),
+                                   "y": FieldRule(stuck_after=4, stuck_ignore=(0.0,), max_step=5.0)}, window=8))
+    ts = 0
+    for accepted, x, y, gap, field in steps:
+        ts += gap
+        if accepted:
+            c.observe("e", ts, {k: v for k, v in (("x", x), ("y", y)) if v is not None})
+        else:
+            c.observe_rejected("e", field)
+        assert c.faults("e") == c._faults(c._entities["e"])
