@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
 
 
@@ -80,6 +81,10 @@ class Metrics:
                                             buckets=LATENCY_BUCKETS, registry=r)
         self.redis_seconds = Histogram("driftline_redis_roundtrip_seconds", "Redis round trips", ["op"],
                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.gc_pauses = Histogram("driftline_gc_pause_seconds",
+                                   "Pauses of the worker process's cyclic garbage collector (every thread, the batch "
+                                   "loop included, stands still), by generation", ["generation"],
+                                   buckets=GC_PAUSE_BUCKETS, registry=r)
         self.cache_entities = Gauge("driftline_state_cache_entities",
                                     "Entity states held by the pipeline worker's write-through cache", registry=r)
         self.cache_evictions = Counter("driftline_state_cache_evictions",

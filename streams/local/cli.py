@@ -308,7 +308,7 @@ def keep_running_on_broken_pipes() -> None:
 def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> int:
     """Serve /metrics and /health, run ``worker`` until Ctrl-C or SIGTERM, stop it."""
     from streams.metrics import HealthServer
-    from streams.runtime.heap import settle_heap
+    from streams.runtime.heap import settle_heap, watch_gc_pauses
     keep_running_on_broken_pipes()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -328,6 +328,7 @@ def _run_worker(args: argparse.Namespace, worker: Any, settings: Settings) -> in
         "topics": _topics_of(worker)})
     try:
         settle_heap()  # the start-up heap out of every later collection: no 30-80 ms GC pauses in the tail
+        watch_gc_pauses(lambda gen, s: worker.metrics.gc_pauses.labels(str(gen)).observe(s))
         worker.start()
         while not stop.is_set() and worker.alive:
             stop.wait(0.5)

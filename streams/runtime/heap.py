@@ -11,16 +11,24 @@ Example:
     >>> settle_heap() > 0 and gc.get_freeze_count() > 0
     True
     >>> gc.unfreeze()  # a test process gives its heap back to the collector
+    >>> pauses = []
+    >>> stop = watch_gc_pauses(lambda generation, seconds: pauses.append(generation))
+    >>> _ = gc.collect(1); stop(); _ = gc.collect(1)
+    >>> pauses
+    [1]
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["settle_heap"]
+__all__ = ["settle_heap", "watch_gc_pauses"]
 
 
 def settle_heap() -> int:
@@ -35,3 +43,18 @@ def settle_heap() -> int:
     frozen = gc.get_freeze_count()
     log.debug("heap settled: %d start-up objects frozen", frozen)
     return frozen
+
+
+def watch_gc_pauses(observe: Callable[[int, float], None]) -> Callable[[], None]:
+    """Call ``observe(generation, seconds)`` after every collection (``gc.callbacks``); returns the function that
+    stops watching. The worker feeds ``driftline_gc_pause_seconds`` with it."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            observe(info["generation"], time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback) if callback in gc.callbacks else None

@@ -35,3 +35,23 @@ def test_driftline_run_settles_the_heap_before_the_worker_consumes() -> None:
     source = (ROOT / "streams/local/cli.py").read_text()
     body = source[source.index("def _run_worker("):]
     assert body.index("settle_heap()") < body.index("worker.start()")
+
+
+def test_every_collection_is_observed_into_the_workers_histogram_until_unwatched() -> None:
+    import gc
+
+    from streams.metrics import Metrics
+    from streams.runtime.heap import watch_gc_pauses
+
+    metrics = Metrics()
+    stop = watch_gc_pauses(lambda gen, s: metrics.gc_pauses.labels(str(gen)).observe(s))
+    try:
+        gc.collect(2)
+        gc.collect(0)
+    finally:
+        stop()
+    gc.collect(2)
+    count = {g: metrics.registry.get_sample_value("driftline_gc_pause_seconds_count", {"generation": g})
+             for g in ("0", "2")}
+    assert count == {"0": 1.0, "2": 1.0}
+    stop()  # twice is harmless
