@@ -4,12 +4,9 @@ Per batch, in order: take up to N records (:func:`take_batch`) → ``handler.pro
 memory) → produce its outputs asynchronously → flush and check every delivery → ``result.finalize()``
 (write state and the last applied offset atomically) → commit the next offsets. Auto-commit is off.
 
-The commit is synchronous, unless the loop is given a :class:`CommitLog` that is also the consumer's
-``on_commit`` callback: then the loop sends it and goes on to the next batch (the broker's answer arrives
-with a later poll), and commits synchronously what it sent for partitions being revoked and on close. Only
-for handlers whose state write stores the offset (the fused pipeline's ``finalize``): a lost commit then
-only replays batches the store already holds, and it skips those events (no double counting, no outputs
-lost). The monitor's loop commits synchronously.
+Commits (:mod:`streams.runtime.commits`) are synchronous, or sent asynchronously when the loop has a
+:class:`CommitLog`: only for handlers whose state write stores the offset (the fused pipeline), so a lost commit
+only replays what the store holds and skips. Outputs are produced by :mod:`streams.runtime.producing`.
 
 Why state after delivery: the store skips events at or below its stored offset on a replay, so an event may
 be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
@@ -51,21 +48,20 @@ from streams.runtime.batch import (
     BatchHandler,
     BatchResult,
     CommitLog,
-    DeliveryError,
     LoopHealth,
     Output,
     next_offsets,
     take_batch,
 )
-from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, fit, headers_for, is_dead_letter
+from streams.runtime.commits import Committer
+from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, headers_for
 from streams.runtime.isolation import (
-    RECORD_LEVEL_KAFKA_ERRORS,
-    RefusedRecordError,
     dependency_of,
     is_infrastructure,
     poison_detail,
     run_isolated,
 )
+from streams.runtime.producing import OutputProducer
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +96,9 @@ class BatchLoop:
         self.metrics = metrics or Metrics()
         self.health = LoopHealth()
         self.commits = commits  # given: commit asynchronously (see the module docstring)
-        self._sent: dict[tuple[str, int], int] = {}  # offsets committed asynchronously, per partition
+        self.committer = Committer(stage, self.metrics, self.health, commits)
+        self.outputs = OutputProducer(producer, self.metrics, stage, max_message_bytes=max_message_bytes)
         self._stop = threading.Event()
-        self._delivery_errors: list[str] = []
-        self._refused = 0  # of those, refusals of the record itself (RECORD_LEVEL_KAFKA_ERRORS)
-        self.max_message_bytes = max_message_bytes  # the producer's message.max.bytes: dead letters are cut to fit
         # checkpointing (see the module docstring): 0 = after every batch
         self.checkpoint_s = checkpoint_interval_ms / 1000
         self._checkpointed_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
@@ -114,6 +108,15 @@ class BatchLoop:
         # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
         # batch by batch)
         self._careful: dict[tuple[str, int], int] = {}
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The producer's ``message.max.bytes``: dead letters are cut to fit it."""
+        return self.outputs.max_message_bytes
+
+    @max_message_bytes.setter
+    def max_message_bytes(self, value: int) -> None:
+        self.outputs.max_message_bytes = value
 
     def stop(self) -> None:
         self._stop.set()
@@ -142,7 +145,7 @@ class BatchLoop:
         held = self._apply_hold()
         messages = self.next_batch()
         self.health.last_poll_at = time.time()
-        self._note_acknowledged_commits()
+        self.committer.note_acknowledged()
         records = [m for m in messages if not self._is_error(m)]
         if records and (held or self._apply_hold()):
             self._rewind(records)
@@ -216,21 +219,15 @@ class BatchLoop:
         Raises :class:`DeliveryError` (and skips ``finalize``) when any output was not acknowledged. Shared by
         this loop and the Faust engine, which acks its events after this returns.
         """
-        self._delivery_errors.clear()
-        self._refused = 0
-        self._produce_all(result.outputs)
+        self.outputs.clear()
+        self.outputs.produce_all(result.outputs)
         self._flush_and_check()
         if result.finalize is not None:
             result.finalize()
 
     def _flush_and_check(self) -> None:
-        """Wait for every output produced so far; :class:`RefusedRecordError` when the broker refused only outputs
-        for what they are (a record-level fault), :class:`DeliveryError` for anything else not acknowledged."""
-        remaining = self.producer.flush(self.flush_timeout_s)
-        if not remaining and self._delivery_errors and self._refused == len(self._delivery_errors):
-            raise RefusedRecordError(f"the broker refused outputs: {self._delivery_errors[:3]}")
-        if remaining or self._delivery_errors:
-            raise DeliveryError(f"{remaining} undelivered, errors: {self._delivery_errors[:3]}")
+        """Wait for every output produced so far (:meth:`OutputProducer.flush_and_check`)."""
+        self.outputs.flush_and_check(self.flush_timeout_s)
 
     def handle_isolated(self, records: Sequence[Message]) -> int:
         """``deliver(handler.process(records))``, isolating a record that makes the handler raise (see
@@ -259,7 +256,7 @@ class BatchLoop:
             self._since.setdefault((m.topic(), m.partition()), m.offset())
         try:
             result = self.handler.process(records)
-            self._produce_all(result.outputs)
+            self.outputs.produce_all(result.outputs)
         except Exception as exc:  # noqa: BLE001 - classified right here
             if is_infrastructure(exc):
                 raise
@@ -288,7 +285,7 @@ class BatchLoop:
         self._since.clear()
         self._uncommitted.clear()
         self._finalizers.clear()
-        self._delivery_errors.clear()
+        self.outputs.clear()
         self._forget_uncheckpointed()
         self._handle_carefully(records)
 
@@ -365,7 +362,7 @@ class BatchLoop:
         self._since.clear()
         self._uncommitted.clear()
         self._finalizers.clear()
-        self._delivery_errors.clear()
+        self.outputs.clear()
         self._forget_uncheckpointed()
 
     def _forget_uncheckpointed(self) -> None:
@@ -374,71 +371,13 @@ class BatchLoop:
         if rollback is not None:
             rollback()
 
-    def _produce_all(self, outputs: list[Output]) -> None:
-        per_topic: dict[str, int] = {}
-        for out in outputs:
-            self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
-            per_topic[out.topic] = per_topic.get(out.topic, 0) + 1
-        for topic, n in per_topic.items():
-            self.metrics.produced.labels(self.stage, topic).inc(n)
-
     def _commit(self, committed: list[TopicPartition]) -> None:
-        if self.commits is None:
-            self.consumer.commit(offsets=committed, asynchronous=False)
-            self.health.last_commit_at = time.time()
-        else:
-            self.consumer.commit(offsets=committed, asynchronous=True)
-            self._sent.update({(tp.topic, tp.partition): tp.offset for tp in committed})
-            self.health.last_commit_at = self.commits.acknowledged_at
-        if self.health.last_commit_at is not None:
-            self.metrics.last_commit.labels(self.stage).set(self.health.last_commit_at)
-        self._export_lag(committed)
-
-    def _note_acknowledged_commits(self) -> None:
-        """The broker's answer to an asynchronous commit arrives during a later poll: the last commit's time
-        follows it even when no further commit is made (an idle stream after its last checkpoint)."""
-        acked = None if self.commits is None else self.commits.acknowledged_at
-        if acked is not None and acked != self.health.last_commit_at:
-            self.health.last_commit_at = acked
-            self.metrics.last_commit.labels(self.stage).set(acked)
+        self.committer.commit(self.consumer, committed)
 
     def _commit_sent(self, partitions: Sequence[TopicPartition] | None) -> None:
-        """Commit synchronously what was sent asynchronously for ``partitions`` (None: all), so a revoked
-        partition's next owner or a restart starts after it; a failure is logged (the store skips replays)."""
-        keys = list(self._sent) if partitions is None else [(p.topic, p.partition) for p in partitions]
-        offsets = [TopicPartition(t, p, self._sent.pop((t, p))) for t, p in keys if (t, p) in self._sent]
-        if not offsets:
-            return
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            log.warning("final commit of %s failed: %s", [f"{o.topic}[{o.partition}]@{o.offset}" for o in offsets],
-                        exc)
-
-    def _export_lag(self, committed: list[TopicPartition]) -> None:
-        """Lag per partition from the high watermark the last fetch reported (``cached=True``: no broker round
-        trip, and the only value the embedded broker gets right)."""
-        for tp in committed:
-            try:
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except Exception:  # noqa: BLE001 - a metric never fails a batch that is already committed
-                log.debug("no watermark for %s[%d]", tp.topic, tp.partition, exc_info=True)
-                continue
-            if high >= 0:
-                self.metrics.consumer_lag.labels(self.stage, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
-
-    def _produce(self, out: Output) -> None:
-        while True:
-            try:
-                self.producer.produce(out.topic, out.value, out.key, headers=out.headers, on_delivery=self._delivered)
-                return
-            except BufferError:  # local queue full: serve delivery callbacks, then retry (back-pressure)
-                self.producer.poll(0.05)
-
-    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
-            self._refused += err.code() in RECORD_LEVEL_KAFKA_ERRORS  # too large, invalid: the record's fault
+        """Commit synchronously what was sent asynchronously for ``partitions`` (None: all); see
+        :meth:`Committer.commit_sent` (also the watchdog's, before it replaces the consumer)."""
+        self.committer.commit_sent(self.consumer, partitions)
 
     def _rewind(self, records: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
