@@ -90,7 +90,7 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
     loop = worker.loop
     targets: list[tuple[Any, str, str]] = [
         *((obj, attr, f"{type(obj).__name__}.{attr}") for obj, attr in (
-            (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop, "_produce_all"),
+            (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop.outputs, "produce_all"),
             (loop, "checkpoint"), (loop, "_commit"), (handler, "process"), (handler.pending, "_load"),
             (handler, "checkpoint"), (handler.engine, "process"),
             (handler.scorer, "score"), (handler.store, "_save_args"))),
@@ -120,7 +120,7 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
      - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]
      - s["encode_predictions"]),
     ("produce + flush (delivery acks awaited once per checkpoint)", "broker",
-     lambda s: s["BatchLoop._produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
+     lambda s: s["OutputProducer.produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
      - s["BatchLoop._commit"]),
     ("state encode (dirty bucket rows, latest vectors, keys; once per checkpoint)", "JSON",
      lambda s: s["RedisFeatureStore._save_args"]),
@@ -128,7 +128,7 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
      lambda s: s["FusedHandler.checkpoint"] - s["RedisFeatureStore._save_args"]),
     ("commit (sent asynchronously) + lag metric", "broker",
      lambda s: s["BatchLoop._commit"] + s["BatchLoop._handle"] - s["FusedHandler.process"]
-     - s["BatchLoop._produce_all"] - s["BatchLoop.checkpoint"]),
+     - s["OutputProducer.produce_all"] - s["BatchLoop.checkpoint"]),
     ("loop rest (tick: control poll, health)", "Python",
      lambda s: s["BatchLoop.run_once"] - s["BatchLoop.next_batch"] - s["BatchLoop._handle"]),
 ]
