@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +54,9 @@ class BatchResult:
     # True: ``finalize`` checkpoints everything the handler applied since its last checkpoint (not only this
     # batch), so a loop with a checkpoint interval runs it once per interval instead of after every batch
     deferrable: bool = False
+    # optional, with a deferrable ``finalize``: the same checkpoint with its round trips in the background; returns
+    # their Future (None: done synchronously, or nothing to save). The loop commits once the Future succeeded.
+    begin_finalize: Callable[[], Future[None] | None] | None = None
 
 
 class BatchHandler(Protocol):

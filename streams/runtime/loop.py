@@ -18,7 +18,11 @@ outputs produced at once, but the flush, the state write and the commit run once
 and Quix Streams do with their commit interval; synchronously also on revoke, on shutdown and when the stream
 goes idle. A hot entity's state is then written once per interval, not once per batch. Serving reads of the
 store (latest vectors) lag by up to the interval, and a crash replays up to an interval of events (same
-features, same ``prediction_id``). See :mod:`streams.runtime.checkpoint`.
+features, same ``prediction_id``). See :mod:`streams.runtime.checkpoint`. With ``checkpoint_background`` (the
+pipeline's default) a due checkpoint checks deliveries in the loop but sends the state write from a thread of its
+own (``BatchResult.begin_finalize``) and goes on with the next batches; its offsets are committed once the write
+went through, and a failed write sends the loop back to the checkpoint before it
+(:mod:`streams.runtime.inflight`).
 
 An infrastructure failure (Redis down, delivery failed: :func:`streams.runtime.isolation.is_infrastructure`)
 rewinds the consumer to the first offsets after the last checkpoint (the batch's own with checkpoints after every
@@ -40,6 +44,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -55,6 +60,7 @@ from streams.runtime.batch import (
 )
 from streams.runtime.commits import Committer
 from streams.runtime.dead_letters import DEFAULT_MAX_BYTES, dlq_topic, headers_for
+from streams.runtime.inflight import InFlightCheckpoint
 from streams.runtime.isolation import (
     dependency_of,
     is_infrastructure,
@@ -75,7 +81,7 @@ class BatchLoop:
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None, commits: CommitLog | None = None,
                  hold: Callable[[], bool] | None = None, max_message_bytes: int = DEFAULT_MAX_BYTES,
-                 checkpoint_interval_ms: int = 0) -> None:
+                 checkpoint_interval_ms: int = 0, checkpoint_background: bool = False) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -104,7 +110,12 @@ class BatchLoop:
         self._checkpointed_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
         self._since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
         self._uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
-        self._finalizers: list[Callable[[], None]] = []
+        # each handler's checkpoint once: (finalize, begin_finalize or None)
+        self._finalizers: list[tuple[Callable[[], None], Callable[[], Future[None] | None] | None]] = []
+        # with an interval, a checkpoint's state write may run in the background (BatchResult.begin_finalize): the
+        # loop goes on with the next batches and commits when it went through (streams.runtime.inflight)
+        self.checkpoint_background = checkpoint_background
+        self._inflight: InFlightCheckpoint | None = None
         # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
         # batch by batch)
         self._careful: dict[tuple[str, int], int] = {}
@@ -142,6 +153,8 @@ class BatchLoop:
         """Consume and fully handle one batch; returns the number of records handled."""
         if self.tick is not None:
             self.tick()
+        if self._inflight is not None and self._inflight.done():
+            self._settle_or_rewind()
         held = self._apply_hold()
         messages = self.next_batch()
         self.health.last_poll_at = time.time()
@@ -204,7 +217,7 @@ class BatchLoop:
         """Health and metrics of a batch fully handled. Under a checkpoint interval a batch whose state still
         waits for its checkpoint does not clear a failure: only a checkpoint that went through does (so a Redis
         that refuses every save cannot look healthy between two failed checkpoints)."""
-        if not self._uncommitted:
+        if not self._uncommitted and self._inflight is None:
             self._note_settled()
         self.health.batches += 1
         self.health.records += records
@@ -249,7 +262,7 @@ class BatchLoop:
         if self._careful and any(m.offset() <= self._careful.get((m.topic(), m.partition()), -1) for m in records):
             self._handle_carefully(records)
             return True
-        clean = not (self._uncommitted or self._finalizers)  # the store holds everything before this batch
+        clean = not (self._uncommitted or self._finalizers or self._inflight)  # the store holds all before it
         if not self._since:  # the first change after a checkpoint: the interval counts from here
             self._checkpointed_at = time.monotonic()
         for m in records:
@@ -266,11 +279,14 @@ class BatchLoop:
             self._isolate_here(records, exc)
             return True
         self._uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)})
-        if result.finalize is not None and result.finalize not in self._finalizers:  # a handler's checkpoint once
-            self._finalizers.append(result.finalize)
+        if result.finalize is not None and all(f != result.finalize for f, _ in self._finalizers):
+            self._finalizers.append((result.finalize, result.begin_finalize))
         if not result.deferrable or self._due():
             try:
-                self.checkpoint()
+                if result.deferrable and self._in_background():
+                    self._begin_checkpoint()
+                else:
+                    self.checkpoint()
             except Exception as exc:  # noqa: BLE001 - classified right here
                 if is_infrastructure(exc) or not clean:
                     raise  # the loop rewinds (and handles carefully for a record-level fault)
@@ -292,7 +308,7 @@ class BatchLoop:
     def _handle_carefully(self, records: list[Message]) -> None:
         """After a record-level fault: handle ``records`` checkpointed on their own, bisected around a record that
         makes the handler (or the broker) refuse, which is dead-lettered as ``poison`` (see the module docstring)."""
-        if self._uncommitted or self._finalizers:
+        if self._uncommitted or self._finalizers or self._inflight:
             self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
         run_isolated(records, self.handler.process, self.deliver, self.poison)
         committed = next_offsets(records)
@@ -307,6 +323,7 @@ class BatchLoop:
         ``records`` (and what was handled since the checkpoint) to be handled carefully."""
         log.warning("%s: a record-level fault (%s) in a batch of %d records: back to the last checkpoint, then "
                     "isolating the culprit", self.stage, poison_detail(exc), len(records))
+        self._settle(raise_errors=False)  # a background checkpoint that failed: back to the one before it
         marks = {key: offset - 1 for key, offset in self._uncommitted.items()}
         for m in records:
             key = (m.topic(), m.partition())
@@ -320,9 +337,11 @@ class BatchLoop:
 
     def checkpoint(self) -> None:
         """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
-        writes), then commit the next offsets of everything handled since."""
+        writes), then commit the next offsets of everything handled since. A background checkpoint still on its way
+        is waited for first (raising its error)."""
+        self._settle()
         self._flush_and_check()
-        for finalize in self._finalizers:
+        for finalize, _ in self._finalizers:
             finalize()
         committed = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
         self._finalizers.clear()
@@ -338,9 +357,58 @@ class BatchLoop:
         self.health.failing = None
         self.metrics.healthy.labels(self.stage).set(1)
 
+    def _in_background(self) -> bool:
+        """Whether the due checkpoint's state write goes to the background: with an interval, when asked, and when
+        every pending ``finalize`` has a background form."""
+        return (self.checkpoint_background and self.checkpoint_s > 0 and bool(self._finalizers)
+                and all(begin is not None for _, begin in self._finalizers))
+
+    def _begin_checkpoint(self) -> None:
+        """:meth:`checkpoint` with the state write in the background: the previous one settled first, deliveries
+        checked now, the commit made by :meth:`_settle` once every save went through."""
+        self._settle()
+        self._flush_and_check()
+        saves = [f for _, begin in self._finalizers if begin is not None and (f := begin()) is not None]
+        committed = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        if saves:
+            self._inflight = InFlightCheckpoint(saves, committed, dict(self._since), dict(self._uncommitted))
+        self._finalizers.clear()
+        self._uncommitted.clear()
+        self._since.clear()
+        if not saves:  # saved synchronously (or nothing to save): as checkpoint()
+            if committed:
+                self._commit(committed)
+            self._note_settled()
+
+    def _settle(self, *, raise_errors: bool = True) -> None:
+        """Wait for the background checkpoint, if any: commit its offsets when it went through; when it failed,
+        make the checkpoint before it the last one again and raise (unless ``raise_errors`` is false)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        try:
+            inflight.wait()
+        except Exception:
+            inflight.merge_into(self._since, self._uncommitted)
+            if raise_errors:
+                raise
+            return
+        if inflight.committed:
+            self._commit(inflight.committed)
+        self._note_settled()
+
+    def _settle_or_rewind(self) -> None:
+        """A background checkpoint finished: commit, or rewind to the checkpoint before it (a failed state write)."""
+        try:
+            self._settle()
+        except Exception as exc:  # noqa: BLE001 - the store's offset makes the replay skip what was saved
+            log.warning("background checkpoint failed (%s); rewinding to the checkpoint before it", exc)
+            self._rewind_to_checkpoint([])
+            self.note_failure(exc)
+
     def _checkpoint_or_rewind(self, why: str) -> None:
         """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""
-        if not (self._uncommitted or self._finalizers):
+        if not (self._uncommitted or self._finalizers or self._inflight):
             return
         try:
             self.checkpoint()
@@ -355,6 +423,7 @@ class BatchLoop:
     def _rewind_to_checkpoint(self, records: list[Message]) -> None:
         """After a failure: seek every partition handled since the last checkpoint back to its first offset after
         it, and have the handler forget what it applied since (``rollback``), so the replay starts from there."""
+        self._settle(raise_errors=False)  # the last checkpoint is a background one that went through, or before it
         for m in records:
             self._since.setdefault((m.topic(), m.partition()), m.offset())
         for (topic, partition), offset in self._since.items():
