@@ -49,7 +49,7 @@ def make(batches: Sequence[Sequence[FakeMessage]], background: bool = True
 
 def due(loop: BatchLoop, every_batch: bool = True) -> None:
     """From now on every batch's checkpoint is due (or, with False, none is)."""
-    loop.checkpoint_s = 1e-9 if every_batch else 3600.0
+    loop.ledger.interval_s = 1e-9 if every_batch else 3600.0
 
 
 def test_the_commit_waits_for_the_background_save_and_batches_go_on_meanwhile() -> None:
