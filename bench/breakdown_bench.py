@@ -37,7 +37,6 @@ from models.prediction import Prediction
 from streams import codec
 from streams.local.stack import StackInfo
 from streams.runtime import pipeline
-from streams.runtime.ledger import InFlightCheckpoint
 from streams.runtime.workers import Worker, build_pipeline
 
 __all__ = ["BreakdownConfig", "StageClock", "run", "main"]
@@ -92,27 +91,17 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
     targets: list[tuple[Any, str, str]] = [
         *((obj, attr, f"{type(obj).__name__}.{attr}") for obj, attr in (
             (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop.outputs, "produce_all"),
-            (loop, "checkpoint"), (loop, "_begin_checkpoint"), (loop, "_commit"), (handler, "process"),
-            (handler.pending, "_load"), (handler, "checkpoint"), (handler, "begin_checkpoint"), (handler.engine, "process"),
+            (loop, "checkpoint"), (loop, "_commit"), (handler, "process"), (handler.pending, "_load"),
+            (handler, "checkpoint"), (handler.engine, "process"),
             (handler.scorer, "score"), (handler.store, "_save_args"))),
         (pipeline, "parse_record", "parse_record"), (codec, "encode", "codec.encode"),
         (pipeline, "encode_predictions", "encode_predictions"),
         (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
-        (InFlightCheckpoint, "wait", "InFlightCheckpoint.wait"),
     ]
     with contextlib.ExitStack() as stack:
         for obj, attr, name in targets:
             stack.enter_context(mock.patch.object(obj, attr, clock.wrap(name, getattr(obj, attr))))
         yield
-
-
-def _loop_checkpoints(s: dict[str, float]) -> float:
-    """The loop's checkpoints, in the loop or with their state write in the background."""
-    return s["BatchLoop.checkpoint"] + s["BatchLoop._begin_checkpoint"]
-
-
-def _handler_checkpoints(s: dict[str, float]) -> float:
-    return s["FusedHandler.checkpoint"] + s["FusedHandler.begin_checkpoint"]
 
 
 #: (stage, what bounds it, how it is derived from the wrapped functions' seconds)
@@ -131,17 +120,15 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
      - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]
      - s["encode_predictions"]),
     ("produce + flush (delivery acks awaited once per checkpoint)", "broker",
-     lambda s: s["OutputProducer.produce_all"] + _loop_checkpoints(s) - _handler_checkpoints(s)
-     - s["BatchLoop._commit"] - s["InFlightCheckpoint.wait"]),
+     lambda s: s["OutputProducer.produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
+     - s["BatchLoop._commit"]),
     ("state encode (dirty bucket rows, latest vectors, keys; once per checkpoint)", "JSON",
      lambda s: s["RedisFeatureStore._save_args"]),
-    ("state save in the loop (Lua compare-and-set; for a background checkpoint only its hand-off)", "Redis",
-     lambda s: _handler_checkpoints(s) - s["RedisFeatureStore._save_args"]),
-    ("waiting for a background save (the next checkpoint, or a load, found it still running)", "Redis",
-     lambda s: s["InFlightCheckpoint.wait"]),
+    ("state save (Lua compare-and-set, one round trip per checkpoint)", "Redis",
+     lambda s: s["FusedHandler.checkpoint"] - s["RedisFeatureStore._save_args"]),
     ("commit (sent asynchronously) + lag metric", "broker",
      lambda s: s["BatchLoop._commit"] + s["BatchLoop._handle"] - s["FusedHandler.process"]
-     - s["OutputProducer.produce_all"] - _loop_checkpoints(s)),
+     - s["OutputProducer.produce_all"] - s["BatchLoop.checkpoint"]),
     ("loop rest (tick: control poll, health)", "Python",
      lambda s: s["BatchLoop.run_once"] - s["BatchLoop.next_batch"] - s["BatchLoop._handle"]),
 ]

@@ -99,34 +99,11 @@ class RedisFeatureStore:
         trip in all (a batch touching 3 partitions saved in 1 round trip instead of 3)."""
         self._index(view, requests)
         calls = [self._save_args(view, r) for r in requests]
-        self._send_saves(requests, calls, mark=True)
-
-    def prepare_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> Callable[[], None] | None:
-        """:meth:`save_many` in two halves, for a save sent in the background while the caller goes on changing
-        the states: the scripts' arguments are encoded now and the states marked saved (their later changes
-        belong to the next save); the returned ``send`` makes the round trips (index, then save) and raises what
-        ``save_many`` would. A failed ``send`` leaves the states marked saved: the caller must forget them (roll
-        back and reload), as after any failed save. None on a Redis Cluster client (not shared across threads
-        here): save synchronously instead."""
-        if isinstance(self.client, RedisCluster):
-            return None
-        calls = [self._save_args(view, r) for r in requests]
-        for r in requests:
-            for st in r.states.values():
-                st.mark_saved()
-
-        def send() -> None:
-            self._index(view, requests)  # reads only the requests' entity ids, which no longer change
-            self._send_saves(requests, calls, mark=False)
-        return send
-
-    def _send_saves(self, requests: Sequence[SaveRequest], calls: list[tuple[list[bytes], list[bytes | int]]], *,
-                    mark: bool) -> None:
         results = self._eval_all(SAVE_SCRIPT, self._save.sha, calls)
         first: Exception | None = None
         for r, res in zip(requests, results, strict=True):
             try:
-                self._check(r, res, mark=mark)
+                self._check(r, res)
             except Exception as exc:  # noqa: BLE001 - the first is raised after every partition was handled
                 first = first or exc
         if first is not None:
@@ -209,7 +186,7 @@ class RedisFeatureStore:
         return keys, args
 
     @staticmethod
-    def _check(r: SaveRequest, res: object, *, mark: bool = True) -> None:
+    def _check(r: SaveRequest, res: object) -> None:
         """Raise what the script's answer means; mark the states saved when it applied them."""
         if isinstance(res, Exception):
             raise res
@@ -221,8 +198,6 @@ class RedisFeatureStore:
             raise OffsetRegressionError(
                 r.expected_offset, cur, f"refusing to move offset back from {cur} to {r.new_offset}"
             )
-        if not mark:
-            return
         for st in r.states.values():
             st.mark_saved()
 

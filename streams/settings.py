@@ -114,9 +114,6 @@ class PipelineSettings:
     # the fused pipeline saves state + latest vectors + offset (and commits) once per this interval instead of after
     # every batch (0); serving reads of the store lag by up to it, a crash replays up to it (streams.runtime.loop)
     checkpoint_interval_ms: int = 1000
-    # with an interval: the checkpoint's Redis round trips run in a background thread while the next batches are
-    # handled; the offsets are committed once the save succeeded (streams.runtime.checkpoint). Off: in the loop
-    checkpoint_background: bool = True
 
 
 @dataclass(frozen=True)
@@ -233,8 +230,6 @@ class Settings:
             stall_after_s=_float(env, "DRIFTLINE_STALL_AFTER_S", pipe_t.get("stall_after_s", 60.0)),
             checkpoint_interval_ms=_int(env, "DRIFTLINE_CHECKPOINT_INTERVAL_MS",
                                         pipe_t.get("checkpoint_interval_ms", PipelineSettings.checkpoint_interval_ms)),
-            checkpoint_background=_bool(env.get("DRIFTLINE_CHECKPOINT_BACKGROUND",
-                                                str(pipe_t.get("checkpoint_background", True)))),
         )
         if pipeline.batch_max_rows < 1 or pipeline.batch_max_ms < 0 or pipeline.batch_linger_ms < 0:
             raise ConfigError("DRIFTLINE_BATCH_MAX_ROWS must be >= 1, DRIFTLINE_BATCH_MAX_MS and "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,8 +30,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from streams.exceptions import InfrastructureError
 from streams.runtime.dead_letters import headers_for
 
-__all__ = ["Output", "BatchResult", "BatchHandler", "DeliveryError", "LoopHealth", "CommitLog", "take_batch", "first_offsets", "seek_all", "is_consumer_error",
-           "next_offsets", "describe", "dead_letter"]
+__all__ = ["Output", "BatchResult", "BatchHandler", "DeliveryError", "LoopHealth", "CommitLog", "take_batch",
+           "first_offsets", "seek_all", "is_consumer_error", "next_offsets", "describe", "dead_letter"]
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +53,6 @@ class BatchResult:
     # True: ``finalize`` checkpoints everything the handler applied since its last checkpoint (not only this
     # batch), so a loop with a checkpoint interval runs it once per interval instead of after every batch
     deferrable: bool = False
-    # optional, with a deferrable ``finalize``: the same checkpoint with its round trips in the background; returns
-    # their Future (None: done synchronously, or nothing to save). The loop commits once the Future succeeded.
-    begin_finalize: Callable[[], Future[None] | None] | None = None
 
 
 class BatchHandler(Protocol):

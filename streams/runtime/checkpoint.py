@@ -18,13 +18,6 @@ at or below an offset already applied in memory (a retry by another driver, e.g.
 Lookups go pending → cache → Redis: an entity evicted from the cache while it has unsaved changes is still
 held here until the checkpoint.
 
-**A checkpoint in the background** (:meth:`PendingState.begin_save`, when the store can split a save: Redis,
-not Redis Cluster): the states are encoded and marked saved at once, the round trips run in a thread of their
-own, and the caller goes on with the next batches while Redis writes; it gets a ``Future`` and commits the
-Kafka offsets only once that succeeded. Until then a load from Redis waits for the save (it must not read
-behind it), as does the next save; a failed save makes every later load and save raise until
-:meth:`PendingState.rollback`, and the caller rewinds to the checkpoint before it.
-
 Example:
     >>> from features.store import MemoryFeatureStore
     >>> from features.views import VITALS_VIEW
@@ -42,7 +35,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from features.definitions import FeatureView
@@ -72,17 +64,13 @@ class PendingState:
     """Per-partition state applied since the last checkpoint, on top of a :class:`StateCache` and a store."""
 
     def __init__(self, view: FeatureView, store: FeatureStore, cache: StateCache[EntityState], group: str, *,
-                 on_load: Callable[[float], None] | None = None,
-                 on_save: Callable[[float], None] | None = None) -> None:
+                 on_load: Callable[[float], None] | None = None) -> None:
         self.view = view
         self.store = store
         self.cache = cache
         self.group = group
         self.on_load = on_load  # seconds of each store load (a metric)
-        self.on_save = on_save  # seconds of each save's round trips, in the background too (a metric)
         self._parts: dict[int, _Partition] = {}
-        self._saving: Future[None] | None = None  # a save in the background (begin_save), until waited for
-        self._saver: ThreadPoolExecutor | None = None  # its one thread, started on the first background save
 
     def position(self, partition: int) -> SourcePosition:
         return SourcePosition(self.group, self.view.source_topic, partition)
@@ -125,7 +113,6 @@ class PendingState:
         return self._load(partition, ids)
 
     def _load(self, partition: int, ids: Collection[str]) -> tuple[dict[str, EntityState], int]:
-        self._wait_saving()  # never read Redis behind a save still on its way
         t0 = time.perf_counter()
         loaded, stored = self.store.load(self.view, self.position(partition), ids)
         if self.on_load is not None:
@@ -157,72 +144,20 @@ class PendingState:
     def save(self) -> int:
         """Checkpoint every partition with unsaved changes in one round trip; returns how many were saved.
         On an error nothing is marked saved here (the caller rolls back and replays)."""
-        self._wait_saving()
         requests = self.requests()
         if not requests:
             return 0
-        self._timed(lambda: self.store.save_many(self.view, requests))
-        self._saved(requests)
-        return len(requests)
-
-    def begin_save(self) -> Future[None] | None:
-        """Checkpoint every partition with unsaved changes, the round trips in the background (see the module
-        docstring): returns the save's ``Future``, or None when nothing was waiting or the store saves only
-        synchronously (then it is saved when this returns). Raises a previous background save's error."""
-        self._wait_saving()
-        requests = self.requests()
-        if not requests:
-            return None
-        prepare = getattr(self.store, "prepare_save_many", None)
-        send = prepare(self.view, requests) if prepare is not None else None
-        if send is None:
-            self._timed(lambda: self.store.save_many(self.view, requests))
-            self._saved(requests)
-            return None
-        self._saved(requests)  # from here on, the next batches build on this checkpoint
-        if self._saver is None:
-            self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftline-checkpoint")
-        self._saving = self._saver.submit(self._timed, send)
-        return self._saving
-
-    def _timed(self, save: Callable[[], None]) -> None:
-        t0 = time.perf_counter()
-        save()
-        if self.on_save is not None:
-            self.on_save(time.perf_counter() - t0)
-
-    def _saved(self, requests: list[SaveRequest]) -> None:
-        """Every requested partition is checkpointed at its new offset (or on its way there, in the background)."""
+        self.store.save_many(self.view, requests)
         for r in requests:
             p = r.pos.partition
             part = self._parts[p]
             self._parts[p] = _Partition(r.new_offset, r.new_offset, part.watermark_ms)
             self.cache.put(p, r.new_offset, {})
-
-    def _wait_saving(self) -> None:
-        """Wait for the background save, if any; raise its error (again on every call, until ``rollback``)."""
-        if self._saving is not None:
-            self._saving.result()
-            self._saving = None
-
-    def close(self) -> None:
-        """Wait for a background save (ignoring its error: the caller learned it from the ``Future``), stop the
-        saving thread."""
-        self._forget_saving()
-        if self._saver is not None:
-            self._saver.shutdown(wait=True)
-            self._saver = None
-
-    def _forget_saving(self) -> None:
-        saving, self._saving = self._saving, None
-        if saving is not None:
-            saving.exception()  # waits; the error, if any, is the caller's to handle (it holds the Future)
+        return len(requests)
 
     def rollback(self, partitions: Iterable[int] | None = None) -> None:
         """Forget what was applied since the last checkpoint (``None``: every partition): the next batch
         reloads from the store, whose offset makes it skip what was checkpointed."""
-        if partitions is None:  # succeeded or not, what follows reloads from Redis
-            self._forget_saving()  # (a partial rollback keeps a failed save's error for the next load to raise)
         parts = set(self._parts) | set(self.cache.partitions()) if partitions is None else set(partitions)
         for p in parts:
             self._parts.pop(p, None)

@@ -12,9 +12,7 @@ with the same features and ``prediction_id`` (an identifiable duplicate), the st
 (the fused pipeline's ``finalize`` saves everything applied since its last checkpoint) the outputs go out at once,
 but the flush, the state write and the commit run once per interval (as Kafka Streams' and Quix Streams' commit
 interval), and synchronously on revoke, shutdown and when the stream goes idle. Serving reads lag by up to the
-interval; a crash replays up to it (:mod:`streams.runtime.checkpoint`). With ``checkpoint_background`` the state
-write of a due checkpoint runs beside the next batches and its offsets are committed once it went through; a
-failed write sends the loop back to the checkpoint before it (:mod:`streams.runtime.ledger`).
+interval; a crash replays up to it (:mod:`streams.runtime.checkpoint`; the loop's side: :mod:`streams.runtime.ledger`).
 
 An infrastructure failure (Redis down, delivery failed: :func:`streams.runtime.isolation.is_infrastructure`)
 rewinds the consumer to the first offsets after the last checkpoint, has the handler forget what it applied since
@@ -59,7 +57,7 @@ from streams.runtime.isolation import (
     poison_detail,
     run_isolated,
 )
-from streams.runtime.ledger import CheckpointLedger, InFlightCheckpoint
+from streams.runtime.ledger import CheckpointLedger
 from streams.runtime.producing import OutputProducer
 
 log = logging.getLogger(__name__)
@@ -74,7 +72,7 @@ class BatchLoop:
                  tick: Callable[[], None] | None = None, stage: str = "pipeline",
                  metrics: Metrics | None = None, commits: CommitLog | None = None,
                  hold: Callable[[], bool] | None = None, max_message_bytes: int = DEFAULT_MAX_BYTES,
-                 checkpoint_interval_ms: int = 0, checkpoint_background: bool = False) -> None:
+                 checkpoint_interval_ms: int = 0) -> None:
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -99,10 +97,7 @@ class BatchLoop:
         self.outputs = OutputProducer(producer, self.metrics, stage, max_message_bytes=max_message_bytes)
         self._stop = threading.Event()
         # checkpointing (see the module docstring): 0 = after every batch
-        self.ledger = CheckpointLedger(checkpoint_interval_ms / 1000)
-        # with an interval, a checkpoint's state write may run in the background (BatchResult.begin_finalize): the
-        # loop goes on with the next batches and commits when it went through (streams.runtime.ledger)
-        self.checkpoint_background = checkpoint_background
+        self.ledger = CheckpointLedger(checkpoint_interval_ms / 1000)  # what was handled since the last checkpoint
         # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
         # batch by batch)
         self._careful: dict[tuple[str, int], int] = {}
@@ -140,8 +135,6 @@ class BatchLoop:
         """Consume and fully handle one batch; returns the number of records handled."""
         if self.tick is not None:
             self.tick()
-        if self.ledger.inflight is not None and self.ledger.inflight.done():
-            self._settle_or_rewind()
         held = self._apply_hold()
         messages = self.next_batch()
         self.health.last_poll_at = time.time()
@@ -204,7 +197,7 @@ class BatchLoop:
         """Health and metrics of a batch fully handled. Under a checkpoint interval a batch whose state still
         waits for its checkpoint does not clear a failure: only a checkpoint that went through does (so a Redis
         that refuses every save cannot look healthy between two failed checkpoints)."""
-        if self.ledger.clean:
+        if not self.ledger.pending:
             self._note_settled()
         self.health.batches += 1
         self.health.records += records
@@ -249,7 +242,7 @@ class BatchLoop:
         if self._careful and any(m.offset() <= self._careful.get((m.topic(), m.partition()), -1) for m in records):
             self._handle_carefully(records)
             return True
-        clean = self.ledger.clean  # the store holds everything before this batch
+        clean = not self.ledger.pending  # the store holds everything before this batch
         self.ledger.begin_batch(records)
         try:
             result = self.handler.process(records)
@@ -265,10 +258,7 @@ class BatchLoop:
         self.ledger.handled(records, result)
         if not result.deferrable or self.ledger.due():
             try:
-                if result.deferrable and self.checkpoint_background and self.ledger.can_begin_in_background():
-                    self._begin_checkpoint()
-                else:
-                    self.checkpoint()
+                self.checkpoint()
             except Exception as exc:  # noqa: BLE001 - classified right here
                 if is_infrastructure(exc) or not clean:
                     raise  # the loop rewinds (and handles carefully for a record-level fault)
@@ -288,7 +278,7 @@ class BatchLoop:
     def _handle_carefully(self, records: list[Message]) -> None:
         """After a record-level fault: handle ``records`` checkpointed on their own, bisected around a record that
         makes the handler (or the broker) refuse, which is dead-lettered as ``poison`` (see the module docstring)."""
-        if not self.ledger.clean:
+        if self.ledger.pending:
             self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
         run_isolated(records, self.handler.process, self.deliver, self.poison)
         committed = next_offsets(records)
@@ -303,7 +293,6 @@ class BatchLoop:
         ``records`` (and what was handled since the checkpoint) to be handled carefully."""
         log.warning("%s: a record-level fault (%s) in a batch of %d records: back to the last checkpoint, then "
                     "isolating the culprit", self.stage, poison_detail(exc), len(records))
-        self._settle(raise_errors=False)  # a background checkpoint that failed: back to the one before it
         marks = {key: offset - 1 for key, offset in self.ledger.uncommitted.items()}
         for m in records:
             key = (m.topic(), m.partition())
@@ -314,11 +303,9 @@ class BatchLoop:
 
     def checkpoint(self) -> None:
         """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
-        writes), then commit the next offsets of everything handled since. A background checkpoint still on its way
-        is waited for first (raising its error)."""
-        self._settle()
+        writes), then commit the next offsets of everything handled since."""
         self._flush_and_check()
-        for finalize, _ in self.ledger.finalizers:
+        for finalize in self.ledger.finalizers:
             finalize()
         _, committed = self.ledger.take()
         if committed:
@@ -331,51 +318,9 @@ class BatchLoop:
         self.health.failing = None
         self.metrics.healthy.labels(self.stage).set(1)
 
-    def _begin_checkpoint(self) -> None:
-        """:meth:`checkpoint` with the state write in the background: the previous one settled first, deliveries
-        checked now, the commit made by :meth:`_settle` once every save went through."""
-        self._settle()
-        self._flush_and_check()
-        ledger = self.ledger
-        saves = [f for _, begin in ledger.finalizers if begin is not None and (f := begin()) is not None]
-        since, uncommitted = dict(ledger.since), dict(ledger.uncommitted)
-        _, committed = ledger.take()
-        if saves:
-            ledger.inflight = InFlightCheckpoint(saves, committed, since, uncommitted)
-        else:  # saved synchronously (or nothing to save): as checkpoint()
-            if committed:
-                self._commit(committed)
-            self._note_settled()
-
-    def _settle(self, *, raise_errors: bool = True) -> None:
-        """Wait for the background checkpoint, if any: commit its offsets when it went through; when it failed,
-        make the checkpoint before it the last one again and raise (unless ``raise_errors`` is false)."""
-        inflight, self.ledger.inflight = self.ledger.inflight, None
-        if inflight is None:
-            return
-        try:
-            inflight.wait()
-        except Exception:
-            inflight.merge_into(self.ledger.since, self.ledger.uncommitted)
-            if raise_errors:
-                raise
-            return
-        if inflight.committed:
-            self._commit(inflight.committed)
-        self._note_settled()
-
-    def _settle_or_rewind(self) -> None:
-        """A background checkpoint finished: commit, or rewind to the checkpoint before it (a failed state write)."""
-        try:
-            self._settle()
-        except Exception as exc:  # noqa: BLE001 - the store's offset makes the replay skip what was saved
-            log.warning("background checkpoint failed (%s); rewinding to the checkpoint before it", exc)
-            self._rewind_to_checkpoint([])
-            self.note_failure(exc)
-
     def _checkpoint_or_rewind(self, why: str) -> None:
         """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""
-        if self.ledger.clean:
+        if not self.ledger.pending:
             return
         try:
             self.checkpoint()
@@ -390,7 +335,6 @@ class BatchLoop:
     def _rewind_to_checkpoint(self, records: list[Message]) -> None:
         """After a failure: seek every partition handled since the last checkpoint back to its first offset after
         it, and have the handler forget what it applied since (``rollback``), so the replay starts from there."""
-        self._settle(raise_errors=False)  # the last checkpoint is a background one that went through, or before it
         self.ledger.note_since(records)
         seek_all(self.consumer, self.ledger.since)
         self.ledger.clear()

@@ -14,7 +14,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from confluent_kafka import Message, TopicPartition
@@ -88,8 +87,7 @@ class FusedHandler:
         self.cache: StateCache[EntityState] = StateCache(cache_max_entities)
         self._evictions_exported = 0
         self.pending = PendingState(view, store, self.cache, group,
-                                    on_load=self.metrics.redis_seconds.labels("load").observe,
-                                    on_save=self.metrics.redis_seconds.labels("save").observe)
+                                    on_load=self.metrics.redis_seconds.labels("load").observe)
         self.stats = PipelineStats()
         self.sensors = sensors
         self.max_future_skew_ms = max_future_skew_ms  # 0: no check (a simulation whose event time runs ahead)
@@ -203,7 +201,7 @@ class FusedHandler:
                     outputs.append(Output(self.alerts_topic, codec.encode(alert.to_dict()), alert.dedup_key))
             if self.on_predictions:
                 self.on_predictions(scored.predictions)
-        return BatchResult(outputs, finalize=self.checkpoint, deferrable=True, begin_finalize=self.begin_checkpoint)
+        return BatchResult(outputs, finalize=self.checkpoint, deferrable=True)
 
     def _silent(self, pos: SourcePosition, states: dict, due: list[tuple[str, int]],
                 as_of: int | None) -> list[Output]:
@@ -241,16 +239,9 @@ class FusedHandler:
     def checkpoint(self) -> None:
         """Save every partition's changes since the last checkpoint with its offset (each partition its own atomic
         compare-and-set, all in one round trip); the loop calls it after the outputs were delivered."""
-        self.pending.save()
-
-    def begin_checkpoint(self) -> Future[None] | None:
-        """:meth:`checkpoint` with its round trips in the background (``PendingState.begin_save``): the loop goes on
-        with the next batches and commits the offsets once the returned ``Future`` succeeded."""
-        return self.pending.begin_save()
-
-    def close(self) -> None:
-        """Wait for a background save and stop its thread (the worker's closer)."""
-        self.pending.close()
+        t0 = time.perf_counter()
+        if self.pending.save():
+            self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
 
     def _export_cache(self) -> None:
         self.metrics.cache_entities.set(len(self.cache))

@@ -254,12 +254,11 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                      stage="pipeline", metrics=metrics, commits=commits,
                      max_message_bytes=settings.kafka.message_max_bytes,
                      checkpoint_interval_ms=settings.pipeline.checkpoint_interval_ms,
-                     checkpoint_background=settings.pipeline.checkpoint_background,
                      hold=lambda: scorer.paused)  # `pause`: fetching stops (records stay in Kafka), ticks go on
     watchdog = Watchdog("pipeline", settings.pipeline.stall_after_s, new_consumer,
                         fetch_wait_max_ms=settings.kafka.fetch_wait_max_ms, probe=lambda at: records_after(settings.kafka.client_config(), at))
     loop.tick = chain(tick, lambda: watchdog.check(loop))
-    worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, handler.close, rclient.close,
+    worker = Worker(f"pipeline-{view.name}", loop, closers=[control.close, rclient.close,
                                                             lambda: close_producer(producer)], metrics=metrics,
                     probes=probes, watchdog=watchdog)
     return worker, handler
