@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.exceptions import InfrastructureError
 from streams.runtime.dead_letters import headers_for
 
 __all__ = ["Output", "BatchResult", "BatchHandler", "DeliveryError", "LoopHealth", "CommitLog", "take_batch",
-           "next_offsets", "describe", "dead_letter"]
+           "first_offsets", "seek_all", "is_consumer_error", "next_offsets", "describe", "dead_letter"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,37 @@ def next_offsets(records: Sequence[Message]) -> list[TopicPartition]:
         if m.offset() > last.get(key, -1):
             last[key] = m.offset()
     return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def first_offsets(records: Sequence[Message]) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the first offset among ``records`` (where a rewind of them seeks to)."""
+    first: dict[tuple[str, int], int] = {}
+    for m in records:
+        first.setdefault((m.topic(), m.partition()), m.offset())
+    return first
+
+
+def seek_all(consumer: Consumer, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Seek each (topic, partition) to its offset; a partition revoked meanwhile is skipped (its new owner
+    replays it)."""
+    for (topic, partition), offset in offsets.items():
+        try:
+            consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:
+            log.info("seek %s[%d]@%d skipped: %s", topic, partition, offset, exc)
+
+
+def is_consumer_error(m: Message) -> bool:
+    """True for an error event among consumed messages (logged, unless it is only a partition's end); a fatal
+    one raises."""
+    err = m.error()
+    if err is None:
+        return False
+    if err.fatal():
+        raise KafkaException(err)
+    if err.code() != KafkaError._PARTITION_EOF:
+        log.warning("consumer error: %s", err.str())
+    return True
 
 
 def describe(m: Message) -> str:

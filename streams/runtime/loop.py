@@ -1,37 +1,30 @@
 """The batch loop: the one owner of offsets.
 
-Per batch, in order: take up to N records (:func:`take_batch`) → ``handler.process`` (pure work, in
-memory) → produce its outputs asynchronously → flush and check every delivery → ``result.finalize()``
-(write state and the last applied offset atomically) → commit the next offsets. Auto-commit is off.
+Per batch, in order: take up to N records (:func:`take_batch`) → ``handler.process`` (pure work, in memory) →
+produce its outputs asynchronously (:mod:`streams.runtime.producing`) → flush and check every delivery →
+``result.finalize()`` (write state and the last applied offset atomically) → commit the next offsets
+(:mod:`streams.runtime.commits`; asynchronously only for handlers whose state write stores the offset, so a lost
+commit only replays what the store holds and skips). Auto-commit is off. State follows delivery because the store
+skips events at or below its stored offset on a replay: a crash in between replays the batch from the old state,
+with the same features and ``prediction_id`` (an identifiable duplicate), the state applied once.
 
-Commits (:mod:`streams.runtime.commits`) are synchronous, or sent asynchronously when the loop has a
-:class:`CommitLog`: only for handlers whose state write stores the offset (the fused pipeline), so a lost commit
-only replays what the store holds and skips. Outputs are produced by :mod:`streams.runtime.producing`.
-
-Why state after delivery: the store skips events at or below its stored offset on a replay, so an event may
-be skipped only if its outputs were delivered. A crash between delivery and the state write replays the batch
-from the old state: same features, same ``prediction_id`` (an identifiable duplicate), state applied once.
-
-**Checkpoint interval** (``checkpoint_interval_ms``, 0 = after every batch as above): a handler whose result is
-``deferrable`` (the fused pipeline: its ``finalize`` saves everything applied since its last checkpoint) has its
-outputs produced at once, but the flush, the state write and the commit run once per interval, as Kafka Streams
-and Quix Streams do with their commit interval; synchronously also on revoke, on shutdown and when the stream
-goes idle. A hot entity's state is then written once per interval, not once per batch. Serving reads of the
-store (latest vectors) lag by up to the interval, and a crash replays up to an interval of events (same
-features, same ``prediction_id``). See :mod:`streams.runtime.checkpoint`.
+**Checkpoint interval** (``checkpoint_interval_ms``; 0 = after every batch as above): for a ``deferrable`` result
+(the fused pipeline's ``finalize`` saves everything applied since its last checkpoint) the outputs go out at once,
+but the flush, the state write and the commit run once per interval (as Kafka Streams' and Quix Streams' commit
+interval), and synchronously on revoke, shutdown and when the stream goes idle. Serving reads lag by up to the
+interval; a crash replays up to it (:mod:`streams.runtime.checkpoint`; the loop's side: :mod:`streams.runtime.ledger`).
 
 An infrastructure failure (Redis down, delivery failed: :func:`streams.runtime.isolation.is_infrastructure`)
-rewinds the consumer to the first offsets after the last checkpoint (the batch's own with checkpoints after every
-batch), has the handler forget what it applied since (``rollback``) and retries with exponential backoff; the
-loop reports itself unhealthy meanwhile instead of idling as a zombie.
+rewinds the consumer to the first offsets after the last checkpoint, has the handler forget what it applied since
+(``rollback``) and retries with exponential backoff, reporting itself unhealthy meanwhile.
 
 A record-level fault (the handler raised for a reason that is not a dependency, or the broker refused an output
 for what it is) never fails the stream: the loop goes back to the last checkpoint the same way, without backing
 off, and handles everything up to the failed batch's last offsets *carefully*: batch by batch, each checkpointed
 before the next, a failing batch bisected until the culprit fails alone and is dead-lettered as ``poison``
-(:mod:`streams.runtime.isolation`). With a checkpoint interval the records handled since the last checkpoint
-(at most one interval) are handled again, so their outputs are produced a second time with the same ids
-(identifiable duplicates, as after a crash); with checkpoints after every batch nothing is produced twice.
+(:mod:`streams.runtime.isolation`). The records handled since the last checkpoint (at most one interval) are
+handled again, their outputs produced a second time with the same ids; with checkpoints after every batch nothing
+is produced twice.
 """
 
 from __future__ import annotations
@@ -41,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from streams.metrics import Metrics
 from streams.runtime.batch import (
@@ -50,7 +43,10 @@ from streams.runtime.batch import (
     CommitLog,
     LoopHealth,
     Output,
+    first_offsets,
+    is_consumer_error,
     next_offsets,
+    seek_all,
     take_batch,
 )
 from streams.runtime.commits import Committer
@@ -61,6 +57,7 @@ from streams.runtime.isolation import (
     poison_detail,
     run_isolated,
 )
+from streams.runtime.ledger import CheckpointLedger
 from streams.runtime.producing import OutputProducer
 
 log = logging.getLogger(__name__)
@@ -100,11 +97,7 @@ class BatchLoop:
         self.outputs = OutputProducer(producer, self.metrics, stage, max_message_bytes=max_message_bytes)
         self._stop = threading.Event()
         # checkpointing (see the module docstring): 0 = after every batch
-        self.checkpoint_s = checkpoint_interval_ms / 1000
-        self._checkpointed_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
-        self._since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
-        self._uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
-        self._finalizers: list[Callable[[], None]] = []
+        self.ledger = CheckpointLedger(checkpoint_interval_ms / 1000)  # what was handled since the last checkpoint
         # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
         # batch by batch)
         self._careful: dict[tuple[str, int], int] = {}
@@ -146,14 +139,14 @@ class BatchLoop:
         messages = self.next_batch()
         self.health.last_poll_at = time.time()
         self.committer.note_acknowledged()
-        records = [m for m in messages if not self._is_error(m)]
+        records = [m for m in messages if not is_consumer_error(m)]
         if records and (held or self._apply_hold()):
-            self._rewind(records)
+            seek_all(self.consumer, first_offsets(records))
             self._apply_hold()  # partitions assigned during that poll
             records = []
         if not records:
             self.producer.poll(0)
-            if self._uncommitted and self._due():  # an idle stream still checkpoints on time
+            if self.ledger.uncommitted and self.ledger.due():  # an idle stream still checkpoints on time
                 self._checkpoint_or_rewind("idle")
             return 0
         started = time.perf_counter()
@@ -204,7 +197,7 @@ class BatchLoop:
         """Health and metrics of a batch fully handled. Under a checkpoint interval a batch whose state still
         waits for its checkpoint does not clear a failure: only a checkpoint that went through does (so a Redis
         that refuses every save cannot look healthy between two failed checkpoints)."""
-        if not self._uncommitted:
+        if not self.ledger.pending:
             self._note_settled()
         self.health.batches += 1
         self.health.records += records
@@ -249,11 +242,8 @@ class BatchLoop:
         if self._careful and any(m.offset() <= self._careful.get((m.topic(), m.partition()), -1) for m in records):
             self._handle_carefully(records)
             return True
-        clean = not (self._uncommitted or self._finalizers)  # the store holds everything before this batch
-        if not self._since:  # the first change after a checkpoint: the interval counts from here
-            self._checkpointed_at = time.monotonic()
-        for m in records:
-            self._since.setdefault((m.topic(), m.partition()), m.offset())
+        clean = not self.ledger.pending  # the store holds everything before this batch
+        self.ledger.begin_batch(records)
         try:
             result = self.handler.process(records)
             self.outputs.produce_all(result.outputs)
@@ -265,10 +255,8 @@ class BatchLoop:
                 return False
             self._isolate_here(records, exc)
             return True
-        self._uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)})
-        if result.finalize is not None and result.finalize not in self._finalizers:  # a handler's checkpoint once
-            self._finalizers.append(result.finalize)
-        if not result.deferrable or self._due():
+        self.ledger.handled(records, result)
+        if not result.deferrable or self.ledger.due():
             try:
                 self.checkpoint()
             except Exception as exc:  # noqa: BLE001 - classified right here
@@ -282,9 +270,7 @@ class BatchLoop:
         forget what it applied and handle it carefully right away (no seek, no backoff)."""
         log.warning("%s: a record-level fault (%s) in a batch of %d records: isolating the culprit",
                     self.stage, poison_detail(exc), len(records))
-        self._since.clear()
-        self._uncommitted.clear()
-        self._finalizers.clear()
+        self.ledger.clear()
         self.outputs.clear()
         self._forget_uncheckpointed()
         self._handle_carefully(records)
@@ -292,7 +278,7 @@ class BatchLoop:
     def _handle_carefully(self, records: list[Message]) -> None:
         """After a record-level fault: handle ``records`` checkpointed on their own, bisected around a record that
         makes the handler (or the broker) refuse, which is dead-lettered as ``poison`` (see the module docstring)."""
-        if self._uncommitted or self._finalizers:
+        if self.ledger.pending:
             self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
         run_isolated(records, self.handler.process, self.deliver, self.poison)
         committed = next_offsets(records)
@@ -307,7 +293,7 @@ class BatchLoop:
         ``records`` (and what was handled since the checkpoint) to be handled carefully."""
         log.warning("%s: a record-level fault (%s) in a batch of %d records: back to the last checkpoint, then "
                     "isolating the culprit", self.stage, poison_detail(exc), len(records))
-        marks = {key: offset - 1 for key, offset in self._uncommitted.items()}
+        marks = {key: offset - 1 for key, offset in self.ledger.uncommitted.items()}
         for m in records:
             key = (m.topic(), m.partition())
             marks[key] = max(marks.get(key, -1), m.offset())
@@ -315,19 +301,13 @@ class BatchLoop:
             self._careful[key] = max(self._careful.get(key, -1), last)
         self._rewind_to_checkpoint(records)
 
-    def _due(self) -> bool:
-        return time.monotonic() - self._checkpointed_at >= self.checkpoint_s
-
     def checkpoint(self) -> None:
         """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
         writes), then commit the next offsets of everything handled since."""
         self._flush_and_check()
-        for finalize in self._finalizers:
+        for finalize in self.ledger.finalizers:
             finalize()
-        committed = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
-        self._finalizers.clear()
-        self._uncommitted.clear()
-        self._since.clear()
+        _, committed = self.ledger.take()
         if committed:
             self._commit(committed)
         self._note_settled()
@@ -340,7 +320,7 @@ class BatchLoop:
 
     def _checkpoint_or_rewind(self, why: str) -> None:
         """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""
-        if not (self._uncommitted or self._finalizers):
+        if not self.ledger.pending:
             return
         try:
             self.checkpoint()
@@ -355,13 +335,9 @@ class BatchLoop:
     def _rewind_to_checkpoint(self, records: list[Message]) -> None:
         """After a failure: seek every partition handled since the last checkpoint back to its first offset after
         it, and have the handler forget what it applied since (``rollback``), so the replay starts from there."""
-        for m in records:
-            self._since.setdefault((m.topic(), m.partition()), m.offset())
-        for (topic, partition), offset in self._since.items():
-            self._seek(topic, partition, offset)
-        self._since.clear()
-        self._uncommitted.clear()
-        self._finalizers.clear()
+        self.ledger.note_since(records)
+        seek_all(self.consumer, self.ledger.since)
+        self.ledger.clear()
         self.outputs.clear()
         self._forget_uncheckpointed()
 
@@ -378,29 +354,6 @@ class BatchLoop:
         """Commit synchronously what was sent asynchronously for ``partitions`` (None: all); see
         :meth:`Committer.commit_sent` (also the watchdog's, before it replaces the consumer)."""
         self.committer.commit_sent(self.consumer, partitions)
-
-    def _rewind(self, records: list[Message]) -> None:
-        first: dict[tuple[str, int], int] = {}
-        for m in records:
-            first.setdefault((m.topic(), m.partition()), m.offset())
-        for (topic, partition), offset in first.items():
-            self._seek(topic, partition, offset)
-
-    def _seek(self, topic: str, partition: int, offset: int) -> None:
-        try:
-            self.consumer.seek(TopicPartition(topic, partition, offset))
-        except KafkaException as exc:  # partition revoked meanwhile: its new owner replays it
-            log.info("seek %s[%d]@%d skipped: %s", topic, partition, offset, exc)
-
-    def _is_error(self, m: Message) -> bool:
-        err = m.error()
-        if err is None:
-            return False
-        if err.fatal():
-            raise KafkaException(err)
-        if err.code() != KafkaError._PARTITION_EOF:
-            log.warning("consumer error: %s", err.str())
-        return True
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.health.assigned = sorted({*self.health.assigned, *(f"{p.topic}[{p.partition}]" for p in partitions)})

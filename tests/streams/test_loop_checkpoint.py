@@ -57,7 +57,7 @@ def test_within_the_interval_outputs_go_out_and_nothing_is_saved_or_committed() 
     loop.run_once()
     assert handler.finalized == 0 and consumer.commits == [] and "flush" not in events
     assert len(producer.queue) == 3  # produced (librdkafka sends them), not yet awaited
-    loop._checkpointed_at -= 61  # the interval passed
+    loop.ledger.started_at -= 61  # the interval passed
     loop.checkpoint()
     assert events[-3:] == ["flush", "finalize", "commit"]
     assert handler.finalized == 1  # one state write for both batches
@@ -67,7 +67,7 @@ def test_within_the_interval_outputs_go_out_and_nothing_is_saved_or_committed() 
 def test_the_batch_after_the_interval_checkpoints() -> None:
     loop, consumer, _, handler, _ = make([msgs("src", 0, [0]), msgs("src", 0, [1])], 1)
     loop.run_once()
-    loop._checkpointed_at -= 1.0
+    loop.ledger.started_at -= 1.0
     loop.run_once()
     assert handler.finalized == 1 and consumer.commits == [[("src", 0, 2)]]
 
@@ -78,7 +78,7 @@ def test_an_idle_stream_checkpoints_when_due() -> None:
     loop.run_once()  # nothing polled, not due
     assert handler.finalized == 0
     consumer.batches.append([])
-    loop._checkpointed_at -= 61
+    loop.ledger.started_at -= 61
     loop.run_once()
     assert handler.finalized == 1 and consumer.commits == [[("src", 0, 1)]]
 
@@ -98,7 +98,7 @@ def test_a_failure_rewinds_to_the_first_offsets_after_the_last_checkpoint_and_ro
 def test_a_failed_checkpoint_rewinds_everything_since_the_previous_one() -> None:
     loop, consumer, _, handler, _ = make([msgs("src", 0, [0]), msgs("src", 0, [1])], 60_000, fail_finalize=1)
     loop.run_once()
-    loop._checkpointed_at -= 61
+    loop.ledger.started_at -= 61
     assert loop.run_once() == 0
     assert consumer.seeks == [("src", 0, 0)] and consumer.commits == [] and handler.rollbacks == 1
 
@@ -185,11 +185,11 @@ def test_a_failed_checkpoint_stays_a_failure_until_a_checkpoint_goes_through() -
     batch = msgs("src", 0, [0])
     loop, consumer, _, handler, _ = make([batch, batch, batch], 60_000, fail_finalize=1)
     loop.run_once()
-    loop._checkpointed_at -= 61
+    loop.ledger.started_at -= 61
     loop.run_once()  # the checkpoint's save fails: back to the last checkpoint
     assert not loop.health.healthy and loop.health.failing is not None
     assert loop.run_once() == 1  # the replay is processed, its state waits for the next checkpoint
     assert not loop.health.healthy and loop.health.failing is not None
-    loop._checkpointed_at -= 61
+    loop.ledger.started_at -= 61
     assert loop.run_once() == 0  # nothing more to fetch: the idle checkpoint goes through this time
     assert loop.health.healthy and loop.health.failing is None and consumer.commits[-1] == [("src", 0, 1)]

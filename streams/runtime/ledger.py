@@ -1,0 +1,76 @@
+"""The batch loop's bookkeeping between two checkpoints: per partition the first offset handled since the last
+checkpoint (where a rewind goes back to) and the next offset to commit, and each handler's checkpoint once.
+
+Example:
+    >>> from streams.runtime.batch import BatchResult
+    >>> class M:  # a consumed record
+    ...     def __init__(self, o): self.o = o
+    ...     def topic(self): return "t"
+    ...     def partition(self): return 0
+    ...     def offset(self): return self.o
+    >>> ledger = CheckpointLedger(interval_s=1.0)
+    >>> ledger.begin_batch([M(4), M(5)]); ledger.handled([M(4), M(5)], BatchResult(finalize=print))
+    >>> ledger.since, ledger.uncommitted, ledger.pending
+    ({('t', 0): 4}, {('t', 0): 6}, True)
+    >>> [tp.offset for tp in ledger.take()[1]], ledger.pending
+    ([6], False)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import Message, TopicPartition
+
+from streams.runtime.batch import BatchResult, next_offsets
+
+__all__ = ["CheckpointLedger"]
+
+
+class CheckpointLedger:
+    """What the loop handled since its last checkpoint (see the module docstring)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s  # 0: a checkpoint after every batch
+        self.started_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
+        self.since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
+        self.uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
+        self.finalizers: list[Callable[[], None]] = []  # each handler's state write, once
+
+    @property
+    def pending(self) -> bool:
+        """Something was handled since the last checkpoint (the store does not hold all of it yet)."""
+        return bool(self.uncommitted or self.finalizers)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.started_at >= self.interval_s
+
+    def begin_batch(self, records: Sequence[Message]) -> None:
+        """Before a batch is handled: where a rewind would go back to (the interval counts from the first change)."""
+        if not self.since:
+            self.started_at = time.monotonic()
+        self.note_since(records)
+
+    def note_since(self, records: Sequence[Message]) -> None:
+        for m in records:
+            self.since.setdefault((m.topic(), m.partition()), m.offset())
+
+    def handled(self, records: Sequence[Message], result: BatchResult) -> None:
+        """After a batch went through the handler: its next offsets, and its handler's checkpoint (once)."""
+        self.uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)})
+        if result.finalize is not None and result.finalize not in self.finalizers:
+            self.finalizers.append(result.finalize)
+
+    def take(self) -> tuple[list[Callable[[], None]], list[TopicPartition]]:
+        """The pending checkpoints and the next offsets to commit; the ledger starts over (nothing pending)."""
+        finalizers = list(self.finalizers)
+        committed = [TopicPartition(t, p, o) for (t, p), o in self.uncommitted.items()]
+        self.clear()
+        return finalizers, committed
+
+    def clear(self) -> None:
+        """Forget what is pending (after a checkpoint, or a rewind to the last one)."""
+        self.since.clear()
+        self.uncommitted.clear()
+        self.finalizers.clear()
