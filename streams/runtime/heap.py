@@ -12,8 +12,10 @@ Example:
     True
     >>> gc.unfreeze()  # a test process gives its heap back to the collector
     >>> pauses = []
+    >>> gc.disable()  # only the collections below (none triggered by allocations meanwhile)
     >>> stop = watch_gc_pauses(lambda generation, seconds: pauses.append(generation))
     >>> _ = gc.collect(1); stop(); _ = gc.collect(1)
+    >>> gc.enable()
     >>> pauses
     [1]
 """

@@ -44,13 +44,17 @@ def test_every_collection_is_observed_into_the_workers_histogram_until_unwatched
     from streams.runtime.heap import watch_gc_pauses
 
     metrics = Metrics()
-    stop = watch_gc_pauses(lambda gen, s: metrics.gc_pauses.labels(str(gen)).observe(s))
+    gc.disable()  # only the collections made here: none triggered by allocations meanwhile
     try:
+        stop = watch_gc_pauses(lambda gen, s: metrics.gc_pauses.labels(str(gen)).observe(s))
+        try:
+            gc.collect(2)
+            gc.collect(0)
+        finally:
+            stop()
         gc.collect(2)
-        gc.collect(0)
     finally:
-        stop()
-    gc.collect(2)
+        gc.enable()
     count = {g: metrics.registry.get_sample_value("driftline_gc_pause_seconds_count", {"generation": g})
              for g in ("0", "2")}
     assert count == {"0": 1.0, "2": 1.0}
