@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from urllib.request import urlopen
 
 import pytest
 
+from streams.local.procs import stop_pid
+
 from .test_scale_out import (  # noqa: F401 - the env fixture and helpers shared with the scale-out tests
     MODEL,
     assert_state_matches_offline,
@@ -24,6 +25,7 @@ from .test_scale_out import (  # noqa: F401 - the env fixture and helpers shared
     expected_prediction_ids,
     produce_all,
     read_predictions,
+    worker_env,
 )
 
 pytestmark = pytest.mark.integration
@@ -44,14 +46,8 @@ def _same(a: dict, b: dict) -> bool:
 
 def test_kill_9_between_checkpoints_replays_the_same_features_and_ids(env, tmp_path: Path) -> None:  # noqa: ANN001, F811
     settings, view, sim = env
-    child_env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-                 "REDIS_URL": settings.redis_url, "DRIFTLINE_REGISTRY": settings.registry_dir,
-                 "DRIFTLINE_RUN_DIR": str(tmp_path / "run"), "DRIFTLINE_CONTROL_KEY": settings.control_key,
-                 "DRIFTLINE_TOPIC_PREDICTIONS": settings.topics.predictions,
-                 "DRIFTLINE_TOPIC_CONTROL": settings.topics.control, "DRIFTLINE_TOPIC_ALERTS": settings.topics.alerts,
-                 "DRIFTLINE_FEATURES_GROUP": settings.pipeline.features_group,
-                 "DRIFTLINE_SESSION_TIMEOUT_MS": "2000", "DRIFTLINE_HEARTBEAT_INTERVAL_MS": "200",
-                 "DRIFTLINE_BATCH_MAX_ROWS": "50", "DRIFTLINE_CHECKPOINT_INTERVAL_MS": "30000"}
+    child_env = worker_env(settings, tmp_path / "run", DRIFTLINE_BATCH_MAX_ROWS="50",
+                           DRIFTLINE_CHECKPOINT_INTERVAL_MS="30000")
     cmd = [sys.executable, "-m", "streams.local.cli", "run", "pipeline", "--model", MODEL, "--topic", view.source_topic]
     procs = [subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(2)]
@@ -74,13 +70,7 @@ def test_kill_9_between_checkpoints_replays_the_same_features_and_ids(env, tmp_p
         preds = read_predictions(settings, expected, timeout_s=90)
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)  # a clean stop checkpoints what is pending
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_pid(p.pid, timeout_s=15)  # SIGTERM first: a clean stop checkpoints what is pending
     by_id: dict[str, list[dict]] = defaultdict(list)
     for p in preds:
         if p["variant"] == "champion":

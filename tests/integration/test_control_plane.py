@@ -41,6 +41,7 @@ from streams.runtime.workers import Worker, build_pipeline, control_store
 from streams.settings import PipelineSettings, Settings, TopicSettings
 
 from .rollback_chain import read_all, read_records
+from .test_scale_out import worker_env
 
 pytestmark = pytest.mark.integration
 MODEL = "risk"
@@ -177,16 +178,6 @@ def test_captured_rollback_replayed_after_a_restart_and_a_promote_is_rejected(en
 
 
 # ------------------------------------------------------------------------------------------ 2. kill -9
-def _child_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-            "REDIS_URL": settings.redis_url, "DRIFTLINE_REGISTRY": settings.registry_dir,
-            "DRIFTLINE_RUN_DIR": str(tmp_path / "run"), "DRIFTLINE_CONTROL_KEY": settings.control_key,
-            "DRIFTLINE_TOPIC_PREDICTIONS": settings.topics.predictions,
-            "DRIFTLINE_TOPIC_CONTROL": settings.topics.control, "DRIFTLINE_TOPIC_ALERTS": settings.topics.alerts,
-            "DRIFTLINE_FEATURES_GROUP": settings.pipeline.features_group, "DRIFTLINE_SOURCE_PARTITIONS": "2",
-            "DRIFTLINE_SESSION_TIMEOUT_MS": "2000", "DRIFTLINE_HEARTBEAT_INTERVAL_MS": "200"}
-
-
 def _health(url: str) -> dict:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - a local test URL
@@ -200,7 +191,7 @@ def _health(url: str) -> dict:
 def test_rollback_then_kill_9_a_new_worker_serves_v1_and_acks_nothing_twice(env: Env, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "streams.local.cli", "run", "pipeline", "--model", MODEL,
            "--topic", env.view.source_topic]
-    child_env = _child_env(env.settings, tmp_path)
+    child_env = worker_env(env.settings, tmp_path / "run", DRIFTLINE_SOURCE_PARTITIONS="2")
 
     def start() -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -31,6 +31,7 @@ from features.views import VITALS_VIEW
 from models.registry import Registry
 from models.train import build_estimator
 from streams import codec
+from streams.local.procs import stop_pid
 from streams.local.simulator import SimConfig, generate
 from streams.runtime.topics import TopicSpec, ensure_topics
 from streams.runtime.workers import build_pipeline, control_store
@@ -62,6 +63,18 @@ def env(settings: Settings, unique: str, tmp_path: Path):  # noqa: ANN201
         client.delete(key)
     control_store(s, client, reg, MODEL).clear()  # the desired state and ledger of this test's registry
     client.close()
+
+
+def worker_env(settings: Settings, run_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``driftline run pipeline`` child process on ``settings``' broker, Redis, registry,
+    topics and consumer group, with the embedded broker's group timing, plus ``extra``."""
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "REDIS_URL": settings.redis_url, "DRIFTLINE_REGISTRY": settings.registry_dir,
+            "DRIFTLINE_RUN_DIR": str(run_dir), "DRIFTLINE_CONTROL_KEY": settings.control_key,
+            "DRIFTLINE_TOPIC_PREDICTIONS": settings.topics.predictions,
+            "DRIFTLINE_TOPIC_CONTROL": settings.topics.control, "DRIFTLINE_TOPIC_ALERTS": settings.topics.alerts,
+            "DRIFTLINE_FEATURES_GROUP": settings.pipeline.features_group,
+            "DRIFTLINE_SESSION_TIMEOUT_MS": "2000", "DRIFTLINE_HEARTBEAT_INTERVAL_MS": "200", **extra}
 
 
 def produce_all(settings: Settings, topic: str, sim: list, pace_s: float = 0.0) -> None:
@@ -147,14 +160,7 @@ def test_three_workers_split_partitions_and_output_is_complete(env) -> None:  # 
 
 def test_kill_9_one_worker_mid_stream_loses_nothing_and_counts_nothing_twice(env, tmp_path: Path) -> None:  # noqa: ANN001
     settings, view, sim = env
-    child_env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-                 "REDIS_URL": settings.redis_url, "DRIFTLINE_REGISTRY": settings.registry_dir,
-                 "DRIFTLINE_RUN_DIR": str(tmp_path / "run"), "DRIFTLINE_CONTROL_KEY": settings.control_key,
-                 "DRIFTLINE_TOPIC_PREDICTIONS": settings.topics.predictions,
-                 "DRIFTLINE_TOPIC_CONTROL": settings.topics.control, "DRIFTLINE_TOPIC_ALERTS": settings.topics.alerts,
-                 "DRIFTLINE_FEATURES_GROUP": settings.pipeline.features_group,
-                 "DRIFTLINE_SESSION_TIMEOUT_MS": "2000", "DRIFTLINE_HEARTBEAT_INTERVAL_MS": "200",
-                 "DRIFTLINE_BATCH_MAX_ROWS": "50"}
+    child_env = worker_env(settings, tmp_path / "run", DRIFTLINE_BATCH_MAX_ROWS="50")
     cmd = [sys.executable, "-m", "streams.local.cli", "run", "pipeline", "--model", MODEL, "--topic", view.source_topic]
     procs = [subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
              for _ in range(2)]
@@ -170,13 +176,7 @@ def test_kill_9_one_worker_mid_stream_loses_nothing_and_counts_nothing_twice(env
         preds = read_predictions(settings, expected, timeout_s=90)
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_pid(p.pid, timeout_s=15)
     counts = Counter(p["prediction_id"] for p in preds if p["variant"] == "champion")
     assert set(counts) == expected  # nothing lost
     duplicates = sum(c - 1 for c in counts.values())
