@@ -11,10 +11,8 @@ offsets committed (Bytewax's recovery is a separate SQLite store, off here, as i
 
 from __future__ import annotations
 
-import pickle
 import sys
 import time
-from pathlib import Path
 
 import bytewax.operators as op
 import orjson
@@ -22,18 +20,11 @@ from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
-from bench.peer_jobs.vitals import NAMES, Buckets, HandModel, Readings, valid
+from bench.peer_jobs.vitals import Buckets, Readings, load_score, valid
 
 
 def build(brokers: str, source: str, sink: str, model_dir: str, variant: str) -> Dataflow:
-    if variant == "hand":
-        hand = HandModel(orjson.loads((Path(model_dir) / "hand.json").read_bytes()))
-        score = hand.score
-    else:
-        est = pickle.loads((Path(model_dir) / "model.pkl").read_bytes())  # noqa: S301 - the bench's own model
-
-        def score(features: dict[str, float]) -> float:
-            return float(est.predict_proba([[features[n] for n in NAMES]])[0, 1])
+    score = load_score(model_dir, variant)
 
     flow = Dataflow("vitals")
     msgs = op.input("in", flow, KafkaSource([brokers], [source], tail=False, add_config={"group.id": "bytewax"}))

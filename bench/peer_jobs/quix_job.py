@@ -11,27 +11,18 @@ coefficients applied by hand. Stops after ``N`` input records.
 
 from __future__ import annotations
 
-import pickle
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import orjson
 from quixstreams import Application
 
-from bench.peer_jobs.vitals import NAMES, Buckets, HandModel, Readings, valid
+from bench.peer_jobs.vitals import Buckets, Readings, load_score, valid
 
 
 def main(brokers: str, source: str, sink: str, model_dir: str, variant: str, count: str) -> None:
-    if variant == "hand":
-        hand = HandModel(orjson.loads((Path(model_dir) / "hand.json").read_bytes()))
-        score = hand.score
-    else:
-        est = pickle.loads((Path(model_dir) / "model.pkl").read_bytes())  # noqa: S301 - the bench's own model
-
-        def score(features: dict[str, float]) -> float:
-            return float(est.predict_proba([[features[n] for n in NAMES]])[0, 1])
+    score = load_score(model_dir, variant)
 
     with tempfile.TemporaryDirectory(prefix="quix-state-") as state_dir:
         app = Application(broker_address=brokers, consumer_group=f"quix-{Path(model_dir).name}-{variant}",

@@ -20,10 +20,14 @@ Example:
 from __future__ import annotations
 
 import math
+import pickle
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 BUCKET_MS = 60_000
 RANGES = {"hr": (20, 250), "rr": (2, 70), "spo2": (50, 100), "temp": (30, 45), "sbp": (40, 260), "dbp": (20, 160)}
@@ -207,3 +211,16 @@ class Buckets:
         return {"hr_mean_5m": w5[1], "hr_std_5m": math.sqrt(max(w5[2], 0.0) / n5), "hr_max_5m": w5[3],
                 "rr_mean_5m": w5[4] / n5, "spo2_min_15m": w15[6], "spo2_mean_5m": w5[5] / n5, "temp_last": w15[8],
                 "sbp_mean_5m": w5[9] / n5, "sbp_slope_30m": slope_, "dbp_mean_5m": w5[15] / n5}
+
+
+def load_score(model_dir: str, variant: str) -> Callable[[dict[str, float]], float]:
+    """The job's model as ``score(features) -> probability``: ``hand`` (the tuned job) evaluates the coefficients in
+    ``hand.json`` by hand; anything else (the idiomatic job) calls the pickled pipeline's ``predict_proba`` on one
+    row."""
+    if variant == "hand":
+        return HandModel(orjson.loads((Path(model_dir) / "hand.json").read_bytes())).score
+    est = pickle.loads((Path(model_dir) / "model.pkl").read_bytes())  # noqa: S301 - the bench's own model
+
+    def score(features: dict[str, float]) -> float:
+        return float(est.predict_proba([[features[n] for n in NAMES]])[0, 1])
+    return score
