@@ -19,24 +19,23 @@ Redis bytes per entity: ``INFO used_memory`` delta of the fill / entities.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
 
-from bench.common import Table, delete_group_keys, ratio, run_on_fresh_stack, train_models, vitals_stream
-from bench.memory_bench import KeyLayout, Template, replicate
+from bench.common import Table, delete_group_keys, ratio, run_on_fresh_stack, train_models
+from bench.memory_bench import KeyLayout, replicate, save_templates
+from bench.memory_bench import history as memory_history
 from bench.memory_worker import entity_id, used_memory
 from bench.pipeline_bench import WorkerProcesses, fresh_measurement, rate_from_timestamps, read_predictions
 from bench.store_bench import prefill
-from bench.store_read_bench import PARTITIONS, fill_store
+from bench.store_read_bench import PARTITIONS
 from features.definitions import FeatureView
 from features.records import Event
 from features.store import SourcePosition, latest_key_for, state_key_for
 from streams import codec
-from streams.local.demo import to_events
 from streams.local.stack import StackInfo
 from streams.settings import PipelineSettings
 
@@ -57,21 +56,10 @@ class EntitiesConfig:
         return cls(sizes=(50, 400), events=1_200, minutes=10.0, timeout_s=60.0)
 
 
-def _history(view: FeatureView, cfg: EntitiesConfig) -> list[Event]:
-    events, _ = to_events(vitals_stream(cfg.templates, cfg.minutes, cfg.interval_s, seed=5), view)
-    names = {e: entity_id(i) for i, e in enumerate(sorted({ev.entity_id for ev in events}))}
-    return [dataclasses.replace(ev, entity_id=names[ev.entity_id]) for ev in events]
-
-
 def _fill(client: redis.Redis, view: FeatureView, group: str, history: Sequence[Event], n: int) -> int:
     """Full-window states for ``entity_id(0..n-1)`` in the run's keys; returns Redis ``used_memory`` growth."""
     before = used_memory(client)
-    part = fill_store(client, view, group, history, 100, PARTITIONS)
-    templates = []
-    for e in sorted(part):
-        pos = SourcePosition(group, view.source_topic, part[e])
-        templates.append(Template(client.hgetall(state_key_for(view, pos, e)),  # type: ignore[arg-type]
-                                  client.get(latest_key_for(view, pos, e))))  # type: ignore[arg-type]
+    templates = save_templates(client, view, history, "full", group=group)
     layout = KeyLayout(view)
     layout.prefixes = [(state_key_for(view, pos, ""), latest_key_for(view, pos, ""))
                        for pos in (SourcePosition(group, view.source_topic, p) for p in range(PARTITIONS))]
@@ -103,7 +91,7 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
             settings, view = fresh_measurement(info, registry, partitions=PARTITIONS)
             client = redis.Redis.from_url(settings.redis_url)
             try:
-                history = _history(view, cfg)
+                history = memory_history(view, cfg)
                 grown = _fill(client, view, settings.pipeline.features_group, history, n)
                 records, second = _backlog(history, n, n + max(cfg.events, n), cfg.interval_s)
                 with WorkerProcesses(settings, view, 1) as procs:

@@ -94,24 +94,27 @@ class Template:
         return sum(len(f) + len(v) for f, v in self.fields.items()) + len(self.latest)
 
 
-def history(view: FeatureView, cfg: MemoryConfig) -> list[Event]:
-    """``cfg.minutes`` of simulated vitals for ``cfg.templates`` patients, renamed ``entity_id(0..)``."""
+def history(view: FeatureView, cfg: MemoryConfig | Any) -> list[Event]:
+    """``cfg.minutes`` of simulated vitals for ``cfg.templates`` patients (one per ``cfg.interval_s``), renamed
+    ``entity_id(0..)``; ``cfg`` is this bench's config or another with those three fields (the entities bench's)."""
     events, _ = to_events(vitals_stream(cfg.templates, cfg.minutes, cfg.interval_s, seed=5), view)
     names = {e: entity_id(i) for i, e in enumerate(sorted({ev.entity_id for ev in events}))}
     return [replace(ev, entity_id=names[ev.entity_id]) for ev in events]
 
 
-def save_templates(client: redis.Redis, view: FeatureView, events: Sequence[Event], kind: str) -> list[Template]:
-    """Save the template entities' ``kind`` states with the store's real save path; their stored bytes."""
+def save_templates(client: redis.Redis, view: FeatureView, events: Sequence[Event], kind: str, *,
+                   group: str = GROUP) -> list[Template]:
+    """Save the template entities' ``kind`` states with the store's real save path (under ``group``'s keys); their
+    stored bytes."""
     if kind == "fresh":
         firsts: dict[str, Event] = {}
         for ev in events:
             firsts.setdefault(ev.entity_id, ev)
         events = list(firsts.values())
-    part = fill_store(client, view, GROUP, events, 100, PARTITIONS)
+    part = fill_store(client, view, group, events, 100, PARTITIONS)
     out = []
     for e in sorted(part):
-        pos = SourcePosition(GROUP, view.source_topic, part[e])
+        pos = SourcePosition(group, view.source_topic, part[e])
         out.append(Template(client.hgetall(state_key_for(view, pos, e)),  # type: ignore[arg-type]
                             client.get(latest_key_for(view, pos, e))))  # type: ignore[arg-type]
     return out
