@@ -12,7 +12,7 @@ Example:
     >>> ledger.begin_batch([M(4), M(5)]); ledger.handled([M(4), M(5)], BatchResult(finalize=print))
     >>> ledger.since, ledger.uncommitted, ledger.pending
     ({('t', 0): 4}, {('t', 0): 6}, True)
-    >>> [tp.offset for tp in ledger.take()[1]], ledger.pending
+    >>> [tp.offset for tp in ledger.take()], ledger.pending
     ([6], False)
 """
 
@@ -62,12 +62,11 @@ class CheckpointLedger:
         if result.finalize is not None and result.finalize not in self.finalizers:
             self.finalizers.append(result.finalize)
 
-    def take(self) -> tuple[list[Callable[[], None]], list[TopicPartition]]:
-        """The pending checkpoints and the next offsets to commit; the ledger starts over (nothing pending)."""
-        finalizers = list(self.finalizers)
+    def take(self) -> list[TopicPartition]:
+        """After the pending checkpoints ran: the next offsets to commit; the ledger starts over (nothing pending)."""
         committed = [TopicPartition(t, p, o) for (t, p), o in self.uncommitted.items()]
         self.clear()
-        return finalizers, committed
+        return committed
 
     def clear(self) -> None:
         """Forget what is pending (after a checkpoint, or a rewind to the last one)."""

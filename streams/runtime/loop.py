@@ -307,7 +307,7 @@ class BatchLoop:
         self._flush_and_check()
         for finalize in self.ledger.finalizers:
             finalize()
-        _, committed = self.ledger.take()
+        committed = self.ledger.take()
         if committed:
             self._commit(committed)
         self._note_settled()
