@@ -19,6 +19,10 @@ view once into:
   distinct values per bucket and field index;
 * ``emit(acc) -> dict``: the feature vector (definition order) from a fold.
 
+``data`` is an ``array("d")`` and ``order`` an ``array("q")`` (as :class:`features.state.EntityState` holds them):
+``apply`` and ``fold`` run in a C kernel (:mod:`features.kernel`) that does the same double operations in the
+same order, unless the view keeps distinct values or the extension is not built (``Plan.compiled``).
+
 Every kept slot is computed by the same expression, in the same order, as ``add_number``, ``fold`` and the
 result functions of ``AGGREGATIONS``, so the values are bit-identical to the reference path (pinned by
 ``tests/features/test_plan.py``); the generated code is kept in ``Plan.source`` for reading. (Counts and
@@ -38,7 +42,7 @@ Example:
     ...     plan.apply(data, 0 if b == 0 else 3, b, ts, {"x": x})
     >>> plan.starts(10_000, 10_000)
     (0, 10000)
-    >>> plan.emit(plan.fold(None, data, [0, 10_000], 0, 2, (0, 10_000), None))
+    >>> plan.emit(plan.fold(None, data, array("q", [0, 10_000]), 0, 2, (0, 10_000), None))
     {'m': 2.6666666666666665, 'hi': 5.0}
 """
 
@@ -51,6 +55,7 @@ from typing import Any
 
 from features.aggregations import AGGREGATIONS, EWMA_ALPHA, NAN, angle_diff, slope_of
 from features.definitions import FeatureView, Window
+from features.kernel import compiled_kernel, wanted
 from features.per_view import per_view
 
 # Partial slots, in the order of the ``P_*`` indices of ``features.aggregations``.
@@ -148,6 +153,7 @@ class Plan:
     width: int = 0  # doubles per bucket row
     apply: Callable[[Any, int, int, int, Any], None] | None = None  # (data, base, bucket, ts, values)
     distinct: tuple[tuple[int, str], ...] = ()  # (layout index, field) of the fields keeping distinct values
+    compiled: bool = False  # apply and fold are the C kernel's (features.kernel), not the generated Python's
 
     def row_from_partials(self, partials: dict[str, list]) -> list[float]:
         """One bucket row from 13-slot partials ``{field: [slots...]}`` (the former JSON encoding)."""
@@ -308,9 +314,10 @@ def _apply_lines(field: str, off: dict[str, int], is_str: bool, angle: bool) -> 
             *["        " + line for line in rest]]
 
 
-def compile_plan(view: FeatureView) -> Plan:
+def compile_plan(view: FeatureView, *, compiled: bool | None = None) -> Plan:
     """Compile ``view`` (use :func:`plan_for`, which caches): the bucket row layout, ``apply`` and one pass over
-    the buckets for all windows.
+    the buckets for all windows. ``compiled``: run ``apply`` and ``fold`` in the C kernel when it can
+    (:mod:`features.kernel`; ``None``: unless ``DRIFTLINE_PURE_PYTHON=1``), else the generated Python.
 
     Every window ends at the bucket of now, so one walk in time order from the earliest window start
     serves them all; each (window, field) group merges a bucket only from its own window start on, so
@@ -422,19 +429,26 @@ def compile_plan(view: FeatureView) -> Plan:
     source = "\n".join(src) + "\n"
     ns = dict(_NAMESPACE, **{f"W{wi}": w for wi, w in enumerate(windows)})
     exec(compile(source, f"<features.plan {view.name} v{view.version}>", "exec"), ns)  # noqa: S102 - own template
+    kernel = None
+    if wanted() if compiled is None else compiled:
+        init = {name: _INIT[name.rsplit("_", 1)[1]] for name in locals_}
+        kernel = compiled_kernel(width, len(windows), locals_, init, by_field, offsets,
+                                 [(f, s, a) for f, s, a, _d in fields if f in offsets], angle, EWMA_ALPHA,
+                                 ns["apply"])
     return Plan(
         view.bucket_ms,
         view.feature_names,
         fields,
         tuple(windows),
         ns["starts"],
-        ns["fold"],
+        ns["fold"] if kernel is None else kernel.fold,
         ns["emit"],
         source,
         tuple((name, tuple(off.items())) for name, off in layout),
         width,
-        ns["apply"],
+        ns["apply"] if kernel is None else kernel.apply,
         distinct_index,
+        kernel is not None,
     )
 
 

@@ -1,0 +1,466 @@
+/* features._fold: the compiled form of a feature view's plan (features.plan), ``apply`` and ``fold``.
+
+A Kernel is built once per view from a spec (features/kernel.py) and does exactly what the Python code that
+features.plan generates does, the same IEEE 754 operations in the same order (built with -ffp-contract=off:
+no fused multiply-add), so the results are the same bits; tests/features/test_kernel.py checks that on
+random views and streams. What it does not cover (distinct values, a value that is neither a float nor an
+int a double holds exactly, a values mapping that is not a dict), it hands to the Python ``apply`` it was
+given, before touching the row.
+
+    fold(acc, data, order, lo, hi, origins, sets) -> tuple   (``sets`` is ignored: no distinct values here)
+    apply(data, base, bucket, ts, values) -> None
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+/* partial row slots in features.plan.SLOTS order, then the accumulator-only ewma */
+enum { S_N, S_S, S_M2, S_MN, S_MX, S_FTS, S_FV, S_LTS, S_LV, S_ST, S_STT, S_STY, S_ANG, S_EW, NSLOT };
+#define NROW 13
+#define EXACT_INT (1LL << 53)
+
+typedef struct {
+    int wi;    /* window index (its origin) */
+    int check; /* the field's groups span several windows: test this one's origin too */
+    int angle; /* the field is an angle (angle_change_rate) */
+    int acc[NSLOT]; /* accumulator index per slot, -1 when the group does not keep it */
+} Group;
+
+typedef struct {
+    int nwins;
+    int *wins;     /* windows of the field's groups: a bucket before all their origins is skipped */
+    int row[NROW]; /* row offset per partial slot, -1 when not stored */
+    int ngroups;
+    Group *groups;
+} FoldField;
+
+typedef struct {
+    PyObject *name; /* the field's name (the values dict's key) */
+    int is_str;
+    int angle;
+    int row[NROW];
+} ApplyField;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t width;
+    int nwin, nacc, nfold, napply;
+    double alpha, one_minus_alpha;
+    double *init, *acc, *xs;
+    long long *origins, *thresholds;
+    FoldField *fold;
+    ApplyField *apply;
+    PyObject *py_apply; /* the generated Python apply: what the kernel does not cover */
+} Kernel;
+
+static double angle_diff(double a, double b) {
+    /* features.aggregations.angle_diff: abs(a - b) % 360.0 (a non-negative dividend: Python's % is fmod) */
+    double d = fmod(fabs(a - b), 360.0);
+    return d > 180.0 ? 360.0 - d : d;
+}
+
+static int ints_of(PyObject *seq, int *out, Py_ssize_t n, const char *what) {
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (!fast) return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items", what, n);
+        Py_DECREF(fast);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (v == -1 && PyErr_Occurred()) { Py_DECREF(fast); return -1; }
+        out[i] = (int)v;
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+static void Kernel_dealloc(Kernel *k) {
+    if (k->fold) {
+        for (int i = 0; i < k->nfold; i++) { PyMem_Free(k->fold[i].wins); PyMem_Free(k->fold[i].groups); }
+        PyMem_Free(k->fold);
+    }
+    if (k->apply) {
+        for (int i = 0; i < k->napply; i++) Py_XDECREF(k->apply[i].name);
+        PyMem_Free(k->apply);
+    }
+    PyMem_Free(k->init); PyMem_Free(k->acc); PyMem_Free(k->xs);
+    PyMem_Free(k->origins); PyMem_Free(k->thresholds);
+    Py_XDECREF(k->py_apply);
+    Py_TYPE(k)->tp_free((PyObject *)k);
+}
+
+/* Kernel(width, nwin, init, alpha, fold_fields, apply_fields, py_apply)
+   fold_fields: ((wins, row13, ((wi, check, angle, acc14), ...)), ...); apply_fields: ((name, is_str, angle, row13), ...) */
+static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
+    Py_ssize_t width;
+    int nwin;
+    double alpha;
+    PyObject *init, *fold_fields, *apply_fields, *py_apply;
+    if (!PyArg_ParseTuple(args, "niOdOOO", &width, &nwin, &init, &alpha, &fold_fields, &apply_fields, &py_apply))
+        return -1;
+    if (width <= 0 || nwin < 0) { PyErr_SetString(PyExc_ValueError, "bad width or window count"); return -1; }
+    k->width = width; k->nwin = nwin; k->alpha = alpha; k->one_minus_alpha = 1.0 - alpha;
+    Py_INCREF(py_apply); k->py_apply = py_apply;
+    PyObject *fi = PySequence_Fast(init, "init");
+    if (!fi) return -1;
+    k->nacc = (int)PySequence_Fast_GET_SIZE(fi);
+    k->init = PyMem_Calloc(k->nacc + 1, sizeof(double));
+    k->acc = PyMem_Calloc(k->nacc + 1, sizeof(double));
+    k->origins = PyMem_Calloc(nwin + 1, sizeof(long long));
+    for (int i = 0; i < k->nacc; i++) k->init[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fi, i));
+    Py_DECREF(fi);
+    if (PyErr_Occurred()) return -1;
+
+    PyObject *ff = PySequence_Fast(fold_fields, "fold_fields");
+    if (!ff) return -1;
+    k->nfold = (int)PySequence_Fast_GET_SIZE(ff);
+    k->fold = PyMem_Calloc(k->nfold + 1, sizeof(FoldField));
+    k->thresholds = PyMem_Calloc(k->nfold + 1, sizeof(long long));
+    for (int i = 0; i < k->nfold; i++) {
+        PyObject *wins, *row, *groups;
+        FoldField *f = &k->fold[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(ff, i), "OOO", &wins, &row, &groups)) goto fail_ff;
+        f->nwins = (int)PySequence_Size(wins);
+        f->wins = PyMem_Calloc(f->nwins + 1, sizeof(int));
+        if (f->nwins < 1 || ints_of(wins, f->wins, f->nwins, "wins") || ints_of(row, f->row, NROW, "row"))
+            goto fail_ff;
+        f->ngroups = (int)PySequence_Size(groups);
+        f->groups = PyMem_Calloc(f->ngroups + 1, sizeof(Group));
+        for (int g = 0; g < f->ngroups; g++) {
+            PyObject *acc;
+            Group *gr = &f->groups[g];
+            PyObject *item = PySequence_GetItem(groups, g);
+            if (!item) goto fail_ff;
+            int ok = PyArg_ParseTuple(item, "iiiO", &gr->wi, &gr->check, &gr->angle, &acc);
+            Py_DECREF(item);
+            if (!ok || ints_of(acc, gr->acc, NSLOT, "acc")) goto fail_ff;
+            if (gr->wi < 0 || gr->wi >= nwin) { PyErr_SetString(PyExc_ValueError, "window index"); goto fail_ff; }
+            if ((gr->acc[S_M2] >= 0 || gr->acc[S_EW] >= 0 || gr->acc[S_STY] >= 0) && f->row[S_S] < 0) {
+                PyErr_SetString(PyExc_ValueError, "a group reads a bucket's sum the row does not keep");
+                goto fail_ff;
+            }
+            if ((gr->acc[S_ST] >= 0) != (gr->acc[S_STT] >= 0) || (gr->acc[S_ST] >= 0) != (gr->acc[S_STY] >= 0)) {
+                PyErr_SetString(PyExc_ValueError, "the least-squares sums come together");
+                goto fail_ff;
+            }
+            for (int s = 0; s < NSLOT; s++) {
+                if (gr->acc[s] >= k->nacc) { PyErr_SetString(PyExc_ValueError, "acc index"); goto fail_ff; }
+                if (s < NROW && gr->acc[s] >= 0 && f->row[s] < 0) {
+                    PyErr_SetString(PyExc_ValueError, "a group reads a slot the row does not keep");
+                    goto fail_ff;
+                }
+            }
+        }
+        for (int w = 0; w < f->nwins; w++)
+            if (f->wins[w] < 0 || f->wins[w] >= nwin) { PyErr_SetString(PyExc_ValueError, "wins"); goto fail_ff; }
+        for (int s = 0; s < NROW; s++)
+            if (f->row[s] >= width) { PyErr_SetString(PyExc_ValueError, "row offset"); goto fail_ff; }
+    }
+    Py_DECREF(ff);
+
+    PyObject *af = PySequence_Fast(apply_fields, "apply_fields");
+    if (!af) return -1;
+    k->napply = (int)PySequence_Fast_GET_SIZE(af);
+    k->apply = PyMem_Calloc(k->napply + 1, sizeof(ApplyField));
+    k->xs = PyMem_Calloc(k->napply + 1, sizeof(double));
+    for (int i = 0; i < k->napply; i++) {
+        PyObject *name, *row;
+        ApplyField *a = &k->apply[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(af, i), "UppO", &name, &a->is_str, &a->angle, &row)
+            || ints_of(row, a->row, NROW, "row")) {
+            Py_DECREF(af);
+            return -1;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name);
+        a->name = name;
+        for (int s = 0; s < NROW; s++)
+            if (a->row[s] >= width) { PyErr_SetString(PyExc_ValueError, "row offset"); Py_DECREF(af); return -1; }
+        if (a->row[S_N] < 0) { PyErr_SetString(PyExc_ValueError, "a field without a count"); Py_DECREF(af); return -1; }
+    }
+    Py_DECREF(af);
+    return 0;
+fail_ff:
+    Py_DECREF(ff);
+    return -1;
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view, char format, int writable) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (view->itemsize != 8 || !view->format || view->format[0] != format || view->format[1] != '\0') {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "expected an array of '%c'", format);
+        return -1;
+    }
+    return 0;
+}
+
+#define P(slot) D[base + f->row[slot]]
+#define A(slot) acc[gr->acc[slot]]
+#define HAS(slot) (gr->acc[slot] >= 0)
+
+static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) { PyErr_SetString(PyExc_TypeError, "fold(acc, data, order, lo, hi, origins, sets)"); return NULL; }
+    PyObject *acc_in = args[0], *origins = args[5];
+    Py_ssize_t lo = PyLong_AsSsize_t(args[3]), hi = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    if (!PyTuple_Check(origins) || PyTuple_GET_SIZE(origins) != k->nwin) {
+        PyErr_SetString(PyExc_TypeError, "origins: a tuple of one start per window");
+        return NULL;
+    }
+    long long *o = k->origins;
+    for (int w = 0; w < k->nwin; w++) {
+        o[w] = PyLong_AsLongLong(PyTuple_GET_ITEM(origins, w));
+        if (o[w] == -1 && PyErr_Occurred()) return NULL;
+    }
+    double *acc = k->acc;
+    int nacc = k->nacc;
+    if (acc_in == Py_None) {
+        memcpy(acc, k->init, nacc * sizeof(double));
+    } else {
+        if (!PyTuple_Check(acc_in) || PyTuple_GET_SIZE(acc_in) != nacc) {
+            PyErr_SetString(PyExc_TypeError, "acc: None or a tuple from fold");
+            return NULL;
+        }
+        for (int i = 0; i < nacc; i++) {
+            acc[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(acc_in, i));
+            if (acc[i] == -1.0 && PyErr_Occurred()) return NULL;
+        }
+    }
+    Py_buffer dv, ov;
+    if (get_buffer(args[1], &dv, 'd', 0) < 0) return NULL;
+    if (get_buffer(args[2], &ov, 'q', 0) < 0) { PyBuffer_Release(&dv); return NULL; }
+    Py_ssize_t width = k->width;
+    if (lo < 0 || hi > ov.len / 8 || (hi > lo && hi * width > dv.len / 8)) {
+        PyBuffer_Release(&dv); PyBuffer_Release(&ov);
+        PyErr_SetString(PyExc_IndexError, "fold: rows out of range");
+        return NULL;
+    }
+    const double *D = dv.buf;
+    const long long *O = ov.buf;
+    long long *thr = k->thresholds;
+    for (int fi = 0; fi < k->nfold; fi++) {
+        FoldField *f = &k->fold[fi];
+        long long t = o[f->wins[0]];
+        for (int w = 1; w < f->nwins; w++) if (o[f->wins[w]] < t) t = o[f->wins[w]];
+        thr[fi] = t;
+    }
+    for (Py_ssize_t j = lo; j < hi; j++) {
+        long long b = O[j];
+        Py_ssize_t base = j * width;
+        for (int fi = 0; fi < k->nfold; fi++) {
+            if (b < thr[fi]) continue;
+            FoldField *f = &k->fold[fi];
+            double nb = P(S_N);
+            if (nb == 0.0) continue; /* Python's `if nb:` (a NaN is true) */
+            for (int g = 0; g < f->ngroups; g++) {
+                Group *gr = &f->groups[g];
+                if (gr->check && b < o[gr->wi]) continue;
+                double sb = 0.0, mean_b = 0.0, pst = 0.0, d = 0.0;
+                if (HAS(S_S) || HAS(S_M2) || HAS(S_EW) || HAS(S_STY)) sb = P(S_S);
+                if (HAS(S_M2) || HAS(S_EW)) mean_b = sb / nb;
+                if (HAS(S_ST)) { d = (double)(b - o[gr->wi]) / 1000.0; pst = P(S_ST); }
+                if (A(S_N) == 0.0) {
+                    A(S_N) = nb;
+                    if (HAS(S_S)) A(S_S) = sb;
+                    if (HAS(S_M2)) A(S_M2) = P(S_M2);
+                    if (HAS(S_MN)) A(S_MN) = P(S_MN);
+                    if (HAS(S_MX)) A(S_MX) = P(S_MX);
+                    if (HAS(S_FTS)) A(S_FTS) = P(S_FTS);
+                    if (HAS(S_FV)) A(S_FV) = P(S_FV);
+                    if (HAS(S_LTS)) A(S_LTS) = P(S_LTS);
+                    if (HAS(S_LV)) A(S_LV) = P(S_LV);
+                    if (HAS(S_ST)) {
+                        A(S_ST) = pst + nb * d;
+                        A(S_STT) = P(S_STT) + 2.0 * d * pst + nb * d * d;
+                        A(S_STY) = P(S_STY) + d * sb;
+                    }
+                    if (HAS(S_ANG)) A(S_ANG) = P(S_ANG);
+                    if (HAS(S_EW)) A(S_EW) = mean_b;
+                } else {
+                    if (HAS(S_M2)) {
+                        double n = A(S_N), n_new = n + nb;
+                        double delta = mean_b - A(S_S) / n;
+                        A(S_M2) += P(S_M2) + delta * delta * n * nb / n_new;
+                        A(S_N) = n_new;
+                    } else {
+                        A(S_N) += nb;
+                    }
+                    if (HAS(S_S)) A(S_S) += sb;
+                    if (HAS(S_MN) && P(S_MN) < A(S_MN)) A(S_MN) = P(S_MN);
+                    if (HAS(S_MX) && P(S_MX) > A(S_MX)) A(S_MX) = P(S_MX);
+                    if (HAS(S_ANG) && gr->angle) A(S_ANG) += P(S_ANG) + angle_diff(A(S_LV), P(S_FV));
+                    if (HAS(S_FTS) && P(S_FTS) < A(S_FTS)) {
+                        A(S_FTS) = P(S_FTS);
+                        if (HAS(S_FV)) A(S_FV) = P(S_FV);
+                    }
+                    if (HAS(S_LTS) && P(S_LTS) >= A(S_LTS)) {
+                        A(S_LTS) = P(S_LTS);
+                        if (HAS(S_LV)) A(S_LV) = P(S_LV);
+                    }
+                    if (HAS(S_ST)) {
+                        A(S_ST) += pst + nb * d;
+                        A(S_STT) += P(S_STT) + 2.0 * d * pst + nb * d * d;
+                        A(S_STY) += P(S_STY) + d * sb;
+                    }
+                    if (HAS(S_EW)) A(S_EW) = k->alpha * mean_b + k->one_minus_alpha * A(S_EW);
+                }
+            }
+        }
+    }
+    PyBuffer_Release(&dv);
+    PyBuffer_Release(&ov);
+    PyObject *out = PyTuple_New(nacc);
+    if (!out) return NULL;
+    for (int i = 0; i < nacc; i++) {
+        PyObject *v = PyFloat_FromDouble(acc[i]);
+        if (!v) { Py_DECREF(out); return NULL; }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+#undef P
+#define P(slot) D[base + a->row[slot]]
+#define KEEPS(slot) (a->row[slot] >= 0)
+
+/* a value as the double Python's arithmetic would use, or -1 when only the Python apply can say */
+static int as_double(PyObject *x, double *out) {
+    if (PyFloat_Check(x)) { *out = PyFloat_AS_DOUBLE(x); return 0; }
+    if (PyLong_Check(x)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); return -1; }
+        if (v > EXACT_INT || v < -EXACT_INT) return -1; /* Python compares big ints exactly: not as doubles */
+        *out = (double)v;
+        return 0;
+    }
+    return -1;
+}
+
+static PyObject *Kernel_apply(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) { PyErr_SetString(PyExc_TypeError, "apply(data, base, bucket, ts, values)"); return NULL; }
+    PyObject *values = args[4];
+    Py_ssize_t base = PyLong_AsSsize_t(args[1]);
+    long long b = PyLong_AsLongLong(args[2]), ts = PyLong_AsLongLong(args[3]);
+    int fallback = !PyDict_CheckExact(values) || !PyLong_CheckExact(args[3]) || ts > EXACT_INT || ts < -EXACT_INT;
+    if (PyErr_Occurred()) { PyErr_Clear(); fallback = 1; }
+    double *xs = k->xs;
+    for (int i = 0; i < k->napply && !fallback; i++) { /* every value read before any row is touched */
+        PyObject *x = PyDict_GetItemWithError(values, k->apply[i].name);
+        if (!x) {
+            if (PyErr_Occurred()) return NULL;
+            xs[i] = NAN;
+            continue;
+        }
+        if (x == Py_None) { xs[i] = NAN; continue; }
+        if (!k->apply[i].is_str && as_double(x, &xs[i]) < 0) fallback = 1;
+    }
+    if (fallback) return PyObject_Vectorcall(k->py_apply, args, nargs, NULL);
+    Py_buffer dv;
+    if (get_buffer(args[0], &dv, 'd', 1) < 0) return NULL;
+    if (base < 0 || base + k->width > dv.len / 8) {
+        PyBuffer_Release(&dv);
+        PyErr_SetString(PyExc_IndexError, "apply: row out of range");
+        return NULL;
+    }
+    double *D = dv.buf;
+    double tsd = (double)ts;
+    for (int i = 0; i < k->napply; i++) {
+        ApplyField *a = &k->apply[i];
+        PyObject *x = PyDict_GetItemWithError(values, a->name); /* borrowed; present iff it was above */
+        if (!x || x == Py_None) continue;
+        double n = P(S_N);
+        if (a->is_str) { P(S_N) = n + 1.0; continue; }
+        double xd = xs[i];
+        if (n == 0.0) {
+            P(S_N) = 1.0;
+            if (KEEPS(S_S)) P(S_S) = xd;
+            if (KEEPS(S_M2)) P(S_M2) = 0.0;
+            if (KEEPS(S_MN)) P(S_MN) = xd;
+            if (KEEPS(S_MX)) P(S_MX) = xd;
+            if (KEEPS(S_FTS)) P(S_FTS) = tsd;
+            if (KEEPS(S_FV)) P(S_FV) = xd;
+            if (KEEPS(S_LTS)) P(S_LTS) = tsd;
+            if (KEEPS(S_LV)) P(S_LV) = xd;
+            if (KEEPS(S_ST)) {
+                double dt = (double)(ts - b) / 1000.0;
+                P(S_ST) = dt;
+                P(S_STT) = dt * dt;
+                P(S_STY) = dt * xd;
+            }
+            if (KEEPS(S_ANG)) P(S_ANG) = 0.0;
+        } else {
+            double mean_old = KEEPS(S_M2) ? P(S_S) / n : 0.0;
+            n += 1.0;
+            P(S_N) = n;
+            double s = 0.0;
+            if (KEEPS(S_S)) { s = P(S_S) + xd; P(S_S) = s; }
+            if (KEEPS(S_M2)) P(S_M2) += (xd - mean_old) * (xd - s / n);
+            if (KEEPS(S_MN) && xd < P(S_MN)) P(S_MN) = xd;
+            if (KEEPS(S_MX) && xd > P(S_MX)) P(S_MX) = xd;
+            if (KEEPS(S_ANG) && a->angle) {
+                if (tsd >= P(S_LTS)) P(S_ANG) += angle_diff(P(S_LV), xd);
+                else if (tsd < P(S_FTS)) P(S_ANG) += angle_diff(xd, P(S_FV));
+            }
+            if (KEEPS(S_FTS) && tsd < P(S_FTS)) {
+                P(S_FTS) = tsd;
+                if (KEEPS(S_FV)) P(S_FV) = xd;
+            }
+            if (KEEPS(S_LTS) && tsd >= P(S_LTS)) {
+                P(S_LTS) = tsd;
+                if (KEEPS(S_LV)) P(S_LV) = xd;
+            }
+            if (KEEPS(S_ST)) {
+                double dt = (double)(ts - b) / 1000.0;
+                P(S_ST) += dt;
+                P(S_STT) += dt * dt;
+                P(S_STY) += dt * xd;
+            }
+        }
+    }
+    PyBuffer_Release(&dv);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Kernel_methods[] = {
+    {"fold", (PyCFunction)(void (*)(void))Kernel_fold, METH_FASTCALL,
+     "fold(acc, data, order, lo, hi, origins, sets) -> tuple: features.plan's fold, compiled"},
+    {"apply", (PyCFunction)(void (*)(void))Kernel_apply, METH_FASTCALL,
+     "apply(data, base, bucket, ts, values): features.plan's apply, compiled"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject KernelType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "features._fold.Kernel",
+    .tp_basicsize = sizeof(Kernel),
+    .tp_dealloc = (destructor)Kernel_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A feature view's apply and fold, compiled from a spec (features.kernel).",
+    .tp_methods = Kernel_methods,
+    .tp_init = (initproc)Kernel_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef fold_module = {
+    PyModuleDef_HEAD_INIT, "features._fold", "Compiled apply and fold of features.plan (see features.kernel).", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fold(void) {
+    if (PyType_Ready(&KernelType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&fold_module);
+    if (!m) return NULL;
+    Py_INCREF(&KernelType);
+    if (PyModule_AddObject(m, "Kernel", (PyObject *)&KernelType) < 0) {
+        Py_DECREF(&KernelType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

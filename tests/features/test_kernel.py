@@ -1,0 +1,161 @@
+"""The C kernel (features._fold via features.kernel) keeps and reads the same bits as the generated Python.
+
+Two plans of one view, one compiled and one pure Python, apply the same random stream (out of order, late
+buckets, ints, floats of every size, missing values) to two arrays: after every event the arrays hold the same
+bytes, and folds over random row ranges, continued from random prefixes, give the same accumulators and the same
+feature vectors.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+from bisect import bisect_left
+from types import MappingProxyType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features import kernel
+from features import plan as plan_module
+from features.definitions import FeatureSpec, FeatureView
+from features.plan import compile_plan
+from features.records import Event
+from features.state import EntityState
+from tests.budget import examples
+from tests.features.test_plan import BUCKET, FIELDS, NUMERIC, WINDOWS, identical, views
+
+
+def test_the_extension_is_built_and_plans_use_it() -> None:
+    assert kernel.available(), "features._fold was not built: pip install -e . needs a C compiler (setup.py)"
+    view = FeatureView("p", 1, "t", "id", "ts", FIELDS, (FeatureSpec("m", "x", "mean", WINDOWS[0]),),
+                       bucket_ms=BUCKET)
+    assert compile_plan(view).compiled and not compile_plan(view, compiled=False).compiled
+    assert not kernel.wanted({"DRIFTLINE_PURE_PYTHON": "1"}) and kernel.wanted({})
+
+
+def test_views_with_distinct_values_keep_the_python_fold() -> None:
+    view = FeatureView("p", 1, "t", "id", "ts", FIELDS, (FeatureSpec("d", "s", "distinct_count", WINDOWS[0]),),
+                       bucket_ms=BUCKET)
+    assert not compile_plan(view, compiled=True).compiled
+
+
+values_of = st.fixed_dictionaries(
+    {},
+    optional={
+        "x": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-10**6, 10**6),
+                       st.sampled_from([0.0, -0.0, 1e300, -1e-300, 359.9, 360.0, 180.0])),
+        "i": st.one_of(st.integers(-1000, 1000), st.integers(-2**70, 2**70), st.sampled_from([2**53, 2**53 + 1])),
+        "s": st.sampled_from(["a", "b"]),
+    },
+)
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[tuple[int, dict]]:
+    t = draw(st.integers(0, 10**12))
+    out = []
+    for _ in range(draw(st.integers(1, 40))):
+        t += draw(st.integers(0, 9_000))
+        ts = max(0, t - draw(st.sampled_from([0, 0, 0, 1, 700, 4_000, 20_000, 60_000])))
+        out.append((ts, draw(values_of)))
+    return out
+
+
+def row_of(width: int, order: array, data: array, b: int) -> int:
+    """The row of bucket ``b`` in ``order``/``data``, inserted when new (as EntityState._row)."""
+    i = bisect_left(order, b)
+    if i == len(order) or order[i] != b:
+        order.insert(i, b)
+        data[i * width:i * width] = array("d", bytes(8 * width))
+    return i
+
+
+def same_doubles(a: tuple, b: tuple) -> bool:
+    pack = struct.Struct("<d").pack
+    return len(a) == len(b) and all(pack(float(x)) == pack(float(y)) for x, y in zip(a, b, strict=True))
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(views(), streams(), st.data())
+def test_the_kernel_keeps_and_reads_the_same_bits_as_the_python_plan(
+    view: FeatureView, stream: list[tuple[int, dict]], data: st.DataObject
+) -> None:
+    fast, slow = compile_plan(view, compiled=True), compile_plan(view, compiled=False)
+    if not fast.compiled or not view.features:
+        return  # distinct values: the Python fold serves (test above)
+    order, d_fast, d_slow = array("q"), array("d"), array("d")
+    for ts, values in stream:
+        b = ts - ts % BUCKET
+        i = row_of(fast.width, order, d_fast, b)
+        if len(d_slow) < len(d_fast):  # the bucket is new: the same zero row in the Python plan's array
+            d_slow[i * slow.width:i * slow.width] = array("d", bytes(8 * slow.width))
+        mapping = MappingProxyType(values) if data.draw(st.integers(0, 9)) == 0 else values  # not a dict: fallback
+        fast.apply(d_fast, i * fast.width, b, ts, mapping)
+        slow.apply(d_slow, i * slow.width, b, ts, values)
+        assert d_fast.tobytes() == d_slow.tobytes()
+        now = ts + data.draw(st.sampled_from([0, 0, 1_000, 30_000]))
+        last = now - now % BUCKET
+        starts = fast.starts(now, last)
+        lo = bisect_left(order, min(starts))
+        hi = bisect_left(order, last + 1, lo)
+        mid = data.draw(st.integers(lo, hi))  # a cached prefix continued (EntityState.features)
+        acc_f = fast.fold(fast.fold(None, d_fast, order, lo, mid, starts, None), d_fast, order, mid, hi, starts, None)
+        acc_s = slow.fold(slow.fold(None, d_slow, order, lo, mid, starts, {}), d_slow, order, mid, hi, starts, {})
+        assert same_doubles(acc_f, acc_s)
+        assert identical(fast.emit(acc_f), slow.emit(acc_s))
+
+
+def test_a_wrong_kernel_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison sees one ulp: a kernel built with an EWMA weight one ulp off differs after two buckets."""
+    view = FeatureView("p", 1, "t", "id", "ts", FIELDS, (FeatureSpec("e", "x", "ewma", WINDOWS[1]),),
+                       bucket_ms=BUCKET)
+    slow, right = compile_plan(view, compiled=False), compile_plan(view, compiled=True)
+    monkeypatch.setattr(plan_module, "EWMA_ALPHA", math.nextafter(plan_module.EWMA_ALPHA, 1.0))
+    wrong = compile_plan(view, compiled=True)
+    order, data = array("q", [0, BUCKET]), array("d", [1.0, 2.0, 1.0, 7.0])
+    starts = slow.starts(BUCKET, BUCKET)
+    expected = slow.fold(None, data, order, 0, 2, starts, {})
+    assert same_doubles(right.fold(None, data, order, 0, 2, starts, None), expected)
+    assert not same_doubles(wrong.fold(None, data, order, 0, 2, starts, None), expected)
+
+
+def test_bad_arguments_raise_instead_of_reading_out_of_bounds() -> None:
+    view = FeatureView("p", 1, "t", "id", "ts", FIELDS, (FeatureSpec("m", "x", "max", WINDOWS[0]),),
+                       bucket_ms=BUCKET)
+    plan = compile_plan(view, compiled=True)
+    order, data = array("q", [0]), array("d", [0.0] * plan.width)
+    starts = plan.starts(0, 0)
+    with pytest.raises(IndexError):
+        plan.fold(None, data, order, 0, 2, starts, None)
+    with pytest.raises(IndexError):
+        plan.apply(data, plan.width, 0, 1, {"x": 1.0})
+    with pytest.raises(TypeError):
+        plan.fold(None, [0.0] * plan.width, order, 0, 1, starts, None)
+    with pytest.raises(TypeError):
+        plan.fold(None, data, order, 0, 1, (), None)
+
+
+def test_a_state_reads_the_same_features_with_either_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through EntityState (the prefix cache, out-of-order events, expiry): every numeric aggregation on every
+    window kind, both plans, the same vectors."""
+    import features.state as state_module
+
+    feats = tuple(FeatureSpec(f"x_{agg}_{i}", "x", agg, w) for agg in NUMERIC for i, w in enumerate(WINDOWS))
+    view = FeatureView("p", 1, "t", "id", "ts", FIELDS, feats, bucket_ms=BUCKET)
+    vectors = []
+    for compiled in (True, False):
+        plan = compile_plan(view, compiled=compiled)
+        assert plan.compiled == compiled
+        monkeypatch.setattr(state_module, "plan_for", lambda v, plan=plan: plan)
+        state, out = EntityState(), []
+        for k in range(400):
+            ev = Event("e", 1_000 * k - (3_000 if k % 7 == 0 else 0), {"x": math.sin(k) * 100, "i": k})
+            state.apply(view, ev)
+            out.append(state.features(view, ev.ts_ms))
+            if k % 50 == 49:
+                state.expire(ev.ts_ms - 45_000)
+        vectors.append(out)
+    assert all(identical(a, b) for a, b in zip(*vectors, strict=True))
