@@ -21,7 +21,8 @@ from confluent_kafka import Message, TopicPartition
 from features.definitions import FeatureView
 from features.engine import FeatureEngine
 from features.exceptions import RecordError
-from features.records import MAX_TS_MS, Event, parse_record
+from features.record_parser import record_parser
+from features.records import MAX_TS_MS, Event
 from features.silence import SilenceTracker
 from features.state import EntityState
 from features.store import FeatureStore, SourcePosition
@@ -118,6 +119,7 @@ class FusedHandler:
         oldest_append_ms = min((m.timestamp()[1] for m in messages), default=0)
         skew = self.max_future_skew_ms
         future_ms = int(self.clock() * 1000) + skew if skew > 0 else MAX_TS_MS
+        parse = record_parser(view)  # C for the common case (features._check), parse_record for the rest
         for m in messages:
             partition, offset = m.partition(), m.offset()
             if offset > last_offset.get(partition, -1):
@@ -128,7 +130,7 @@ class FusedHandler:
                 key = m.key()
                 if key is None:  # the README's contract: the Kafka key is the entity id
                     raise RecordError("key_mismatch", f"no Kafka key: key records by their {view.entity_key}")
-                event = parse_record(view, key, m.value())
+                event = parse(key, m.value())
                 if event.ts_ms > future_ms:  # never moves the watermark: on-time events stay on time
                     raise RecordError("future", f"event time {event.ts_ms} is more than {skew} ms ahead of this "
                                                 f"worker's clock ({future_ms - skew})")

@@ -11,6 +11,9 @@ same exception with the same reason and message, for:
 * a valid record with one odd part (hypothesis): the outcome hangs on that one check, so a fast path that
   accepts too much cannot hide behind an earlier or later error;
 * every field kind x bounds x tricky value (exhaustive), fixed numeric edges and realistic vitals records.
+
+The pipeline's parser (``features.record_parser``: the C parser of ``features._check`` for the common case) is
+held to the same reference in every one of these cases.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from hypothesis import strategies as st
 from features import records
 from features.definitions import FeatureView, FieldSpec
 from features.exceptions import RecordError
+from features.record_parser import compile_parser, record_parser
 from features.records import Event
 from features.views import GPS_VIEW, VITALS_VIEW
 from tests.budget import examples
@@ -249,9 +253,15 @@ def outcome(parse: Any, view: FeatureView, key: bytes | None, value: bytes | Non
             type(ev.ts_ms).__name__, vals, ev.offset, ev.partition)
 
 
+def compiled_parse(view: FeatureView, key: bytes | None, value: bytes | None) -> Event:
+    """The pipeline's parser: ``features._check`` for the common case, ``parse_record`` for the rest."""
+    return record_parser(view)(key, value)
+
+
 def assert_same(view: FeatureView, key: bytes | None, value: bytes | None) -> None:
     expected = outcome(parse_record, view, key, value)
     assert outcome(records.parse_record, view, key, value) == expected
+    assert outcome(compiled_parse, view, key, value) == expected
     if expected[0] == "Event":  # ``==`` on the events too (dataclass equality)
         assert records.parse_record(view, key, value) == parse_record(view, key, value)
 
@@ -371,3 +381,15 @@ def test_vitals_records_match_reference(key: bytes, value: bytes) -> None:
         for bad in (b"1e3", b"-1", b"NaN", b"Infinity", b"true", b"null", b'"7"', b"1" + b"0" * 400,
                     b"99999999999999", b"100000000000000", b"0", b"1.5"):
             assert_same(VITALS_VIEW, key, value.replace(field, field + bad + b',"x":'))
+
+
+def test_the_pipeline_parser_is_compiled_for_the_shipped_views() -> None:
+    """The C parser serves VITALS_VIEW and GPS_VIEW (a ``functools.partial`` of parse_record would mean Python)."""
+    for view in (VITALS_VIEW, GPS_VIEW):
+        assert not isinstance(record_parser(view), functools.partial), "features._check was not built (setup.py)"
+        assert isinstance(compile_parser(view, {"DRIFTLINE_PURE_PYTHON": "1"}), functools.partial)
+    declared = dataclasses.replace(VITALS_VIEW, ts_format="epoch_ms")
+    inf_bound = FeatureView("v", 1, "src", "id", "ts", (FieldSpec("x", min=float("-inf")),), ())
+    big_bound = FeatureView("v", 1, "src", "id", "ts", (FieldSpec("x", max=2**53 + 3),), ())
+    for view in (declared, inf_bound, big_bound):  # what the C parser cannot mirror exactly: Python
+        assert isinstance(compile_parser(view), functools.partial)

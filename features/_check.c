@@ -1,0 +1,224 @@
+/* features._check: the common case of features.records.parse_record, compiled.
+
+A Parser is built once per view (features.records.record_parser) and, for one Kafka record, does what
+parse_record's fast tests accept: bytes of at most MAX_RECORD_BYTES that orjson decodes to a dict whose entity
+id is a str equal to the key, whose timestamp is an int epoch ms in range, and whose fields pass the same tests
+as the generated checker's fast path (a float in range; an int up to 2**53 in range for a float field, made a
+float; an int in range for an int field; a str for a str field; absent or null optional fields left out). It
+returns the Event. Anything else (every error, every unusual value) goes to the Python parse_record it was
+given, which decides, with the same message as before: the C path only ever accepts what Python accepts, with
+the same Event (tests/features/test_records_parser.py).
+
+    parse(key, value) -> Event
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <float.h>
+
+#define EXACT_INT (1LL << 53)
+
+enum { K_FLOAT, K_INT, K_STR };
+
+typedef struct {
+    PyObject *name;
+    int kind, required;
+    double lo, hi; /* -DBL_MAX / DBL_MAX when unbounded */
+} Field;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *entity_key, *ts_field, *event_type, *loads, *slow;
+    long long max_ts;
+    Py_ssize_t max_bytes, nknown;
+    int reject_unknown, nfields;
+    Field *fields;
+} Parser;
+
+static void Parser_dealloc(Parser *p) {
+    if (p->fields) {
+        for (int i = 0; i < p->nfields; i++) Py_XDECREF(p->fields[i].name);
+        PyMem_Free(p->fields);
+    }
+    Py_XDECREF(p->entity_key); Py_XDECREF(p->ts_field); Py_XDECREF(p->event_type);
+    Py_XDECREF(p->loads); Py_XDECREF(p->slow);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *interned(PyObject *s) {
+    Py_INCREF(s);
+    PyUnicode_InternInPlace(&s);
+    return s;
+}
+
+/* Parser(entity_key, ts_field, max_ts, max_bytes, reject_unknown, fields, event_type, loads, slow)
+   fields: ((name, kind, required, lo, hi), ...), kind 0 float / 1 int / 2 str, lo/hi floats */
+static int Parser_init(Parser *p, PyObject *args, PyObject *kwds) {
+    PyObject *ek, *tsf, *fields, *event_type, *loads, *slow;
+    long long max_ts;
+    Py_ssize_t max_bytes;
+    int reject;
+    if (!PyArg_ParseTuple(args, "UULnpOOOO", &ek, &tsf, &max_ts, &max_bytes, &reject, &fields, &event_type,
+                          &loads, &slow))
+        return -1;
+    p->entity_key = interned(ek);
+    p->ts_field = interned(tsf);
+    p->max_ts = max_ts;
+    p->max_bytes = max_bytes;
+    p->reject_unknown = reject;
+    Py_INCREF(event_type); p->event_type = event_type;
+    Py_INCREF(loads); p->loads = loads;
+    Py_INCREF(slow); p->slow = slow;
+    PyObject *ff = PySequence_Fast(fields, "fields");
+    if (!ff) return -1;
+    p->nfields = (int)PySequence_Fast_GET_SIZE(ff);
+    p->nknown = p->nfields + 2;
+    p->fields = PyMem_Calloc(p->nfields + 1, sizeof(Field));
+    for (int i = 0; i < p->nfields; i++) {
+        PyObject *name;
+        Field *f = &p->fields[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(ff, i), "Uipdd", &name, &f->kind, &f->required, &f->lo,
+                              &f->hi)) {
+            Py_DECREF(ff);
+            return -1;
+        }
+        if (f->kind < K_FLOAT || f->kind > K_STR) {
+            PyErr_SetString(PyExc_ValueError, "field kind");
+            Py_DECREF(ff);
+            return -1;
+        }
+        f->name = interned(name);
+    }
+    Py_DECREF(ff);
+    return 0;
+}
+
+/* the fast test of one field: 1 accepted (*out: a new reference, or NULL for a left-out optional), 0 not */
+static int check_field(Field *f, PyObject *v, PyObject **out) {
+    *out = NULL;
+    if (v == NULL || v == Py_None) return !f->required;
+    if (f->kind == K_STR) {
+        if (!PyUnicode_CheckExact(v)) return 0;
+        Py_INCREF(v);
+        *out = v;
+        return 1;
+    }
+    if (PyFloat_CheckExact(v)) {
+        if (f->kind != K_FLOAT) return 0;
+        double x = PyFloat_AS_DOUBLE(v);
+        if (!(f->lo <= x && x <= f->hi)) return 0; /* a NaN fails too */
+        Py_INCREF(v);
+        *out = v;
+        return 1;
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (n == -1 && PyErr_Occurred()) || n > EXACT_INT || n < -EXACT_INT) {
+            PyErr_Clear();
+            return 0; /* Python decides: exact comparisons of big ints */
+        }
+        double x = (double)n;
+        if (!(f->lo <= x && x <= f->hi)) return 0;
+        if (f->kind == K_INT) {
+            Py_INCREF(v);
+            *out = v;
+        } else {
+            *out = PyFloat_FromDouble(x);
+            if (!*out) { PyErr_Clear(); return 0; }
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *fast_event(Parser *p, PyObject *key, PyObject *obj) {
+    /* the Event for obj, or NULL (no exception set) when Python must decide */
+    PyObject *entity = PyDict_GetItemWithError(obj, p->entity_key);
+    if (!entity || !PyUnicode_CheckExact(entity)) return NULL;
+    if (key != Py_None) {
+        Py_ssize_t size;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(entity, &size);
+        if (!utf8 || !PyBytes_CheckExact(key) || PyBytes_GET_SIZE(key) != size
+            || memcmp(PyBytes_AS_STRING(key), utf8, size) != 0)
+            return NULL;
+    }
+    PyObject *ts = PyDict_GetItemWithError(obj, p->ts_field);
+    if (!ts || !PyLong_CheckExact(ts)) return NULL;
+    int overflow = 0;
+    long long t = PyLong_AsLongLongAndOverflow(ts, &overflow);
+    if (overflow || (t == -1 && PyErr_Occurred()) || t < 0 || t >= p->max_ts) return NULL;
+    PyObject *values = PyDict_New();
+    if (!values) return NULL;
+    for (int i = 0; i < p->nfields; i++) {
+        Field *f = &p->fields[i];
+        PyObject *v = PyDict_GetItemWithError(obj, f->name), *out;
+        if (!v && PyErr_Occurred()) { Py_DECREF(values); return NULL; }
+        if (!check_field(f, v, &out)) { Py_DECREF(values); return NULL; }
+        if (out) {
+            int rc = PyDict_SetItem(values, f->name, out);
+            Py_DECREF(out);
+            if (rc < 0) { Py_DECREF(values); return NULL; }
+        }
+    }
+    if (p->reject_unknown && PyDict_GET_SIZE(obj) > PyDict_GET_SIZE(values) + 2) {
+        Py_DECREF(values); /* an unknown field, or a null optional one: Python looks */
+        return NULL;
+    }
+    PyObject *argv[3] = {entity, ts, values};
+    PyObject *event = PyObject_Vectorcall(p->event_type, argv, 3, NULL);
+    Py_DECREF(values);
+    return event;
+}
+
+static PyObject *Parser_parse(Parser *p, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "parse(key, value)"); return NULL; }
+    PyObject *value = args[1];
+    if (PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) <= p->max_bytes) {
+        PyObject *obj = PyObject_Vectorcall(p->loads, &args[1], 1, NULL);
+        if (obj && PyDict_CheckExact(obj)) {
+            PyObject *event = fast_event(p, args[0], obj);
+            Py_DECREF(obj);
+            if (event) return event;
+        } else {
+            Py_XDECREF(obj);
+        }
+        PyErr_Clear();
+    }
+    return PyObject_Vectorcall(p->slow, args, 2, NULL);
+}
+
+static PyMethodDef Parser_methods[] = {
+    {"parse", (PyCFunction)(void (*)(void))Parser_parse, METH_FASTCALL,
+     "parse(key, value) -> Event: features.records.parse_record's common case, compiled"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ParserType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "features._check.Parser",
+    .tp_basicsize = sizeof(Parser),
+    .tp_dealloc = (destructor)Parser_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A view's record parser: the common case in C, everything else by parse_record (features.records).",
+    .tp_methods = Parser_methods,
+    .tp_init = (initproc)Parser_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef check_module = {
+    PyModuleDef_HEAD_INIT, "features._check", "The common case of parse_record, compiled (features.records).", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__check(void) {
+    if (PyType_Ready(&ParserType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&check_module);
+    if (!m) return NULL;
+    Py_INCREF(&ParserType);
+    if (PyModule_AddObject(m, "Parser", (PyObject *)&ParserType) < 0) {
+        Py_DECREF(&ParserType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
