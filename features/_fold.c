@@ -212,31 +212,50 @@ static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "origins: a tuple of one start per window");
         return NULL;
     }
-    long long *o = k->origins;
-    for (int w = 0; w < k->nwin; w++) {
-        o[w] = PyLong_AsLongLong(PyTuple_GET_ITEM(origins, w));
-        if (o[w] == -1 && PyErr_Occurred()) return NULL;
-    }
     double *acc = k->acc;
     int nacc = k->nacc;
+    /* the result tuple first: its allocation may run the garbage collector, and so finalizers, and so let another
+       thread in; from here to the end nothing runs Python code, so the kernel's scratch stays this call's */
+    PyObject *out = PyTuple_New(nacc);
+    if (!out) return NULL;
+    long long *o = k->origins;
+    for (int w = 0; w < k->nwin; w++) {
+        PyObject *v = PyTuple_GET_ITEM(origins, w);
+        o[w] = PyLong_CheckExact(v) ? PyLong_AsLongLong(v) : -1;
+        if (!PyLong_CheckExact(v) || (o[w] == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "origins: ints");
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
     if (acc_in == Py_None) {
         memcpy(acc, k->init, nacc * sizeof(double));
     } else {
         if (!PyTuple_Check(acc_in) || PyTuple_GET_SIZE(acc_in) != nacc) {
             PyErr_SetString(PyExc_TypeError, "acc: None or a tuple from fold");
+            Py_DECREF(out);
             return NULL;
         }
         for (int i = 0; i < nacc; i++) {
-            acc[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(acc_in, i));
-            if (acc[i] == -1.0 && PyErr_Occurred()) return NULL;
+            PyObject *v = PyTuple_GET_ITEM(acc_in, i);
+            if (PyFloat_CheckExact(v)) {
+                acc[i] = PyFloat_AS_DOUBLE(v);
+            } else if (PyLong_CheckExact(v)) {
+                acc[i] = PyLong_AsDouble(v);
+                if (acc[i] == -1.0 && PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+            } else {
+                PyErr_SetString(PyExc_TypeError, "acc: floats from fold");
+                Py_DECREF(out);
+                return NULL;
+            }
         }
     }
     Py_buffer dv, ov;
-    if (get_buffer(args[1], &dv, 'd', 0) < 0) return NULL;
-    if (get_buffer(args[2], &ov, 'q', 0) < 0) { PyBuffer_Release(&dv); return NULL; }
+    if (get_buffer(args[1], &dv, 'd', 0) < 0) { Py_DECREF(out); return NULL; }
+    if (get_buffer(args[2], &ov, 'q', 0) < 0) { PyBuffer_Release(&dv); Py_DECREF(out); return NULL; }
     Py_ssize_t width = k->width;
     if (lo < 0 || hi > ov.len / 8 || (hi > lo && hi * width > dv.len / 8)) {
-        PyBuffer_Release(&dv); PyBuffer_Release(&ov);
+        PyBuffer_Release(&dv); PyBuffer_Release(&ov); Py_DECREF(out);
         PyErr_SetString(PyExc_IndexError, "fold: rows out of range");
         return NULL;
     }
@@ -314,9 +333,7 @@ static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
     }
     PyBuffer_Release(&dv);
     PyBuffer_Release(&ov);
-    PyObject *out = PyTuple_New(nacc);
-    if (!out) return NULL;
-    for (int i = 0; i < nacc; i++) {
+    for (int i = 0; i < nacc; i++) { /* floats are not tracked by the collector: no collection here */
         PyObject *v = PyFloat_FromDouble(acc[i]);
         if (!v) { Py_DECREF(out); return NULL; }
         PyTuple_SET_ITEM(out, i, v);

@@ -36,7 +36,10 @@ Example:
 
 from __future__ import annotations
 
+import math
+import os
 import re
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,27 @@ from models.prediction import Prediction
 from monitor.exceptions import MonitorConfigError
 
 _FIELD = re.compile(r"^field '([^']+)'")
+
+try:
+    from monitor._sensors import Kernel as _Kernel
+except ImportError:  # built without a C compiler: observe_reading serves
+    _Kernel = None
+
+
+def kernel_wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the C kernel is built and not turned off with ``DRIFTLINE_PURE_PYTHON=1``."""
+    return _Kernel is not None and environ.get("DRIFTLINE_PURE_PYTHON", "") in ("", "0")
+
+
+def sensor_kernel(rules: Sequence[tuple[str, int, frozenset, float, float, float]], mask: int) -> Any | None:
+    """The C kernel for ``rules``, or None (not built, a mask past 64 bits, an allowed value or a bound no double
+    stands for exactly: only Python compares those as it does)."""
+    exact = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+                and float(v) == v for _, _, ignore, *_ in rules for v in ignore)
+    if _Kernel is None or mask >= 1 << 64 or not exact:
+        return None
+    return _Kernel([(name, after, tuple(float(v) for v in ignore), step, rate, gap)
+                    for name, after, ignore, step, rate, gap in rules], mask)
 
 
 @dataclass(frozen=True)
@@ -99,42 +123,92 @@ RULES: dict[str, dict[str, FieldRule]] = {"vitals": VITALS_RULES, "gps": GPS_RUL
 """Default rules of the shipped views, by view name."""
 
 
-class _Field:
-    __slots__ = ("last", "last_ts", "run", "pending", "stuck", "spike", "drop")
+def observe_reading(rules: Sequence[tuple[str, int, frozenset, float, float, float]], mask: int, last: array,
+                    state: array, marks: array, ts_ms: int, values: Mapping[str, Any]) -> bool:
+    """One accepted reading into one entity's arrays (the Python twin of ``monitor._sensors``, its reference).
 
-    def __init__(self) -> None:
-        self.last: float | None = None
-        self.last_ts = 0
-        self.run = 0
-        self.pending = 0  # sign of an implausible step waiting for its way back
-        self.stuck = self.spike = self.drop = 0  # bit masks over the entity's last `window` readings
+    Per field ``i`` (in rule order): ``last[i]`` its last value; ``state[3i:3i+3]`` the run of equal values (0:
+    no reading yet), the sign of an implausible step waiting for its way back, and the last reading's time;
+    ``marks[3i:3i+3]`` the stuck, spike and dropout bit windows. True when a mark is set or still in a window.
+    """
+    flagged = False  # any mark left in a field's window after this reading
+    for i, (name, stuck_after, ignore, max_step, rate, gap_ms) in enumerate(rules):
+        m = 3 * i
+        if marks[m] or marks[m + 1] or marks[m + 2]:  # age the window (most entities have nothing in it)
+            marks[m], marks[m + 1], marks[m + 2] = ((marks[m] << 1) & mask, (marks[m + 1] << 1) & mask,
+                                                    (marks[m + 2] << 1) & mask)
+            flagged = flagged or bool(marks[m] or marks[m + 1] or marks[m + 2])
+        x = values.get(name)
+        if x is None or x.__class__ not in (int, float):
+            continue
+        run = state[m]
+        if not run:
+            last[i], state[m], state[m + 2] = float(x), 1, ts_ms
+            continue
+        prev = last[i]
+        if x == prev:
+            state[m] = run + 1
+            if stuck_after and run + 1 >= stuck_after and x not in ignore:
+                marks[m] |= 1
+                flagged = True
+        else:
+            state[m] = 1
+        dt = ts_ms - state[m + 2]
+        if max_step and 0 < dt <= gap_ms:
+            step = x - prev
+            if abs(step) > max_step + rate * dt:
+                pending = state[m + 1]
+                if pending and (step > 0) != (pending > 0):
+                    marks[m + 1] |= 1
+                    state[m + 1] = 0
+                    flagged = True
+                else:
+                    state[m + 1] = 1 if step > 0 else -1
+            else:
+                state[m + 1] = 0
+        else:
+            state[m + 1] = 0
+        last[i], state[m + 2] = float(x), ts_ms
+    return flagged
 
 
 class _Entity:
-    __slots__ = ("fields", "last_ts", "faults")
+    __slots__ = ("last", "state", "marks", "last_ts", "faults")
 
-    def __init__(self, names: Iterable[str]) -> None:
-        self.fields = {name: _Field() for name in names}
+    def __init__(self, fields: int) -> None:
+        self.last = array("d", bytes(8 * fields))  # per field: the last value
+        self.state = array("q", bytes(24 * fields))  # per field: run, pending step sign, last time
+        self.marks = array("Q", bytes(24 * fields))  # per field: stuck, spike, drop windows (bit masks)
         self.last_ts = -1
         self.faults: dict[str, str] | None = None
 
 
 class SensorChecks:
-    """The checks of one worker (all the partitions it owns); see the module docstring."""
+    """The checks of one worker (all the partitions it owns); see the module docstring. ``compiled``: run each
+    reading through the C kernel ``monitor._sensors`` when it is built (None: unless ``DRIFTLINE_PURE_PYTHON=1``);
+    :func:`observe_reading` is its Python twin."""
 
-    def __init__(self, config: SensorConfig) -> None:
+    def __init__(self, config: SensorConfig, *, compiled: bool | None = None) -> None:
         self.config = config
         self._rules = dict(config.rules)
+        self._names = tuple(self._rules)
         self._compiled = [(name, r.stuck_after, frozenset(r.stuck_ignore), r.max_step, r.max_rate_per_s / 1000,
                            r.max_gap_s * 1000) for name, r in self._rules.items()]
         self._mask = (1 << config.window) - 1
+        wanted = kernel_wanted() if compiled is None else compiled
+        self._kernel = sensor_kernel(self._compiled, self._mask) if wanted else None
         self._entities: dict[str, _Entity] = {}
         self.evicted = 0
+
+    @property
+    def compiled(self) -> bool:
+        """Whether readings go through the C kernel."""
+        return self._kernel is not None
 
     def _entity(self, entity: str) -> _Entity:
         ent = self._entities.pop(entity, None)  # re-inserted: the dict's order is least recently seen first
         if ent is None:
-            ent = _Entity(self._rules)
+            ent = _Entity(len(self._names))
             if len(self._entities) >= self.config.max_entities:
                 del self._entities[next(iter(self._entities))]
                 self.evicted += 1
@@ -147,64 +221,36 @@ class SensorChecks:
         if ts_ms <= ent.last_ts:
             return  # late or replayed: its neighbours are not its neighbours
         ent.last_ts = ts_ms
-        mask = self._mask
-        fields = ent.fields
-        flagged = False  # any mark left in a field's window after this reading
-        for name, stuck_after, ignore, max_step, rate, gap_ms in self._compiled:
-            f = fields[name]
-            if f.stuck or f.spike or f.drop:  # age the window (most entities have nothing in it)
-                f.stuck, f.spike, f.drop = (f.stuck << 1) & mask, (f.spike << 1) & mask, (f.drop << 1) & mask
-                flagged = flagged or bool(f.stuck or f.spike or f.drop)
-            x = values.get(name)
-            if x is None or x.__class__ not in (int, float):
-                continue
-            last = f.last
-            if last is None:
-                f.last, f.last_ts, f.run = float(x), ts_ms, 1
-                continue
-            if x == last:
-                f.run += 1
-                if stuck_after and f.run >= stuck_after and x not in ignore:
-                    f.stuck |= 1
-                    flagged = True
-            else:
-                f.run = 1
-            dt = ts_ms - f.last_ts
-            if max_step and 0 < dt <= gap_ms:
-                step = x - last
-                if abs(step) > max_step + rate * dt:
-                    if f.pending and (step > 0) != (f.pending > 0):
-                        f.spike |= 1
-                        f.pending = 0
-                        flagged = True
-                    else:
-                        f.pending = 1 if step > 0 else -1
-                else:
-                    f.pending = 0
-            else:
-                f.pending = 0
-            f.last, f.last_ts = float(x), ts_ms
+        flagged = None
+        if self._kernel is not None:
+            flagged = self._kernel.observe(ent.last, ent.state, ent.marks, ts_ms, values)
+        if flagged is None:  # no kernel, or a value only Python reads exactly
+            flagged = observe_reading(self._compiled, self._mask, ent.last, ent.state, ent.marks, ts_ms, values)
         ent.faults = self._faults(ent) if (flagged or ent.faults is not None) else None
 
     def observe_rejected(self, entity: str, field: str | None) -> None:
         """One reading of ``entity`` rejected because of ``field`` (None: some other reason; it only ages the
         entity's window)."""
         ent = self._entity(entity)
-        mask = self._mask
-        for name, f in ent.fields.items():
-            f.stuck, f.spike, f.drop = (f.stuck << 1) & mask, (f.spike << 1) & mask, (f.drop << 1) & mask
+        mask, marks = self._mask, ent.marks
+        for i, name in enumerate(self._names):
+            m = 3 * i
+            marks[m], marks[m + 1], marks[m + 2] = (marks[m] << 1) & mask, (marks[m + 1] << 1) & mask, (
+                (marks[m + 2] << 1) & mask)
             if name == field:
-                f.drop |= 1
+                marks[m + 2] |= 1
         ent.faults = self._faults(ent)
 
     def _faults(self, ent: _Entity) -> dict[str, str] | None:
         out: dict[str, str] = {}
-        for name, f in ent.fields.items():
-            if f.stuck:
+        marks = ent.marks
+        for i, name in enumerate(self._names):
+            stuck, spike, drop = marks[3 * i], marks[3 * i + 1], marks[3 * i + 2]
+            if stuck:
                 out[name] = "stuck"
-            elif f.drop and f.drop.bit_count() >= max(1, self._rules[name].dropouts):
+            elif drop and drop.bit_count() >= max(1, self._rules[name].dropouts):
                 out[name] = "dropout"
-            elif f.spike:
+            elif spike:
                 out[name] = "spike"
         return out or None
 
