@@ -13,9 +13,12 @@ from typing import Any, Literal
 
 import orjson
 
+from models.frozen import fast_frozen_init
+
 Variant = Literal["champion", "challenger", "shadow", "fallback"]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """One scored event. ``prediction_id`` is stable for an input event and variant, so replays are identifiable."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from models.breaker import CircuitBreaker
 from models.exceptions import ModelError, RegistryError
+from models.frozen import fast_frozen_init
 from models.loaded import LoadedModel
 from models.prediction import Prediction
 from models.registry import Registry
@@ -27,6 +28,7 @@ from models.routing import TrafficSplit, route
 log = logging.getLogger(__name__)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ScoringRow:
     """One event's features, ready to score. ``event_key`` is stable across replays (``topic-partition-offset``)."""
