@@ -66,6 +66,7 @@ class FeatureEngine:
     ) -> EngineResult:
         """Apply ``events`` in order to ``states`` (missing entities are created); see the module doc."""
         view = self.view
+        plan = plan_for(view)
         lateness = view.allowed_lateness_ms
         future = view.max_future_ms
         res = EngineResult()
@@ -95,8 +96,8 @@ class FeatureEngine:
             if st is None:
                 st = EntityState()
                 states[ev.entity_id] = st
-            st.apply(view, ev)
-            vectors.append((ev, st.features(view, ts)))
+            st.apply_values(plan, ts, ev.values)
+            vectors.append((ev, st.features_of(plan, ts)))
         if wm is not None:
             cutoff = wm - view.retention_ms
             for st in states.values():

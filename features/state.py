@@ -140,8 +140,10 @@ class EntityState:
 
     def apply(self, view: FeatureView, event: Event) -> None:
         """Fold ``event`` into the bucket its timestamp falls in (out-of-order events included)."""
-        plan = plan_for(view)
-        ts = event.ts_ms
+        self.apply_values(plan_for(view), event.ts_ms, event.values)
+
+    def apply_values(self, plan: Plan, ts: int, values: Mapping[str, float | int | str]) -> None:
+        """:meth:`apply` with the view's plan already at hand (the engine's per-event call)."""
         b = ts - ts % plan.bucket_ms
         i = self._row(plan, b)
         dirty = self._dirty
@@ -150,7 +152,6 @@ class EntityState:
         dirty.add(b)
         if self._cache is not None and b < self._cache[0]:
             self._cache = None
-        values = event.values
         plan.apply(self._data, i * self._w, b, ts, values)  # type: ignore[misc]
         if plan.distinct:
             sets = self._sets
@@ -165,7 +166,10 @@ class EntityState:
 
     def features(self, view: FeatureView, now_ms: int) -> dict[str, float]:
         """The feature vector at ``now_ms`` (buckets after the bucket of ``now_ms`` are ignored)."""
-        plan = plan_for(view)
+        return self.features_of(plan_for(view), now_ms)
+
+    def features_of(self, plan: Plan, now_ms: int) -> dict[str, float]:
+        """:meth:`features` with the view's plan already at hand (the engine's per-event call)."""
         if not plan.windows:
             return {}
         last = now_ms - now_ms % plan.bucket_ms
