@@ -62,6 +62,7 @@ peers-venv: $(PEERS_STAMP)
 
 clean:
 	rm -rf $(VENV) $(MUT_VENV) .mutation mutants .driftline .pytest_cache .hypothesis
+	rm -rf features/*.so monitor/*.so build
 
 # The real stack in Docker (Kafka, Redis, workers, Prometheus, Grafana); needs DRIFTLINE_CONTROL_KEY set.
 compose-up:
