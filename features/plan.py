@@ -55,7 +55,7 @@ from typing import Any
 
 from features.aggregations import AGGREGATIONS, EWMA_ALPHA, NAN, angle_diff, slope_of
 from features.definitions import FeatureView, Window
-from features.kernel import compiled_kernel, wanted
+from features.kernel import KERNEL_SLOTS, compiled_kernel, wanted
 from features.per_view import per_view
 
 # Partial slots, in the order of the ``P_*`` indices of ``features.aggregations``.
@@ -115,6 +115,7 @@ _RESULT = {
     "integral": "({s} / {n}) * (({lts} - {fts}) / 1000.0) if {n} else 0.0",
 }
 assert _NEEDS.keys() == _RESULT.keys() == AGGREGATIONS.keys()
+assert KERNEL_SLOTS == (*SLOTS, "ew")  # the C kernel's slot indices
 
 _NAMESPACE: dict[str, Any] = {
     "NAN": NAN,
