@@ -115,7 +115,7 @@ _RESULT = {
     "integral": "({s} / {n}) * (({lts} - {fts}) / 1000.0) if {n} else 0.0",
 }
 assert _NEEDS.keys() == _RESULT.keys() == AGGREGATIONS.keys()
-assert KERNEL_SLOTS == (*SLOTS, "ew")  # the C kernel's slot indices
+assert (*SLOTS, "ew") == KERNEL_SLOTS  # the C kernel's slot indices
 
 _NAMESPACE: dict[str, Any] = {
     "NAN": NAN,
