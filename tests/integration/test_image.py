@@ -103,3 +103,18 @@ def _consume(bootstrap: str, topic: str, want: int, timeout_s: float) -> list[di
     finally:
         consumer.close()
     return got
+
+
+def test_the_image_runs_the_compiled_parts(stack: tuple[str, str, str]) -> None:
+    """The C parts were compiled in the build stage (the build fails otherwise) and are what the image's plans,
+    parser and sensor checks use: not their Python twins."""
+    tag, _, _ = stack
+    probe = ("from features.kernel import available; from features.views import VITALS_VIEW; "
+             "from features.plan import plan_for; from features.record_parser import record_parser; "
+             "from monitor.sensor_checks import RULES, SensorChecks, SensorConfig; import functools; "
+             "print(available(), plan_for(VITALS_VIEW).compiled, "
+             "not isinstance(record_parser(VITALS_VIEW), functools.partial), "
+             "SensorChecks(SensorConfig(RULES['vitals'])).compiled)")
+    out = docker_client().containers.run(tag, ["-c", probe], entrypoint=["python3"], network_mode="host",
+                                         remove=True)
+    assert out.split() == [b"True"] * 4, out
