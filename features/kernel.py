@@ -1,4 +1,5 @@
-"""The compiled form of a plan's ``apply`` and ``fold``: ``features._fold``, a C extension built at install.
+"""The compiled form of a plan's ``apply`` and ``fold``: ``features._fold``, a C extension built at install; and
+what every C part of driftline shares on the Python side (:func:`compiled_parts_on`, :func:`exact_double`).
 
 :func:`compiled_kernel` turns what :func:`features.plan.compile_plan` decided (the row layout, the (window,
 field) groups and their accumulator slots) into a spec for ``features._fold.Kernel``, whose ``apply`` and
@@ -43,9 +44,32 @@ def available() -> bool:
     return Kernel is not None
 
 
+def compiled_parts_on(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether driftline's C parts serve where they are built (this kernel, ``features.record_parser``'s parser,
+    ``monitor.sensor_checks``' kernel): not turned off with ``DRIFTLINE_PURE_PYTHON=1``."""
+    return environ.get("DRIFTLINE_PURE_PYTHON", "") in ("", "0")
+
+
 def wanted(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether plans use the kernel: built, and not turned off with ``DRIFTLINE_PURE_PYTHON=1``."""
-    return available() and environ.get("DRIFTLINE_PURE_PYTHON", "") in ("", "0")
+    return available() and compiled_parts_on(environ)
+
+
+def exact_double(value: object) -> float | None:
+    """``value`` as the double a C part compares with, or None when no double stands for it exactly (a bool or a
+    non-number, infinities and NaN, an int past the float range or between two doubles): then only Python compares
+    it as Python does.
+
+    >>> exact_double(3), exact_double(0.5), exact_double(2**53 + 1), exact_double(10**400), exact_double(True)
+    (3.0, 0.5, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        as_float = float(value)
+    except OverflowError:
+        return None
+    return as_float if math.isfinite(as_float) and as_float == value else None
 
 
 def compiled_kernel(width: int, windows: int, locals_: Sequence[str], init: Mapping[str, str],

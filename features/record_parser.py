@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from collections.abc import Callable, Mapping
 import orjson
 
 from features.definitions import FeatureView, FieldSpec
+from features.kernel import compiled_parts_on, exact_double
 from features.per_view import per_view
 from features.records import MAX_RECORD_BYTES, MAX_TS_MS, Event, parse_record
 
@@ -46,12 +46,7 @@ _KINDS = {"float": 0, "int": 1, "str": 2}
 
 def _bound(value: float | int | None, default: float) -> float | None:
     """A bound as the double the C parser compares with, or None when no double stands for it exactly."""
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    as_float = float(value) if -sys.float_info.max <= value <= sys.float_info.max else math.inf
-    return as_float if math.isfinite(as_float) and as_float == value else None
+    return default if value is None else exact_double(value)
 
 
 def _field_spec(spec: FieldSpec) -> tuple[str, int, bool, float, float] | None:
@@ -66,8 +61,7 @@ def compile_parser(view: FeatureView, environ: Mapping[str, str] = os.environ) -
     extension is built (not with ``DRIFTLINE_PURE_PYTHON=1``), else ``parse_record``."""
     slow = functools.partial(parse_record, view)
     fields = [_field_spec(spec) for spec in view.fields]
-    if (Parser is None or environ.get("DRIFTLINE_PURE_PYTHON", "") not in ("", "0") or view.ts_format != "auto"
-            or any(f is None for f in fields)):
+    if Parser is None or not compiled_parts_on(environ) or view.ts_format != "auto" or None in fields:
         return slow
     return Parser(view.entity_key, view.ts_field, MAX_TS_MS, MAX_RECORD_BYTES, view.unknown_fields == "reject",
                   tuple(fields), Event, orjson.loads, slow).parse

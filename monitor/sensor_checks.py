@@ -36,7 +36,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from array import array
@@ -44,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from features.kernel import compiled_parts_on, exact_double
 from models.prediction import Prediction
 from monitor.exceptions import MonitorConfigError
 
@@ -57,18 +57,17 @@ except ImportError:  # built without a C compiler: observe_reading serves
 
 def kernel_wanted(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether the C kernel is built and not turned off with ``DRIFTLINE_PURE_PYTHON=1``."""
-    return _Kernel is not None and environ.get("DRIFTLINE_PURE_PYTHON", "") in ("", "0")
+    return _Kernel is not None and compiled_parts_on(environ)
 
 
 def sensor_kernel(rules: Sequence[tuple[str, int, frozenset, float, float, float]], mask: int) -> Any | None:
-    """The C kernel for ``rules``, or None (not built, a mask past 64 bits, an allowed value or a bound no double
+    """The C kernel for ``rules``, or None (not built, a mask past 64 bits, or an allowed repeating value no double
     stands for exactly: only Python compares those as it does)."""
-    exact = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
-                and float(v) == v for _, _, ignore, *_ in rules for v in ignore)
-    if _Kernel is None or mask >= 1 << 64 or not exact:
+    ignored = [[exact_double(v) for v in ignore] for _, _, ignore, *_ in rules]
+    if _Kernel is None or mask >= 1 << 64 or any(v is None for values in ignored for v in values):
         return None
-    return _Kernel([(name, after, tuple(float(v) for v in ignore), step, rate, gap)
-                    for name, after, ignore, step, rate, gap in rules], mask)
+    return _Kernel([(name, after, tuple(values), step, rate, gap)
+                    for (name, after, _, step, rate, gap), values in zip(rules, ignored, strict=True)], mask)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,11 @@ def test_checks_with_and_without_the_kernel_keep_the_same_faults(field_rules: li
 
 
 def test_rules_the_kernel_cannot_mirror_stay_in_python() -> None:
-    rule = [("a", 3, frozenset({2**53 + 1}), 0.0, 0.0, 1e6)]  # a repeating value no double stands for
-    assert sensor_kernel(rule, (1 << 30) - 1) is None
+    for value in (2**53 + 1, 10**400):  # repeating values no double stands for (the second, past every float)
+        assert sensor_kernel([("a", 3, frozenset({value}), 0.0, 0.0, 1e6)], (1 << 30) - 1) is None
+        assert not SensorChecks(SensorConfig({"a": FieldRule(stuck_after=2, stuck_ignore=(value,))})).compiled
+    checks = SensorChecks(SensorConfig({"a": FieldRule(stuck_after=2, stuck_ignore=(2**53 + 1,))}))
+    for ts in (1, 2, 3):
+        checks.observe("e", ts, {"a": 2**53 + 1})
+    assert checks.faults("e") is None  # an allowed repeat, compared exactly by the Python twin
     assert sensor_kernel([("a", 3, frozenset(), 0.0, 0.0, 1e6)], (1 << 30) - 1) is not None
