@@ -7,5 +7,7 @@ per-reading step (``monitor.sensor_checks``).
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-ffp-contract=off", "-std=c11"]
-setup(ext_modules=[Extension(module, [module.replace(".", "/") + ".c"], optional=True, extra_compile_args=FLAGS)
+SHARED = "features/_exact.h"  # what the three share (an int as Python's double, an array's buffer)
+setup(ext_modules=[Extension(module, [module.replace(".", "/") + ".c"], optional=True, extra_compile_args=FLAGS,
+                             include_dirs=["features"], depends=[SHARED])
                    for module in ("features._fold", "features._check", "monitor._sensors")])

@@ -11,11 +11,9 @@ the same Event (tests/features/test_records_parser.py).
 
     parse(key, value) -> Event
 */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_exact.h"
 #include <float.h>
 
-#define EXACT_INT (1LL << 53)
 
 enum { K_FLOAT, K_INT, K_STR };
 
@@ -111,13 +109,8 @@ static int check_field(Field *f, PyObject *v, PyObject **out) {
         return 1;
     }
     if (PyLong_CheckExact(v)) {
-        int overflow = 0;
-        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow || (n == -1 && PyErr_Occurred()) || n > EXACT_INT || n < -EXACT_INT) {
-            PyErr_Clear();
-            return 0; /* Python decides: exact comparisons of big ints */
-        }
-        double x = (double)n;
+        double x;
+        if (!exact_int_as_double(v, &x)) return 0; /* Python decides: exact comparisons of big ints */
         if (!(f->lo <= x && x <= f->hi)) return 0;
         if (f->kind == K_INT) {
             Py_INCREF(v);

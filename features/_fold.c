@@ -10,15 +10,13 @@ given, before touching the row.
     fold(acc, data, order, lo, hi, origins, sets) -> tuple   (``sets`` is ignored: no distinct values here)
     apply(data, base, bucket, ts, values) -> None
 */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_exact.h"
 #include <math.h>
 #include <string.h>
 
 /* partial row slots in features.plan.SLOTS order, then the accumulator-only ewma */
 enum { S_N, S_S, S_M2, S_MN, S_MX, S_FTS, S_FV, S_LTS, S_LV, S_ST, S_STT, S_STY, S_ANG, S_EW, NSLOT };
 #define NROW 13
-#define EXACT_INT (1LL << 53)
 
 typedef struct {
     int wi;    /* window index (its origin) */
@@ -188,17 +186,6 @@ fail_ff:
     return -1;
 }
 
-static int get_buffer(PyObject *obj, Py_buffer *view, char format, int writable) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
-    if (view->itemsize != 8 || !view->format || view->format[0] != format || view->format[1] != '\0') {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_TypeError, "expected an array of '%c'", format);
-        return -1;
-    }
-    return 0;
-}
-
 #define P(slot) D[base + f->row[slot]]
 #define A(slot) acc[gr->acc[slot]]
 #define HAS(slot) (gr->acc[slot] >= 0)
@@ -251,8 +238,8 @@ static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_buffer dv, ov;
-    if (get_buffer(args[1], &dv, 'd', 0) < 0) { Py_DECREF(out); return NULL; }
-    if (get_buffer(args[2], &ov, 'q', 0) < 0) { PyBuffer_Release(&dv); Py_DECREF(out); return NULL; }
+    if (get_buffer(args[1], &dv, 'd', 0, 0) < 0) { Py_DECREF(out); return NULL; }
+    if (get_buffer(args[2], &ov, 'q', 0, 0) < 0) { PyBuffer_Release(&dv); Py_DECREF(out); return NULL; }
     Py_ssize_t width = k->width;
     if (lo < 0 || hi > ov.len / 8 || (hi > lo && hi * width > dv.len / 8)) {
         PyBuffer_Release(&dv); PyBuffer_Release(&ov); Py_DECREF(out);
@@ -348,14 +335,7 @@ static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
 /* a value as the double Python's arithmetic would use, or -1 when only the Python apply can say */
 static int as_double(PyObject *x, double *out) {
     if (PyFloat_Check(x)) { *out = PyFloat_AS_DOUBLE(x); return 0; }
-    if (PyLong_Check(x)) {
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
-        if (overflow || (v == -1 && PyErr_Occurred())) { PyErr_Clear(); return -1; }
-        if (v > EXACT_INT || v < -EXACT_INT) return -1; /* Python compares big ints exactly: not as doubles */
-        *out = (double)v;
-        return 0;
-    }
+    if (PyLong_Check(x)) return exact_int_as_double(x, out) ? 0 : -1;
     return -1;
 }
 
@@ -379,7 +359,7 @@ static PyObject *Kernel_apply(Kernel *k, PyObject *const *args, Py_ssize_t nargs
     }
     if (fallback) return PyObject_Vectorcall(k->py_apply, args, nargs, NULL);
     Py_buffer dv;
-    if (get_buffer(args[0], &dv, 'd', 1) < 0) return NULL;
+    if (get_buffer(args[0], &dv, 'd', 0, 1) < 0) return NULL;
     if (base < 0 || base + k->width > dv.len / 8) {
         PyBuffer_Release(&dv);
         PyErr_SetString(PyExc_IndexError, "apply: row out of range");

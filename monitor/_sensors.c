@@ -11,12 +11,10 @@ monitor.sensor_checks.observe_reading (the Python twin, kept as the reference) d
 kernel cannot read as Python would (an int past 2**53, a timestamp that is not a small int, values that are not a
 dict): the caller runs the Python twin instead. tests/monitor/test_sensor_kernel.py compares the two.
 */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_exact.h"
 #include <math.h>
 #include <stdint.h>
 
-#define EXACT_INT (1LL << 53)
 
 typedef struct {
     PyObject *name;
@@ -80,17 +78,6 @@ static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static int get_buffer(PyObject *obj, Py_buffer *view, char format, Py_ssize_t items) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) return -1;
-    if (view->itemsize != 8 || !view->format || view->format[0] != format || view->format[1] != '\0'
-        || view->len / 8 < items) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_TypeError, "expected an array of '%c' with %zd items", format, items);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *Kernel_observe(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) { PyErr_SetString(PyExc_TypeError, "observe(last, state, marks, ts, values)"); return NULL; }
     PyObject *values = args[4];
@@ -108,18 +95,16 @@ static PyObject *Kernel_observe(Kernel *k, PyObject *const *args, Py_ssize_t nar
         if (PyFloat_CheckExact(x)) {
             k->xs[i] = PyFloat_AS_DOUBLE(x);
         } else if (PyLong_CheckExact(x)) {
-            long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
-            if (overflow || v > EXACT_INT || v < -EXACT_INT) { PyErr_Clear(); Py_RETURN_NONE; }
-            k->xs[i] = (double)v;
+            if (!exact_int_as_double(x, &k->xs[i])) Py_RETURN_NONE;
         } else {
             continue; /* not a number (None, a bool, a str): the reading does not count for this field */
         }
         k->present[i] = 1;
     }
     Py_buffer lb, sb, mb;
-    if (get_buffer(args[0], &lb, 'd', k->n) < 0) return NULL;
-    if (get_buffer(args[1], &sb, 'q', 3 * k->n) < 0) { PyBuffer_Release(&lb); return NULL; }
-    if (get_buffer(args[2], &mb, 'Q', 3 * k->n) < 0) { PyBuffer_Release(&lb); PyBuffer_Release(&sb); return NULL; }
+    if (get_buffer(args[0], &lb, 'd', k->n, 1) < 0) return NULL;
+    if (get_buffer(args[1], &sb, 'q', 3 * k->n, 1) < 0) { PyBuffer_Release(&lb); return NULL; }
+    if (get_buffer(args[2], &mb, 'Q', 3 * k->n, 1) < 0) { PyBuffer_Release(&lb); PyBuffer_Release(&sb); return NULL; }
     double *last = lb.buf;
     long long *state = sb.buf;
     uint64_t *marks = mb.buf, mask = k->mask;
