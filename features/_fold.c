@@ -9,6 +9,7 @@ given, before touching the row.
 
     fold(acc, data, order, lo, hi, origins, sets) -> tuple   (``sets`` is ignored: no distinct values here)
     apply(data, base, bucket, ts, values) -> None
+    emit(acc) -> dict   (the feature vector of a fold, with the result expressions of features.plan._RESULT)
 */
 #include "_exact.h"
 #include <math.h>
@@ -40,6 +41,16 @@ typedef struct {
     int row[NROW];
 } ApplyField;
 
+/* the result kinds of features.plan._RESULT (features.kernel.EMIT_KINDS, same order) */
+enum { K_COUNT, K_SUM, K_MEAN, K_MIN, K_MAX, K_STD, K_FIRST, K_LAST, K_DELTA, K_SLOPE, K_EWMA, K_ANGLE, K_INTEGRAL,
+       NKIND };
+
+typedef struct {
+    PyObject *name; /* the feature's name (the vector's key) */
+    int kind;
+    int acc[NSLOT]; /* accumulator index per slot, -1 when its group does not keep it */
+} EmitFeature;
+
 typedef struct {
     PyObject_HEAD
     Py_ssize_t width;
@@ -50,6 +61,9 @@ typedef struct {
     FoldField *fold;
     ApplyField *apply;
     PyObject *py_apply; /* the generated Python apply: what the kernel does not cover */
+    int nemit;
+    EmitFeature *emits;
+    PyObject *py_emit; /* the generated Python emit: an accumulator the kernel does not cover */
 } Kernel;
 
 static double angle_diff(double a, double b) {
@@ -84,21 +98,73 @@ static void Kernel_dealloc(Kernel *k) {
         for (int i = 0; i < k->napply; i++) Py_XDECREF(k->apply[i].name);
         PyMem_Free(k->apply);
     }
+    if (k->emits) {
+        for (int i = 0; i < k->nemit; i++) Py_XDECREF(k->emits[i].name);
+        PyMem_Free(k->emits);
+    }
     PyMem_Free(k->init); PyMem_Free(k->acc); PyMem_Free(k->xs);
     PyMem_Free(k->origins); PyMem_Free(k->thresholds);
     Py_XDECREF(k->py_apply);
+    Py_XDECREF(k->py_emit);
     Py_TYPE(k)->tp_free((PyObject *)k);
 }
 
-/* Kernel(width, nwin, init, alpha, fold_fields, apply_fields, py_apply)
+/* the accumulator slots each result kind reads (besides the count, which every kind reads) */
+static const int KIND_NEEDS[NKIND][4] = {
+    [K_COUNT] = {-1}, [K_SUM] = {S_S, -1}, [K_MEAN] = {S_S, -1}, [K_MIN] = {S_MN, -1}, [K_MAX] = {S_MX, -1},
+    [K_STD] = {S_M2, -1}, [K_FIRST] = {S_FV, -1}, [K_LAST] = {S_LV, -1}, [K_DELTA] = {S_FV, S_LV, -1},
+    [K_SLOPE] = {S_S, S_FTS, S_LTS, -1}, [K_EWMA] = {S_EW, -1}, [K_ANGLE] = {S_ANG, S_FTS, S_LTS, -1},
+    [K_INTEGRAL] = {S_S, S_FTS, S_LTS, -1},
+};
+
+/* emit_features: ((name, kind, acc14), ...) in definition order; py_emit: the generated Python emit */
+static int emit_init(Kernel *k, PyObject *emit_features, PyObject *py_emit) {
+    Py_INCREF(py_emit);
+    k->py_emit = py_emit;
+    PyObject *ef = PySequence_Fast(emit_features, "emit_features");
+    if (!ef) return -1;
+    k->nemit = (int)PySequence_Fast_GET_SIZE(ef);
+    k->emits = PyMem_Calloc(k->nemit + 1, sizeof(EmitFeature));
+    for (int i = 0; i < k->nemit; i++) {
+        PyObject *name, *acc;
+        EmitFeature *e = &k->emits[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(ef, i), "UiO", &name, &e->kind, &acc)
+            || ints_of(acc, e->acc, NSLOT, "acc")) {
+            Py_DECREF(ef);
+            return -1;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name);
+        e->name = name;
+        int bad = e->kind < 0 || e->kind >= NKIND || e->acc[S_N] < 0;
+        for (int s = 0; s < NSLOT && !bad; s++) bad = e->acc[s] >= k->nacc;
+        for (int j = 0; !bad && KIND_NEEDS[e->kind][j] >= 0; j++) bad = e->acc[KIND_NEEDS[e->kind][j]] < 0;
+        if (bad && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "emit: a kind or an accumulator index");
+        if (bad) { Py_DECREF(ef); return -1; }
+        if (e->kind == K_SLOPE && (e->acc[S_ST] < 0 || e->acc[S_STT] < 0 || e->acc[S_STY] < 0)) {
+            PyErr_SetString(PyExc_ValueError, "emit: a slope without its sums");
+            Py_DECREF(ef);
+            return -1;
+        }
+    }
+    Py_DECREF(ef);
+    return 0;
+}
+
+/* Kernel(width, nwin, init, alpha, fold_fields, apply_fields, py_apply[, emit_features, py_emit])
    fold_fields: ((wins, row13, ((wi, check, angle, acc14), ...)), ...); apply_fields: ((name, is_str, angle, row13), ...) */
 static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
     Py_ssize_t width;
     int nwin;
     double alpha;
-    PyObject *init, *fold_fields, *apply_fields, *py_apply;
-    if (!PyArg_ParseTuple(args, "niOdOOO", &width, &nwin, &init, &alpha, &fold_fields, &apply_fields, &py_apply))
+    PyObject *init, *fold_fields, *apply_fields, *py_apply, *emit_features = NULL, *py_emit = NULL;
+    if (!PyArg_ParseTuple(args, "niOdOOO|OO", &width, &nwin, &init, &alpha, &fold_fields, &apply_fields, &py_apply,
+                          &emit_features, &py_emit))
         return -1;
+    if ((emit_features == NULL) != (py_emit == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "emit_features and py_emit come together");
+        return -1;
+    }
     if (width <= 0 || nwin < 0) { PyErr_SetString(PyExc_ValueError, "bad width or window count"); return -1; }
     k->width = width; k->nwin = nwin; k->alpha = alpha; k->one_minus_alpha = 1.0 - alpha;
     Py_INCREF(py_apply); k->py_apply = py_apply;
@@ -180,6 +246,7 @@ static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
         if (a->row[S_N] < 0) { PyErr_SetString(PyExc_ValueError, "a field without a count"); Py_DECREF(af); return -1; }
     }
     Py_DECREF(af);
+    if (emit_features && emit_init(k, emit_features, py_emit) < 0) return -1;
     return 0;
 fail_ff:
     Py_DECREF(ff);
@@ -424,7 +491,92 @@ static PyObject *Kernel_apply(Kernel *k, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+#define E(slot) a[e->acc[slot]]
+
+/* One feature's value from the accumulator, as the result expression of features.plan._RESULT computes it: 0, or
+   -1 where Python would raise (a division by zero, math.sqrt of a negative): then the Python emit raises it. */
+static int emit_one(const EmitFeature *e, const double *a, double *out) {
+    double n = E(S_N);
+    int some = n != 0.0; /* Python's `if n` (a NaN is true) */
+    switch (e->kind) {
+    case K_COUNT: *out = n; return 0;
+    case K_SUM: *out = some ? E(S_S) : 0.0; return 0;
+    case K_MEAN: *out = some ? E(S_S) / n : NAN; return 0;
+    case K_MIN: *out = some ? E(S_MN) : NAN; return 0;
+    case K_MAX: *out = some ? E(S_MX) : NAN; return 0;
+    case K_STD: {
+        if (!some) { *out = NAN; return 0; }
+        double m2 = E(S_M2), var = (0.0 > m2 ? 0.0 : m2) / n; /* Python's max(m2, 0.0) / n */
+        if (var < 0.0) return -1; /* a negative count: math.sqrt raises */
+        *out = sqrt(var);
+        return 0;
+    }
+    case K_FIRST: *out = some ? E(S_FV) : NAN; return 0;
+    case K_LAST: *out = some ? E(S_LV) : NAN; return 0;
+    case K_DELTA: *out = some ? E(S_LV) - E(S_FV) : NAN; return 0;
+    case K_EWMA: *out = some ? E(S_EW) : NAN; return 0;
+    case K_SLOPE: { /* features.aggregations.slope_of */
+        double st = E(S_ST);
+        if (n < 2.0 || E(S_FTS) == E(S_LTS)) { *out = NAN; return 0; }
+        double sxx = E(S_STT) - st * st / n;
+        if (sxx <= 0.0) { *out = NAN; return 0; }
+        *out = (E(S_STY) - st * E(S_S) / n) / sxx;
+        return 0;
+    }
+    case K_ANGLE: {
+        if (n < 2.0 || E(S_LTS) == E(S_FTS)) { *out = NAN; return 0; }
+        double span = (E(S_LTS) - E(S_FTS)) / 1000.0;
+        if (span == 0.0) return -1;
+        *out = E(S_ANG) / span;
+        return 0;
+    }
+    case K_INTEGRAL: *out = some ? (E(S_S) / n) * ((E(S_LTS) - E(S_FTS)) / 1000.0) : 0.0; return 0;
+    }
+    return -1;
+}
+
+#undef E
+
+static PyObject *Kernel_emit(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1) { PyErr_SetString(PyExc_TypeError, "emit(acc)"); return NULL; }
+    PyObject *acc_in = args[0];
+    if (!k->py_emit) { PyErr_SetString(PyExc_TypeError, "this kernel was built without emit"); return NULL; }
+    int fallback = !PyTuple_CheckExact(acc_in) || PyTuple_GET_SIZE(acc_in) != k->nacc;
+    double *acc = k->acc;
+    /* the values go to a buffer of this call's own: building the dict allocates, which may run the collector and
+       so finalizers, and so let another thread into this kernel's scratch (see fold) */
+    double *vals = PyMem_Malloc((k->nemit + 1) * sizeof(double));
+    if (!vals) return PyErr_NoMemory();
+    for (int i = 0; i < k->nacc && !fallback; i++) {
+        PyObject *v = PyTuple_GET_ITEM(acc_in, i);
+        if (PyFloat_CheckExact(v)) acc[i] = PyFloat_AS_DOUBLE(v);
+        else fallback = 1; /* an int count (the Python fold's start) or anything else: Python's arithmetic */
+    }
+    for (int i = 0; i < k->nemit && !fallback; i++)
+        if (emit_one(&k->emits[i], acc, &vals[i]) < 0) fallback = 1;
+    if (fallback) {
+        PyMem_Free(vals);
+        return PyObject_Vectorcall(k->py_emit, args, nargs, NULL);
+    }
+    PyObject *out = _PyDict_NewPresized(k->nemit);
+    if (!out) { PyMem_Free(vals); return NULL; }
+    for (int i = 0; i < k->nemit; i++) {
+        PyObject *v = PyFloat_FromDouble(vals[i]);
+        if (!v || PyDict_SetItem(out, k->emits[i].name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(out);
+            PyMem_Free(vals);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    PyMem_Free(vals);
+    return out;
+}
+
 static PyMethodDef Kernel_methods[] = {
+    {"emit", (PyCFunction)(void (*)(void))Kernel_emit, METH_FASTCALL,
+     "emit(acc) -> dict: features.plan's emit, compiled"},
     {"fold", (PyCFunction)(void (*)(void))Kernel_fold, METH_FASTCALL,
      "fold(acc, data, order, lo, hi, origins, sets) -> tuple: features.plan's fold, compiled"},
     {"apply", (PyCFunction)(void (*)(void))Kernel_apply, METH_FASTCALL,

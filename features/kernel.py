@@ -37,6 +37,10 @@ except ImportError:  # built without a C compiler: the generated Python serves
 #: the kernel's slot order: the 13 partial slots of ``features.plan.SLOTS``, then the accumulator-only ewma
 KERNEL_SLOTS = ("n", "s", "m2", "mn", "mx", "fts", "fv", "lts", "lv", "st", "stt", "sty", "ang", "ew")
 _INIT = {"0": 0.0, "0.0": 0.0, "NAN": math.nan}
+#: the result kinds the kernel's ``emit`` computes (its ``K_*`` codes, same order): every aggregation but
+#: ``distinct_count``, whose views keep the Python plan
+EMIT_KINDS = ("count", "sum", "mean", "min", "max", "std", "first", "last", "delta", "slope", "ewma",
+              "angle_change_rate", "integral")
 
 
 def available() -> bool:
@@ -76,13 +80,17 @@ def compiled_kernel(width: int, windows: int, locals_: Sequence[str], init: Mapp
                     by_field: Mapping[str, Sequence[tuple[int, Mapping[str, str], set[str]]]],
                     offsets: Mapping[str, Mapping[str, int]],
                     apply_fields: Sequence[tuple[str, bool, bool]], angle: set[str],
-                    alpha: float, py_apply: Callable[..., None]) -> Any | None:
+                    alpha: float, py_apply: Callable[..., None],
+                    emits: Sequence[tuple[str, str, Mapping[str, str], set[str]]] = (),
+                    py_emit: Callable[[tuple], dict[str, float]] | None = None) -> Any | None:
     """A ``Kernel`` for a plan, or None when the plan needs Python (distinct values, no extension).
 
     ``locals_``: the accumulator's names in tuple order, ``init`` their initial expressions; ``by_field``:
     per field its groups as (window index, slot -> accumulator name, slots kept); ``offsets``: per stored
     field, slot -> index in the bucket row; ``apply_fields``: (name, is_str, is_angle) of the fields
-    ``apply`` folds in, in order."""
+    ``apply`` folds in, in order; ``emits``: per feature (definition order) its name, aggregation, its group's
+    slot -> accumulator name and slots kept, for the compiled ``emit`` (with ``py_emit``, the generated one,
+    for an accumulator it does not take)."""
     if Kernel is None or width == 0 or any("ds" in slots for uses in by_field.values() for _, _, slots in uses):
         return None
     index = {name: i for i, name in enumerate(locals_)}
@@ -99,4 +107,9 @@ def compiled_kernel(width: int, windows: int, locals_: Sequence[str], init: Mapp
         fold_fields.append((wins, row(field), groups))
     applies = tuple((name, is_str, is_angle, row(name)) for name, is_str, is_angle in apply_fields)
     init_values = tuple(_INIT[init[name]] for name in locals_)
-    return Kernel(width, windows, init_values, alpha, tuple(fold_fields), applies, py_apply)
+    if py_emit is None:
+        return Kernel(width, windows, init_values, alpha, tuple(fold_fields), applies, py_apply)
+    emit_features = tuple((name, EMIT_KINDS.index(agg), tuple(index[v[slot]] if slot in slots else -1
+                                                                for slot in KERNEL_SLOTS))
+                          for name, agg, v, slots in emits)
+    return Kernel(width, windows, init_values, alpha, tuple(fold_fields), applies, py_apply, emit_features, py_emit)

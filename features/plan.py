@@ -20,8 +20,8 @@ view once into:
 * ``emit(acc) -> dict``: the feature vector (definition order) from a fold.
 
 ``data`` is an ``array("d")`` and ``order`` an ``array("q")`` (as :class:`features.state.EntityState` holds them):
-``apply`` and ``fold`` run in a C kernel (:mod:`features.kernel`) that does the same double operations in the
-same order, unless the view keeps distinct values or the extension is not built (``Plan.compiled``).
+``apply``, ``fold`` and ``emit`` run in a C kernel (:mod:`features.kernel`) that does the same double operations in
+the same order, unless the view keeps distinct values or the extension is not built (``Plan.compiled``).
 
 Every kept slot is computed by the same expression, in the same order, as ``add_number``, ``fold`` and the
 result functions of ``AGGREGATIONS``, so the values are bit-identical to the reference path (pinned by
@@ -366,10 +366,12 @@ def compile_plan(view: FeatureView, *, compiled: bool | None = None) -> Plan:
         locals_ += [v[s] for s in _ORDER if s in slots]
         init += [f"{v[s]} = {_INIT[s]}" for s in _ORDER if s in slots]
         by_field.setdefault(field, []).append((wi, v, slots))
+    emits: list[tuple[str, str, dict[str, str], set[str]]] = []
     for feat in view.features:  # results in definition order
         wi = windows.index(feat.window)
         v = {slot: f"g{list(groups).index((wi, feat.field))}_{slot}" for slot in _ORDER}
         results.append(f"{feat.name!r}: {_RESULT[feat.agg].format(**v)},")
+        emits.append((feat.name, feat.agg, v, group_slots[(wi, feat.field)]))
     head: list[str] = []
     body: list[str] = []
     for fi, (field, uses) in enumerate(by_field.items()):
@@ -435,7 +437,7 @@ def compile_plan(view: FeatureView, *, compiled: bool | None = None) -> Plan:
         init = {name: _INIT[name.rsplit("_", 1)[1]] for name in locals_}
         kernel = compiled_kernel(width, len(windows), locals_, init, by_field, offsets,
                                  [(f, s, a) for f, s, a, _d in fields if f in offsets], angle, EWMA_ALPHA,
-                                 ns["apply"])
+                                 ns["apply"], emits, ns["emit"])
     return Plan(
         view.bucket_ms,
         view.feature_names,
@@ -443,7 +445,7 @@ def compile_plan(view: FeatureView, *, compiled: bool | None = None) -> Plan:
         tuple(windows),
         ns["starts"],
         ns["fold"] if kernel is None else kernel.fold,
-        ns["emit"],
+        ns["emit"] if kernel is None else kernel.emit,
         source,
         tuple((name, tuple(off.items())) for name, off in layout),
         width,

@@ -159,3 +159,39 @@ def test_a_state_reads_the_same_features_with_either_plan(monkeypatch: pytest.Mo
                 state.expire(ev.ts_ms - 45_000)
         vectors.append(out)
     assert all(identical(a, b) for a, b in zip(*vectors, strict=True))
+
+
+accumulator_values = st.one_of(
+    st.floats(), st.sampled_from([0.0, -0.0, 1.0, 2.0, -1.0, 1e-320, 5e-324, 1e308, -1e308]),
+    st.integers(-3, 3),  # an int count, as the Python fold starts one: the Python emit serves it
+)
+
+
+@settings(max_examples=examples(500), deadline=None)
+@given(views(), st.data())
+def test_the_kernel_emits_the_python_result_of_any_accumulator(view: FeatureView, data: st.DataObject) -> None:
+    """Not only the accumulators a fold leaves: any doubles (NaN, infinities, -0.0, zero, negative and tiny
+    counts, equal first and last times) give the same vector, or the same exception, as the generated emit."""
+    fast, slow = compile_plan(view, compiled=True), compile_plan(view, compiled=False)
+    if not fast.compiled or not view.features:
+        return
+    width = len(slow.fold(None, array("d"), array("q"), 0, 0, slow.starts(0, 0), {}))
+    acc = tuple(data.draw(st.lists(accumulator_values, min_size=width, max_size=width)))
+    try:
+        expected = slow.emit(acc)
+    except (ZeroDivisionError, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            fast.emit(acc)
+        return
+    assert identical(fast.emit(acc), expected)
+
+
+def test_emit_checks_its_argument() -> None:
+    view = FeatureView("p", 1, "t", "id", "ts", FIELDS, (FeatureSpec("m", "x", "mean", WINDOWS[0]),),
+                       bucket_ms=BUCKET)
+    plan = compile_plan(view, compiled=True)
+    assert plan.emit((2.0, 3.0)) == {"m": 1.5}
+    with pytest.raises((TypeError, ValueError)):
+        plan.emit((1.0,))  # the wrong length: the Python emit's unpacking raises
+    with pytest.raises(TypeError):
+        plan.emit(None)
