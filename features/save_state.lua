@@ -8,6 +8,7 @@
 --              nset = -1 means a string key: one value follows (SET), then ndel = 0
 -- Returns {1, stored} on success, {0, stored} on a CAS mismatch, {-1, stored} on a backwards move;
 -- nothing is written unless 1 is returned.
+-- A hash's fields go in one HSET and one HDEL (in chunks of at most 1000 arguments: Lua's stack is bounded).
 local raw = redis.call('GET', KEYS[1])
 local stored = '-1'
 if raw then stored = string.match(raw, '^%-?%d+') end
@@ -15,6 +16,14 @@ local cur = tonumber(stored)
 if cur ~= tonumber(ARGV[1]) then return {0, stored} end
 if tonumber(ARGV[2]) < cur then return {-1, stored} end
 local ttl = ARGV[4]
+local function each_chunk(command, key, first, count)  -- ARGV[first .. first + count - 1], 1000 at a time
+  local last = first + count - 1
+  while first <= last do
+    local upto = math.min(first + 999, last)
+    redis.call(command, key, unpack(ARGV, first, upto))
+    first = upto + 1
+  end
+end
 local a = 5
 for i = 2, #KEYS do
   local key = KEYS[i]
@@ -22,19 +31,15 @@ for i = 2, #KEYS do
   local ndel = tonumber(ARGV[a + 1])
   a = a + 2
   if nset == -1 then  -- a plain string value (the entity's latest feature vector), not a hash
-    redis.call('SET', key, ARGV[a])
+    redis.call('SET', key, ARGV[a], 'PX', ttl)
     a = a + 1
-    nset = 0
+  else
+    each_chunk('HSET', key, a, 2 * nset)
+    a = a + 2 * nset
+    each_chunk('HDEL', key, a, ndel)
+    a = a + ndel
+    redis.call('PEXPIRE', key, ttl)
   end
-  for _ = 1, nset do
-    redis.call('HSET', key, ARGV[a], ARGV[a + 1])
-    a = a + 2
-  end
-  for _ = 1, ndel do
-    redis.call('HDEL', key, ARGV[a])
-    a = a + 1
-  end
-  redis.call('PEXPIRE', key, ttl)
 end
 redis.call('SET', KEYS[1], ARGV[3])
 return {1, stored}

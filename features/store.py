@@ -312,6 +312,8 @@ class MemoryFeatureStore:
         """The stored hash of one entity (for tests and debugging)."""
         return dict(self.hashes.get(state_key_for(view, pos, entity_id), {}))
 
-    def entity_ttl_ms(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> int | None:
-        """The TTL set on one entity key (None when the key does not exist)."""
-        return self.ttls.get(state_key_for(view, pos, entity_id))
+    def entity_ttl_ms(self, view: FeatureView, pos: SourcePosition, entity_id: str, *,
+                      latest: bool = False) -> int | None:
+        """The TTL set on one entity key (None when the key does not exist); ``latest``: on its latest vector's
+        key instead of its state's."""
+        return self.ttls.get((latest_key_for if latest else state_key_for)(view, pos, entity_id))

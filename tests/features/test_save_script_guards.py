@@ -45,10 +45,13 @@ MUTATIONS = [
     ("refusal still writes", "if cur ~= tonumber(ARGV[1]) then return {0, stored} end\n",
      "if cur ~= tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[3]) return {0, stored} end\n"),
     ("offset not stored", "redis.call('SET', KEYS[1], ARGV[3])\nreturn {1, stored}", "return {1, stored}"),
-    ("no TTL", "  redis.call('PEXPIRE', key, ttl)\n", ""),
-    ("expired buckets kept", "    redis.call('HDEL', key, ARGV[a])\n", ""),
-    ("latest vector not written", "    redis.call('SET', key, ARGV[a])\n", ""),
+    ("no TTL", "    redis.call('PEXPIRE', key, ttl)\n", ""),
+    ("latest vector without TTL", "redis.call('SET', key, ARGV[a], 'PX', ttl)", "redis.call('SET', key, ARGV[a])"),
+    ("expired buckets kept", "    each_chunk('HDEL', key, a, ndel)\n", ""),
+    ("only the first bucket written", "each_chunk('HSET', key, a, 2 * nset)", "each_chunk('HSET', key, a, 2)"),
+    ("latest vector not written", "    redis.call('SET', key, ARGV[a], 'PX', ttl)\n", ""),
     ("stored offset read as 0", "local stored = '-1'", "local stored = '0'"),
+    ("a chunk loses its last argument", "unpack(ARGV, first, upto)", "unpack(ARGV, first, upto - 1)"),
 ]
 
 

@@ -230,6 +230,8 @@ def test_latest_vector_is_saved_atomically_and_read_in_one_call(env) -> None:
     assert set(got) == {"p1", "p2"}  # never-seen entities are absent, not zeros
     as_of, vec = got["p2"]
     assert as_of == latest["p2"][0] and vec["hr_mean_5m"] == latest["p2"][1]["hr_mean_5m"] == 61.0
+    ttl = store.entity_ttl_ms(view, SourcePosition("serve", view.source_topic, part("p2")), "p2", latest=True)
+    assert ttl is not None and view.retention_ms - 60_000 < ttl <= view.retention_ms  # it expires with the state
     assert math.isnan(vec["sbp_slope_30m"]) == math.isnan(latest["p2"][1]["sbp_slope_30m"])
     # it is what an exact recomputation at that time gives
     exact = store.read_features(view, ["p2"], as_of, partition_of=part, group="serve")["p2"]
@@ -314,3 +316,21 @@ def test_redis_save_many_survives_a_script_flush(backend: str, request: pytest.F
         assert store.last_offset(view, SourcePosition("g", "vitals", 0)) == 2
     finally:
         _delete_view_keys(client, view)
+
+
+def test_a_state_of_many_buckets_is_saved_and_expired_whole(env) -> None:
+    """1,300 buckets: the save's HSET and HDEL of one hash span several chunks of the script (1,000 arguments
+    each), and every bucket arrives and every expired one goes."""
+    from features.state import EntityState
+
+    store, view = env
+    pos = SourcePosition("g", "vitals", 6)
+    state = EntityState()
+    for k in range(1300):
+        state.apply(view, Event("big", T0 + k * view.bucket_ms, dict(VALUES, hr=50.0 + k % 90)))
+    store.save(view, pos, {"big": state}, expected_offset=-1, new_offset=0, ttl_ms=view.retention_ms)
+    assert repr(store.load(view, pos, {"big"})[0]["big"].buckets(view)) == repr(state.buckets(view))
+    state.expire(T0 + 1250 * view.bucket_ms)
+    store.save(view, pos, {"big": state}, expected_offset=0, new_offset=1, ttl_ms=view.retention_ms)
+    loaded = store.load(view, pos, {"big"})[0]["big"].buckets(view)
+    assert 40 < len(loaded) < 60 and repr(loaded) == repr(state.buckets(view))

@@ -1,0 +1,66 @@
+"""Pipelined ``EVALSHA`` calls packed by hiredis in one pass, for a single (non-cluster) Redis.
+
+A save sends ~10 script arguments per entity; redis-py's pipeline packs each one through its Python encoder
+(``isinstance`` checks and an ``encode`` call per argument), which was a third of a checkpoint's CPU at 100,000
+entities. :func:`evalsha_many` hands each call's whole argument tuple to ``hiredis.pack_command`` (C) and writes
+all of them on one pooled connection: the same bytes on the wire as redis-py's pipeline
+(``tests/features/test_save_args_wire.py``), the same answers (a reply error is returned in its place, as
+``pipeline.execute(raise_on_error=False)`` does), and the client's retry policy on a connection error.
+
+A Redis Cluster client, or a machine without hiredis, keeps redis-py's pipeline (:func:`packable`).
+
+Example:
+    >>> packable(object())
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+try:
+    from hiredis import pack_command
+except ImportError:  # redis-py without its hiredis extra: its own pipeline serves
+    pack_command = None
+
+Call = tuple[Sequence[Any], Sequence[Any]]  # (keys, args) of one EVALSHA
+
+
+def packable(client: object) -> bool:
+    """Whether :func:`evalsha_many` serves ``client``: a single Redis (not a cluster), hiredis installed."""
+    return pack_command is not None and type(client) is redis.Redis
+
+
+def pack_evalsha(sha: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+    """The wire bytes of ``EVALSHA sha len(keys) *keys *args`` (bytes, str and int arguments)."""
+    return pack_command(("EVALSHA", sha, len(keys), *keys, *args))
+
+
+def evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call]) -> list[Any]:
+    """One ``EVALSHA`` per call in one write on one connection; answers in order, a reply error (``NOSCRIPT``, a
+    script error) in its place. A connection error disconnects and retries as the client's retry policy says
+    (as redis-py's pipeline does), then raises."""
+    packed = [pack_evalsha(sha, keys, args) for keys, args in calls]
+    pool = client.connection_pool
+    conn = pool.get_connection()
+
+    def attempt() -> list[Any]:
+        conn.send_packed_command(packed)
+        answers: list[Any] = []
+        for _ in packed:
+            try:
+                answers.append(conn.read_response())
+            except redis.exceptions.ResponseError as exc:
+                answers.append(exc)
+        return answers
+
+    try:
+        return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
+    except BaseException:
+        conn.disconnect()  # answers may be left unread on it: never hand it back half-read
+        raise
+    finally:
+        pool.release(conn)
