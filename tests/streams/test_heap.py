@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from streams.runtime.heap import YOUNG_EVERY
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,13 +24,14 @@ def test_after_settling_a_collection_walks_a_small_part_of_the_start_up_heap() -
         frozen = settle_heap()
         after = len(gc.get_objects())
         garbage = [[i] for i in range(1000)]  # made after settling: walked as usual
-        print(before, frozen, after, len(gc.get_objects()) - after)
+        print(before, frozen, after, len(gc.get_objects()) - after, gc.get_threshold()[0])
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          check=True).stdout.split()
-    before, frozen, after, later = map(int, out)
+    before, frozen, after, later, young = map(int, out)
     assert before > 50_000 and frozen >= before * 0.9
     assert after < before / 20 and later >= 1000
+    assert young == YOUNG_EVERY > 700  # a batch's short-lived objects are freed before a young collection
 
 
 def test_driftline_run_settles_the_heap_before_the_worker_consumes() -> None:
