@@ -34,6 +34,7 @@ from bench.pipeline_bench import fresh_measurement, rate_from_timestamps, read_p
 from bench.store_bench import prefill
 from models.loaded import LoadedModel
 from models.prediction import Prediction
+from models.prediction_columns import PredictionColumns
 from streams import codec
 from streams.local.stack import StackInfo
 from streams.runtime import pipeline
@@ -95,7 +96,7 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
             (handler, "checkpoint"), (handler.engine, "process"),
             (handler.scorer, "score"), (handler.store, "_save_args"))),
         (codec, "encode", "codec.encode"),
-        (pipeline, "encode_predictions", "encode_predictions"),
+        (PredictionColumns, "encode", "PredictionColumns.encode"),
         (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
     ]
     parser_of = pipeline.record_parser
@@ -114,14 +115,14 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
     ("state load (Redis round trip, binary state decode)", "Redis", lambda s: s["PendingState._load"]),
     ("window fold (apply + feature vector per event)", "Python", lambda s: s["FeatureEngine.process"]),
     ("model call (numpy plan of the linear pipeline)", "model", lambda s: s["LoadedModel.predict_scores"]),
-    ("scoring around it (route, schema, dict→matrix, Prediction objects)", "Python",
+    ("scoring around it (route, schema, dict→matrix, score and label columns)", "Python",
      lambda s: s["Scorer.score"] - s["LoadedModel.predict_scores"]),
-    ("prediction records (one orjson pass per batch)", "JSON",
-     lambda s: s["Prediction.to_dict"] + s["codec.encode"] + s["encode_predictions"]),
+    ("prediction records (one orjson pass per batch, from the columns)", "JSON",
+     lambda s: s["Prediction.to_dict"] + s["codec.encode"] + s["PredictionColumns.encode"]),
     ("rest of process (bookkeeping, silence tracker, metrics)", "Python",
      lambda s: s["FusedHandler.process"] - s["parse_record"] - s["PendingState._load"]
      - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]
-     - s["encode_predictions"]),
+     - s["PredictionColumns.encode"]),
     ("produce + flush (delivery acks awaited once per checkpoint)", "broker",
      lambda s: s["OutputProducer.produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
      - s["BatchLoop._commit"]),

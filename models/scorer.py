@@ -9,7 +9,6 @@ half-loaded model, and none is dropped.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from models.exceptions import ModelError, RegistryError
 from models.frozen import fast_frozen_init
 from models.loaded import LoadedModel
 from models.prediction import Prediction
+from models.prediction_columns import PredictionColumns
 from models.registry import Registry
 from models.routing import TrafficSplit, route
 
@@ -65,9 +65,21 @@ class ScorerEvent:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    predictions: list[Prediction]
+    """A batch's predictions, one :class:`PredictionColumns` per (version, variant) served, in serving order."""
+
+    groups: list[PredictionColumns]
     schema_mismatches: list[tuple[ScoringRow, int, str]]  # (row, version, why): not scored by that version
     events: list[ScorerEvent] = field(default_factory=list)
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        """Every prediction as an object (built on each call: the pipeline encodes from the columns)."""
+        return [p for group in self.groups for p in group.predictions()]
+
+    @property
+    def count(self) -> int:
+        """How many predictions the batch gave."""
+        return sum(map(len, self.groups))
 
 
 class Scorer:
@@ -156,7 +168,7 @@ class Scorer:
             for row in rows:
                 for a in route(row.entity_id, active.split):
                     groups[a.version].append((row, a.variant))
-        out = ScoreResult([], [], [])
+        out = ScoreResult([], [], [])  # groups, schema mismatches, events
         now = int(self.clock() * 1000)
         for version, group in groups.items():
             model = models[version]
@@ -221,13 +233,12 @@ class Scorer:
 
     def _emit(self, out: ScoreResult, rows: Sequence[ScoringRow], scores: np.ndarray, version: int, variant: str,
               now: int) -> None:
-        model, threshold, keep, suffix = self.model, self.threshold, self.include_features, f"-{variant}"
-        append, isfinite, nan = out.predictions.append, math.isfinite, math.nan
-        for row, score in zip(rows, scores.tolist(), strict=True):  # positional: the field order of Prediction
-            append(Prediction(row.event_key + suffix, row.entity_id, row.event_ts, model, version, variant,
-                              float(score) if isfinite(score) else nan,
-                              None if score != score else int(score >= threshold), now,
-                              row.features if keep else None))
+        if not rows:
+            return
+        out.groups.append(PredictionColumns.of(
+            [r.event_key for r in rows], [r.entity_id for r in rows], [r.event_ts for r in rows],
+            [r.features for r in rows] if self.include_features else None, np.asarray(scores),
+            model=self.model, version=version, variant=variant, scored_at=now, threshold=self.threshold))
 
     def _load_fallback(self, champion_version: int) -> LoadedModel | None:
         target = self.registry.rollback_target(self.model, exclude={champion_version})

@@ -272,15 +272,25 @@ class SensorChecks:
                 m = _FIELD.match(getattr(err, "detail", "") or "")
                 self.observe_rejected(key.decode("utf-8", "replace"), m.group(1) if m else None)
 
+    def quality_of(self, entity_ids: Sequence[str]) -> list[dict[str, str] | None] | None:
+        """Per entity its faults now (a copy), None for a healthy one; None for all when none has any (the
+        pipeline's ``quality`` column of a prediction group)."""
+        entities = self._entities
+        out: list[dict[str, str] | None] = [None] * len(entity_ids)
+        found = False
+        for i, entity in enumerate(entity_ids):
+            ent = entities.get(entity)
+            if ent is not None and ent.faults is not None:
+                out[i] = dict(ent.faults)
+                found = True
+        return out if found else None
+
     def mark(self, predictions: Sequence[Prediction]) -> list[Prediction]:
         """The predictions, those of faulty entities with ``quality`` set to their faults."""
-        entities = self._entities
-        out = []
-        for p in predictions:
-            ent = entities.get(p.entity_id)
-            if ent is None or ent.faults is None:
-                out.append(p)
-            else:  # the constructor, not dataclasses.replace: several times cheaper per call
-                out.append(Prediction(p.prediction_id, p.entity_id, p.event_ts, p.model, p.model_version, p.variant,
-                                      p.score, p.label, p.scored_at, p.features, dict(ent.faults)))
-        return out
+        quality = self.quality_of([p.entity_id for p in predictions])
+        if quality is None:
+            return list(predictions)
+        # the constructor, not dataclasses.replace: several times cheaper per call
+        return [p if q is None else Prediction(p.prediction_id, p.entity_id, p.event_ts, p.model, p.model_version,
+                                               p.variant, p.score, p.label, p.scored_at, p.features, q)
+                for p, q in zip(predictions, quality, strict=True)]

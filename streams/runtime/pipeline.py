@@ -26,7 +26,8 @@ from features.records import MAX_TS_MS, Event
 from features.silence import SilenceTracker
 from features.state import EntityState
 from features.store import FeatureStore, SourcePosition
-from models.prediction import Prediction, encode_predictions
+from models.prediction import Prediction
+from models.prediction_columns import PredictionColumns
 from models.scorer import Scorer, ScoringRow
 from monitor.scorer_alerts import AlertThrottle, alert_for
 from monitor.sensor_checks import SensorChecks
@@ -187,15 +188,16 @@ class FusedHandler:
         self._export_cache()
 
         scored = self.scorer.score(rows) if rows else None
-        if scored is not None and self.sensors is not None:  # mark the predictions of entities with broken sensors
-            scored = replace(scored, predictions=self.sensors.mark(scored.predictions))
         if scored is not None:
-            self.stats.scored += len(scored.predictions)
+            topic_out = self.predictions_topic
+            for group in scored.groups:  # the records straight from the columns (same bytes as codec.encode)
+                if self.sensors is not None:  # the faults of entities whose sensors look broken
+                    group.quality = self.sensors.quality_of(group.entity_ids)
+                outputs += [Output(topic_out, value, entity)
+                            for value, entity in zip(group.encode(), group.entity_ids, strict=True)]
+            self.stats.scored += scored.count
             self.stats.schema_mismatches += len(scored.schema_mismatches)
-            topic_out = self.predictions_topic  # the batch's records in one pass (same bytes as codec.encode)
-            outputs += [Output(topic_out, value, p.entity_id)
-                        for p, value in zip(scored.predictions, encode_predictions(scored.predictions), strict=True)]
-            self._observe(scored.predictions, oldest_append_ms)
+            self._observe(scored.groups, oldest_append_ms)
             for ev in scored.events:
                 self.metrics.scorer_errors.labels(self.scorer.model, str(ev.version), ev.kind).inc()
                 if ev.kind != "schema_drift" or self.throttle.allow(f"{ev.kind}/{ev.version}", now_ms()):
@@ -259,13 +261,13 @@ class FusedHandler:
             if p in self.watermarks:
                 self.watermarks[p] = None
 
-    def _observe(self, predictions: list[Prediction], oldest_append_ms: int) -> None:
+    def _observe(self, groups: list[PredictionColumns], oldest_append_ms: int) -> None:
         now = now_ms()
         self.metrics.model_info.labels(self.scorer.model).set(self.scorer.active_version or 0)
         counts: dict[tuple[int, str], int] = defaultdict(int)
-        for p in predictions:
-            counts[(p.model_version, p.variant)] += 1
-        observe_many(self.metrics.event_to_prediction, [max(0.0, (now - p.event_ts) / 1000) for p in predictions])
+        for group in groups:
+            counts[(group.model_version, group.variant)] += len(group)
+            observe_many(self.metrics.event_to_prediction, [max(0.0, (now - ts) / 1000) for ts in group.event_ts])
         for (version, variant), n in counts.items():
             self.metrics.predictions.labels(self.scorer.model, str(version), variant).inc(n)
         if oldest_append_ms > 0:
