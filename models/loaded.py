@@ -88,13 +88,13 @@ class LoadedModel:
         get = self._row_getter
         if get is None or not vectors:
             return None
-        try:
-            rows = list(map(get, vectors))
+        try:  # one flat list of the batch's values (half the cost of a list of row tuples into numpy)
+            flat = list(chain.from_iterable(map(get, vectors)))
         except (KeyError, TypeError):
             return None
-        if not set(map(type, chain.from_iterable(rows))) <= {float}:
+        if not set(map(type, flat)) <= {float}:
             return None
-        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.feature_names))
+        return np.fromiter(flat, np.float64, len(flat)).reshape(len(vectors), len(self.feature_names))
 
     def schema_mismatch(self, vector: Mapping[str, float]) -> str | None:
         """Why ``vector`` does not fit this version's declared schema, or ``None`` when it does."""
