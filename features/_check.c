@@ -10,9 +10,17 @@ given, which decides, with the same message as before: the C path only ever acce
 the same Event (tests/features/test_records_parser.py).
 
     parse(key, value) -> Event
+    parse_batch(messages, future_ms) -> (events by partition, first offsets, last offsets, odd indices)
+
+parse_batch runs a batch of Kafka messages (anything with key(), value(), partition(), offset()) through the same
+common case without a Python step per record: the events it accepts, in message order per partition, with their
+offset and partition set; the first and last offset of every partition seen (every message counts); and the
+indices of every other message (no key, an event time past future_ms, anything the common case leaves to
+Python), which the caller runs through parse as before.
 */
 #include "_exact.h"
 #include <float.h>
+#include <limits.h>
 
 
 enum { K_FLOAT, K_INT, K_STR };
@@ -124,8 +132,8 @@ static int check_field(Field *f, PyObject *v, PyObject **out) {
     return 0;
 }
 
-static PyObject *fast_event(Parser *p, PyObject *key, PyObject *obj) {
-    /* the Event for obj, or NULL (no exception set) when Python must decide */
+static PyObject *fast_event(Parser *p, PyObject *key, PyObject *obj, long long future) {
+    /* the Event for obj, or NULL (no exception set) when Python must decide (an event time past future too) */
     PyObject *entity = PyDict_GetItemWithError(obj, p->entity_key);
     if (!entity || !PyUnicode_CheckExact(entity)) return NULL;
     if (key != Py_None) {
@@ -139,7 +147,7 @@ static PyObject *fast_event(Parser *p, PyObject *key, PyObject *obj) {
     if (!ts || !PyLong_CheckExact(ts)) return NULL;
     int overflow = 0;
     long long t = PyLong_AsLongLongAndOverflow(ts, &overflow);
-    if (overflow || (t == -1 && PyErr_Occurred()) || t < 0 || t >= p->max_ts) return NULL;
+    if (overflow || (t == -1 && PyErr_Occurred()) || t < 0 || t >= p->max_ts || t > future) return NULL;
     PyObject *values = PyDict_New();
     if (!values) return NULL;
     for (int i = 0; i < p->nfields; i++) {
@@ -169,7 +177,7 @@ static PyObject *Parser_parse(Parser *p, PyObject *const *args, Py_ssize_t nargs
     if (PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) <= p->max_bytes) {
         PyObject *obj = PyObject_Vectorcall(p->loads, &args[1], 1, NULL);
         if (obj && PyDict_CheckExact(obj)) {
-            PyObject *event = fast_event(p, args[0], obj);
+            PyObject *event = fast_event(p, args[0], obj, LLONG_MAX);
             Py_DECREF(obj);
             if (event) return event;
         } else {
@@ -180,7 +188,87 @@ static PyObject *Parser_parse(Parser *p, PyObject *const *args, Py_ssize_t nargs
     return PyObject_Vectorcall(p->slow, args, 2, NULL);
 }
 
+static PyObject *s_key, *s_value, *s_partition, *s_offset; /* interned method (and Event attribute) names */
+
+/* dict[partition] = offset when there is none yet or when `more` says the new one is further (last) / earlier */
+static int keep_offset(PyObject *dict, PyObject *part, PyObject *off, long long o, int larger) {
+    PyObject *cur = PyDict_GetItemWithError(dict, part);
+    if (!cur && PyErr_Occurred()) return -1;
+    if (cur) {
+        long long c = PyLong_AsLongLong(cur);
+        if (c == -1 && PyErr_Occurred()) return -1;
+        if (larger ? o <= c : o >= c) return 0;
+    }
+    return PyDict_SetItem(dict, part, off);
+}
+
+/* one message: its event appended to its partition's list (1), or left to Python (0); -1 on an error */
+static int batch_one(Parser *p, PyObject *m, long long future, PyObject *by_part, PyObject *first, PyObject *last) {
+    PyObject *part = PyObject_CallMethodNoArgs(m, s_partition);
+    if (!part) return -1;
+    PyObject *off = PyObject_CallMethodNoArgs(m, s_offset);
+    if (!off) { Py_DECREF(part); return -1; }
+    int rc = -1;
+    PyObject *key = NULL, *value = NULL, *event = NULL;
+    if (!PyLong_CheckExact(part) || !PyLong_CheckExact(off)) {
+        PyErr_SetString(PyExc_TypeError, "parse_batch: a message without an int partition and offset");
+        goto done;
+    }
+    long long o = PyLong_AsLongLong(off);
+    if (o == -1 && PyErr_Occurred()) goto done;
+    if (keep_offset(last, part, off, o, 1) < 0 || keep_offset(first, part, off, o, 0) < 0) goto done;
+    if (!(key = PyObject_CallMethodNoArgs(m, s_key)) || !(value = PyObject_CallMethodNoArgs(m, s_value))) goto done;
+    rc = 0;
+    if (key == Py_None || !PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) > p->max_bytes) goto done;
+    PyObject *obj = PyObject_Vectorcall(p->loads, &value, 1, NULL);
+    if (obj && PyDict_CheckExact(obj)) event = fast_event(p, key, obj, future);
+    Py_XDECREF(obj);
+    if (!event) { PyErr_Clear(); goto done; }
+    rc = -1;
+    if (PyObject_SetAttr(event, s_offset, off) < 0 || PyObject_SetAttr(event, s_partition, part) < 0) goto done;
+    PyObject *events = PyDict_GetItemWithError(by_part, part);
+    if (!events) {
+        if (PyErr_Occurred() || !(events = PyList_New(0))) goto done;
+        int set = PyDict_SetItem(by_part, part, events);
+        Py_DECREF(events); /* the dict holds it */
+        if (set < 0) goto done;
+    }
+    rc = PyList_Append(events, event) < 0 ? -1 : 1;
+done:
+    Py_DECREF(part); Py_DECREF(off);
+    Py_XDECREF(key); Py_XDECREF(value); Py_XDECREF(event);
+    return rc;
+}
+
+static PyObject *Parser_parse_batch(Parser *p, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "parse_batch(messages, future_ms)"); return NULL; }
+    long long future = PyLong_AsLongLong(args[1]);
+    if (future == -1 && PyErr_Occurred()) return NULL;
+    PyObject *seq = PySequence_Fast(args[0], "messages: a sequence");
+    if (!seq) return NULL;
+    PyObject *by_part = PyDict_New(), *first = PyDict_New(), *last = PyDict_New(), *odd = PyList_New(0);
+    PyObject *out = NULL;
+    if (!by_part || !first || !last || !odd) goto fail;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int rc = batch_one(p, PySequence_Fast_GET_ITEM(seq, i), future, by_part, first, last);
+        if (rc < 0) goto fail;
+        if (rc == 0) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            if (!index || PyList_Append(odd, index) < 0) { Py_XDECREF(index); goto fail; }
+            Py_DECREF(index);
+        }
+    }
+    out = PyTuple_Pack(4, by_part, first, last, odd);
+fail:
+    Py_DECREF(seq);
+    Py_XDECREF(by_part); Py_XDECREF(first); Py_XDECREF(last); Py_XDECREF(odd);
+    return out;
+}
+
 static PyMethodDef Parser_methods[] = {
+    {"parse_batch", (PyCFunction)(void (*)(void))Parser_parse_batch, METH_FASTCALL,
+     "parse_batch(messages, future_ms) -> (events by partition, first offsets, last offsets, odd indices)"},
     {"parse", (PyCFunction)(void (*)(void))Parser_parse, METH_FASTCALL,
      "parse(key, value) -> Event: features.records.parse_record's common case, compiled"},
     {NULL, NULL, 0, NULL},
@@ -204,6 +292,10 @@ static struct PyModuleDef check_module = {
 };
 
 PyMODINIT_FUNC PyInit__check(void) {
+    if (!(s_key = PyUnicode_InternFromString("key")) || !(s_value = PyUnicode_InternFromString("value"))
+        || !(s_partition = PyUnicode_InternFromString("partition"))
+        || !(s_offset = PyUnicode_InternFromString("offset")))
+        return NULL;
     if (PyType_Ready(&ParserType) < 0) return NULL;
     PyObject *m = PyModule_Create(&check_module);
     if (!m) return NULL;

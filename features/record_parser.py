@@ -9,6 +9,11 @@ reason and message as always. A view the C parser cannot mirror exactly keeps ``
 declared ``ts_format``, or a bound that is not a finite double (``tests/features/test_records_parser.py``
 compares both on hostile records).
 
+``batch_parser(view)`` returns ``parse_batch(messages, future_ms)``: the common case of a whole batch of Kafka
+messages in one C call (:class:`BatchParse`: the accepted events per partition, in message order, with offset and
+partition set; the first and last offset of every partition; the indices of every other message, which the
+caller runs through ``parse`` one by one as before). Without the C parser every message is left to the caller.
+
 Example:
     >>> from features.definitions import FeatureView, FieldSpec
     >>> view = FeatureView("v", 1, "t", "id", "ts", (FieldSpec("x", max=10.0),), ())
@@ -26,7 +31,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,6 +47,18 @@ except ImportError:  # built without a C compiler: parse_record serves
     Parser = None
 
 Parse = Callable[[bytes | None, bytes | None], Event]
+
+
+class BatchParse(NamedTuple):
+    """What ``parse_batch`` gives for a batch of messages."""
+
+    events: dict[int, list[Event]]  # partition -> accepted events, in message order
+    first_offset: dict[int, int]  # partition -> smallest offset of the batch (every message counts)
+    last_offset: dict[int, int]  # partition -> largest offset
+    odd: list[int]  # indices of the messages left to ``parse`` (no key, too far ahead, not the common case)
+
+
+ParseBatch = Callable[[Sequence[Any], int], BatchParse]
 _KINDS = {"float": 0, "int": 1, "str": 2}
 
 
@@ -69,3 +87,30 @@ def compile_parser(view: FeatureView, environ: Mapping[str, str] = os.environ) -
 
 #: the (cached) record parser of a view
 record_parser: Callable[[FeatureView], Parse] = per_view(compile_parser)
+
+
+def leave_all_to_parse(messages: Sequence[Any], future_ms: int) -> BatchParse:
+    """``parse_batch`` without the C parser: the offsets, and every message left to ``parse``."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for m in messages:
+        partition, offset = m.partition(), m.offset()
+        if offset > last.get(partition, -1):
+            last[partition] = offset
+        if offset < first.get(partition, offset + 1):
+            first[partition] = offset
+    return BatchParse({}, first, last, list(range(len(messages))))
+
+
+def compile_batch_parser(view: FeatureView, environ: Mapping[str, str] = os.environ) -> ParseBatch:
+    """The batch parser of ``view`` (use :func:`batch_parser`, which caches)."""
+    parse = record_parser(view) if environ is os.environ else compile_parser(view, environ)
+    owner = getattr(parse, "__self__", None)
+    if Parser is None or not isinstance(owner, Parser):
+        return leave_all_to_parse
+    c_batch = owner.parse_batch
+    return lambda messages, future_ms: BatchParse(*c_batch(messages, future_ms))
+
+
+#: the (cached) batch parser of a view
+batch_parser: Callable[[FeatureView], ParseBatch] = per_view(compile_batch_parser)

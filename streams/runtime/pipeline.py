@@ -21,7 +21,7 @@ from confluent_kafka import Message, TopicPartition
 from features.definitions import FeatureView
 from features.engine import FeatureEngine
 from features.exceptions import RecordError
-from features.record_parser import record_parser
+from features.record_parser import batch_parser, record_parser
 from features.records import MAX_TS_MS, Event
 from features.silence import SilenceTracker
 from features.state import EntityState
@@ -109,9 +109,6 @@ class FusedHandler:
 
     def process(self, messages: Sequence[Message]) -> BatchResult:
         outputs: list[Output] = []
-        by_partition: dict[int, list[Event]] = defaultdict(list)
-        last_offset: dict[int, int] = {}
-        first_offset: dict[int, int] = {}
         rejected: dict[int, list[tuple[Message, RecordError]]] = defaultdict(list)
         topic = self.view.source_topic
         view = self.view
@@ -120,13 +117,13 @@ class FusedHandler:
         oldest_append_ms = min((m.timestamp()[1] for m in messages), default=0)
         skew = self.max_future_skew_ms
         future_ms = int(self.clock() * 1000) + skew if skew > 0 else MAX_TS_MS
+        # the batch's common case in one C call (features._check); every other record through parse, one by one
+        by_partition, first_offset, last_offset, odd = batch_parser(view)(messages, future_ms)
         parse = record_parser(view)  # C for the common case (features._check), parse_record for the rest
-        for m in messages:
-            partition, offset = m.partition(), m.offset()
-            if offset > last_offset.get(partition, -1):
-                last_offset[partition] = offset
-            if offset < first_offset.get(partition, offset + 1):
-                first_offset[partition] = offset
+        reordered: set[int] = set()
+        for i in odd:
+            m = messages[i]
+            partition = m.partition()
             try:
                 key = m.key()
                 if key is None:  # the README's contract: the Kafka key is the entity id
@@ -138,8 +135,11 @@ class FusedHandler:
             except RecordError as err:
                 rejected[partition].append((m, err))  # dead-lettered below, unless already applied
                 continue
-            event.offset, event.partition = offset, partition
-            by_partition[partition].append(event)
+            event.offset, event.partition = m.offset(), partition
+            by_partition.setdefault(partition, []).append(event)
+            reordered.add(partition)
+        for partition in reordered:  # an odd record that parsed after all: back to its place (offset order)
+            by_partition[partition].sort(key=_offset_of)
 
         if self.sensors is not None:  # per-entity sensor checks on this batch's readings and rejections
             self.sensors.observe_batch((e for evs in by_partition.values() for e in evs),
@@ -278,6 +278,10 @@ class FusedHandler:
         self.metrics.dead_letters.labels(m.topic() or self.view.source_topic, reason).inc()
         log.debug("dead letter %s: %s %s", describe(m), reason, detail)
         return dead_letter(m, self.dlq_topic, reason, detail)
+
+
+def _offset_of(event: Event) -> int:
+    return event.offset
 
 
 def now_ms() -> int:
