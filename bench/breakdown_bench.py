@@ -99,19 +99,21 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
         (PredictionColumns, "encode", "PredictionColumns.encode"),
         (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
     ]
-    parser_of = pipeline.record_parser
+    parser_of, batch_parser_of = pipeline.record_parser, pipeline.batch_parser
     with contextlib.ExitStack() as stack:
         for obj, attr, name in targets:
             stack.enter_context(mock.patch.object(obj, attr, clock.wrap(name, getattr(obj, attr))))
         stack.enter_context(mock.patch.object(pipeline, "record_parser",
                                               lambda view: clock.wrap("parse_record", parser_of(view))))
+        stack.enter_context(mock.patch.object(pipeline, "batch_parser",  # the batch's C call, same stage
+                                              lambda view: clock.wrap("parse_record", batch_parser_of(view))))
         yield
 
 
 #: (stage, what bounds it, how it is derived from the wrapped functions' seconds)
 STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
     ("consume: wait + fetch (librdkafka)", "broker", lambda s: s["BatchLoop.next_batch"]),
-    ("parse + validate (orjson + C checks; odd records: Python)", "JSON", lambda s: s["parse_record"]),
+    ("parse + validate (one C call per batch: orjson + checks; odd records: Python)", "JSON", lambda s: s["parse_record"]),
     ("state load (Redis round trip, binary state decode)", "Redis", lambda s: s["PendingState._load"]),
     ("window fold (apply + feature vector per event)", "Python", lambda s: s["FeatureEngine.process"]),
     ("model call (numpy plan of the linear pipeline)", "model", lambda s: s["LoadedModel.predict_scores"]),

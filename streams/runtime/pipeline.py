@@ -173,15 +173,14 @@ class FusedHandler:
                 for event, reason in result.late:
                     outputs.append(self._dead(originals[event.offset], reason, LATE_DETAIL.get(reason, reason)))
             if self.silence is not None:
-                wall = time.time()
-                for event, _ in result.vectors:
-                    self.silence.observe(partition, event.entity_id, event.ts_ms, wall)
+                self.silence.observe_events(partition, (event for event, _ in result.vectors), time.time())
                 outputs += self._silent(pos, states, self.silence.due(partition, result.watermark_ms),
                                         result.watermark_ms)
+            prefix = f"{topic}-{partition}-"  # event keys: topic-partition-offset (prediction ids, stable in replays)
+            latest: dict[str, tuple[int, dict[str, float]]] = {}  # last one per entity wins
             for event, vector in result.vectors:
-                rows.append(ScoringRow(f"{self.view.source_topic}-{partition}-{event.offset}", event.entity_id,
-                                       event.ts_ms, vector))
-            latest = {ev.entity_id: (ev.ts_ms, vec) for ev, vec in result.vectors}  # last one per entity wins
+                rows.append(ScoringRow(prefix + str(event.offset), event.entity_id, event.ts_ms, vector))
+                latest[event.entity_id] = (event.ts_ms, vector)
             self.pending.stage(partition, states, stored, new_offset=new_offset, watermark_ms=result.watermark_ms,
                                latest=latest)
             self.watermarks[partition] = result.watermark_ms

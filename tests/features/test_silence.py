@@ -151,3 +151,28 @@ def test_heaps_stay_within_twice_the_live_entities() -> None:
             t.observe(0, f"e{i}", rnd * 100)
         assert len(t.due(0, rnd * 100 + 1000)) == 1000
     assert len(t._waiting[0]) + len(t._silent[0]) <= 2 * 1000 + t.compact_slack  # noqa: SLF001
+
+
+class _Ev:
+    __slots__ = ("entity_id", "ts_ms")
+
+    def __init__(self, entity_id: str, ts_ms: int) -> None:
+        self.entity_id, self.ts_ms = entity_id, ts_ms
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 1), st.lists(
+    st.tuples(st.sampled_from("abcdefg"), st.integers(0, 50_000)), max_size=8), st.integers(0, 80_000)),
+    max_size=25), st.integers(2, 8))
+def test_a_batch_observed_at_once_leaves_what_its_events_one_by_one_leave(
+        steps: list[tuple[bool, int, list[tuple[str, int]], int]], cap: int) -> None:
+    """``observe_events`` (the pipeline's per-batch call) against ``observe`` per event, with ``due`` between
+    batches and a small entity cap (evictions): the same reports, the same state."""
+    one, many = SilenceTracker(10_000, max_entities=cap), SilenceTracker(10_000, max_entities=cap)
+    for wall, (_, partition, batch, watermark) in enumerate(steps):
+        for entity, ts in batch:
+            one.observe(partition, entity, ts, float(wall))
+        many.observe_events(partition, [_Ev(e, ts) for e, ts in batch], float(wall))
+        assert one.due(partition, watermark) == many.due(partition, watermark)
+        assert (one.last_seen, one.reported, one.last_activity) == (many.last_seen, many.reported,
+                                                                    many.last_activity)
