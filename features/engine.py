@@ -96,8 +96,7 @@ class FeatureEngine:
             if st is None:
                 st = EntityState()
                 states[ev.entity_id] = st
-            st.apply_values(plan, ts, ev.values)
-            vectors.append((ev, st.features_of(plan, ts)))
+            vectors.append((ev, st.step(plan, ts, ev.values)))
         if wm is not None:
             cutoff = wm - view.retention_ms
             for st in states.values():

@@ -142,8 +142,8 @@ class EntityState:
         """Fold ``event`` into the bucket its timestamp falls in (out-of-order events included)."""
         self.apply_values(plan_for(view), event.ts_ms, event.values)
 
-    def apply_values(self, plan: Plan, ts: int, values: Mapping[str, float | int | str]) -> None:
-        """:meth:`apply` with the view's plan already at hand (the engine's per-event call)."""
+    def apply_values(self, plan: Plan, ts: int, values: Mapping[str, float | int | str]) -> int:
+        """:meth:`apply` with the view's plan already at hand; returns the row of the event's bucket."""
         b = ts - ts % plan.bucket_ms
         i = self._row(plan, b)
         dirty = self._dirty
@@ -163,21 +163,43 @@ class EntityState:
                     seen = sets.setdefault(b, {}).setdefault(fi, set())
                     if len(seen) < DISTINCT_CAP:
                         seen.add(x)
+        return i
 
     def features(self, view: FeatureView, now_ms: int) -> dict[str, float]:
         """The feature vector at ``now_ms`` (buckets after the bucket of ``now_ms`` are ignored)."""
         return self.features_of(plan_for(view), now_ms)
 
     def features_of(self, plan: Plan, now_ms: int) -> dict[str, float]:
-        """:meth:`features` with the view's plan already at hand (the engine's per-event call)."""
+        """:meth:`features` with the view's plan already at hand."""
         if not plan.windows:
             return {}
         last = now_ms - now_ms % plan.bucket_ms
+        order = self._order
+        hi = bisect_left(order, last)
+        return self._read(plan, now_ms, last, hi, hi < len(order) and order[hi] == last)
+
+    def step(self, plan: Plan, ts: int, values: Mapping[str, float | int | str]) -> dict[str, float]:
+        """Apply one event and read the features at its time (the engine's per-event call): what
+        ``apply_values`` then ``features_of(plan, ts)`` give, without looking the event's bucket up twice.
+
+        >>> from features.definitions import FeatureView, FieldSpec, FeatureSpec, Window
+        >>> view = FeatureView("v", 1, "t", "id", "ts", (FieldSpec("x"),),
+        ...                    (FeatureSpec("s", "x", "sum", Window("sliding", 20_000)),))
+        >>> st = EntityState()
+        >>> st.step(plan_for(view), 1_000, {"x": 1.0}), st.step(plan_for(view), 12_000, {"x": 2.0})
+        ({'s': 1.0}, {'s': 3.0})
+        """
+        row = self.apply_values(plan, ts, values)
+        if not plan.windows:
+            return {}
+        return self._read(plan, ts, ts - ts % plan.bucket_ms, row, True)
+
+    def _read(self, plan: Plan, now_ms: int, last: int, hi: int, cur: bool) -> dict[str, float]:
+        """The features at ``now_ms`` whose bucket starts at ``last``: rows before ``hi`` are older buckets,
+        ``cur`` says whether row ``hi`` is the bucket of ``last``."""
         starts = plan.starts(now_ms, last)
         order = self._order
-        lo = bisect_left(order, min(starts))
-        hi = bisect_left(order, last, lo)
-        cur = hi < len(order) and order[hi] == last
+        lo = bisect_left(order, min(starts), 0, hi)
         data, sets = self._data, self._sets
         if self._read_last != last:  # first read in this bucket
             repeated = self._reads > 1
