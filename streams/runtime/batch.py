@@ -135,20 +135,35 @@ def take_batch(consumer: Consumer, max_rows: int, wait_s: float, linger_s: float
 
 def next_offsets(records: Sequence[Message]) -> list[TopicPartition]:
     """The offsets to commit: last handled offset + 1, per partition."""
+    return [TopicPartition(t, p, o + 1) for (t, p), o in offset_bounds(records)[1].items()]
+
+
+def offset_bounds(records: Sequence[Message]) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """Per (topic, partition), in one pass: the first offset among ``records`` (where a rewind of them seeks to)
+    and the largest (the last handled).
+
+    >>> class R:
+    ...     def __init__(self, p, o): self.p, self.o = p, o
+    ...     def topic(self): return "t"
+    ...     def partition(self): return self.p
+    ...     def offset(self): return self.o
+    >>> offset_bounds([R(0, 5), R(1, 2), R(0, 7), R(0, 6)])
+    ({('t', 0): 5, ('t', 1): 2}, {('t', 0): 7, ('t', 1): 2})
+    """
+    first: dict[tuple[str, int], int] = {}
     last: dict[tuple[str, int], int] = {}
     for m in records:
-        key = (m.topic(), m.partition())
-        if m.offset() > last.get(key, -1):
-            last[key] = m.offset()
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        key, offset = (m.topic(), m.partition()), m.offset()
+        if key not in first:
+            first[key] = offset
+        if offset > last.get(key, -1):
+            last[key] = offset
+    return first, last
 
 
 def first_offsets(records: Sequence[Message]) -> dict[tuple[str, int], int]:
     """Per (topic, partition), the first offset among ``records`` (where a rewind of them seeks to)."""
-    first: dict[tuple[str, int], int] = {}
-    for m in records:
-        first.setdefault((m.topic(), m.partition()), m.offset())
-    return first
+    return offset_bounds(records)[0]
 
 
 def seek_all(consumer: Consumer, offsets: Mapping[tuple[str, int], int]) -> None:

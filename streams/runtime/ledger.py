@@ -19,11 +19,11 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Message, TopicPartition
 
-from streams.runtime.batch import BatchResult, next_offsets
+from streams.runtime.batch import BatchResult, offset_bounds
 
 __all__ = ["CheckpointLedger"]
 
@@ -46,19 +46,23 @@ class CheckpointLedger:
     def due(self) -> bool:
         return time.monotonic() - self.started_at >= self.interval_s
 
-    def begin_batch(self, records: Sequence[Message]) -> None:
-        """Before a batch is handled: where a rewind would go back to (the interval counts from the first change)."""
+    def begin_batch(self, records: Sequence[Message], first: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Before a batch is handled: where a rewind would go back to (the interval counts from the first change).
+        ``first``: the batch's first offsets when already at hand (``offset_bounds``)."""
         if not self.since:
             self.started_at = time.monotonic()
-        self.note_since(records)
+        self.note_since(records, first)
 
-    def note_since(self, records: Sequence[Message]) -> None:
-        for m in records:
-            self.since.setdefault((m.topic(), m.partition()), m.offset())
+    def note_since(self, records: Sequence[Message], first: Mapping[tuple[str, int], int] | None = None) -> None:
+        for key, offset in (offset_bounds(records)[0] if first is None else first).items():
+            self.since.setdefault(key, offset)
 
-    def handled(self, records: Sequence[Message], result: BatchResult) -> None:
-        """After a batch went through the handler: its next offsets, and its handler's checkpoint (once)."""
-        self.uncommitted.update({(tp.topic, tp.partition): tp.offset for tp in next_offsets(records)})
+    def handled(self, records: Sequence[Message], result: BatchResult,
+                last: Mapping[tuple[str, int], int] | None = None) -> None:
+        """After a batch went through the handler: its next offsets, and its handler's checkpoint (once).
+        ``last``: the batch's last offsets when already at hand (``offset_bounds``)."""
+        for key, offset in (offset_bounds(records)[1] if last is None else last).items():
+            self.uncommitted[key] = offset + 1
         if result.finalize is not None and result.finalize not in self.finalizers:
             self.finalizers.append(result.finalize)
 

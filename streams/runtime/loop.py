@@ -46,6 +46,7 @@ from streams.runtime.batch import (
     first_offsets,
     is_consumer_error,
     next_offsets,
+    offset_bounds,
     seek_all,
     take_batch,
 )
@@ -139,7 +140,10 @@ class BatchLoop:
         messages = self.next_batch()
         self.health.last_poll_at = time.time()
         self.committer.note_acknowledged()
-        records = [m for m in messages if not is_consumer_error(m)]
+        records = [m for m in messages if m.error() is None]
+        if len(records) < len(messages):  # error events: logged (a fatal one raises), never handled
+            for m in messages:
+                is_consumer_error(m)
         if records and (held or self._apply_hold()):
             seek_all(self.consumer, first_offsets(records))
             self._apply_hold()  # partitions assigned during that poll
@@ -243,7 +247,8 @@ class BatchLoop:
             self._handle_carefully(records)
             return True
         clean = not self.ledger.pending  # the store holds everything before this batch
-        self.ledger.begin_batch(records)
+        first, last = offset_bounds(records)
+        self.ledger.begin_batch(records, first)
         try:
             result = self.handler.process(records)
             self.outputs.produce_all(result.outputs)
@@ -255,7 +260,7 @@ class BatchLoop:
                 return False
             self._isolate_here(records, exc)
             return True
-        self.ledger.handled(records, result)
+        self.ledger.handled(records, result, last)
         if not result.deferrable or self.ledger.due():
             try:
                 self.checkpoint()
