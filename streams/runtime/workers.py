@@ -38,12 +38,13 @@ from streams.control.redis_store import RedisControlStore
 from streams.metrics import Metrics
 from streams.redis_client import AnyRedis, check_redis, make_redis, redis_problem
 from streams.runtime.batch import CommitLog, Output
-from streams.runtime.clients import close_producer, make_consumer, make_producer
+from streams.runtime.clients import close_producer, make_consumer, producer_config
 from streams.runtime.control_agent import ControlAgent
 from streams.runtime.history_store import RedisHistory
 from streams.runtime.loop import BatchLoop
 from streams.runtime.monitor_handler import MonitorHandler
 from streams.runtime.pipeline import FusedHandler
+from streams.runtime.producing import LoopProducer
 from streams.runtime.watchdog import Watchdog, chain, records_after
 from streams.settings import Settings
 from streams.timeline import Timeline
@@ -153,12 +154,6 @@ class Worker:
         return state
 
 
-#: the batch loop's producer: delivery reports only for failed records (``streams.runtime.producing`` checks
-#: every output at the flush: what failed is reported, what is left is counted); a Python callback per delivered
-#: record was ~0.4 µs of a fused event
-LOOP_PRODUCER = {"delivery_report_only_error": True}
-
-
 def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timeline: Timeline | None = None,
                    instance: str | None = None, online_learning: bool = False, online_checkpoint_every: int = 0,
                    online_ttl_s: int = 6 * 3600) -> tuple[Worker, FusedHandler]:
@@ -191,7 +186,7 @@ def build_pipeline(settings: Settings, view: FeatureView, model: str, *, timelin
                            cache_max_entities=settings.pipeline.cache_max_entities,
                            sensors=sensor_checks(settings, view),
                            max_future_skew_ms=settings.pipeline.max_future_skew_ms)
-    producer = make_producer(settings.kafka, **LOOP_PRODUCER)
+    producer = LoopProducer(producer_config(settings.kafka))  # delivery reports of failed records only
     verifier = CommandVerifier(keyring_from_settings(settings), max_age_s=settings.control_max_age_s,
                                max_future_s=CONTROL_MAX_FUTURE_S)
     control = ControlReader(settings, verifier=verifier, catch_up_ms=int(
@@ -332,7 +327,7 @@ def build_monitor(settings: Settings, *, timeline: Timeline | None = None,
                              ab=None if ab_outcome is None else ABTracker(ab_outcome, alpha=ab_alpha, min_n=ab_min_n),
                              history=history_store(settings, rclient),
                              history_interval_ms=int(settings.history.interval_s * 1000), quality=quality)
-    producer = make_producer(settings.kafka, **LOOP_PRODUCER)
+    producer = LoopProducer(producer_config(settings.kafka))  # delivery reports of failed records only
     acks = ControlReader(settings, verifier=None)
 
     def tick() -> None:
