@@ -257,64 +257,10 @@ fail_ff:
 #define A(slot) acc[gr->acc[slot]]
 #define HAS(slot) (gr->acc[slot] >= 0)
 
-static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) { PyErr_SetString(PyExc_TypeError, "fold(acc, data, order, lo, hi, origins, sets)"); return NULL; }
-    PyObject *acc_in = args[0], *origins = args[5];
-    Py_ssize_t lo = PyLong_AsSsize_t(args[3]), hi = PyLong_AsSsize_t(args[4]);
-    if (PyErr_Occurred()) return NULL;
-    if (!PyTuple_Check(origins) || PyTuple_GET_SIZE(origins) != k->nwin) {
-        PyErr_SetString(PyExc_TypeError, "origins: a tuple of one start per window");
-        return NULL;
-    }
-    double *acc = k->acc;
-    int nacc = k->nacc;
-    /* the result tuple first: its allocation may run the garbage collector, and so finalizers, and so let another
-       thread in; from here to the end nothing runs Python code, so the kernel's scratch stays this call's */
-    PyObject *out = PyTuple_New(nacc);
-    if (!out) return NULL;
-    long long *o = k->origins;
-    for (int w = 0; w < k->nwin; w++) {
-        PyObject *v = PyTuple_GET_ITEM(origins, w);
-        o[w] = PyLong_CheckExact(v) ? PyLong_AsLongLong(v) : -1;
-        if (!PyLong_CheckExact(v) || (o[w] == -1 && PyErr_Occurred())) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "origins: ints");
-            Py_DECREF(out);
-            return NULL;
-        }
-    }
-    if (acc_in == Py_None) {
-        memcpy(acc, k->init, nacc * sizeof(double));
-    } else {
-        if (!PyTuple_Check(acc_in) || PyTuple_GET_SIZE(acc_in) != nacc) {
-            PyErr_SetString(PyExc_TypeError, "acc: None or a tuple from fold");
-            Py_DECREF(out);
-            return NULL;
-        }
-        for (int i = 0; i < nacc; i++) {
-            PyObject *v = PyTuple_GET_ITEM(acc_in, i);
-            if (PyFloat_CheckExact(v)) {
-                acc[i] = PyFloat_AS_DOUBLE(v);
-            } else if (PyLong_CheckExact(v)) {
-                acc[i] = PyLong_AsDouble(v);
-                if (acc[i] == -1.0 && PyErr_Occurred()) { Py_DECREF(out); return NULL; }
-            } else {
-                PyErr_SetString(PyExc_TypeError, "acc: floats from fold");
-                Py_DECREF(out);
-                return NULL;
-            }
-        }
-    }
-    Py_buffer dv, ov;
-    if (get_buffer(args[1], &dv, 'd', 0, 0) < 0) { Py_DECREF(out); return NULL; }
-    if (get_buffer(args[2], &ov, 'q', 0, 0) < 0) { PyBuffer_Release(&dv); Py_DECREF(out); return NULL; }
+/* the fold of rows lo..hi (bucket starts in O) into acc, windows starting at the origins o */
+static void fold_rows(Kernel *k, double *acc, const double *D, const long long *O, Py_ssize_t lo, Py_ssize_t hi,
+                      const long long *o) {
     Py_ssize_t width = k->width;
-    if (lo < 0 || hi > ov.len / 8 || (hi > lo && hi * width > dv.len / 8)) {
-        PyBuffer_Release(&dv); PyBuffer_Release(&ov); Py_DECREF(out);
-        PyErr_SetString(PyExc_IndexError, "fold: rows out of range");
-        return NULL;
-    }
-    const double *D = dv.buf;
-    const long long *O = ov.buf;
     long long *thr = k->thresholds;
     for (int fi = 0; fi < k->nfold; fi++) {
         FoldField *f = &k->fold[fi];
@@ -385,6 +331,67 @@ static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
             }
         }
     }
+}
+
+static PyObject *Kernel_fold(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) { PyErr_SetString(PyExc_TypeError, "fold(acc, data, order, lo, hi, origins, sets)"); return NULL; }
+    PyObject *acc_in = args[0], *origins = args[5];
+    Py_ssize_t lo = PyLong_AsSsize_t(args[3]), hi = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    if (!PyTuple_Check(origins) || PyTuple_GET_SIZE(origins) != k->nwin) {
+        PyErr_SetString(PyExc_TypeError, "origins: a tuple of one start per window");
+        return NULL;
+    }
+    double *acc = k->acc;
+    int nacc = k->nacc;
+    /* the result tuple first: its allocation may run the garbage collector, and so finalizers, and so let another
+       thread in; from here to the end nothing runs Python code, so the kernel's scratch stays this call's */
+    PyObject *out = PyTuple_New(nacc);
+    if (!out) return NULL;
+    long long *o = k->origins;
+    for (int w = 0; w < k->nwin; w++) {
+        PyObject *v = PyTuple_GET_ITEM(origins, w);
+        o[w] = PyLong_CheckExact(v) ? PyLong_AsLongLong(v) : -1;
+        if (!PyLong_CheckExact(v) || (o[w] == -1 && PyErr_Occurred())) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "origins: ints");
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    if (acc_in == Py_None) {
+        memcpy(acc, k->init, nacc * sizeof(double));
+    } else {
+        if (!PyTuple_Check(acc_in) || PyTuple_GET_SIZE(acc_in) != nacc) {
+            PyErr_SetString(PyExc_TypeError, "acc: None or a tuple from fold");
+            Py_DECREF(out);
+            return NULL;
+        }
+        for (int i = 0; i < nacc; i++) {
+            PyObject *v = PyTuple_GET_ITEM(acc_in, i);
+            if (PyFloat_CheckExact(v)) {
+                acc[i] = PyFloat_AS_DOUBLE(v);
+            } else if (PyLong_CheckExact(v)) {
+                acc[i] = PyLong_AsDouble(v);
+                if (acc[i] == -1.0 && PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+            } else {
+                PyErr_SetString(PyExc_TypeError, "acc: floats from fold");
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+    }
+    Py_buffer dv, ov;
+    if (get_buffer(args[1], &dv, 'd', 0, 0) < 0) { Py_DECREF(out); return NULL; }
+    if (get_buffer(args[2], &ov, 'q', 0, 0) < 0) { PyBuffer_Release(&dv); Py_DECREF(out); return NULL; }
+    Py_ssize_t width = k->width;
+    if (lo < 0 || hi > ov.len / 8 || (hi > lo && hi * width > dv.len / 8)) {
+        PyBuffer_Release(&dv); PyBuffer_Release(&ov); Py_DECREF(out);
+        PyErr_SetString(PyExc_IndexError, "fold: rows out of range");
+        return NULL;
+    }
+    const double *D = dv.buf;
+    const long long *O = ov.buf;
+    fold_rows(k, acc, D, O, lo, hi, o);
     PyBuffer_Release(&dv);
     PyBuffer_Release(&ov);
     for (int i = 0; i < nacc; i++) { /* floats are not tracked by the collector: no collection here */
@@ -406,33 +413,25 @@ static int as_double(PyObject *x, double *out) {
     return -1;
 }
 
-static PyObject *Kernel_apply(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) { PyErr_SetString(PyExc_TypeError, "apply(data, base, bucket, ts, values)"); return NULL; }
-    PyObject *values = args[4];
-    Py_ssize_t base = PyLong_AsSsize_t(args[1]);
-    long long b = PyLong_AsLongLong(args[2]), ts = PyLong_AsLongLong(args[3]);
-    int fallback = !PyDict_CheckExact(values) || !PyLong_CheckExact(args[3]) || ts > EXACT_INT || ts < -EXACT_INT;
-    if (PyErr_Occurred()) { PyErr_Clear(); fallback = 1; }
-    double *xs = k->xs;
-    for (int i = 0; i < k->napply && !fallback; i++) { /* every value read before any row is touched */
+/* every value ``apply`` folds read into xs (a NaN for absent or null) before any row is touched: 0, 1 when only the
+   Python apply can say (a value that is not a double exactly), -1 on an error */
+static int read_values(Kernel *k, PyObject *values, double *xs) {
+    for (int i = 0; i < k->napply; i++) {
         PyObject *x = PyDict_GetItemWithError(values, k->apply[i].name);
         if (!x) {
-            if (PyErr_Occurred()) return NULL;
+            if (PyErr_Occurred()) return -1;
             xs[i] = NAN;
             continue;
         }
         if (x == Py_None) { xs[i] = NAN; continue; }
-        if (!k->apply[i].is_str && as_double(x, &xs[i]) < 0) fallback = 1;
+        if (!k->apply[i].is_str && as_double(x, &xs[i]) < 0) return 1;
     }
-    if (fallback) return PyObject_Vectorcall(k->py_apply, args, nargs, NULL);
-    Py_buffer dv;
-    if (get_buffer(args[0], &dv, 'd', 0, 1) < 0) return NULL;
-    if (base < 0 || base + k->width > dv.len / 8) {
-        PyBuffer_Release(&dv);
-        PyErr_SetString(PyExc_IndexError, "apply: row out of range");
-        return NULL;
-    }
-    double *D = dv.buf;
+    return 0;
+}
+
+/* the event (values read by read_values into xs) folded into the row at base of bucket b */
+static void apply_row(Kernel *k, double *D, Py_ssize_t base, long long b, long long ts, PyObject *values,
+                      const double *xs) {
     double tsd = (double)ts;
     for (int i = 0; i < k->napply; i++) {
         ApplyField *a = &k->apply[i];
@@ -487,6 +486,29 @@ static PyObject *Kernel_apply(Kernel *k, PyObject *const *args, Py_ssize_t nargs
             }
         }
     }
+}
+
+static PyObject *Kernel_apply(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) { PyErr_SetString(PyExc_TypeError, "apply(data, base, bucket, ts, values)"); return NULL; }
+    PyObject *values = args[4];
+    Py_ssize_t base = PyLong_AsSsize_t(args[1]);
+    long long b = PyLong_AsLongLong(args[2]), ts = PyLong_AsLongLong(args[3]);
+    int fallback = !PyDict_CheckExact(values) || !PyLong_CheckExact(args[3]) || ts > EXACT_INT || ts < -EXACT_INT;
+    if (PyErr_Occurred()) { PyErr_Clear(); fallback = 1; }
+    double *xs = k->xs;
+    if (!fallback) {
+        fallback = read_values(k, values, xs);
+        if (fallback < 0) return NULL;
+    }
+    if (fallback) return PyObject_Vectorcall(k->py_apply, args, nargs, NULL);
+    Py_buffer dv;
+    if (get_buffer(args[0], &dv, 'd', 0, 1) < 0) return NULL;
+    if (base < 0 || base + k->width > dv.len / 8) {
+        PyBuffer_Release(&dv);
+        PyErr_SetString(PyExc_IndexError, "apply: row out of range");
+        return NULL;
+    }
+    apply_row(k, dv.buf, base, b, ts, values, xs);
     PyBuffer_Release(&dv);
     Py_RETURN_NONE;
 }
