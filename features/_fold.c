@@ -63,6 +63,7 @@ typedef struct {
     PyObject *py_apply; /* the generated Python apply: what the kernel does not cover */
     int nemit;
     EmitFeature *emits;
+    long long bucket_ms; /* > 0: ``step`` serves (every window is sliding, so a bucket's start fixes its origins) */
     PyObject *py_emit; /* the generated Python emit: an accumulator the kernel does not cover */
 } Kernel;
 
@@ -151,16 +152,18 @@ static int emit_init(Kernel *k, PyObject *emit_features, PyObject *py_emit) {
     return 0;
 }
 
-/* Kernel(width, nwin, init, alpha, fold_fields, apply_fields, py_apply[, emit_features, py_emit])
+/* Kernel(width, nwin, init, alpha, fold_fields, apply_fields, py_apply[, emit_features, py_emit[, bucket_ms]])
    fold_fields: ((wins, row13, ((wi, check, angle, acc14), ...)), ...); apply_fields: ((name, is_str, angle, row13), ...) */
 static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
     Py_ssize_t width;
     int nwin;
     double alpha;
     PyObject *init, *fold_fields, *apply_fields, *py_apply, *emit_features = NULL, *py_emit = NULL;
-    if (!PyArg_ParseTuple(args, "niOdOOO|OO", &width, &nwin, &init, &alpha, &fold_fields, &apply_fields, &py_apply,
-                          &emit_features, &py_emit))
+    long long bucket_ms = 0;
+    if (!PyArg_ParseTuple(args, "niOdOOO|OOL", &width, &nwin, &init, &alpha, &fold_fields, &apply_fields, &py_apply,
+                          &emit_features, &py_emit, &bucket_ms))
         return -1;
+    k->bucket_ms = bucket_ms;
     if ((emit_features == NULL) != (py_emit == NULL)) {
         PyErr_SetString(PyExc_TypeError, "emit_features and py_emit come together");
         return -1;
@@ -559,46 +562,155 @@ static int emit_one(const EmitFeature *e, const double *a, double *out) {
 
 #undef E
 
-static PyObject *Kernel_emit(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 1) { PyErr_SetString(PyExc_TypeError, "emit(acc)"); return NULL; }
-    PyObject *acc_in = args[0];
-    if (!k->py_emit) { PyErr_SetString(PyExc_TypeError, "this kernel was built without emit"); return NULL; }
-    int fallback = !PyTuple_CheckExact(acc_in) || PyTuple_GET_SIZE(acc_in) != k->nacc;
-    double *acc = k->acc;
+/* the feature vector of acc, or NULL with no error set when Python must compute it (see emit_one) */
+static PyObject *emit_dict(Kernel *k, const double *acc) {
     /* the values go to a buffer of this call's own: building the dict allocates, which may run the collector and
        so finalizers, and so let another thread into this kernel's scratch (see fold) */
     double *vals = PyMem_Malloc((k->nemit + 1) * sizeof(double));
     if (!vals) return PyErr_NoMemory();
-    for (int i = 0; i < k->nacc && !fallback; i++) {
-        PyObject *v = PyTuple_GET_ITEM(acc_in, i);
-        if (PyFloat_CheckExact(v)) acc[i] = PyFloat_AS_DOUBLE(v);
-        else fallback = 1; /* an int count (the Python fold's start) or anything else: Python's arithmetic */
-    }
-    for (int i = 0; i < k->nemit && !fallback; i++)
-        if (emit_one(&k->emits[i], acc, &vals[i]) < 0) fallback = 1;
-    if (fallback) {
-        PyMem_Free(vals);
-        return PyObject_Vectorcall(k->py_emit, args, nargs, NULL);
-    }
+    for (int i = 0; i < k->nemit; i++)
+        if (emit_one(&k->emits[i], acc, &vals[i]) < 0) { PyMem_Free(vals); return NULL; }
     PyObject *out = _PyDict_NewPresized(k->nemit);
-    if (!out) { PyMem_Free(vals); return NULL; }
-    for (int i = 0; i < k->nemit; i++) {
+    for (int i = 0; out && i < k->nemit; i++) {
         PyObject *v = PyFloat_FromDouble(vals[i]);
-        if (!v || PyDict_SetItem(out, k->emits[i].name, v) < 0) {
-            Py_XDECREF(v);
-            Py_DECREF(out);
-            PyMem_Free(vals);
-            return NULL;
-        }
-        Py_DECREF(v);
+        if (!v || PyDict_SetItem(out, k->emits[i].name, v) < 0) Py_CLEAR(out);
+        Py_XDECREF(v);
     }
     PyMem_Free(vals);
     return out;
 }
 
+/* acc as the tuple the fold returns (for the Python emit) */
+static PyObject *acc_tuple(Kernel *k, const double *acc) {
+    PyObject *out = PyTuple_New(k->nacc);
+    for (int i = 0; out && i < k->nacc; i++) {
+        PyObject *v = PyFloat_FromDouble(acc[i]);
+        if (!v) { Py_CLEAR(out); break; }
+        PyTuple_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+static PyObject *Kernel_emit(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1) { PyErr_SetString(PyExc_TypeError, "emit(acc)"); return NULL; }
+    PyObject *acc_in = args[0];
+    if (!k->py_emit) { PyErr_SetString(PyExc_TypeError, "this kernel was built without emit"); return NULL; }
+    int fallback = !PyTuple_CheckExact(acc_in) || PyTuple_GET_SIZE(acc_in) != k->nacc;
+    double *acc = PyMem_Malloc((k->nacc + 1) * sizeof(double));
+    if (!acc) return PyErr_NoMemory();
+    for (int i = 0; i < k->nacc && !fallback; i++) {
+        PyObject *v = PyTuple_GET_ITEM(acc_in, i);
+        if (PyFloat_CheckExact(v)) acc[i] = PyFloat_AS_DOUBLE(v);
+        else fallback = 1; /* an int count (the Python fold's start) or anything else: Python's arithmetic */
+    }
+    PyObject *out = fallback ? NULL : emit_dict(k, acc);
+    PyMem_Free(acc);
+    if (out || PyErr_Occurred()) return out;
+    return PyObject_Vectorcall(k->py_emit, args, nargs, NULL);
+}
+
+static PyObject *s_order, *s_data, *s_w, *s_dirty, *s_cache, *s_read_last, *s_reads; /* EntityState's slots */
+
+/* the borrowed-then-released attribute of the state as a new reference, or NULL (error set) */
+#define GET(obj, name) PyObject_GetAttr(obj, name)
+
+/* step(state, ts, values) -> dict, or None when Python must take the event (features.state.EntityState.step).
+   It takes the common case only: the event's bucket is the state's newest row and was read before, with the fold
+   of the older buckets cached for it (EntityState._cache); every test passes before anything is changed. Then it
+   does what the Python step does: the row's apply, the bucket marked dirty, one more read counted, the cached
+   prefix folded with the row, and the vector emitted. */
+static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) { PyErr_SetString(PyExc_TypeError, "step(state, ts, values)"); return NULL; }
+    PyObject *state = args[0], *values = args[2];
+    if (k->bucket_ms <= 0 || !k->py_emit || !PyLong_CheckExact(args[1]) || !PyDict_CheckExact(values)) Py_RETURN_NONE;
+    int overflow = 0;
+    long long ts = PyLong_AsLongLongAndOverflow(args[1], &overflow);
+    if (overflow || ts > EXACT_INT || ts < -EXACT_INT || (ts == -1 && PyErr_Occurred())) { PyErr_Clear(); Py_RETURN_NONE; }
+    long long r = ts % k->bucket_ms;
+    long long b = ts - (r < 0 ? r + k->bucket_ms : r); /* Python's ts - ts % bucket_ms */
+    PyObject *order = NULL, *data = NULL, *w = NULL, *dirty = NULL, *cache = NULL, *read_last = NULL, *reads = NULL;
+    PyObject *result = NULL, *b_obj = NULL, *reads_next = NULL;
+    double *acc = NULL;
+    long long *origins = NULL;
+    Py_buffer ov = {0}, dv = {0};
+    int have_o = 0, have_d = 0;
+    if (!(order = GET(state, s_order)) || !(data = GET(state, s_data)) || !(w = GET(state, s_w))
+        || !(dirty = GET(state, s_dirty)) || !(cache = GET(state, s_cache)) || !(read_last = GET(state, s_read_last))
+        || !(reads = GET(state, s_reads)))
+        goto done;
+    /* the common case, or Python */
+    if (!PyLong_CheckExact(w) || PyLong_AsSsize_t(w) != k->width || !PySet_CheckExact(dirty)
+        || !PyLong_CheckExact(read_last) || PyLong_AsLongLong(read_last) != b || !PyLong_CheckExact(reads)
+        || !PyTuple_CheckExact(cache) || PyTuple_GET_SIZE(cache) != 3) {
+        PyErr_Clear();
+        goto python;
+    }
+    PyObject *c_last = PyTuple_GET_ITEM(cache, 0), *c_starts = PyTuple_GET_ITEM(cache, 1);
+    PyObject *c_acc = PyTuple_GET_ITEM(cache, 2);
+    if (!PyLong_CheckExact(c_last) || PyLong_AsLongLong(c_last) != b || !PyTuple_CheckExact(c_starts)
+        || PyTuple_GET_SIZE(c_starts) != k->nwin || !PyTuple_CheckExact(c_acc) || PyTuple_GET_SIZE(c_acc) != k->nacc) {
+        PyErr_Clear();
+        goto python;
+    }
+    origins = PyMem_Malloc((k->nwin + 1) * sizeof(long long));
+    acc = PyMem_Malloc((k->nacc + 1) * sizeof(double));
+    if (!origins || !acc) { PyErr_NoMemory(); goto done; }
+    for (int i = 0; i < k->nwin; i++) {
+        PyObject *v = PyTuple_GET_ITEM(c_starts, i);
+        if (!PyLong_CheckExact(v)) goto python;
+        origins[i] = PyLong_AsLongLong(v);
+        if (origins[i] == -1 && PyErr_Occurred()) { PyErr_Clear(); goto python; }
+    }
+    for (int i = 0; i < k->nacc; i++) {
+        PyObject *v = PyTuple_GET_ITEM(c_acc, i);
+        if (!PyFloat_CheckExact(v)) goto python;
+        acc[i] = PyFloat_AS_DOUBLE(v);
+    }
+    int odd = read_values(k, values, k->xs);
+    if (odd < 0) goto done;
+    if (odd) goto python;
+    if (get_buffer(order, &ov, 'q', 0, 0) < 0) goto done;
+    have_o = 1;
+    if (get_buffer(data, &dv, 'd', 0, 1) < 0) goto done;
+    have_d = 1;
+    Py_ssize_t n = ov.len / 8;
+    const long long *O = ov.buf;
+    if (n == 0 || O[n - 1] != b || n * k->width > dv.len / 8) goto python;
+    long long count = PyLong_AsLongLong(reads);
+    if (count == -1 && PyErr_Occurred()) { PyErr_Clear(); goto python; }
+    if (!(b_obj = PyLong_FromLongLong(b)) || !(reads_next = PyLong_FromLongLong(count + 1))) goto done;
+    /* from here on the state changes: nothing below may fall back to Python's step */
+    if (PySet_Add(dirty, b_obj) < 0) goto done;
+    if (PyObject_SetAttr(state, s_reads, reads_next) < 0) goto done;
+    apply_row(k, dv.buf, (n - 1) * k->width, b, ts, values, k->xs);
+    fold_rows(k, acc, dv.buf, O, n - 1, n, origins);
+    PyBuffer_Release(&ov); have_o = 0;
+    PyBuffer_Release(&dv); have_d = 0;
+    result = emit_dict(k, acc);
+    if (!result && !PyErr_Occurred()) { /* a feature only Python computes (it raises): its emit says what */
+        PyObject *t = acc_tuple(k, acc);
+        if (t) { result = PyObject_CallOneArg(k->py_emit, t); Py_DECREF(t); }
+    }
+    goto done;
+python:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    if (have_o) PyBuffer_Release(&ov);
+    if (have_d) PyBuffer_Release(&dv);
+    PyMem_Free(acc); PyMem_Free(origins);
+    Py_XDECREF(order); Py_XDECREF(data); Py_XDECREF(w); Py_XDECREF(dirty); Py_XDECREF(cache);
+    Py_XDECREF(read_last); Py_XDECREF(reads); Py_XDECREF(b_obj); Py_XDECREF(reads_next);
+    return result;
+}
+
+#undef GET
+
 static PyMethodDef Kernel_methods[] = {
     {"emit", (PyCFunction)(void (*)(void))Kernel_emit, METH_FASTCALL,
      "emit(acc) -> dict: features.plan's emit, compiled"},
+    {"step", (PyCFunction)(void (*)(void))Kernel_step, METH_FASTCALL,
+     "step(state, ts, values) -> dict | None: EntityState.step's common case, compiled"},
     {"fold", (PyCFunction)(void (*)(void))Kernel_fold, METH_FASTCALL,
      "fold(acc, data, order, lo, hi, origins, sets) -> tuple: features.plan's fold, compiled"},
     {"apply", (PyCFunction)(void (*)(void))Kernel_apply, METH_FASTCALL,
@@ -624,6 +736,10 @@ static struct PyModuleDef fold_module = {
 };
 
 PyMODINIT_FUNC PyInit__fold(void) {
+    const char *names[] = {"_order", "_data", "_w", "_dirty", "_cache", "_read_last", "_reads"};
+    PyObject **slots[] = {&s_order, &s_data, &s_w, &s_dirty, &s_cache, &s_read_last, &s_reads};
+    for (int i = 0; i < 7; i++)
+        if (!(*slots[i] = PyUnicode_InternFromString(names[i]))) return NULL;
     if (PyType_Ready(&KernelType) < 0) return NULL;
     PyObject *m = PyModule_Create(&fold_module);
     if (!m) return NULL;

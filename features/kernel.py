@@ -82,7 +82,7 @@ def compiled_kernel(width: int, windows: int, locals_: Sequence[str], init: Mapp
                     apply_fields: Sequence[tuple[str, bool, bool]], angle: set[str],
                     alpha: float, py_apply: Callable[..., None],
                     emits: Sequence[tuple[str, str, Mapping[str, str], set[str]]] = (),
-                    py_emit: Callable[[tuple], dict[str, float]] | None = None) -> Any | None:
+                    py_emit: Callable[[tuple], dict[str, float]] | None = None, step_bucket_ms: int = 0) -> Any | None:
     """A ``Kernel`` for a plan, or None when the plan needs Python (distinct values, no extension).
 
     ``locals_``: the accumulator's names in tuple order, ``init`` their initial expressions; ``by_field``:
@@ -90,7 +90,8 @@ def compiled_kernel(width: int, windows: int, locals_: Sequence[str], init: Mapp
     field, slot -> index in the bucket row; ``apply_fields``: (name, is_str, is_angle) of the fields
     ``apply`` folds in, in order; ``emits``: per feature (definition order) its name, aggregation, its group's
     slot -> accumulator name and slots kept, for the compiled ``emit`` (with ``py_emit``, the generated one,
-    for an accumulator it does not take)."""
+    for an accumulator it does not take); ``step_bucket_ms`` (> 0 when every window is sliding): the bucket size,
+    for the compiled common case of ``EntityState.step``."""
     if Kernel is None or width == 0 or any("ds" in slots for uses in by_field.values() for _, _, slots in uses):
         return None
     index = {name: i for i, name in enumerate(locals_)}
@@ -112,4 +113,5 @@ def compiled_kernel(width: int, windows: int, locals_: Sequence[str], init: Mapp
     emit_features = tuple((name, EMIT_KINDS.index(agg), tuple(index[v[slot]] if slot in slots else -1
                                                                 for slot in KERNEL_SLOTS))
                           for name, agg, v, slots in emits)
-    return Kernel(width, windows, init_values, alpha, tuple(fold_fields), applies, py_apply, emit_features, py_emit)
+    return Kernel(width, windows, init_values, alpha, tuple(fold_fields), applies, py_apply, emit_features, py_emit,
+                  step_bucket_ms)

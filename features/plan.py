@@ -155,6 +155,9 @@ class Plan:
     apply: Callable[[Any, int, int, int, Any], None] | None = None  # (data, base, bucket, ts, values)
     distinct: tuple[tuple[int, str], ...] = ()  # (layout index, field) of the fields keeping distinct values
     compiled: bool = False  # apply and fold are the C kernel's (features.kernel), not the generated Python's
+    # the kernel's step(state, ts, values) -> dict | None: EntityState.step's common case in one C call (every
+    # window sliding); None: EntityState.step in Python always
+    step: Callable[[Any, int, Any], dict[str, float] | None] | None = None
 
     def row_from_partials(self, partials: dict[str, list]) -> list[float]:
         """One bucket row from 13-slot partials ``{field: [slots...]}`` (the former JSON encoding)."""
@@ -437,7 +440,8 @@ def compile_plan(view: FeatureView, *, compiled: bool | None = None) -> Plan:
         init = {name: _INIT[name.rsplit("_", 1)[1]] for name in locals_}
         kernel = compiled_kernel(width, len(windows), locals_, init, by_field, offsets,
                                  [(f, s, a) for f, s, a, _d in fields if f in offsets], angle, EWMA_ALPHA,
-                                 ns["apply"], emits, ns["emit"])
+                                 ns["apply"], emits, ns["emit"],
+                                 view.bucket_ms if all(w.kind == "sliding" for w in windows) else 0)
     return Plan(
         view.bucket_ms,
         view.feature_names,
@@ -452,6 +456,7 @@ def compile_plan(view: FeatureView, *, compiled: bool | None = None) -> Plan:
         ns["apply"] if kernel is None else kernel.apply,
         distinct_index,
         kernel is not None,
+        None if kernel is None else kernel.step,
     )
 
 
