@@ -29,7 +29,7 @@ from redis.cluster import RedisCluster
 from features.definitions import FeatureView
 from features.entity_index import ConflictReporter, IndexCache, PartitionConflict
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
-from features.keys import decode_position, encode_position, index_bucket, index_key
+from features.keys import decode_position, encode_position, index_bucket, index_key, view_base_key
 from features.latest import LatestMatrix, LatestVectors, codec_for
 from features.redis_packed import evalsha_many, packable
 from features.redis_reads import ServingReads
@@ -171,6 +171,8 @@ class RedisFeatureStore:
     def _save_args(self, view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[bytes | int]]:
         """KEYS and ARGV of ``save_state.lua`` for one request."""
         keys: list[bytes] = [offset_key_for(view, r.pos)]
+        base = view_base_key(view, r.pos.group, r.pos.topic, r.pos.partition)  # every key of the call shares it
+        state_prefix, latest_prefix = f"{base}:e:".encode(), f"{base}:l:".encode()  # + the entity: state_key_for
         args: list[bytes | int] = [
             r.expected_offset,
             r.new_offset,
@@ -181,7 +183,7 @@ class RedisFeatureStore:
             sets, dels = st.to_redis()
             if not sets and not dels:
                 continue
-            keys.append(state_key_for(view, r.pos, entity_id))
+            keys.append(state_prefix + entity_id.encode())
             args.append(_count(len(sets)))
             args.append(_count(len(dels)))
             for f, v in sets.items():
@@ -190,7 +192,7 @@ class RedisFeatureStore:
             args.extend(dels)
         encode = codec_for(view.feature_names).encode
         for entity_id, (as_of, vector) in (r.latest or {}).items():  # same slot (hash tag): same atomic step
-            keys.append(latest_key_for(view, r.pos, entity_id))
+            keys.append(latest_prefix + entity_id.encode())
             args += [*_STRING_KEY, encode(as_of, vector)]
         return keys, args
 
