@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from models.prediction_columns import PredictionColumns
 from streams import codec
 from streams.local.stack import StackInfo
 from streams.runtime import pipeline
+from streams.runtime.heap import PYTHON_DEFAULT, settle_heap
 from streams.runtime.workers import Worker, build_pipeline
 
 __all__ = ["BreakdownConfig", "StageClock", "run", "main"]
@@ -167,6 +169,8 @@ def drain(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], cf
             return n
 
         worker.loop.run_once = spanned  # type: ignore[method-assign]
+        settle_heap()  # as `driftline run` does (the start-up heap frozen, young collections every 50,000)
+        stack.callback(lambda: (gc.unfreeze(), gc.set_threshold(*PYTHON_DEFAULT)))  # the bench process's own again
         worker.start()
         try:
             deadline = time.monotonic() + cfg.timeout_s
@@ -200,7 +204,8 @@ def breakdown_table(info: StackInfo, registry: str, records: list[tuple[bytes, b
                               "time)",
                  ["stage", "bound by", "us/event", "% of wall"], rows,
                  notes=[f"{n:,} vitals of {cfg.entities} patients pre-produced on {cfg.partitions} partitions; one "
-                        "worker thread in the bench process (batches of up to 500, sklearn logistic v2), embedded "
+                        "worker thread in the bench process, its heap settled as `driftline run` does (batches of "
+                        "up to 500, sklearn logistic v2), embedded "
                         "tansu and the bench's own redis-server on this machine. Baseline in the same run: the "
                         f"same drain without the stage clock: {plain_rate:,.0f} events/s; with it: "
                         f"{timed_rate:,.0f} events/s (ratio {ratio(timed_rate, plain_rate):.2f})."],
