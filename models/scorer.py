@@ -161,6 +161,18 @@ class Scorer:
         """
         active = self.active
         models = active.by_version
+        out = ScoreResult([], [], [])  # groups, schema mismatches, events
+        now = int(self.clock() * 1000)
+        if active.split.challenger is None:  # the common case first: every row to the champion, all in one matrix
+            champion = models[active.split.champion]
+            X = champion.fit_matrix([r.features for r in rows])
+            if X is not None:  # what the general path below does for it, without its per-row bookkeeping
+                scores = self._guarded_scores(champion, rows, out, X)
+                if scores is None:
+                    self._serve_fallback(list(rows), out, now)
+                else:
+                    self._emit(out, rows, scores, champion.version, "champion", now)
+                return out
         groups: dict[int, list[tuple[ScoringRow, str]]] = defaultdict(list)  # by version: a challenger that
         if active.split.challenger is None:                                   # serves and shadows is called once
             groups[active.split.champion] = [(row, "champion") for row in rows]  # what `route` gives every row
@@ -168,8 +180,6 @@ class Scorer:
             for row in rows:
                 for a in route(row.entity_id, active.split):
                     groups[a.version].append((row, a.variant))
-        out = ScoreResult([], [], [])  # groups, schema mismatches, events
-        now = int(self.clock() * 1000)
         for version, group in groups.items():
             model = models[version]
             # the batch path: one matrix for the whole group when every row fits (the engine's own vectors)
