@@ -39,6 +39,47 @@ class ScoringRow:
     features: dict[str, float]
 
 
+class ScoringRows(Sequence[ScoringRow]):
+    """A batch's rows held as columns (the pipeline appends to them): the scorer's common case reads the columns,
+    every other path sees :class:`ScoringRow` objects, built when indexed.
+
+    >>> rows = ScoringRows()
+    >>> rows.append("t-0-7", "p1", 1000, {"hr": 80.0})
+    >>> len(rows), rows[0]
+    (1, ScoringRow(event_key='t-0-7', entity_id='p1', event_ts=1000, features={'hr': 80.0}))
+    """
+
+    __slots__ = ("event_keys", "entity_ids", "event_ts", "features")
+
+    def __init__(self) -> None:
+        self.event_keys: list[str] = []
+        self.entity_ids: list[str] = []
+        self.event_ts: list[int] = []
+        self.features: list[dict[str, float]] = []
+
+    def append(self, event_key: str, entity_id: str, event_ts: int, features: dict[str, float]) -> None:
+        self.event_keys.append(event_key)
+        self.entity_ids.append(entity_id)
+        self.event_ts.append(event_ts)
+        self.features.append(features)
+
+    def __len__(self) -> int:
+        return len(self.event_keys)
+
+    def __getitem__(self, i: int) -> ScoringRow:  # type: ignore[override]
+        if isinstance(i, slice):
+            raise TypeError("ScoringRows: index rows one at a time")
+        return ScoringRow(self.event_keys[i], self.entity_ids[i], self.event_ts[i], self.features[i])
+
+
+def _columns(rows: Sequence[ScoringRow]) -> tuple[list[str], list[str], list[int], list[dict[str, float]]]:
+    """(event keys, entity ids, event times, feature maps) of ``rows``."""
+    if isinstance(rows, ScoringRows):
+        return rows.event_keys, rows.entity_ids, rows.event_ts, rows.features
+    return ([r.event_key for r in rows], [r.entity_id for r in rows], [r.event_ts for r in rows],
+            [r.features for r in rows])
+
+
 @dataclass(frozen=True)
 class ActiveModels:
     champion: LoadedModel
@@ -165,7 +206,7 @@ class Scorer:
         now = int(self.clock() * 1000)
         if active.split.challenger is None:  # the common case first: every row to the champion, all in one matrix
             champion = models[active.split.champion]
-            X = champion.fit_matrix([r.features for r in rows])
+            X = champion.fit_matrix(rows.features if isinstance(rows, ScoringRows) else [r.features for r in rows])
             if X is not None:  # what the general path below does for it, without its per-row bookkeeping
                 scores = self._guarded_scores(champion, rows, out, X)
                 if scores is None:
@@ -245,9 +286,9 @@ class Scorer:
               now: int) -> None:
         if not rows:
             return
+        keys, entities, times, features = _columns(rows)
         out.groups.append(PredictionColumns.of(
-            [r.event_key for r in rows], [r.entity_id for r in rows], [r.event_ts for r in rows],
-            [r.features for r in rows] if self.include_features else None, np.asarray(scores),
+            keys, entities, times, features if self.include_features else None, np.asarray(scores),
             model=self.model, version=version, variant=variant, scored_at=now, threshold=self.threshold))
 
     def _load_fallback(self, champion_version: int) -> LoadedModel | None:

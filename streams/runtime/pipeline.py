@@ -28,7 +28,7 @@ from features.state import EntityState
 from features.store import FeatureStore, SourcePosition
 from models.prediction import Prediction
 from models.prediction_columns import PredictionColumns
-from models.scorer import Scorer, ScoringRow
+from models.scorer import Scorer, ScoringRows
 from monitor.scorer_alerts import AlertThrottle, alert_for
 from monitor.sensor_checks import SensorChecks
 from streams import codec
@@ -144,7 +144,7 @@ class FusedHandler:
         if self.sensors is not None:  # per-entity sensor checks on this batch's readings and rejections
             self.sensors.observe_batch((e for evs in by_partition.values() for e in evs),
                                        ((m.key(), err) for errs in rejected.values() for m, err in errs))
-        rows: list[ScoringRow] = []
+        rows = ScoringRows()
         positions = {p: SourcePosition(self.group, self.view.source_topic, p) for p in last_offset}
         for partition, new_offset in last_offset.items():
             events = by_partition.get(partition, [])
@@ -178,8 +178,12 @@ class FusedHandler:
                                         result.watermark_ms)
             prefix = f"{topic}-{partition}-"  # event keys: topic-partition-offset (prediction ids, stable in replays)
             latest: dict[str, tuple[int, dict[str, float]]] = {}  # last one per entity wins
-            for event, vector in result.vectors:
-                rows.append(ScoringRow(prefix + str(event.offset), event.entity_id, event.ts_ms, vector))
+            keys, entities, times, features = rows.event_keys, rows.entity_ids, rows.event_ts, rows.features
+            for event, vector in result.vectors:  # the scorer's columns (ScoringRows), appended in place
+                keys.append(prefix + str(event.offset))
+                entities.append(event.entity_id)
+                times.append(event.ts_ms)
+                features.append(vector)
                 latest[event.entity_id] = (event.ts_ms, vector)
             self.pending.stage(partition, states, stored, new_offset=new_offset, watermark_ms=result.watermark_ms,
                                latest=latest)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from models.loaded import LoadedModel
 from models.prediction import Prediction, encode_predictions
 from models.registry import Registry
-from models.scorer import Scorer, ScoringRow
+from models.scorer import Scorer, ScoringRow, ScoringRows
 from streams import codec
 
 NAMES = ("a", "b", "c")
@@ -110,3 +110,9 @@ def test_scorer_batch_path_equals_the_row_path(registry: Registry, rows: list[Sc
     assert scores[0] == scores[1]  # the same doubles, NaN included
     assert batch.schema_mismatches == reference.schema_mismatches
     assert batch.events == reference.events
+    columns = ScoringRows()  # the pipeline's rows: columns, ScoringRow objects only when indexed
+    for r in rows:
+        columns.append(r.event_key, r.entity_id, r.event_ts, r.features)
+    by_columns = scorer().score(columns)
+    assert encode_predictions(by_columns.predictions) == encode_predictions(batch.predictions)
+    assert (by_columns.schema_mismatches, by_columns.events) == (batch.schema_mismatches, batch.events)
