@@ -11,11 +11,11 @@ import json
 import logging
 import sys
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -25,7 +25,7 @@ GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 SIZE_BUCKETS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048)
 
 
-def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> None:
     """``histogram.observe(v)`` for every ``v``, with one increment per touched bucket instead of one lock
     round per value (a batch's event latencies: the per-event call was ~5 % of the fused pipeline's CPU).
 
@@ -45,14 +45,14 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         for v in values:
             histogram.observe(v)
         return
-    counts: dict[int, int] = {}
-    for v in values:
-        if v == v:  # observe counts a NaN in no bucket (only in the sum)
-            i = bisect_left(bounds, v)  # the first bound >= v, as observe's "amount <= bound"
-            counts[i] = counts.get(i, 0) + 1
-    for i, n in counts.items():
-        buckets[i].inc(n)
-    total.inc(float(sum(values)))
+    array = np.asarray(values, dtype=np.float64)
+    finite = array[array == array]  # observe counts a NaN in no bucket (only in the sum)
+    # the first bound >= v, as observe's "amount <= bound" (bisect_left); one count per touched bucket
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), finite, side="left"),
+                         minlength=len(bounds))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(np.sum(array)))
 
 
 class Metrics:

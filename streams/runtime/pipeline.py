@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 from confluent_kafka import Message, TopicPartition
 
 from features.definitions import FeatureView
@@ -270,7 +271,8 @@ class FusedHandler:
         counts: dict[tuple[int, str], int] = defaultdict(int)
         for group in groups:
             counts[(group.model_version, group.variant)] += len(group)
-            observe_many(self.metrics.event_to_prediction, [max(0.0, (now - ts) / 1000) for ts in group.event_ts])
+            observe_many(self.metrics.event_to_prediction,  # seconds from event time, never negative
+                         np.maximum(0.0, (now - np.asarray(group.event_ts, dtype=np.float64)) / 1000))
         for (version, variant), n in counts.items():
             self.metrics.predictions.labels(self.scorer.model, str(version), variant).inc(n)
         if oldest_append_ms > 0:

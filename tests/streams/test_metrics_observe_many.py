@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,6 +43,9 @@ def test_same_exposition_as_observe_per_value(batches: list[list[float]]) -> Non
         series(exposition(one_by_one, batches))
     assert lines == want_lines
     assert total == pytest.approx(want_total, rel=1e-12, abs=1e-12, nan_ok=True)
+    as_arrays = series(exposition(lambda h, batch: observe_many(h, np.asarray(batch, dtype=np.float64)), batches))
+    assert as_arrays[0] == want_lines  # the pipeline hands it a numpy array of latencies
+    assert as_arrays[1] == pytest.approx(want_total, rel=1e-12, abs=1e-12, nan_ok=True)
 
 
 def test_falls_back_to_observe_without_the_internals() -> None:
