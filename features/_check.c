@@ -7,7 +7,7 @@ as the generated checker's fast path (a float in range; an int up to 2**53 in ra
 float; an int in range for an int field; a str for a str field; absent or null optional fields left out). It
 returns the Event. Anything else (every error, every unusual value) goes to the Python parse_record it was
 given, which decides, with the same message as before: the C path only ever accepts what Python accepts, with
-the same Event (tests/features/test_records_parser.py).
+the same Event (tests/features/test_records_fast_path.py; a batch: tests/features/test_batch_parse.py).
 
     parse(key, value) -> Event
     parse_batch(messages, future_ms) -> (events by partition, first offsets, last offsets, odd indices)

@@ -6,7 +6,7 @@ checker's fast tests accept (a dict with a str entity id equal to the key, an in
 that are in-range floats, small ints, ints or strs as declared) and builds the same Event; any other record,
 including every defective one, is handed to ``parse_record``, which raises the ``RecordError`` with the same
 reason and message as always. A view the C parser cannot mirror exactly keeps ``parse_record`` alone: a
-declared ``ts_format``, or a bound that is not a finite double (``tests/features/test_records_parser.py``
+declared ``ts_format``, or a bound that is not a finite double (``tests/features/test_records_fast_path.py``
 compares both on hostile records).
 
 ``batch_parser(view)`` returns ``parse_batch(messages, future_ms)``: the common case of a whole batch of Kafka
