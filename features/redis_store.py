@@ -29,7 +29,7 @@ from redis.cluster import RedisCluster
 from features.definitions import FeatureView
 from features.entity_index import ConflictReporter, IndexCache, PartitionConflict
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
-from features.keys import decode_position, encode_position, index_bucket, index_key, view_base_key
+from features.keys import decode_position, encode_position, index_bucket, index_key
 from features.latest import LatestMatrix, LatestVectors, codec_for
 from features.redis_packed import evalsha_many, packable
 from features.redis_reads import ServingReads
@@ -171,8 +171,8 @@ class RedisFeatureStore:
     def _save_args(self, view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[bytes | int]]:
         """KEYS and ARGV of ``save_state.lua`` for one request."""
         keys: list[bytes] = [offset_key_for(view, r.pos)]
-        base = view_base_key(view, r.pos.group, r.pos.topic, r.pos.partition)  # every key of the call shares it
-        state_prefix, latest_prefix = f"{base}:e:".encode(), f"{base}:l:".encode()  # + the entity: state_key_for
+        # every key of the call shares one prefix (as features.redis_reads reads it): the entity's UTF-8 completes it
+        state_prefix, latest_prefix = state_key_for(view, r.pos, ""), latest_key_for(view, r.pos, "")
         args: list[bytes | int] = [
             r.expected_offset,
             r.new_offset,
