@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,30 +70,27 @@ class PredictionColumns:
     def __len__(self) -> int:
         return len(self.event_keys)
 
-    def predictions(self) -> list[Prediction]:
-        """The group as :class:`Prediction` objects (``prediction_id`` = event key + ``-`` + variant)."""
+    def _rows(self) -> Iterator[tuple[str, str, int, float, int | None, dict[str, float] | None,
+                                      dict[str, str] | None]]:
+        """Per prediction: (prediction id, entity, event time, score, label, feature map, quality)."""
         n = len(self)
         suffix = f"-{self.variant}"
-        features = self.features if self.features is not None else [None] * n
-        quality = self.quality if self.quality is not None else [None] * n
+        return zip([key + suffix for key in self.event_keys], self.entity_ids, self.event_ts, self.scores,
+                   self.labels, self.features if self.features is not None else [None] * n,
+                   self.quality if self.quality is not None else [None] * n, strict=True)
+
+    def predictions(self) -> list[Prediction]:
+        """The group as :class:`Prediction` objects (``prediction_id`` = event key + ``-`` + variant)."""
         model, version, variant, now = self.model, self.model_version, self.variant, self.scored_at
-        return [Prediction(key + suffix, entity, ts, model, version, variant, score, label, now, feats, q)
-                for key, entity, ts, score, label, feats, q in zip(
-                    self.event_keys, self.entity_ids, self.event_ts, self.scores, self.labels, features, quality,
-                    strict=True)]
+        return [Prediction(pid, entity, ts, model, version, variant, score, label, now, feats, q)
+                for pid, entity, ts, score, label, feats, q in self._rows()]
 
     def encode(self) -> list[bytes]:
         """The wire bytes of every prediction in one pass: the bytes of
         ``encode_predictions(self.predictions())`` without building the objects."""
-        n = len(self)
         dumps, opt = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
-        suffix = f"-{self.variant}"
-        features = self.features if self.features is not None else [None] * n
-        quality = self.quality if self.quality is not None else [None] * n
         model, version, variant, now = self.model, self.model_version, self.variant, self.scored_at
-        return [dumps({"prediction_id": key + suffix, "entity_id": entity, "event_ts": ts, "model": model,
+        return [dumps({"prediction_id": pid, "entity_id": entity, "event_ts": ts, "model": model,
                        "model_version": version, "variant": variant, "score": score, "label": label,
                        "scored_at": now, "features": feats, "quality": q}, option=opt)
-                for key, entity, ts, score, label, feats, q in zip(
-                    self.event_keys, self.entity_ids, self.event_ts, self.scores, self.labels, features, quality,
-                    strict=True)]
+                for pid, entity, ts, score, label, feats, q in self._rows()]
