@@ -72,12 +72,16 @@ class ScoringRows(Sequence[ScoringRow]):
         return ScoringRow(self.event_keys[i], self.entity_ids[i], self.event_ts[i], self.features[i])
 
 
+def _feature_maps(rows: Sequence[ScoringRow]) -> list[dict[str, float]]:
+    """The feature maps of ``rows`` (a ``ScoringRows`` column as it is)."""
+    return rows.features if isinstance(rows, ScoringRows) else [r.features for r in rows]
+
+
 def _columns(rows: Sequence[ScoringRow]) -> tuple[list[str], list[str], list[int], list[dict[str, float]]]:
     """(event keys, entity ids, event times, feature maps) of ``rows``."""
     if isinstance(rows, ScoringRows):
         return rows.event_keys, rows.entity_ids, rows.event_ts, rows.features
-    return ([r.event_key for r in rows], [r.entity_id for r in rows], [r.event_ts for r in rows],
-            [r.features for r in rows])
+    return [r.event_key for r in rows], [r.entity_id for r in rows], [r.event_ts for r in rows], _feature_maps(rows)
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ class Scorer:
         now = int(self.clock() * 1000)
         if active.split.challenger is None:  # the common case first: every row to the champion, all in one matrix
             champion = models[active.split.champion]
-            X = champion.fit_matrix(rows.features if isinstance(rows, ScoringRows) else [r.features for r in rows])
+            X = champion.fit_matrix(_feature_maps(rows))
             if X is not None:  # what the general path below does for it, without its per-row bookkeeping
                 scores = self._guarded_scores(champion, rows, out, X)
                 if scores is None:
@@ -259,7 +263,7 @@ class Scorer:
             return None
         was = breaker.state
         try:
-            scores = model.predict_scores(model.matrix([r.features for r in rows]) if X is None else X)
+            scores = model.predict_scores(model.matrix(_feature_maps(rows)) if X is None else X)
             ok = bool(np.all(np.isfinite(scores)))
             error = "" if ok else "non-finite scores"
         except ModelError as exc:

@@ -99,7 +99,7 @@ class OutputProducer:
             else:
                 per_topic[topic] = n + 1
             if self._per_record or out.headers is not None or dead_letters[topic]:
-                self._produce(fit(out, self.max_message_bytes) if is_dead_letter(out) else out)
+                self._produce(fit(out, self.max_message_bytes) if dead_letters[topic] else out)
                 continue
             try:  # the common case: a prediction for a LoopProducer, no headers, no callback
                 produce(topic, out.value, out.key)
