@@ -591,28 +591,30 @@ static PyObject *acc_tuple(Kernel *k, const double *acc) {
     return out;
 }
 
+/* 1 and the doubles in out when obj is a tuple of exactly n floats (what the kernel's fold returns), else 0: an int
+   count (the Python fold's start) or anything else is Python's arithmetic */
+static int exact_floats(PyObject *obj, double *out, Py_ssize_t n) {
+    if (!PyTuple_CheckExact(obj) || PyTuple_GET_SIZE(obj) != n) return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(obj, i);
+        if (!PyFloat_CheckExact(v)) return 0;
+        out[i] = PyFloat_AS_DOUBLE(v);
+    }
+    return 1;
+}
+
 static PyObject *Kernel_emit(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 1) { PyErr_SetString(PyExc_TypeError, "emit(acc)"); return NULL; }
-    PyObject *acc_in = args[0];
     if (!k->py_emit) { PyErr_SetString(PyExc_TypeError, "this kernel was built without emit"); return NULL; }
-    int fallback = !PyTuple_CheckExact(acc_in) || PyTuple_GET_SIZE(acc_in) != k->nacc;
     double *acc = PyMem_Malloc((k->nacc + 1) * sizeof(double));
     if (!acc) return PyErr_NoMemory();
-    for (int i = 0; i < k->nacc && !fallback; i++) {
-        PyObject *v = PyTuple_GET_ITEM(acc_in, i);
-        if (PyFloat_CheckExact(v)) acc[i] = PyFloat_AS_DOUBLE(v);
-        else fallback = 1; /* an int count (the Python fold's start) or anything else: Python's arithmetic */
-    }
-    PyObject *out = fallback ? NULL : emit_dict(k, acc);
+    PyObject *out = exact_floats(args[0], acc, k->nacc) ? emit_dict(k, acc) : NULL;
     PyMem_Free(acc);
     if (out || PyErr_Occurred()) return out;
     return PyObject_Vectorcall(k->py_emit, args, nargs, NULL);
 }
 
 static PyObject *s_order, *s_data, *s_w, *s_dirty, *s_cache, *s_read_last, *s_reads; /* EntityState's slots */
-
-/* the borrowed-then-released attribute of the state as a new reference, or NULL (error set) */
-#define GET(obj, name) PyObject_GetAttr(obj, name)
 
 /* step(state, ts, values) -> dict, or None when Python must take the event (features.state.EntityState.step).
    It takes the common case only: the event's bucket is the state's newest row and was read before, with the fold
@@ -630,13 +632,14 @@ static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
     long long b = ts - (r < 0 ? r + k->bucket_ms : r); /* Python's ts - ts % bucket_ms */
     PyObject *order = NULL, *data = NULL, *w = NULL, *dirty = NULL, *cache = NULL, *read_last = NULL, *reads = NULL;
     PyObject *result = NULL, *b_obj = NULL, *reads_next = NULL;
-    double *acc = NULL;
+    double *acc = NULL, *xs = NULL;
     long long *origins = NULL;
     Py_buffer ov = {0}, dv = {0};
     int have_o = 0, have_d = 0;
-    if (!(order = GET(state, s_order)) || !(data = GET(state, s_data)) || !(w = GET(state, s_w))
-        || !(dirty = GET(state, s_dirty)) || !(cache = GET(state, s_cache)) || !(read_last = GET(state, s_read_last))
-        || !(reads = GET(state, s_reads)))
+    if (!(order = PyObject_GetAttr(state, s_order)) || !(data = PyObject_GetAttr(state, s_data))
+        || !(w = PyObject_GetAttr(state, s_w)) || !(dirty = PyObject_GetAttr(state, s_dirty))
+        || !(cache = PyObject_GetAttr(state, s_cache)) || !(read_last = PyObject_GetAttr(state, s_read_last))
+        || !(reads = PyObject_GetAttr(state, s_reads)))
         goto done;
     /* the common case, or Python */
     if (!PyLong_CheckExact(w) || PyLong_AsSsize_t(w) != k->width || !PySet_CheckExact(dirty)
@@ -648,25 +651,24 @@ static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
     PyObject *c_last = PyTuple_GET_ITEM(cache, 0), *c_starts = PyTuple_GET_ITEM(cache, 1);
     PyObject *c_acc = PyTuple_GET_ITEM(cache, 2);
     if (!PyLong_CheckExact(c_last) || PyLong_AsLongLong(c_last) != b || !PyTuple_CheckExact(c_starts)
-        || PyTuple_GET_SIZE(c_starts) != k->nwin || !PyTuple_CheckExact(c_acc) || PyTuple_GET_SIZE(c_acc) != k->nacc) {
+        || PyTuple_GET_SIZE(c_starts) != k->nwin) {
         PyErr_Clear();
         goto python;
     }
+    /* buffers of this call's own, not the kernel's scratch: the step allocates (the bucket's int, the read count)
+       between reading the values and applying them (see fold) */
     origins = PyMem_Malloc((k->nwin + 1) * sizeof(long long));
     acc = PyMem_Malloc((k->nacc + 1) * sizeof(double));
-    if (!origins || !acc) { PyErr_NoMemory(); goto done; }
+    xs = PyMem_Malloc((k->napply + 1) * sizeof(double));
+    if (!origins || !acc || !xs) { PyErr_NoMemory(); goto done; }
     for (int i = 0; i < k->nwin; i++) {
         PyObject *v = PyTuple_GET_ITEM(c_starts, i);
         if (!PyLong_CheckExact(v)) goto python;
         origins[i] = PyLong_AsLongLong(v);
         if (origins[i] == -1 && PyErr_Occurred()) { PyErr_Clear(); goto python; }
     }
-    for (int i = 0; i < k->nacc; i++) {
-        PyObject *v = PyTuple_GET_ITEM(c_acc, i);
-        if (!PyFloat_CheckExact(v)) goto python;
-        acc[i] = PyFloat_AS_DOUBLE(v);
-    }
-    int odd = read_values(k, values, k->xs);
+    if (!exact_floats(c_acc, acc, k->nacc)) goto python;
+    int odd = read_values(k, values, xs);
     if (odd < 0) goto done;
     if (odd) goto python;
     if (get_buffer(order, &ov, 'q', 0, 0) < 0) goto done;
@@ -682,7 +684,7 @@ static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
     /* from here on the state changes: nothing below may fall back to Python's step */
     if (PySet_Add(dirty, b_obj) < 0) goto done;
     if (PyObject_SetAttr(state, s_reads, reads_next) < 0) goto done;
-    apply_row(k, dv.buf, (n - 1) * k->width, b, ts, values, k->xs);
+    apply_row(k, dv.buf, (n - 1) * k->width, b, ts, values, xs);
     fold_rows(k, acc, dv.buf, O, n - 1, n, origins);
     PyBuffer_Release(&ov); have_o = 0;
     PyBuffer_Release(&dv); have_d = 0;
@@ -698,13 +700,11 @@ python:
 done:
     if (have_o) PyBuffer_Release(&ov);
     if (have_d) PyBuffer_Release(&dv);
-    PyMem_Free(acc); PyMem_Free(origins);
+    PyMem_Free(acc); PyMem_Free(xs); PyMem_Free(origins);
     Py_XDECREF(order); Py_XDECREF(data); Py_XDECREF(w); Py_XDECREF(dirty); Py_XDECREF(cache);
     Py_XDECREF(read_last); Py_XDECREF(reads); Py_XDECREF(b_obj); Py_XDECREF(reads_next);
     return result;
 }
-
-#undef GET
 
 static PyMethodDef Kernel_methods[] = {
     {"emit", (PyCFunction)(void (*)(void))Kernel_emit, METH_FASTCALL,
