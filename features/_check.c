@@ -50,12 +50,6 @@ static void Parser_dealloc(Parser *p) {
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
-static PyObject *interned(PyObject *s) {
-    Py_INCREF(s);
-    PyUnicode_InternInPlace(&s);
-    return s;
-}
-
 /* Parser(entity_key, ts_field, max_ts, max_bytes, reject_unknown, fields, event_type, loads, slow)
    fields: ((name, kind, required, lo, hi), ...), kind 0 float / 1 int / 2 str, lo/hi floats */
 static int Parser_init(Parser *p, PyObject *args, PyObject *kwds) {

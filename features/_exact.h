@@ -1,5 +1,5 @@
 /* What driftline's C parts (features/_fold.c, features/_check.c, monitor/_sensors.c) share: reading a Python int as
-   the double Python's arithmetic would use, and taking an array's buffer. */
+   the double Python's arithmetic would use, taking an array's buffer, and keeping a spec's name interned. */
 #ifndef DRIFTLINE_EXACT_H
 #define DRIFTLINE_EXACT_H
 
@@ -33,6 +33,13 @@ static inline int get_buffer(PyObject *obj, Py_buffer *view, char format, Py_ssi
         return -1;
     }
     return 0;
+}
+
+/* A new reference to the interned form of the str s (a name from a spec: dict lookups by it hit the fast path). */
+static inline PyObject *interned(PyObject *s) {
+    Py_INCREF(s);
+    PyUnicode_InternInPlace(&s);
+    return s;
 }
 
 #endif

@@ -134,9 +134,7 @@ static int emit_init(Kernel *k, PyObject *emit_features, PyObject *py_emit) {
             Py_DECREF(ef);
             return -1;
         }
-        Py_INCREF(name);
-        PyUnicode_InternInPlace(&name);
-        e->name = name;
+        e->name = interned(name);
         int bad = e->kind < 0 || e->kind >= NKIND || e->acc[S_N] < 0;
         for (int s = 0; s < NSLOT && !bad; s++) bad = e->acc[s] >= k->nacc;
         for (int j = 0; !bad && KIND_NEEDS[e->kind][j] >= 0; j++) bad = e->acc[KIND_NEEDS[e->kind][j]] < 0;
@@ -241,9 +239,7 @@ static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
             Py_DECREF(af);
             return -1;
         }
-        Py_INCREF(name);
-        PyUnicode_InternInPlace(&name);
-        a->name = name;
+        a->name = interned(name);
         for (int s = 0; s < NROW; s++)
             if (a->row[s] >= width) { PyErr_SetString(PyExc_ValueError, "row offset"); Py_DECREF(af); return -1; }
         if (a->row[S_N] < 0) { PyErr_SetString(PyExc_ValueError, "a field without a count"); Py_DECREF(af); return -1; }

@@ -63,9 +63,7 @@ static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
             Py_DECREF(fast);
             return -1;
         }
-        Py_INCREF(name);
-        PyUnicode_InternInPlace(&name);
-        r->name = name;
+        r->name = interned(name);
         PyObject *ig = PySequence_Fast(ignore, "ignore");
         if (!ig) { Py_DECREF(fast); return -1; }
         r->nignore = (int)PySequence_Fast_GET_SIZE(ig);
