@@ -614,7 +614,8 @@ static PyObject *s_order, *s_data, *s_w, *s_dirty, *s_cache, *s_read_last, *s_re
 
 /* step(state, ts, values) -> dict, or None when Python must take the event (features.state.EntityState.step).
    It takes the common case only: the event's bucket is the state's newest row and was read before, with the fold
-   of the older buckets cached for it (EntityState._cache); every test passes before anything is changed. Then it
+   of the older buckets cached for it (EntityState._cache), whether or not the state was saved since (its dirty set
+   None: one is made, as apply_values does); every test passes before anything is changed. Then it
    does what the Python step does: the row's apply, the bucket marked dirty, one more read counted, the cached
    prefix folded with the row, and the vector emitted. */
 static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
@@ -638,7 +639,7 @@ static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
         || !(reads = PyObject_GetAttr(state, s_reads)))
         goto done;
     /* the common case, or Python */
-    if (!PyLong_CheckExact(w) || PyLong_AsSsize_t(w) != k->width || !PySet_CheckExact(dirty)
+    if (!PyLong_CheckExact(w) || PyLong_AsSsize_t(w) != k->width || (dirty != Py_None && !PySet_CheckExact(dirty))
         || !PyLong_CheckExact(read_last) || PyLong_AsLongLong(read_last) != b || !PyLong_CheckExact(reads)
         || !PyTuple_CheckExact(cache) || PyTuple_GET_SIZE(cache) != 3) {
         PyErr_Clear();
@@ -678,6 +679,10 @@ static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
     if (count == -1 && PyErr_Occurred()) { PyErr_Clear(); goto python; }
     if (!(b_obj = PyLong_FromLongLong(b)) || !(reads_next = PyLong_FromLongLong(count + 1))) goto done;
     /* from here on the state changes: nothing below may fall back to Python's step */
+    if (dirty == Py_None) { /* saved since its last change (mark_saved): a new set, as apply_values makes */
+        Py_DECREF(dirty);
+        if (!(dirty = PySet_New(NULL)) || PyObject_SetAttr(state, s_dirty, dirty) < 0) goto done;
+    }
     if (PySet_Add(dirty, b_obj) < 0) goto done;
     if (PyObject_SetAttr(state, s_reads, reads_next) < 0) goto done;
     apply_row(k, dv.buf, (n - 1) * k->width, b, ts, values, xs);

@@ -210,11 +210,13 @@ def sliding_views(draw: st.DrawFn) -> FeatureView:
 
 
 @settings(max_examples=examples(300), deadline=None)
-@given(sliding_views(), streams())
-def test_the_compiled_step_leaves_what_the_python_step_leaves(view: FeatureView, stream: list[tuple[int, dict]]) -> None:
-    """``EntityState.step`` with the kernel's step (its common case: the newest bucket, read before) against the
-    Python plan's step: the same vectors bit for bit, the same rows, dirty buckets and read counts; the compiled
-    step must have served most events of a stream that stays in its newest bucket."""
+@given(sliding_views(), streams(), st.frozensets(st.integers(0, 80)))
+def test_the_compiled_step_leaves_what_the_python_step_leaves(view: FeatureView, stream: list[tuple[int, dict]],
+                                                              saved_before: frozenset[int]) -> None:
+    """``EntityState.step`` with the kernel's step (its common case: the newest bucket, read before, whether or not
+    the state was saved since) against the Python plan's step: the same vectors bit for bit, the same rows, dirty
+    buckets and read counts; the compiled step must have served most events of a stream that stays in its newest
+    bucket. ``saved_before``: events before which both states are marked saved (a checkpoint)."""
     fast, slow = compile_plan(view, compiled=True), compile_plan(view, compiled=False)
     assert fast.step is not None and slow.step is None
     served = []
@@ -227,7 +229,10 @@ def test_the_compiled_step_leaves_what_the_python_step_leaves(view: FeatureView,
 
     fast = dataclasses.replace(fast, step=counting)
     a, b = EntityState(), EntityState()
-    for ts, values in stream:
+    for i, (ts, values) in enumerate(stream):
+        if i in saved_before:
+            a.mark_saved()
+            b.mark_saved()
         assert identical(a.step(fast, ts, values), b.step(slow, ts, values))
         assert a.to_redis() == b.to_redis() and (a._reads, a._read_last) == (b._reads, b._read_last)
     if _three_reads_in_the_newest_bucket(stream):
@@ -256,5 +261,7 @@ def test_the_compiled_step_serves_the_newest_bucket_after_its_first_read() -> No
     for ts in range(0, 2 * BUCKET, BUCKET // 4):
         state.step(plan, ts, {"x": float(ts)})
     assert plan.step(state, 2 * BUCKET - 1, {"x": 7.0}) is not None  # the newest bucket, read before
+    state.mark_saved()  # a checkpoint: no dirty set until the next change
+    assert plan.step(state, 2 * BUCKET - 1, {"x": 8.0}) is not None and state.to_redis()[0]  # served, dirty again
     assert plan.step(state, 0, {"x": 7.0}) is None  # an older bucket: Python
     assert plan.step(state, 2 * BUCKET - 2, {"x": 2**60}) is None  # a value only Python reads exactly
