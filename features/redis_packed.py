@@ -16,7 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -27,6 +28,7 @@ except ImportError:  # redis-py without its hiredis extra: its own pipeline serv
     pack_command = None
 
 Call = tuple[Sequence[Any], Sequence[Any]]  # (keys, args) of one EVALSHA
+_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def packable(client: object) -> bool:
@@ -43,12 +45,47 @@ def evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call]) -> list[A
     """One ``EVALSHA`` per call in one write on one connection; answers in order, a reply error (``NOSCRIPT``, a
     script error) in its place. A connection error disconnects and retries as the client's retry policy says
     (as redis-py's pipeline does), then raises."""
+    return start_evalsha_many(client, sha, calls, background=False)()
+
+
+def start_evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call], *,
+                       background: bool = True) -> Callable[[], list[Any]]:
+    """:func:`evalsha_many` in two steps: the calls are packed now and written by a thread of their own
+    (``background``; else right here), and the returned function reads their answers (call it exactly once). Redis reads a call whole before it runs it, and
+    reads nothing more while it runs it: the write of a checkpoint's later calls waits for the earlier ones to run,
+    and the thread lets that wait overlap the caller's work (the GIL is released in ``sendall``). The connection
+    stays out of the pool until the answers are read, so other commands of the client go on other connections. A
+    connection error, when writing or reading, disconnects and writes them all again under the client's retry
+    policy: the same calls, as :func:`evalsha_many` retries them."""
     packed = [pack_evalsha(sha, keys, args) for keys, args in calls]
     pool = client.connection_pool
     conn = pool.get_connection()
+    written: list[BaseException | None] = []  # the writer's outcome: None (written) or what it raised
+    attempts = 0
+
+    def write() -> None:
+        try:
+            conn.send_packed_command(packed)
+            written.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, which writes again or raises it
+            written.append(exc)
+
+    writer = threading.Thread(target=write, name="driftline-save-writer", daemon=True)
+    if background:
+        writer.start()
+    else:
+        write()
 
     def attempt() -> list[Any]:
-        conn.send_packed_command(packed)
+        nonlocal attempts
+        if background:
+            writer.join()
+        attempts += 1
+        failed = written[0]
+        if attempts == 1 and failed is not None and not isinstance(failed, _CONNECTION_ERRORS):
+            raise failed
+        if attempts > 1 or failed is not None:  # a retry, or the writer lost the connection: write them here
+            conn.send_packed_command(packed)
         answers: list[Any] = []
         for _ in packed:
             try:
@@ -57,10 +94,13 @@ def evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call]) -> list[A
                 answers.append(exc)
         return answers
 
-    try:
-        return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
-    except BaseException:
-        conn.disconnect()  # answers may be left unread on it: never hand it back half-read
-        raise
-    finally:
-        pool.release(conn)
+    def answers() -> list[Any]:
+        try:
+            return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
+        except BaseException:
+            conn.disconnect()  # answers may be left unread on it: never hand it back half-read
+            raise
+        finally:
+            pool.release(conn)
+
+    return answers

@@ -5,7 +5,9 @@
 * ``save`` / ``save_many``: first the entity -> partition index of entities this writer has not indexed recently
   (``index_entities.lua``, one ``EVALSHA`` per index bucket; none in the steady state; ``features.entity_index``),
   then one pipelined ``EVALSHA`` of ``save_state.lua`` per partition, one round trip per batch, that checks the
-  offset, HSETs/HDELs, PEXPIREs and sets the offset, all atomically. Every key of a call shares one hash tag
+  offset, HSETs/HDELs, PEXPIREs and sets the offset, all atomically. ``start_save_many`` writes the same calls
+  and returns before their answers (on a single Redis: one connection kept out of the pool until the ticket's
+  ``wait``), so the caller's next work overlaps Redis running the scripts; every other call waits for it first. Every key of a call shares one hash tag
   (``{topic:partition}``, ``{ix:topic:bucket}``), so each script runs in one Redis Cluster slot; a cluster
   client groups the pipeline per node and follows ``MOVED`` / ``ASK``. A ``NOSCRIPT`` answer (a fresh node, a
   script flush, a failover) loads the script on every primary and reruns those calls.
@@ -31,10 +33,17 @@ from features.entity_index import ConflictReporter, IndexCache, PartitionConflic
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
 from features.keys import decode_position, encode_position, index_bucket, index_key
 from features.latest import LatestMatrix, LatestVectors, codec_for
-from features.redis_packed import evalsha_many, packable
+from features.redis_packed import packable, start_evalsha_many
 from features.redis_reads import ServingReads
 from features.state import EntityState
-from features.store import SaveRequest, SourcePosition, latest_key_for, offset_key_for, state_key_for
+from features.store import (
+    SaveRequest,
+    SaveTicket,
+    SourcePosition,
+    latest_key_for,
+    offset_key_for,
+    state_key_for,
+)
 
 SAVE_SCRIPT = (Path(__file__).with_name("save_state.lua")).read_text()
 INDEX_SCRIPT = (Path(__file__).with_name("index_entities.lua")).read_text()
@@ -61,11 +70,20 @@ class RedisFeatureStore:
         self.index_cache = IndexCache(index_cache_entities)
         self.conflicts = ConflictReporter(on_conflict)
         self.reads = ServingReads(client)
+        self._started: SaveTicket | None = None  # a started save whose answers were not read yet
+
+    def _settle(self) -> None:
+        """Wait for a started save: what this store reads or writes next sees it. Its error is raised here when
+        nobody waited for the ticket before (once given to its owner, it is the owner's to handle)."""
+        started, self._started = self._started, None
+        if started is not None and not started.done:
+            started.wait()
 
     def load(
         self, view: FeatureView, pos: SourcePosition, entity_ids: Collection[str]
     ) -> tuple[dict[str, EntityState], int]:
         """See ``features.store.FeatureStore``."""
+        self._settle()
         ids = list(entity_ids)
         pipe = self.client.pipeline(transaction=False)
         for e in ids:
@@ -77,6 +95,7 @@ class RedisFeatureStore:
 
     def position(self, view: FeatureView, pos: SourcePosition) -> tuple[int, int | None]:
         """(last applied offset, saved watermark or None)."""
+        self._settle()
         return decode_position(self.client.get(offset_key_for(view, pos)))
 
     def last_offset(self, view: FeatureView, pos: SourcePosition) -> int:
@@ -101,40 +120,77 @@ class RedisFeatureStore:
     def save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
         """See ``features.store.FeatureStore``: the entities' partitions are indexed first (only those this writer
         did not index recently; ``features.entity_index``), then one pipelined ``EVALSHA`` per request, one round
-        trip in all (a batch touching 3 partitions saved in 1 round trip instead of 3)."""
+        trip in all (a batch touching 3 partitions saved in 1 round trip instead of 3). The states are marked saved
+        once their partition's save applied."""
+        self._settle()
         self._index(view, requests)
         calls = [self._save_args(view, r) for r in requests]
-        results = self._eval_all(SAVE_SCRIPT, self._save.sha, calls)
+        self._check_all(requests, self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)(), mark_saved=True)
+
+    def start_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> SaveTicket:
+        """See ``features.store.FeatureStore``: the index and the calls of :meth:`save_many`, written now; the
+        states are marked saved now (their changes are in the calls); the ticket reads the answers."""
+        self._settle()
+        self._index(view, requests)
+        calls = [self._save_args(view, r) for r in requests]
+        answers = self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)
+        for r in requests:
+            for st in r.states.values():
+                st.mark_saved()
+        self._started = SaveTicket(lambda: self._check_all(requests, answers(), mark_saved=False))
+        return self._started
+
+    @staticmethod
+    def _check_all(requests: Sequence[SaveRequest], results: Sequence[Any], *, mark_saved: bool) -> None:
+        """Raise the first request's error, if any, after looking at every answer; ``mark_saved``: mark the states
+        of each request whose save applied."""
         first: Exception | None = None
         for r, res in zip(requests, results, strict=True):
             try:
-                self._check(r, res)
+                RedisFeatureStore._check(r, res)
+                if mark_saved:
+                    for st in r.states.values():
+                        st.mark_saved()
             except Exception as exc:  # noqa: BLE001 - the first is raised after every partition was handled
                 first = first or exc
         if first is not None:
             raise first
 
     def _eval_all(self, script: str, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
-        """One pipelined ``EVALSHA`` per (keys, args) call, answers (or errors) in order. A ``NOSCRIPT`` answer (a
-        fresh node, a SCRIPT FLUSH, a failover) loads the script on every primary and reruns those calls. A single
-        Redis gets the calls packed by hiredis in one pass (``features.redis_packed``; the pipeline's bytes)."""
+        """One pipelined ``EVALSHA`` per (keys, args) call, answers (or errors) in order: see
+        :meth:`_start_eval_all`."""
+        return self._start_eval_all(script, sha, calls)()
+
+    def _start_eval_all(self, script: str, sha: str,
+                        calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> Callable[[], list[Any]]:
+        """One pipelined ``EVALSHA`` per (keys, args) call; the returned function gives the answers (or errors) in
+        order. A single Redis gets the calls packed by hiredis in one pass and written now
+        (``features.redis_packed``; the pipeline's bytes); a cluster runs its pipeline right here. A ``NOSCRIPT``
+        answer (a fresh node, a SCRIPT FLUSH, a failover) loads the script on every primary and reruns those
+        calls."""
         if packable(self.client):
-            results = evalsha_many(self.client, sha, calls)
+            first = start_evalsha_many(self.client, sha, calls)
         else:
             pipe = self.client.pipeline(transaction=False)
             for keys, args in calls:
                 pipe.evalsha(sha, len(keys), *keys, *args)
-            results = pipe.execute(raise_on_error=False)
-        missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
-        if missing:
-            self.client.script_load(script)
-            pipe = self.client.pipeline(transaction=False)
-            for i in missing:
-                keys, args = calls[i]
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            for i, res in zip(missing, pipe.execute(raise_on_error=False), strict=True):
-                results[i] = res
-        return results
+            done = pipe.execute(raise_on_error=False)
+            first = lambda: done  # noqa: E731 - the answers are already here
+
+        def answers() -> list[Any]:
+            results = first()
+            missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+            if missing:
+                self.client.script_load(script)
+                pipe = self.client.pipeline(transaction=False)
+                for i in missing:
+                    keys, args = calls[i]
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                for i, res in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                    results[i] = res
+            return results
+
+        return answers
 
     def _index(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
         """Record the partition of every entity of ``requests`` this writer has not indexed within half a state
@@ -198,7 +254,7 @@ class RedisFeatureStore:
 
     @staticmethod
     def _check(r: SaveRequest, res: object) -> None:
-        """Raise what the script's answer means; mark the states saved when it applied them."""
+        """Raise what the script's answer means."""
         if isinstance(res, Exception):
             raise res
         status, stored = res  # type: ignore[misc]
@@ -209,8 +265,6 @@ class RedisFeatureStore:
             raise OffsetRegressionError(
                 r.expected_offset, cur, f"refusing to move offset back from {cur} to {r.new_offset}"
             )
-        for st in r.states.values():
-            st.mark_saved()
 
     def read_features(
         self,
@@ -223,6 +277,7 @@ class RedisFeatureStore:
     ) -> dict[str, dict[str, float]]:
         """See ``features.store.FeatureStore``: partitions from the index (``features.redis_reads``), then one
         pipeline of ``HGETALL``."""
+        self._settle()
         ids = list(entity_ids)
         parts = self.reads.partitions(view, ids, group=group, partition_of=partition_of)
         pipe = self.client.pipeline(transaction=False)
@@ -247,18 +302,21 @@ class RedisFeatureStore:
         """See ``features.store.FeatureStore``: the index and the latest vectors in one pipelined round trip when
         the partitions are known (``features.redis_reads``; ``partition_of`` is only a first guess for entities
         this store never read), and one ``numpy.frombuffer`` of all the values (``features.latest``)."""
+        self._settle()
         ids = list(entity_ids)
         raws = self.reads.latest_raws(view, ids, group=group, partition_of=partition_of)
         return codec_for(view.feature_names).matrix(ids, raws)
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:
         """The stored hash of one entity (for tests and debugging)."""
+        self._settle()
         return self.client.hgetall(state_key_for(view, pos, entity_id))  # type: ignore[return-value]
 
     def entity_ttl_ms(self, view: FeatureView, pos: SourcePosition, entity_id: str, *,
                       latest: bool = False) -> int | None:
         """Remaining TTL of one entity key in ms (None when the key does not exist); ``latest``: of its latest
         vector's key instead of its state's."""
+        self._settle()
         key = (latest_key_for if latest else state_key_for)(view, pos, entity_id)
         ttl = int(self.client.pttl(key))  # type: ignore[arg-type]
         return None if ttl == -2 else ttl

@@ -10,6 +10,10 @@ Contract (the same contract tests run over :class:`MemoryFeatureStore` and
   one raises :class:`~features.exceptions.OffsetRegressionError`. Otherwise it writes the dirty buckets
   (full values), deletes the expired ones, PEXPIREs every touched entity key to ``ttl_ms`` and stores
   ``new_offset`` (plus the optional watermark). The states are then marked saved.
+* ``start_save_many`` starts the same saves and returns at once (a :class:`SaveTicket`): the states' changes are
+  taken as they are at the call and marked saved then (later changes stay dirty for the next save); the ticket's
+  ``wait()`` returns once they are written, or raises what ``save_many`` would have. Every other call of the
+  store waits for a started save first, so its reads see it. After a failed save the caller drops those states.
 * ``read_features`` (serving) reads many entities' current vectors in one round trip.
 * ``read_latest_matrix`` (serving fast path) reads many entities' latest vectors, saved by ``save(latest=...)``,
   in one round trip as one float matrix in ``view.feature_names`` order; ``read_latest`` is its dict form.
@@ -107,6 +111,11 @@ class FeatureStore(Protocol):
         them all."""
         ...
 
+    def start_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> SaveTicket:
+        """``save_many``, started: see the module docstring (a store that cannot overlap a save with the caller's
+        work saves right here and returns a ticket already settled)."""
+        ...
+
     def read_latest(
         self, view: FeatureView, entity_ids: Collection[str], *, partition_of: Callable[[str], int] | None = None,
         group: str
@@ -157,6 +166,50 @@ class SaveRequest:
     ttl_ms: int
     watermark_ms: int | None = None
     latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None
+
+
+class SaveTicket:
+    """A started save (:meth:`FeatureStore.start_save_many`): ``wait()`` runs ``finish`` (which reads the answers and
+    raises the save's error) the first time, and gives the same outcome on every later call.
+
+    >>> def refused() -> None:
+    ...     raise StaleOffsetError(3, 5)
+    >>> ticket = SaveTicket(refused)
+    >>> for _ in range(2):
+    ...     try:
+    ...         ticket.wait()
+    ...     except StaleOffsetError as exc:
+    ...         print(exc.actual)
+    5
+    5
+    >>> SaveTicket.settled().wait()
+    """
+
+    __slots__ = ("_error", "_finish")
+
+    def __init__(self, finish: Callable[[], None] | None, error: BaseException | None = None) -> None:
+        self._finish, self._error = finish, error
+
+    @classmethod
+    def settled(cls, error: BaseException | None = None) -> SaveTicket:
+        """A ticket of a save already done (``error``: that it raised)."""
+        return cls(None, error)
+
+    @property
+    def done(self) -> bool:
+        """Whether ``wait()`` would return (or raise) without waiting."""
+        return self._finish is None
+
+    def wait(self) -> None:
+        """Return once the save is written; raise its error (the same one every call)."""
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            try:
+                finish()
+            except Exception as exc:  # noqa: BLE001 - kept, and raised on this and every later call
+                self._error = exc
+        if self._error is not None:
+            raise self._error
 
 
 def check_offsets(current: int, expected: int, new: int) -> None:
@@ -212,6 +265,14 @@ class MemoryFeatureStore:
                 first = first or exc
         if first is not None:
             raise first
+
+    def start_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> SaveTicket:
+        """See :class:`FeatureStore`: saved right here (memory has nothing to overlap); a settled ticket."""
+        try:
+            self.save_many(view, requests)
+        except Exception as exc:  # noqa: BLE001 - the ticket raises it
+            return SaveTicket.settled(exc)
+        return SaveTicket.settled()
 
     def save(
         self,

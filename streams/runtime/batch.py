@@ -53,6 +53,10 @@ class BatchResult:
     # True: ``finalize`` checkpoints everything the handler applied since its last checkpoint (not only this
     # batch), so a loop with a checkpoint interval runs it once per interval instead of after every batch
     deferrable: bool = False
+    # optional, for a deferrable result: ``finalize`` started (its writes sent); returns the wait for them, which
+    # raises what ``finalize`` would have. A loop with a checkpoint interval overlaps the write with the next
+    # batches and commits the offsets once the wait returned (``streams.runtime.loop``)
+    start_finalize: Callable[[], Callable[[], None]] | None = None
 
 
 class BatchHandler(Protocol):

@@ -34,12 +34,12 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from features.definitions import FeatureView
 from features.state import EntityState
-from features.store import FeatureStore, SaveRequest, SourcePosition
+from features.store import FeatureStore, SaveRequest, SaveTicket, SourcePosition
 from streams.runtime.state_cache import StateCache
 
 __all__ = ["PendingState"]
@@ -148,12 +148,28 @@ class PendingState:
         if not requests:
             return 0
         self.store.save_many(self.view, requests)
+        self._saved(requests)
+        return len(requests)
+
+    def start_save(self) -> SaveTicket | None:
+        """:meth:`save`, started (``FeatureStore.start_save_many``): the changes are written now and counted as
+        saved from here on, so the next batches build on them while Redis applies them; None when nothing was
+        pending. The caller waits for the ticket before committing the offsets, and rolls back everything
+        (:meth:`rollback`) when it raises."""
+        requests = self.requests()
+        if not requests:
+            return None
+        ticket = self.store.start_save_many(self.view, requests)
+        self._saved(requests)
+        return ticket
+
+    def _saved(self, requests: Sequence[SaveRequest]) -> None:
+        """The partitions of ``requests`` start over at their new offsets; their cached states are trusted there."""
         for r in requests:
             p = r.pos.partition
             part = self._parts[p]
             self._parts[p] = _Partition(r.new_offset, r.new_offset, part.watermark_ms)
             self.cache.put(p, r.new_offset, {})
-        return len(requests)
 
     def rollback(self, partitions: Iterable[int] | None = None) -> None:
         """Forget what was applied since the last checkpoint (``None``: every partition): the next batch

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from confluent_kafka import Message, TopicPartition
 
 from streams.runtime.batch import BatchResult, offset_bounds
 
-__all__ = ["CheckpointLedger"]
+__all__ = ["CheckpointLedger", "StartedCheckpoint"]
 
 
 class CheckpointLedger:
@@ -37,6 +38,7 @@ class CheckpointLedger:
         self.since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
         self.uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
         self.finalizers: list[Callable[[], None]] = []  # each handler's state write, once
+        self.starts: dict[Callable[[], None], Callable[[], Callable[[], None]]] = {}  # finalize -> its start, if any
 
     @property
     def pending(self) -> bool:
@@ -65,6 +67,14 @@ class CheckpointLedger:
             self.uncommitted[key] = offset + 1
         if result.finalize is not None and result.finalize not in self.finalizers:
             self.finalizers.append(result.finalize)
+            if result.start_finalize is not None:
+                self.starts[result.finalize] = result.start_finalize
+
+    def start(self, waits: list[Callable[[], None]]) -> StartedCheckpoint:
+        """After the pending checkpoints were started (``waits``: the waits for their writes): what to commit once
+        they went through, and what to take back if they do not (:meth:`absorb`); the ledger starts over."""
+        since, uncommitted = dict(self.since), dict(self.uncommitted)
+        return StartedCheckpoint(waits, self.take(), since, uncommitted)
 
     def take(self) -> list[TopicPartition]:
         """After the pending checkpoints ran: the next offsets to commit; the ledger starts over (nothing pending)."""
@@ -77,3 +87,29 @@ class CheckpointLedger:
         self.since.clear()
         self.uncommitted.clear()
         self.finalizers.clear()
+        self.starts.clear()
+
+    def absorb(self, since: Mapping[tuple[str, int], int], uncommitted: Mapping[tuple[str, int], int]) -> None:
+        """Take back a checkpoint that was started but did not go through (``streams.runtime.loop``): its first
+        offsets are older than this ledger's, its next offsets to commit not newer.
+
+        >>> ledger = CheckpointLedger(interval_s=1.0)
+        >>> ledger.since, ledger.uncommitted = {("t", 0): 9}, {("t", 0): 12}
+        >>> ledger.absorb({("t", 0): 4, ("t", 1): 2}, {("t", 0): 9, ("t", 1): 3})
+        >>> sorted(ledger.since.items()), sorted(ledger.uncommitted.items())
+        ([(('t', 0), 4), (('t', 1), 2)], [(('t', 0), 12), (('t', 1), 3)])
+        """
+        self.since.update(since)
+        for key, offset in uncommitted.items():
+            self.uncommitted.setdefault(key, offset)
+
+
+@dataclass
+class StartedCheckpoint:
+    """A checkpoint whose state writes were started, not yet answered (``BatchResult.start_finalize``): the waits
+    for them, the offsets to commit after, and the ledger's bookkeeping to take back if a write failed."""
+
+    waits: list[Callable[[], None]]
+    committed: list[TopicPartition]
+    since: dict[tuple[str, int], int]
+    uncommitted: dict[tuple[str, int], int]

@@ -13,6 +13,11 @@ with the same features and ``prediction_id`` (an identifiable duplicate), the st
 but the flush, the state write and the commit run once per interval (as Kafka Streams' and Quix Streams' commit
 interval), and synchronously on revoke, shutdown and when the stream goes idle. Serving reads lag by up to the
 interval; a crash replays up to it (:mod:`streams.runtime.checkpoint`; the loop's side: :mod:`streams.runtime.ledger`).
+A handler whose write can be started (``BatchResult.start_finalize``: the fused pipeline's Redis save) has it
+started at an interval's checkpoint, and the loop goes on with the next batches while Redis applies it; the offsets
+are committed once the write was answered, at the next checkpoint or before anything that needs the store settled
+(a revoke, shutdown, idle stream, rewind or careful handling). A write that failed is taken back into the ledger,
+so the rewind goes back to the checkpoint before it.
 
 An infrastructure failure (Redis down, delivery failed: :func:`streams.runtime.isolation.is_infrastructure`)
 rewinds the consumer to the first offsets after the last checkpoint, has the handler forget what it applied since
@@ -58,7 +63,7 @@ from streams.runtime.isolation import (
     poison_detail,
     run_isolated,
 )
-from streams.runtime.ledger import CheckpointLedger
+from streams.runtime.ledger import CheckpointLedger, StartedCheckpoint
 from streams.runtime.producing import OutputProducer
 
 log = logging.getLogger(__name__)
@@ -102,6 +107,7 @@ class BatchLoop:
         # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
         # batch by batch)
         self._careful: dict[tuple[str, int], int] = {}
+        self._started: StartedCheckpoint | None = None  # a checkpoint whose writes were not answered yet
 
     @property
     def max_message_bytes(self) -> int:
@@ -150,7 +156,8 @@ class BatchLoop:
             records = []
         if not records:
             self.producer.poll(0)
-            if self.ledger.uncommitted and self.ledger.due():  # an idle stream still checkpoints on time
+            # an idle stream still checkpoints on time, and settles a started checkpoint at once
+            if (self.ledger.uncommitted and self.ledger.due()) or self._started is not None:
                 self._checkpoint_or_rewind("idle")
             return 0
         started = time.perf_counter()
@@ -201,7 +208,7 @@ class BatchLoop:
         """Health and metrics of a batch fully handled. Under a checkpoint interval a batch whose state still
         waits for its checkpoint does not clear a failure: only a checkpoint that went through does (so a Redis
         that refuses every save cannot look healthy between two failed checkpoints)."""
-        if not self.ledger.pending:
+        if not self.ledger.pending and self._started is None:
             self._note_settled()
         self.health.batches += 1
         self.health.records += records
@@ -246,7 +253,7 @@ class BatchLoop:
         if self._careful and any(m.offset() <= self._careful.get((m.topic(), m.partition()), -1) for m in records):
             self._handle_carefully(records)
             return True
-        clean = not self.ledger.pending  # the store holds everything before this batch
+        clean = not self.ledger.pending and self._started is None  # the store holds everything before this batch
         first, last = offset_bounds(records)
         self.ledger.begin_batch(records, first)
         try:
@@ -263,7 +270,7 @@ class BatchLoop:
         self.ledger.handled(records, result, last)
         if not result.deferrable or self.ledger.due():
             try:
-                self.checkpoint()
+                self.checkpoint(overlap=self.ledger.interval_s > 0)
             except Exception as exc:  # noqa: BLE001 - classified right here
                 if is_infrastructure(exc) or not clean:
                     raise  # the loop rewinds (and handles carefully for a record-level fault)
@@ -283,7 +290,7 @@ class BatchLoop:
     def _handle_carefully(self, records: list[Message]) -> None:
         """After a record-level fault: handle ``records`` checkpointed on their own, bisected around a record that
         makes the handler (or the broker) refuse, which is dead-lettered as ``poison`` (see the module docstring)."""
-        if self.ledger.pending:
+        if self.ledger.pending or self._started is not None:
             self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
         run_isolated(records, self.handler.process, self.deliver, self.poison)
         committed = next_offsets(records)
@@ -298,6 +305,7 @@ class BatchLoop:
         ``records`` (and what was handled since the checkpoint) to be handled carefully."""
         log.warning("%s: a record-level fault (%s) in a batch of %d records: back to the last checkpoint, then "
                     "isolating the culprit", self.stage, poison_detail(exc), len(records))
+        self._settle_or_take_back()
         marks = {key: offset - 1 for key, offset in self.ledger.uncommitted.items()}
         for m in records:
             key = (m.topic(), m.partition())
@@ -306,16 +314,50 @@ class BatchLoop:
             self._careful[key] = max(self._careful.get(key, -1), last)
         self._rewind_to_checkpoint(records)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, overlap: bool = False) -> None:
         """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
-        writes), then commit the next offsets of everything handled since."""
+        writes), then commit the next offsets of everything handled since. ``overlap``: a write that can be
+        started (``start_finalize``) is only started, and its offsets wait for :meth:`settle_started` (called
+        first by the next checkpoint)."""
+        self.settle_started()
         self._flush_and_check()
+        waits = []
         for finalize in self.ledger.finalizers:
-            finalize()
+            start = self.ledger.starts.get(finalize) if overlap else None
+            if start is None:
+                finalize()
+            else:
+                waits.append(start())
+        if waits:
+            self._started = self.ledger.start(waits)
+            return
         committed = self.ledger.take()
         if committed:
             self._commit(committed)
         self._note_settled()
+
+    def settle_started(self) -> None:
+        """Wait for a started checkpoint's writes, then commit its offsets. A write that failed raises, and its
+        checkpoint goes back into the ledger (a rewind then goes back to the checkpoint before it)."""
+        started, self._started = self._started, None
+        if started is None:
+            return
+        try:
+            for wait in started.waits:
+                wait()
+        except BaseException:
+            self.ledger.absorb(started.since, started.uncommitted)
+            raise
+        if started.committed:
+            self._commit(started.committed)
+        self._note_settled()
+
+    def _settle_or_take_back(self) -> None:
+        """Before a rewind: :meth:`settle_started`; a failed write is already taken back into the ledger there."""
+        try:
+            self.settle_started()
+        except Exception as exc:  # noqa: BLE001 - the rewind that follows replays what it held
+            log.warning("%s: a started checkpoint failed (%s): going back to the one before it", self.stage, exc)
 
     def _note_settled(self) -> None:
         """Everything handled so far is delivered and saved: no failure stands."""
@@ -325,7 +367,7 @@ class BatchLoop:
 
     def _checkpoint_or_rewind(self, why: str) -> None:
         """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""
-        if not self.ledger.pending:
+        if not self.ledger.pending and self._started is None:
             return
         try:
             self.checkpoint()
@@ -340,6 +382,7 @@ class BatchLoop:
     def _rewind_to_checkpoint(self, records: list[Message]) -> None:
         """After a failure: seek every partition handled since the last checkpoint back to its first offset after
         it, and have the handler forget what it applied since (``rollback``), so the replay starts from there."""
+        self._settle_or_take_back()
         self.ledger.note_since(records)
         seek_all(self.consumer, self.ledger.since)
         self.ledger.clear()

@@ -5,7 +5,9 @@ touched entities' window state (one Redis round trip per partition), applies the
 same engine the offline path uses, scores every accepted event in one call per model version, and returns the
 predictions and dead letters to produce plus a ``finalize`` that checkpoints: it saves every state change since
 the last checkpoint with the offset, atomically per partition (:mod:`streams.runtime.checkpoint`). The loop runs it
-after every batch (``checkpoint_interval_ms`` 0) or once per interval.
+after every batch (``checkpoint_interval_ms`` 0) or once per interval; under an interval it starts it instead
+(``start_finalize``: written now, answers read before the commit), so Redis applies a checkpoint while the worker
+handles the next batches.
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ class FusedHandler:
                     outputs.append(Output(self.alerts_topic, codec.encode(alert.to_dict()), alert.dedup_key))
             if self.on_predictions:
                 self.on_predictions(scored.predictions)
-        return BatchResult(outputs, finalize=self.checkpoint, deferrable=True)
+        return BatchResult(outputs, finalize=self.checkpoint, deferrable=True, start_finalize=self.start_checkpoint)
 
     def _silent(self, pos: SourcePosition, states: dict, due: list[tuple[str, int]],
                 as_of: int | None) -> list[Output]:
@@ -251,6 +253,23 @@ class FusedHandler:
         if self.pending.save():
             self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
 
+    def start_checkpoint(self) -> Callable[[], None]:
+        """:meth:`checkpoint`, started (:meth:`PendingState.start_save`): the changes are written to Redis now and
+        the next batches go on while Redis applies them; the returned function waits for the answers (raising
+        what the save raised). The loop calls it before it commits the offsets."""
+        t0 = time.perf_counter()
+        ticket = self.pending.start_save()
+        started_s = time.perf_counter() - t0
+        if ticket is None:
+            return _nothing
+
+        def wait() -> None:
+            t1 = time.perf_counter()
+            ticket.wait()
+            self.metrics.redis_seconds.labels("save").observe(started_s + time.perf_counter() - t1)
+
+        return wait
+
     def _export_cache(self) -> None:
         self.metrics.cache_entities.set(len(self.cache))
         if self.cache.evicted > self._evictions_exported:
@@ -283,6 +302,10 @@ class FusedHandler:
         self.metrics.dead_letters.labels(m.topic() or self.view.source_topic, reason).inc()
         log.debug("dead letter %s: %s %s", describe(m), reason, detail)
         return dead_letter(m, self.dlq_topic, reason, detail)
+
+
+def _nothing() -> None:
+    """The wait of a checkpoint that had nothing to save."""
 
 
 def _offset_of(event: Event) -> int:

@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from redis.connection import Connection
 from redis.retry import Retry
 
-from features.redis_packed import evalsha_many, pack_evalsha, packable
+from features.redis_packed import evalsha_many, pack_evalsha, packable, start_evalsha_many
 from streams.local.procs import free_port
 
 arguments = st.one_of(st.binary(max_size=40), st.integers(-2**63, 2**63 - 1), st.text(max_size=10))
@@ -51,3 +51,26 @@ def test_a_dead_server_raises_a_connection_error() -> None:
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1))
     with pytest.raises(redis.exceptions.ConnectionError):
         evalsha_many(dead, "0" * 40, [([b"k"], [])])
+
+
+@pytest.mark.integration
+def test_started_calls_larger_than_the_socket_buffers_are_answered_in_order(client: redis.Redis) -> None:
+    """The writer thread: calls of several MB each (Redis reads one whole, runs it, then reads on), written while
+    the caller goes on using the client on other connections; the answers are read afterwards, in order."""
+    key = f"test-packed-{uuid.uuid4().hex}".encode()
+    count = client.script_load("redis.call('INCRBY', KEYS[1], #ARGV) return #ARGV")
+    sizes = [60_000, 1, 90_000, 30_000]
+    try:
+        answers = start_evalsha_many(client, count, [([key], [b"v" * 40] * n) for n in sizes])
+        assert client.ping()  # another connection serves meanwhile
+        assert answers() == sizes
+        assert int(client.get(key)) == sum(sizes)
+        assert client.ping()  # the writer's connection went back to the pool whole
+    finally:
+        client.delete(key)
+
+
+def test_a_started_call_on_a_dead_server_raises_a_connection_error() -> None:
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 1))
+    with pytest.raises(redis.exceptions.ConnectionError):  # at the start (the pool connects) or when read
+        start_evalsha_many(dead, "0" * 40, [([b"k"], [])])()

@@ -334,3 +334,95 @@ def test_a_state_of_many_buckets_is_saved_and_expired_whole(env) -> None:
     store.save(view, pos, {"big": state}, expected_offset=0, new_offset=1, ttl_ms=view.retention_ms)
     loaded = store.load(view, pos, {"big"})[0]["big"].buckets(view)
     assert 40 < len(loaded) < 60 and repr(loaded) == repr(state.buckets(view))
+
+
+def test_a_started_save_writes_what_save_many_writes_and_reads_see_it(env) -> None:
+    """start_save_many: the same stored bytes and offsets as save_many; a read right after the start (without the
+    ticket's wait) sees the save; the ticket then answers."""
+    from features.store import SaveRequest
+
+    store, view = env
+    twin_view = dataclasses.replace(view, name=view.name + "-twin")
+    engine = FeatureEngine(view)
+    tickets, stored = [], []
+    for v, start in ((view, True), (twin_view, False)):
+        requests = []
+        for p in (0, 1):
+            pos = SourcePosition("g", "vitals", p)
+            states, _ = store.load(v, pos, ["a", "b"])
+            engine.process(states, events(0, 6), watermark_ms=None, min_offset=-1)
+            requests.append(SaveRequest(pos, states, -1, 5, view.retention_ms, T0 + 9_000))
+        if start:
+            tickets.append(store.start_save_many(v, requests))
+            assert all(not st.is_dirty for r in requests for st in r.states.values())  # taken at the start
+        else:
+            store.save_many(v, requests)
+        pos = SourcePosition("g", "vitals", 1)
+        stored.append((store.position(v, pos), store.load(v, pos, ["a", "b"])[0]["a"].features(v, T0 + 40_000),
+                       {k: b for k, b in (store.raw_state(v, pos, "b") if hasattr(store, "raw_state")
+                                          else {}).items()}))
+    tickets[0].wait()
+    tickets[0].wait()  # the same answer again
+    assert stored[0] == stored[1] and stored[0][0] == (5, T0 + 9_000)
+    if hasattr(store, "client"):
+        _delete_view_keys(store.client, twin_view)
+
+
+def test_a_change_after_a_started_save_goes_in_the_next_one(env) -> None:
+    """The states' changes are taken at the start: a change made while the save is unanswered stays dirty and is
+    written by the next save (a lost update otherwise)."""
+    from features.store import SaveRequest
+
+    store, view = env
+    pos = SourcePosition("g", "vitals", 0)
+    engine = FeatureEngine(view)
+    states, _ = store.load(view, pos, ["a"])
+    engine.process(states, events(0, 2, "a"), watermark_ms=None, min_offset=-1)
+    ticket = store.start_save_many(view, [SaveRequest(pos, states, -1, 1, view.retention_ms)])
+    engine.process(states, events(2, 2, "a", t0=T0 + 14_000), watermark_ms=None, min_offset=1)  # same bucket
+    assert states["a"].is_dirty
+    ticket.wait()
+    store.save_many(view, [SaveRequest(pos, states, 1, 3, view.retention_ms)])
+    reloaded, offset = store.load(view, pos, ["a"])
+    assert offset == 3
+    assert reloaded["a"].features(view, T0 + 30_000) == states["a"].features(view, T0 + 30_000)
+
+
+def test_a_started_save_refused_raises_on_every_wait(env) -> None:
+    from features.store import SaveRequest
+
+    store, view = env
+    pos = SourcePosition("g", "vitals", 0)
+    run_batch(store, view, pos, events(0, 4))  # offset 3 stored
+    states, _ = store.load(view, pos, ["a"])
+    FeatureEngine(view).process(states, events(4, 2, "a", t0=T0 + 60_000), watermark_ms=None, min_offset=3)
+    ticket = store.start_save_many(view, [SaveRequest(pos, states, -1, 5, view.retention_ms)])
+    for _ in range(2):
+        with pytest.raises(StaleOffsetError) as info:
+            ticket.wait()
+        assert info.value.actual == 3
+    assert store.last_offset(view, pos) == 3  # the owner heard it; the store's next read does not raise it again
+
+
+@pytest.mark.integration
+def test_a_refused_started_save_nobody_waited_for_fails_the_next_read(client) -> None:
+    """On a single Redis the started save is answered later: a read before anybody waited gets its error (the
+    caller learns that the save it built on failed), and only once."""
+    from features.redis_store import RedisFeatureStore
+    from features.store import SaveRequest
+
+    view = dataclasses.replace(VITALS_VIEW, name=f"test-{uuid.uuid4().hex[:10]}")
+    store = RedisFeatureStore(client)
+    pos = SourcePosition("g", "vitals", 0)
+    try:
+        run_batch(store, view, pos, events(0, 4))
+        states, _ = store.load(view, pos, ["a"])
+        ticket = store.start_save_many(view, [SaveRequest(pos, states, -1, 5, view.retention_ms)])
+        assert not ticket.done
+        with pytest.raises(StaleOffsetError):
+            store.load(view, pos, ["a"])
+        assert store.load(view, pos, ["a"])[1] == 3
+        with pytest.raises(StaleOffsetError):
+            ticket.wait()  # the owner still hears it
+    finally:
+        _delete_view_keys(client, view)
