@@ -33,6 +33,7 @@ from bench.common import (
 )
 from bench.pipeline_bench import fresh_measurement, rate_from_timestamps, read_predictions
 from bench.store_bench import prefill
+from features.store import SaveTicket
 from models.loaded import LoadedModel
 from models.prediction import Prediction
 from models.prediction_columns import PredictionColumns
@@ -95,8 +96,9 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
         *((obj, attr, f"{type(obj).__name__}.{attr}") for obj, attr in (
             (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop.outputs, "produce_all"),
             (loop, "checkpoint"), (loop, "_commit"), (handler, "process"), (handler.pending, "_load"),
-            (handler, "checkpoint"), (handler.engine, "process"),
-            (handler.scorer, "score"), (handler.store, "_save_args"))),
+            (handler, "checkpoint"), (handler, "start_checkpoint"), (handler.engine, "process"),
+            (handler.scorer, "score"), (handler.store, "_save_wire"))),
+        (SaveTicket, "wait", "SaveTicket.wait"),
         (codec, "encode", "codec.encode"),
         (PredictionColumns, "encode", "PredictionColumns.encode"),
         (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
@@ -128,18 +130,22 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
      - s["FeatureEngine.process"] - s["Scorer.score"] - s["Prediction.to_dict"] - s["codec.encode"]
      - s["PredictionColumns.encode"]),
     ("produce + flush (delivery acks awaited once per checkpoint)", "broker",
-     lambda s: s["OutputProducer.produce_all"] + s["BatchLoop.checkpoint"] - s["FusedHandler.checkpoint"]
-     - s["BatchLoop._commit"]),
-    ("state encode (dirty bucket rows, latest vectors, keys; once per checkpoint)", "JSON",
-     lambda s: s["RedisFeatureStore._save_args"]),
-    ("state save (Lua compare-and-set, one round trip per checkpoint)", "Redis",
-     lambda s: s["FusedHandler.checkpoint"] - s["RedisFeatureStore._save_args"]),
+     lambda s: s["OutputProducer.produce_all"] + s["BatchLoop.checkpoint"] - _saving(s) - s["BatchLoop._commit"]),
+    ("state encode (the save call's wire bytes, one C pass; once per checkpoint)", "Python",
+     lambda s: s["RedisFeatureStore._save_wire"]),
+    ("state save (index, write, then the Lua compare-and-set's answers at the next checkpoint)", "Redis",
+     lambda s: _saving(s) - s["RedisFeatureStore._save_wire"]),
     ("commit (sent asynchronously) + lag metric", "broker",
      lambda s: s["BatchLoop._commit"] + s["BatchLoop._handle"] - s["FusedHandler.process"]
      - s["OutputProducer.produce_all"] - s["BatchLoop.checkpoint"]),
     ("loop rest (tick: control poll, health)", "Python",
      lambda s: s["BatchLoop.run_once"] - s["BatchLoop.next_batch"] - s["BatchLoop._handle"]),
 ]
+
+
+def _saving(s: dict[str, float]) -> float:
+    """The worker's time in checkpoint saves: synchronous ones, started ones, and the waits for their answers."""
+    return s["FusedHandler.checkpoint"] + s["FusedHandler.start_checkpoint"] + s["SaveTicket.wait"]
 
 
 def drain(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], cfg: BreakdownConfig,

@@ -143,6 +143,7 @@ class LatestCodec:
         self._unpack = struct.Struct(f"<3sBIq{n}d").unpack
         self.size = HEADER.size + 8 * n
         self._head = HEADER.pack(MAGIC, FORMAT, n, 0)[:8]
+        self.head = self._head  # what every value of this codec starts with (magic, format, n)
         self._head_int = int.from_bytes(self._head, "little")
         self._dtype = np.dtype([("head", "<u8"), ("as_of", "<i8"), ("f", "<f8", (n,))])
 

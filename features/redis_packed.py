@@ -50,14 +50,19 @@ def evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call]) -> list[A
 
 def start_evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call], *,
                        background: bool = True) -> Callable[[], list[Any]]:
-    """:func:`evalsha_many` in two steps: the calls are packed now and written by a thread of their own
+    """:func:`start_packed_many` of the calls packed by :func:`pack_evalsha`."""
+    return start_packed_many(client, [pack_evalsha(sha, keys, args) for keys, args in calls], background=background)
+
+
+def start_packed_many(client: redis.Redis, packed: Sequence[bytes], *,
+                      background: bool = True) -> Callable[[], list[Any]]:
+    """:func:`evalsha_many` in two steps, for calls already packed: they are written now, by a thread of their own
     (``background``; else right here), and the returned function reads their answers (call it exactly once). Redis reads a call whole before it runs it, and
     reads nothing more while it runs it: the write of a checkpoint's later calls waits for the earlier ones to run,
     and the thread lets that wait overlap the caller's work (the GIL is released in ``sendall``). The connection
     stays out of the pool until the answers are read, so other commands of the client go on other connections. A
     connection error, when writing or reading, disconnects and writes them all again under the client's retry
     policy: the same calls, as :func:`evalsha_many` retries them."""
-    packed = [pack_evalsha(sha, keys, args) for keys, args in calls]
     pool = client.connection_pool
     conn = pool.get_connection()
     written: list[BaseException | None] = []  # the writer's outcome: None (written) or what it raised

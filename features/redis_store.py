@@ -31,10 +31,11 @@ from redis.cluster import RedisCluster
 from features.definitions import FeatureView
 from features.entity_index import ConflictReporter, IndexCache, PartitionConflict
 from features.exceptions import FeatureError, OffsetRegressionError, StaleOffsetError
-from features.keys import decode_position, encode_position, index_bucket, index_key
+from features.keys import decode_position, index_bucket, index_key
 from features.latest import LatestMatrix, LatestVectors, codec_for
-from features.redis_packed import packable, start_evalsha_many
+from features.redis_packed import pack_evalsha, packable, start_packed_many
 from features.redis_reads import ServingReads
+from features.save_wire import packed_save_call, save_call
 from features.state import EntityState
 from features.store import (
     SaveRequest,
@@ -47,10 +48,6 @@ from features.store import (
 
 SAVE_SCRIPT = (Path(__file__).with_name("save_state.lua")).read_text()
 INDEX_SCRIPT = (Path(__file__).with_name("index_entities.lua")).read_text()
-# Small counts as the bytes redis-py would send for the int (its encoder writes ``repr(n)``): the same command on
-# the wire, without the int path of redis-py's per-argument encoder (a quarter of the packing time of a save).
-_COUNTS = tuple(str(n).encode() for n in range(64))
-_STRING_KEY = (b"-1", b"0")  # save_state.lua: nset -1, ndel 0 = a plain string value follows
 
 
 class RedisFeatureStore:
@@ -124,16 +121,14 @@ class RedisFeatureStore:
         once their partition's save applied."""
         self._settle()
         self._index(view, requests)
-        calls = [self._save_args(view, r) for r in requests]
-        self._check_all(requests, self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)(), mark_saved=True)
+        self._check_all(requests, self._start_saves(view, requests, background=False)(), mark_saved=True)
 
     def start_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> SaveTicket:
         """See ``features.store.FeatureStore``: the index and the calls of :meth:`save_many`, written now; the
         states are marked saved now (their changes are in the calls); the ticket reads the answers."""
         self._settle()
         self._index(view, requests)
-        calls = [self._save_args(view, r) for r in requests]
-        answers = self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)
+        answers = self._start_saves(view, requests, background=True)
         for r in requests:
             for st in r.states.values():
                 st.mark_saved()
@@ -156,6 +151,19 @@ class RedisFeatureStore:
         if first is not None:
             raise first
 
+    def _start_saves(self, view: FeatureView, requests: Sequence[SaveRequest], *,
+                     background: bool) -> Callable[[], list[Any]]:
+        """One ``save_state.lua`` call per request, written now (``background``: by a writer thread); the returned
+        function gives the answers in order. A single Redis gets each call's wire bytes from
+        ``features.save_wire``; a cluster runs redis-py's pipeline (``_start_eval_all``)."""
+        if packable(self.client):
+            return self._start_packed(SAVE_SCRIPT, [self._save_wire(view, r) for r in requests], background)
+        return self._start_eval_all(SAVE_SCRIPT, self._save.sha, [save_call(view, r) for r in requests])
+
+    def _save_wire(self, view: FeatureView, r: SaveRequest) -> bytes:
+        """The wire bytes of one request's save call (``features.save_wire``)."""
+        return packed_save_call(view, r, self._save.sha)
+
     def _eval_all(self, script: str, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """One pipelined ``EVALSHA`` per (keys, args) call, answers (or errors) in order: see
         :meth:`_start_eval_all`."""
@@ -169,17 +177,14 @@ class RedisFeatureStore:
         answer (a fresh node, a SCRIPT FLUSH, a failover) loads the script on every primary and reruns those
         calls."""
         if packable(self.client):
-            first = start_evalsha_many(self.client, sha, calls)
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            done = pipe.execute(raise_on_error=False)
-            first = lambda: done  # noqa: E731 - the answers are already here
+            return self._start_packed(script, [pack_evalsha(sha, keys, args) for keys, args in calls], False)
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        done = pipe.execute(raise_on_error=False)
 
         def answers() -> list[Any]:
-            results = first()
-            missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+            missing = [i for i, res in enumerate(done) if isinstance(res, redis.exceptions.NoScriptError)]
             if missing:
                 self.client.script_load(script)
                 pipe = self.client.pipeline(transaction=False)
@@ -187,6 +192,24 @@ class RedisFeatureStore:
                     keys, args = calls[i]
                     pipe.evalsha(sha, len(keys), *keys, *args)
                 for i, res in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+                    done[i] = res
+            return done
+
+        return answers
+
+    def _start_packed(self, script: str, packed: Sequence[bytes], background: bool) -> Callable[[], list[Any]]:
+        """Packed ``EVALSHA`` calls on a single Redis (``features.redis_packed``), written now; the returned function
+        gives the answers in order, the calls answered ``NOSCRIPT`` rerun (the same bytes) after loading the
+        script."""
+        first = start_packed_many(self.client, packed, background=background)
+
+        def answers() -> list[Any]:
+            results = first()
+            missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+            if missing:
+                self.client.script_load(script)
+                again = start_packed_many(self.client, [packed[i] for i in missing], background=False)()
+                for i, res in zip(missing, again, strict=True):
                     results[i] = res
             return results
 
@@ -200,8 +223,8 @@ class RedisFeatureStore:
         calls: list[tuple[list[bytes], list[Any]]] = []
         written: list[tuple[str, dict[str, int]]] = []
         for r in requests:
-            entities = {e: r.pos.partition for e in r.states}
-            entities.update((e, r.pos.partition) for e in (r.latest or {}))
+            entities = dict.fromkeys(r.states, r.pos.partition)
+            entities.update(dict.fromkeys(r.latest or (), r.pos.partition))
             due = self.index_cache.due(entities, now_ms=now, refresh_ms=r.ttl_ms // 2)
             by_bucket: dict[int, list[str]] = {}
             for e in due:
@@ -223,34 +246,6 @@ class RedisFeatureStore:
             self.index_cache.mark(ids, now_ms=now)
         if conflicts:
             self.conflicts.report(conflicts)
-
-    def _save_args(self, view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[bytes | int]]:
-        """KEYS and ARGV of ``save_state.lua`` for one request."""
-        keys: list[bytes] = [offset_key_for(view, r.pos)]
-        # every key of the call shares one prefix (as features.redis_reads reads it): the entity's UTF-8 completes it
-        state_prefix, latest_prefix = state_key_for(view, r.pos, ""), latest_key_for(view, r.pos, "")
-        args: list[bytes | int] = [
-            r.expected_offset,
-            r.new_offset,
-            encode_position(r.new_offset, r.watermark_ms),
-            int(r.ttl_ms),
-        ]
-        for entity_id, st in r.states.items():
-            sets, dels = st.to_redis()
-            if not sets and not dels:
-                continue
-            keys.append(state_prefix + entity_id.encode())
-            args.append(_count(len(sets)))
-            args.append(_count(len(dels)))
-            for f, v in sets.items():
-                args.append(f)
-                args.append(v)
-            args.extend(dels)
-        encode = codec_for(view.feature_names).encode
-        for entity_id, (as_of, vector) in (r.latest or {}).items():  # same slot (hash tag): same atomic step
-            keys.append(latest_prefix + entity_id.encode())
-            args += [*_STRING_KEY, encode(as_of, vector)]
-        return keys, args
 
     @staticmethod
     def _check(r: SaveRequest, res: object) -> None:
@@ -321,11 +316,3 @@ class RedisFeatureStore:
         ttl = int(self.client.pttl(key))  # type: ignore[arg-type]
         return None if ttl == -2 else ttl
 
-
-def _count(n: int) -> bytes | int:
-    """``n`` as redis-py would send it: from a table for small counts, else the int itself.
-
-    >>> _count(3), _count(1000)
-    (b'3', 1000)
-    """
-    return _COUNTS[n] if n < 64 else n

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import redis
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from features.keys import INDEX_BUCKETS, index_bucket, index_key
-from features.redis_store import RedisFeatureStore
+from features.save_wire import save_call
 from features.state import EntityState
 from features.store import SaveRequest, SourcePosition
 from features.views import VITALS_VIEW
@@ -23,7 +22,6 @@ topics = st.text(alphabet=st.sampled_from("abc._-09"), min_size=1, max_size=10)
 @given(topic=topics, partition=st.integers(0, 500), entities=st.lists(ids, min_size=1, max_size=8, unique=True))
 def test_a_save_step_touches_one_slot(topic: str, partition: int, entities: list[str]) -> None:
     view = dataclasses.replace(VITALS_VIEW, source_topic=topic)
-    store = RedisFeatureStore(redis.Redis())  # never connects: only the script's KEYS are built
     states = {}
     for e in entities:
         s = EntityState()
@@ -31,7 +29,7 @@ def test_a_save_step_touches_one_slot(topic: str, partition: int, entities: list
         states[e] = s
     r = SaveRequest(SourcePosition("g{1}", topic, partition), states, -1, 0, 60_000,
                     latest={e: (1, {}) for e in entities})
-    keys, _ = store._save_args(view, r)
+    keys, _ = save_call(view, r)  # the script's KEYS
     assert len(keys) == 1 + 2 * len(entities)
     assert {key_slot(k) for k in keys} == {key_slot(f"{{{topic}:{partition}}}".encode())}
 

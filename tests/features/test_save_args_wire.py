@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.connection import Connection
 
-from features.redis_store import _STRING_KEY, _count
+from features.save_wire import _STRING_KEY, _count, save_call
 
 
 @given(st.integers(0, 10_000), st.binary(max_size=20))
@@ -24,10 +24,8 @@ def test_the_string_key_marker_packs_as_minus_one_and_zero() -> None:
        st.text(min_size=1, max_size=8), st.integers(0, 50))
 def test_the_save_names_each_entity_by_its_store_keys(entity: str, group: str, topic: str, partition: int) -> None:
     """The save builds its keys from one prefix per call: the same bytes as state_key_for / latest_key_for."""
-    import redis
 
     from features.records import Event
-    from features.redis_store import RedisFeatureStore
     from features.state import EntityState
     from features.store import SaveRequest, SourcePosition, latest_key_for, state_key_for
     from features.views import VITALS_VIEW
@@ -38,7 +36,6 @@ def test_the_save_names_each_entity_by_its_store_keys(entity: str, group: str, t
         return  # a lone surrogate: no key at all, either way
     view, pos, state = VITALS_VIEW, SourcePosition(group, topic, partition), EntityState()
     state.apply(view, Event(entity, 1_700_000_000_000, {"hr": 80.0}))
-    store = RedisFeatureStore(redis.Redis(port=1))  # never connects: _save_args only builds the call
-    keys, _args = store._save_args(view, SaveRequest(pos, {entity: state}, -1, 0, 60_000, None,
+    keys, _args = save_call(view, SaveRequest(pos, {entity: state}, -1, 0, 60_000, None,
                                                      {entity: (1, {"hr_mean_5m": 1.0})}))
     assert keys[1:] == [state_key_for(view, pos, entity), latest_key_for(view, pos, entity)]
