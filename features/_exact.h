@@ -1,5 +1,6 @@
-/* What driftline's C parts (features/_fold.c, features/_check.c, monitor/_sensors.c) share: reading a Python int as
-   the double Python's arithmetic would use, taking an array's buffer, and keeping a spec's name interned. */
+/* What driftline's C parts (features/_fold.c, features/_check.c, features/_save.c, monitor/_sensors.c) share: reading
+   a Python int as the double Python's arithmetic would use, taking an array's buffer, and keeping a spec's name
+   interned. */
 #ifndef DRIFTLINE_EXACT_H
 #define DRIFTLINE_EXACT_H
 
