@@ -39,11 +39,17 @@ class CheckpointLedger:
         self.uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
         self.finalizers: list[Callable[[], None]] = []  # each handler's state write, once
         self.starts: dict[Callable[[], None], Callable[[], Callable[[], None]]] = {}  # finalize -> its start, if any
+        self.started: StartedCheckpoint | None = None  # a checkpoint whose writes were not answered yet
 
     @property
     def pending(self) -> bool:
         """Something was handled since the last checkpoint (the store does not hold all of it yet)."""
         return bool(self.uncommitted or self.finalizers)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing pending and no started checkpoint waiting for its answers: the store holds all that was handled."""
+        return not self.pending and self.started is None
 
     def due(self) -> bool:
         return time.monotonic() - self.started_at >= self.interval_s
@@ -70,11 +76,37 @@ class CheckpointLedger:
             if result.start_finalize is not None:
                 self.starts[result.finalize] = result.start_finalize
 
-    def start(self, waits: list[Callable[[], None]]) -> StartedCheckpoint:
-        """After the pending checkpoints were started (``waits``: the waits for their writes): what to commit once
-        they went through, and what to take back if they do not (:meth:`absorb`); the ledger starts over."""
+    def start(self, waits: list[Callable[[], None]]) -> None:
+        """After the pending checkpoints were started (``waits``: the waits for their writes): keep what to commit
+        once they went through and what to take back if they do not (:attr:`started`); the rest starts over."""
         since, uncommitted = dict(self.since), dict(self.uncommitted)
-        return StartedCheckpoint(waits, self.take(), since, uncommitted)
+        self.started = StartedCheckpoint(waits, self.take(), since, uncommitted)
+
+    def settle(self, commit: Callable[[list[TopicPartition]], None]) -> bool:
+        """Wait for the started checkpoint's writes, then ``commit`` its offsets; False when none was started. A
+        write that failed raises, and its checkpoint is taken back (:meth:`absorb`): a rewind then goes back to the
+        checkpoint before it.
+
+        >>> ledger = CheckpointLedger(interval_s=1.0)
+        >>> ledger.since, ledger.uncommitted = {("t", 0): 4}, {("t", 0): 6}
+        >>> ledger.start([lambda: None]); ledger.settled, ledger.pending
+        (False, False)
+        >>> ledger.settle(lambda tps: print([tp.offset for tp in tps])), ledger.settled
+        [6]
+        (True, True)
+        """
+        started, self.started = self.started, None
+        if started is None:
+            return False
+        try:
+            for wait in started.waits:
+                wait()
+        except BaseException:
+            self.absorb(started.since, started.uncommitted)
+            raise
+        if started.committed:
+            commit(started.committed)
+        return True
 
     def take(self) -> list[TopicPartition]:
         """After the pending checkpoints ran: the next offsets to commit; the ledger starts over (nothing pending)."""

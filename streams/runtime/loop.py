@@ -13,11 +13,10 @@ with the same features and ``prediction_id`` (an identifiable duplicate), the st
 but the flush, the state write and the commit run once per interval (as Kafka Streams' and Quix Streams' commit
 interval), and synchronously on revoke, shutdown and when the stream goes idle. Serving reads lag by up to the
 interval; a crash replays up to it (:mod:`streams.runtime.checkpoint`; the loop's side: :mod:`streams.runtime.ledger`).
-A handler whose write can be started (``BatchResult.start_finalize``: the fused pipeline's Redis save) has it
-started at an interval's checkpoint, and the loop goes on with the next batches while Redis applies it; the offsets
-are committed once the write was answered, at the next checkpoint or before anything that needs the store settled
-(a revoke, shutdown, idle stream, rewind or careful handling). A write that failed is taken back into the ledger,
-so the rewind goes back to the checkpoint before it.
+A write that can be started (``BatchResult.start_finalize``: the fused pipeline's Redis save) is started at an
+interval's checkpoint while the loop goes on; its offsets are committed once it was answered, at the next
+checkpoint or before anything that needs the store settled (revoke, shutdown, idle, rewind, careful handling). A
+failed one is taken back into the ledger, so the rewind goes back to the checkpoint before it.
 
 An infrastructure failure (Redis down, delivery failed: :func:`streams.runtime.isolation.is_infrastructure`)
 rewinds the consumer to the first offsets after the last checkpoint, has the handler forget what it applied since
@@ -63,7 +62,7 @@ from streams.runtime.isolation import (
     poison_detail,
     run_isolated,
 )
-from streams.runtime.ledger import CheckpointLedger, StartedCheckpoint
+from streams.runtime.ledger import CheckpointLedger
 from streams.runtime.producing import OutputProducer
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,6 @@ class BatchLoop:
         # after a record-level fault: per partition, the last offset to handle carefully (isolated, checkpointed
         # batch by batch)
         self._careful: dict[tuple[str, int], int] = {}
-        self._started: StartedCheckpoint | None = None  # a checkpoint whose writes were not answered yet
 
     @property
     def max_message_bytes(self) -> int:
@@ -157,7 +155,7 @@ class BatchLoop:
         if not records:
             self.producer.poll(0)
             # an idle stream still checkpoints on time, and settles a started checkpoint at once
-            if (self.ledger.uncommitted and self.ledger.due()) or self._started is not None:
+            if (self.ledger.uncommitted and self.ledger.due()) or self.ledger.started is not None:
                 self._checkpoint_or_rewind("idle")
             return 0
         started = time.perf_counter()
@@ -208,7 +206,7 @@ class BatchLoop:
         """Health and metrics of a batch fully handled. Under a checkpoint interval a batch whose state still
         waits for its checkpoint does not clear a failure: only a checkpoint that went through does (so a Redis
         that refuses every save cannot look healthy between two failed checkpoints)."""
-        if not self.ledger.pending and self._started is None:
+        if self.ledger.settled:
             self._note_settled()
         self.health.batches += 1
         self.health.records += records
@@ -253,7 +251,7 @@ class BatchLoop:
         if self._careful and any(m.offset() <= self._careful.get((m.topic(), m.partition()), -1) for m in records):
             self._handle_carefully(records)
             return True
-        clean = not self.ledger.pending and self._started is None  # the store holds everything before this batch
+        clean = self.ledger.settled  # the store holds everything before this batch
         first, last = offset_bounds(records)
         self.ledger.begin_batch(records, first)
         try:
@@ -290,7 +288,7 @@ class BatchLoop:
     def _handle_carefully(self, records: list[Message]) -> None:
         """After a record-level fault: handle ``records`` checkpointed on their own, bisected around a record that
         makes the handler (or the broker) refuse, which is dead-lettered as ``poison`` (see the module docstring)."""
-        if self.ledger.pending or self._started is not None:
+        if not self.ledger.settled:
             self.checkpoint()  # what other partitions handled meanwhile, so this batch's checkpoint is its own
         run_isolated(records, self.handler.process, self.deliver, self.poison)
         committed = next_offsets(records)
@@ -329,7 +327,7 @@ class BatchLoop:
             else:
                 waits.append(start())
         if waits:
-            self._started = self.ledger.start(waits)
+            self.ledger.start(waits)
             return
         committed = self.ledger.take()
         if committed:
@@ -337,20 +335,10 @@ class BatchLoop:
         self._note_settled()
 
     def settle_started(self) -> None:
-        """Wait for a started checkpoint's writes, then commit its offsets. A write that failed raises, and its
-        checkpoint goes back into the ledger (a rewind then goes back to the checkpoint before it)."""
-        started, self._started = self._started, None
-        if started is None:
-            return
-        try:
-            for wait in started.waits:
-                wait()
-        except BaseException:
-            self.ledger.absorb(started.since, started.uncommitted)
-            raise
-        if started.committed:
-            self._commit(started.committed)
-        self._note_settled()
+        """Wait for a started checkpoint's writes, then commit its offsets (``CheckpointLedger.settle``: a write that
+        failed raises, and its checkpoint goes back into the ledger)."""
+        if self.ledger.settle(self._commit):
+            self._note_settled()
 
     def _settle_or_take_back(self) -> None:
         """Before a rewind: :meth:`settle_started`; a failed write is already taken back into the ledger there."""
@@ -367,7 +355,7 @@ class BatchLoop:
 
     def _checkpoint_or_rewind(self, why: str) -> None:
         """A checkpoint outside a batch (revoke, shutdown, idle); a failure rolls back to the previous one."""
-        if not self.ledger.pending and self._started is None:
+        if self.ledger.settled:
             return
         try:
             self.checkpoint()
