@@ -34,9 +34,13 @@ for i = 2, #KEYS do
     redis.call('SET', key, ARGV[a], 'PX', ttl)
     a = a + 1
   else
-    each_chunk('HSET', key, a, 2 * nset)
+    if nset == 1 then  -- the common case, one bucket row: no chunk loop (each redis.call and Lua call costs)
+      redis.call('HSET', key, ARGV[a], ARGV[a + 1])
+    else
+      each_chunk('HSET', key, a, 2 * nset)
+    end
     a = a + 2 * nset
-    each_chunk('HDEL', key, a, ndel)
+    if ndel > 0 then each_chunk('HDEL', key, a, ndel) end
     a = a + ndel
     redis.call('PEXPIRE', key, ttl)
   end
