@@ -41,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -185,10 +186,11 @@ class SaveTicket:
     >>> SaveTicket.settled().wait()
     """
 
-    __slots__ = ("_error", "_finish")
+    __slots__ = ("_error", "_finish", "_lock")
 
     def __init__(self, finish: Callable[[], None] | None, error: BaseException | None = None) -> None:
         self._finish, self._error = finish, error
+        self._lock = threading.Lock()  # two threads waiting: one reads the answers, the other gets its outcome
 
     @classmethod
     def settled(cls, error: BaseException | None = None) -> SaveTicket:
@@ -198,16 +200,17 @@ class SaveTicket:
     @property
     def done(self) -> bool:
         """Whether ``wait()`` would return (or raise) without waiting."""
-        return self._finish is None
+        return self._finish is None and not self._lock.locked()
 
     def wait(self) -> None:
         """Return once the save is written; raise its error (the same one every call)."""
-        if self._finish is not None:
+        with self._lock:
             finish, self._finish = self._finish, None
-            try:
-                finish()
-            except Exception as exc:  # noqa: BLE001 - kept, and raised on this and every later call
-                self._error = exc
+            if finish is not None:
+                try:
+                    finish()
+                except Exception as exc:  # noqa: BLE001 - kept, and raised on this and every later call
+                    self._error = exc
         if self._error is not None:
             raise self._error
 

@@ -128,3 +128,23 @@ def test_a_distinct_state_and_a_partial_vector_are_left_to_python() -> None:
     assert save_wire.pack_save(*common, {}, b"l:", partial, codec.feature_names, codec.head) is None
     whole = {"e": (5, dict.fromkeys(PLAIN.feature_names, math.nan))}
     assert save_wire.pack_save(*common, {}, b"l:", whole, codec.feature_names, codec.head) is not None
+
+
+def test_without_the_compiled_parts_the_call_is_packed_from_save_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DRIFTLINE_PURE_PYTHON=1`` (or a build without the extension): the same bytes, from the reference."""
+    state = EntityState()
+    state.apply(PLAIN, Event("e", 0, {"x": 1.0, "y": 2.0}))
+    r = SaveRequest(SourcePosition("g", "t", 0), {"e": state}, -1, 0, 60_000, None,
+                    {"e": (5, dict.fromkeys(PLAIN.feature_names, 0.5))})
+    calls = []
+    monkeypatch.setattr(save_wire, "save_call", lambda view, req: calls.append(req) or reference_call(view, req))
+    compiled = save_wire.packed_save_call(PLAIN, r, SHA)
+    assert calls == []  # the extension wrote it
+    monkeypatch.setenv("DRIFTLINE_PURE_PYTHON", "1")
+    assert save_wire.packed_save_call(PLAIN, r, SHA) == compiled and calls == [r]
+    monkeypatch.delenv("DRIFTLINE_PURE_PYTHON")
+    monkeypatch.setattr(save_wire, "pack_save", None)
+    assert save_wire.packed_save_call(PLAIN, r, SHA) == compiled and len(calls) == 2
+
+
+reference_call = save_wire.save_call

@@ -426,3 +426,32 @@ def test_a_refused_started_save_nobody_waited_for_fails_the_next_read(client) ->
             ticket.wait()  # the owner still hears it
     finally:
         _delete_view_keys(client, view)
+
+
+def test_a_ticket_waited_for_by_two_threads_reads_its_answers_once() -> None:
+    import threading
+    import time
+
+    from features.store import SaveTicket
+
+    calls = []
+
+    def finish() -> None:
+        calls.append(1)
+        time.sleep(0.05)
+        raise StaleOffsetError(1, 2)
+
+    ticket, outcomes = SaveTicket(finish), []
+
+    def waiter() -> None:
+        try:
+            ticket.wait()
+        except StaleOffsetError as exc:
+            outcomes.append(exc.actual)
+
+    threads = [threading.Thread(target=waiter) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1] and outcomes == [2, 2] and ticket.done
