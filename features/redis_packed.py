@@ -2,10 +2,10 @@
 
 A save sends ~10 script arguments per entity; redis-py's pipeline packs each one through its Python encoder
 (``isinstance`` checks and an ``encode`` call per argument), which was a third of a checkpoint's CPU at 100,000
-entities. :func:`evalsha_many` hands each call's whole argument tuple to ``hiredis.pack_command`` (C) and writes
-all of them on one pooled connection: the same bytes on the wire as redis-py's pipeline
-(``tests/features/test_save_args_wire.py``), the same answers (a reply error is returned in its place, as
-``pipeline.execute(raise_on_error=False)`` does), and the client's retry policy on a connection error.
+entities. :func:`pack_evalsha` hands each call's whole argument tuple to ``hiredis.pack_command`` (C), and
+:func:`start_packed_many` writes all of a checkpoint's calls on one pooled connection: the same bytes on the wire as
+redis-py's pipeline (``tests/features/test_save_args_wire.py``), the same answers (a reply error is returned in its
+place, as ``pipeline.execute(raise_on_error=False)`` does), and the client's retry policy on a connection error.
 
 A Redis Cluster client, or a machine without hiredis, keeps redis-py's pipeline (:func:`packable`).
 
@@ -27,12 +27,11 @@ try:
 except ImportError:  # redis-py without its hiredis extra: its own pipeline serves
     pack_command = None
 
-Call = tuple[Sequence[Any], Sequence[Any]]  # (keys, args) of one EVALSHA
 _CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def packable(client: object) -> bool:
-    """Whether :func:`evalsha_many` serves ``client``: a single Redis (not a cluster), hiredis installed."""
+    """Whether :func:`start_packed_many` serves ``client``: a single Redis (not a cluster), hiredis installed."""
     return pack_command is not None and type(client) is redis.Redis
 
 
@@ -41,28 +40,18 @@ def pack_evalsha(sha: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
     return pack_command(("EVALSHA", sha, len(keys), *keys, *args))
 
 
-def evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call]) -> list[Any]:
-    """One ``EVALSHA`` per call in one write on one connection; answers in order, a reply error (``NOSCRIPT``, a
-    script error) in its place. A connection error disconnects and retries as the client's retry policy says
-    (as redis-py's pipeline does), then raises."""
-    return start_evalsha_many(client, sha, calls, background=False)()
-
-
-def start_evalsha_many(client: redis.Redis, sha: str, calls: Sequence[Call], *,
-                       background: bool = True) -> Callable[[], list[Any]]:
-    """:func:`start_packed_many` of the calls packed by :func:`pack_evalsha`."""
-    return start_packed_many(client, [pack_evalsha(sha, keys, args) for keys, args in calls], background=background)
-
-
 def start_packed_many(client: redis.Redis, packed: Sequence[bytes], *,
                       background: bool = True) -> Callable[[], list[Any]]:
-    """:func:`evalsha_many` in two steps, for calls already packed: they are written now, by a thread of their own
-    (``background``; else right here), and the returned function reads their answers (call it exactly once). Redis reads a call whole before it runs it, and
-    reads nothing more while it runs it: the write of a checkpoint's later calls waits for the earlier ones to run,
-    and the thread lets that wait overlap the caller's work (the GIL is released in ``sendall``). The connection
-    stays out of the pool until the answers are read, so other commands of the client go on other connections. A
-    connection error, when writing or reading, disconnects and writes them all again under the client's retry
-    policy: the same calls, as :func:`evalsha_many` retries them."""
+    """Packed ``EVALSHA`` calls (:func:`pack_evalsha`, ``features.save_wire``) written on one connection now, by a
+    thread of their own (``background``; else right here); the returned function reads their answers in order, a
+    reply error (``NOSCRIPT``, a script error) in its place, as ``pipeline.execute(raise_on_error=False)`` does.
+    Call it exactly once.
+
+    Redis reads a call whole before it runs it, and reads nothing more while it runs it: the write of a
+    checkpoint's later calls waits for the earlier ones to run, and the thread lets that wait overlap the caller's
+    work (the GIL is released in ``sendall``). The connection stays out of the pool until the answers are read, so
+    other commands of the client go on other connections. A connection error, when writing or reading, disconnects
+    and writes them all again under the client's retry policy (as redis-py's pipeline retries), then raises."""
     pool = client.connection_pool
     conn = pool.get_connection()
     written: list[BaseException | None] = []  # the writer's outcome: None (written) or what it raised
@@ -75,15 +64,15 @@ def start_packed_many(client: redis.Redis, packed: Sequence[bytes], *,
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, which writes again or raises it
             written.append(exc)
 
-    writer = threading.Thread(target=write, name="driftline-save-writer", daemon=True)
-    if background:
+    writer = threading.Thread(target=write, name="driftline-save-writer", daemon=True) if background else None
+    if writer is not None:
         writer.start()
     else:
         write()
 
     def attempt() -> list[Any]:
         nonlocal attempts
-        if background:
+        if writer is not None:
             writer.join()
         attempts += 1
         failed = written[0]

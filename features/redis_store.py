@@ -5,12 +5,12 @@
 * ``save`` / ``save_many``: first the entity -> partition index of entities this writer has not indexed recently
   (``index_entities.lua``, one ``EVALSHA`` per index bucket; none in the steady state; ``features.entity_index``),
   then one pipelined ``EVALSHA`` of ``save_state.lua`` per partition, one round trip per batch, that checks the
-  offset, HSETs/HDELs, PEXPIREs and sets the offset, all atomically. ``start_save_many`` writes the same calls
-  and returns before their answers (on a single Redis: one connection kept out of the pool until the ticket's
-  ``wait``), so the caller's next work overlaps Redis running the scripts; every other call waits for it first. Every key of a call shares one hash tag
-  (``{topic:partition}``, ``{ix:topic:bucket}``), so each script runs in one Redis Cluster slot; a cluster
-  client groups the pipeline per node and follows ``MOVED`` / ``ASK``. A ``NOSCRIPT`` answer (a fresh node, a
-  script flush, a failover) loads the script on every primary and reruns those calls.
+  offset, HSETs/HDELs, PEXPIREs and sets the offset, all atomically. ``start_save_many`` writes the same calls and
+  returns before their answers (on a single Redis: one connection kept out of the pool until the ticket's ``wait``),
+  so the caller's next work overlaps Redis running the scripts; every other call waits for it first. Every key of a
+  call shares one hash tag (``{topic:partition}``, ``{ix:topic:bucket}``), so each script runs in one Redis Cluster
+  slot; a cluster client groups the pipeline per node and follows ``MOVED`` / ``ASK``. A ``NOSCRIPT`` answer (a
+  fresh node, a script flush, a failover) loads the script on every primary and reruns those calls.
 * ``read_latest_matrix`` / ``read_latest`` / ``read_features``: the partition of each entity comes from the index
   (``features.redis_reads``), so reads find entities whatever partitioner the producer used; the latest vectors
   are one ``MGET`` per partition, decoded in bulk (``features.latest``).
@@ -178,42 +178,34 @@ class RedisFeatureStore:
         calls."""
         if packable(self.client):
             return self._start_packed(script, [pack_evalsha(sha, keys, args) for keys, args in calls], False)
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        done = pipe.execute(raise_on_error=False)
 
-        def answers() -> list[Any]:
-            missing = [i for i, res in enumerate(done) if isinstance(res, redis.exceptions.NoScriptError)]
-            if missing:
-                self.client.script_load(script)
-                pipe = self.client.pipeline(transaction=False)
-                for i in missing:
-                    keys, args = calls[i]
-                    pipe.evalsha(sha, len(keys), *keys, *args)
-                for i, res in zip(missing, pipe.execute(raise_on_error=False), strict=True):
-                    done[i] = res
-            return done
+        def pipelined(indices: Sequence[int]) -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for i in indices:
+                keys, args = calls[i]
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
 
-        return answers
+        done = pipelined(range(len(calls)))
+        return lambda: self._rerun_noscript(script, done, pipelined)
 
     def _start_packed(self, script: str, packed: Sequence[bytes], background: bool) -> Callable[[], list[Any]]:
         """Packed ``EVALSHA`` calls on a single Redis (``features.redis_packed``), written now; the returned function
-        gives the answers in order, the calls answered ``NOSCRIPT`` rerun (the same bytes) after loading the
-        script."""
+        gives the answers in order, the calls answered ``NOSCRIPT`` rerun (the same bytes)."""
         first = start_packed_many(self.client, packed, background=background)
+        return lambda: self._rerun_noscript(script, first(), lambda indices: start_packed_many(
+            self.client, [packed[i] for i in indices], background=False)())
 
-        def answers() -> list[Any]:
-            results = first()
-            missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
-            if missing:
-                self.client.script_load(script)
-                again = start_packed_many(self.client, [packed[i] for i in missing], background=False)()
-                for i, res in zip(missing, again, strict=True):
-                    results[i] = res
-            return results
-
-        return answers
+    def _rerun_noscript(self, script: str, results: list[Any],
+                        rerun: Callable[[Sequence[int]], list[Any]]) -> list[Any]:
+        """``results`` with each ``NOSCRIPT`` answer (a fresh node, a SCRIPT FLUSH, a failover) replaced by its call's
+        answer after the script was loaded on every primary (``rerun``: the answers of those calls, by index)."""
+        missing = [i for i, res in enumerate(results) if isinstance(res, redis.exceptions.NoScriptError)]
+        if missing:
+            self.client.script_load(script)
+            for i, res in zip(missing, rerun(missing), strict=True):
+                results[i] = res
+        return results
 
     def _index(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
         """Record the partition of every entity of ``requests`` this writer has not indexed within half a state
