@@ -37,8 +37,8 @@ class CheckpointLedger:
         self.started_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
         self.since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
         self.uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
-        self.finalizers: list[Callable[[], None]] = []  # each handler's state write, once
-        self.starts: dict[Callable[[], None], Callable[[], Callable[[], None]]] = {}  # finalize -> its start, if any
+        # each handler's state write, once, with its start when it can be started (BatchResult.start_finalize)
+        self.finalizers: dict[Callable[[], None], Callable[[], Callable[[], None]] | None] = {}
         self.started: StartedCheckpoint | None = None  # a checkpoint whose writes were not answered yet
 
     @property
@@ -71,16 +71,14 @@ class CheckpointLedger:
         ``last``: the batch's last offsets when already at hand (``offset_bounds``)."""
         for key, offset in (offset_bounds(records)[1] if last is None else last).items():
             self.uncommitted[key] = offset + 1
-        if result.finalize is not None and result.finalize not in self.finalizers:
-            self.finalizers.append(result.finalize)
-            if result.start_finalize is not None:
-                self.starts[result.finalize] = result.start_finalize
+        if result.finalize is not None:
+            self.finalizers.setdefault(result.finalize, result.start_finalize)
 
     def start(self, waits: list[Callable[[], None]]) -> None:
         """After the pending checkpoints were started (``waits``: the waits for their writes): keep what to commit
         once they went through and what to take back if they do not (:attr:`started`); the rest starts over."""
-        since, uncommitted = dict(self.since), dict(self.uncommitted)
-        self.started = StartedCheckpoint(waits, self.take(), since, uncommitted)
+        self.started = StartedCheckpoint(waits, dict(self.since), dict(self.uncommitted))
+        self.clear()
 
     def settle(self, commit: Callable[[list[TopicPartition]], None]) -> bool:
         """Wait for the started checkpoint's writes, then ``commit`` its offsets; False when none was started. A
@@ -104,13 +102,13 @@ class CheckpointLedger:
         except BaseException:
             self.absorb(started.since, started.uncommitted)
             raise
-        if started.committed:
-            commit(started.committed)
+        if started.uncommitted:
+            commit(_next_offsets(started.uncommitted))
         return True
 
     def take(self) -> list[TopicPartition]:
         """After the pending checkpoints ran: the next offsets to commit; the ledger starts over (nothing pending)."""
-        committed = [TopicPartition(t, p, o) for (t, p), o in self.uncommitted.items()]
+        committed = _next_offsets(self.uncommitted)
         self.clear()
         return committed
 
@@ -119,7 +117,6 @@ class CheckpointLedger:
         self.since.clear()
         self.uncommitted.clear()
         self.finalizers.clear()
-        self.starts.clear()
 
     def absorb(self, since: Mapping[tuple[str, int], int], uncommitted: Mapping[tuple[str, int], int]) -> None:
         """Take back a checkpoint that was started but did not go through (``streams.runtime.loop``): its first
@@ -139,9 +136,14 @@ class CheckpointLedger:
 @dataclass
 class StartedCheckpoint:
     """A checkpoint whose state writes were started, not yet answered (``BatchResult.start_finalize``): the waits
-    for them, the offsets to commit after, and the ledger's bookkeeping to take back if a write failed."""
+    for them, and the ledger's bookkeeping then: the next offsets to commit once they went through, and where a
+    rewind goes back to if one failed."""
 
     waits: list[Callable[[], None]]
-    committed: list[TopicPartition]
     since: dict[tuple[str, int], int]
     uncommitted: dict[tuple[str, int], int]
+
+
+def _next_offsets(uncommitted: Mapping[tuple[str, int], int]) -> list[TopicPartition]:
+    """The commit of ``{(topic, partition): next offset}``."""
+    return [TopicPartition(t, p, o) for (t, p), o in uncommitted.items()]

@@ -320,9 +320,8 @@ class BatchLoop:
         self.settle_started()
         self._flush_and_check()
         waits = []
-        for finalize in self.ledger.finalizers:
-            start = self.ledger.starts.get(finalize) if overlap else None
-            if start is None:
+        for finalize, start in self.ledger.finalizers.items():
+            if start is None or not overlap:
                 finalize()
             else:
                 waits.append(start())
