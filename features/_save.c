@@ -122,12 +122,23 @@ static int sorted_ints(PyObject *set, long long **out, Py_ssize_t *n) {
     return 1;
 }
 
+/* Python's bisect_left(O[:n], x) */
+static Py_ssize_t bisect_left(const long long *O, Py_ssize_t n, long long x) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (O[mid] < x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
 static PyObject *s_order, *s_data, *s_w, *s_dirty, *s_deleted, *s_sets;
 
 /* one entity state's KEYS and ARGV entries: 1 written (or nothing to write), 0 for Python, -1 on error */
 static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, PyObject *state) {
     PyObject *order = NULL, *data = NULL, *w = NULL, *dirty = NULL, *deleted = NULL, *sets = NULL;
     long long *dirty_b = NULL, *deleted_b = NULL;
+    Py_ssize_t *rows = NULL;
     Py_ssize_t ndirty = 0, ndeleted = 0;
     Py_buffer ov = {0}, dv = {0};
     int have_o = 0, have_d = 0, rc = -1;
@@ -157,13 +168,11 @@ static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, P
     rc = -1;
     const long long *O = ov.buf;
     Py_ssize_t n = ov.len / 8, ndata = dv.len / 8;
-    for (Py_ssize_t j = 0; j < ndirty; j++) { /* bisect_left, and the whole row there: else Python slices it */
-        Py_ssize_t lo = 0, hi = n;
-        while (lo < hi) {
-            Py_ssize_t mid = (lo + hi) / 2;
-            if (O[mid] < dirty_b[j]) lo = mid + 1; else hi = mid;
-        }
-        if ((lo + 1) * width > ndata) { rc = 0; goto done; } /* no whole row there: Python slices what it has */
+    rows = PyMem_Malloc((ndirty + 1) * sizeof(Py_ssize_t));
+    if (!rows) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t j = 0; j < ndirty; j++) { /* each bucket's row (bisect_left), whole: else Python slices it */
+        rows[j] = bisect_left(O, n, dirty_b[j]);
+        if ((rows[j] + 1) * width > ndata) { rc = 0; goto done; }
     }
     if (bulk2(keys, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix), id, id_len) < 0
         || bulk_ll(args, ndirty) < 0 || bulk_ll(args, ndeleted) < 0)
@@ -174,12 +183,7 @@ static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, P
     row[1] = (char)(width & 0xFF);
     row[2] = (char)((width >> 8) & 0xFF);
     for (Py_ssize_t j = 0; j < ndirty; j++) {
-        Py_ssize_t lo = 0, hi = n;
-        while (lo < hi) {
-            Py_ssize_t mid = (lo + hi) / 2;
-            if (O[mid] < dirty_b[j]) lo = mid + 1; else hi = mid;
-        }
-        memcpy(row + 3, (const double *)dv.buf + lo * width, 8 * width);
+        memcpy(row + 3, (const double *)dv.buf + rows[j] * width, 8 * width);
         if (bulk_ll(args, dirty_b[j]) < 0 || bulk2(args, row, 3 + 8 * width, NULL, 0) < 0) {
             PyMem_Free(row);
             goto done;
@@ -194,6 +198,7 @@ done:
     if (have_d) PyBuffer_Release(&dv);
     PyMem_Free(dirty_b);
     PyMem_Free(deleted_b);
+    PyMem_Free(rows);
     Py_XDECREF(order); Py_XDECREF(data); Py_XDECREF(w); Py_XDECREF(dirty); Py_XDECREF(deleted); Py_XDECREF(sets);
     return rc;
 }
