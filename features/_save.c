@@ -1,6 +1,7 @@
 /* features._save: the wire bytes of one save_state.lua call (features.save_wire), for the common case.
 
-   pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, latest, names, latest_head) -> bytes | None
+   pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, latest, names, latest_head[, mark_saved])
+       -> bytes | None
 
    The RESP array of EVALSHA sha numkeys KEYS... ARGV... exactly as hiredis packs what features.save_wire.save_call
    returns: the offset key and ``head`` (the four offset/TTL arguments) first; per entity state with changes, its
@@ -9,7 +10,10 @@
    latest vector, its key (latest_prefix + id), "-1", "0" and the LatestCodec value (latest_head, as_of as int64,
    the vector's doubles in ``names`` order). None, before anything is returned, for what only Python writes: a
    state with distinct-value sets, a vector that lacks a feature, has another or holds a non-float, anything not of
-   the expected types, a big-endian machine. */
+   the expected types, a big-endian machine. ``mark_saved`` true: once the bytes are made (not when None is
+   returned), every state's dirty and expired marks are cleared (EntityState.mark_saved: _dirty = _deleted = None),
+   in C, as a started save marks its states (a Python loop over 50,000 states cost ~0.9 us each, mostly cache
+   misses). */
 #include "_exact.h"
 
 #include <stdlib.h>
@@ -235,11 +239,13 @@ static int put_latest(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, 
 }
 
 static PyObject *pack_save(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
-    if (nargs != 9) {
+    if (nargs != 9 && nargs != 10) {
         PyErr_SetString(PyExc_TypeError, "pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, "
-                                         "latest, names, latest_head)");
+                                         "latest, names, latest_head[, mark_saved])");
         return NULL;
     }
+    int mark_saved = nargs == 10 ? PyObject_IsTrue(a[9]) : 0;
+    if (mark_saved < 0) return NULL;
     PyObject *sha = a[0], *offset_key = a[1], *head = a[2], *state_prefix = a[3], *states = a[4];
     PyObject *latest_prefix = a[5], *latest = a[6], *names = a[7], *latest_head = a[8];
 #if PY_BIG_ENDIAN
@@ -295,6 +301,13 @@ static PyObject *pack_save(PyObject *self, PyObject *const *a, Py_ssize_t nargs)
     memcpy(w, out.p, out.len);
     memcpy(w + out.len, keys.p, keys.len);
     memcpy(w + out.len + keys.len, args.p, args.len);
+    pos = 0;
+    while (mark_saved && PyDict_Next(states, &pos, &entity, &value)) {
+        if (PyObject_SetAttr(value, s_dirty, Py_None) < 0 || PyObject_SetAttr(value, s_deleted, Py_None) < 0) {
+            Py_CLEAR(result);
+            goto fail;
+        }
+    }
     goto free;
 done:
     if (rc == 0) { result = Py_None; Py_INCREF(result); }
@@ -308,8 +321,9 @@ free:
 
 static PyMethodDef methods[] = {
     {"pack_save", (PyCFunction)(void (*)(void))pack_save, METH_FASTCALL,
-     "pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, latest, names, latest_head) -> bytes | "
-     "None: the wire bytes of one save_state.lua call, or None for what only Python writes"},
+     "pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, latest, names, latest_head[, mark_saved])"
+     " -> bytes | None: the wire bytes of one save_state.lua call, or None for what only Python writes; mark_saved: "
+     "the states' marks cleared once the bytes are made"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,7 +31,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, KeysView, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -52,47 +53,70 @@ class PartitionConflict:
 class IndexCache:
     """What this writer indexed recently: entity -> (partition, when, ms); bounded (oldest first out).
 
-    ``due`` first drops, in one C-level set difference, the entities marked on the same partition within the
-    current window of ``refresh_ms`` (none of them can be due: marked less than ``refresh_ms`` ago), and checks only
-    the rest one by one; at 100,000 entities every checkpoint asks about each entity saved.
+    A save asks about the entities of one partition at a time (:meth:`due_on`): it first drops, in one C-level set
+    difference of the entity ids, those marked on that partition within the current window of ``refresh_ms`` (none
+    of them can be due: marked less than ``refresh_ms`` ago), and checks only the rest one by one; at 100,000
+    entities every checkpoint asks about each entity saved (~0.1 us each instead of ~1 us).
     """
 
     def __init__(self, max_entities: int = 1 << 18) -> None:
         self.max_entities = max_entities
         self._seen: dict[str, tuple[int, int]] = {}
-        self._recent: dict[str, int] = {}  # entity -> partition, marked at or after _recent_since
+        self._recent: dict[int, set[str]] = {}  # partition -> entities marked on it at or after _recent_since
+        self._recent_count = 0  # entries in _recent (the bound: more clears it, the one-by-one check serves)
         self._recent_since: int | None = None
 
     def due(self, parts: Mapping[str, int], *, now_ms: int, refresh_ms: int) -> dict[str, int]:
         """The entries of ``parts`` (entity -> partition) to write: new, moved, or written ``refresh_ms`` ago."""
+        by_partition: dict[int, list[str]] = {}
+        for entity, p in parts.items():
+            by_partition.setdefault(p, []).append(entity)
+        out: dict[str, int] = {}
+        for p, entities in by_partition.items():
+            out.update(self.due_on(p, entities, now_ms=now_ms, refresh_ms=refresh_ms))
+        return out
+
+    def due_on(self, partition: int, entities: Iterable[str], *, now_ms: int,
+               refresh_ms: int) -> dict[str, int]:
+        """:meth:`due` of ``entities`` whose events all came from ``partition`` (a dict's keys are taken as they
+        are: a set difference, no copy)."""
         since = self._recent_since
         if since is None or not since <= now_ms < since + refresh_ms:  # a new window: nothing marked in it yet
             self._recent.clear()
+            self._recent_count = 0
             self._recent_since = now_ms
-        candidates = parts.items() - self._recent.items() if self._recent and type(parts) is dict else parts.items()
+        recent = self._recent.get(partition)
+        candidates = entities - recent if recent and isinstance(entities, (KeysView, AbstractSet)) else entities
         get, out = self._seen.get, {}
-        for entity, p in candidates:
+        for entity in candidates:
             seen = get(entity)
-            if seen is None or seen[0] != p or now_ms - seen[1] >= refresh_ms:
-                out[entity] = p
+            if seen is None or seen[0] != partition or now_ms - seen[1] >= refresh_ms:
+                out[entity] = partition
         return out
 
     def mark(self, written: Mapping[str, int], *, now_ms: int) -> None:
         """Remember that ``written`` was indexed at ``now_ms``."""
-        seen = self._seen
+        seen, recent = self._seen, self._recent
         for entity, p in written.items():
-            seen.pop(entity, None)  # re-inserted last: the dict's order is the write order
+            old = seen.pop(entity, None)  # re-inserted last: the dict's order is the write order
+            if old is not None and old[0] != p and old[0] in recent:  # moved: not recent on the old partition
+                recent[old[0]].discard(entity)
             seen[entity] = (p, now_ms)
         over = len(seen) - self.max_entities
         if over > 0:
             for entity in list(seen)[:over]:
-                del seen[entity]
+                p = seen.pop(entity)[0]
+                if p in recent:
+                    recent[p].discard(entity)
         if self._recent_since is None or not written:
             return
-        if now_ms < self._recent_since or len(self._recent) + len(written) > self.max_entities:
-            self._recent.clear()  # a mark older than the window (or past the bound): the one-by-one check serves
-        else:
-            self._recent.update(written)
+        if now_ms < self._recent_since or self._recent_count + len(written) > self.max_entities:
+            recent.clear()  # a mark older than the window (or past the bound): the one-by-one check serves
+            self._recent_count = 0
+            return
+        for entity, p in written.items():
+            recent.setdefault(p, set()).add(entity)
+        self._recent_count += len(written)
 
     def __len__(self) -> int:
         return len(self._seen)

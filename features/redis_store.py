@@ -128,10 +128,7 @@ class RedisFeatureStore:
         states are marked saved now (their changes are in the calls); the ticket reads the answers."""
         self._settle()
         self._index(view, requests)
-        answers = self._start_saves(view, requests, background=True)
-        for r in requests:
-            for st in r.states.values():
-                st.mark_saved()
+        answers = self._start_saves(view, requests, background=True, mark_saved=True)
         self._started = SaveTicket(lambda: self._check_all(requests, answers(), mark_saved=False))
         return self._started
 
@@ -152,17 +149,24 @@ class RedisFeatureStore:
             raise first
 
     def _start_saves(self, view: FeatureView, requests: Sequence[SaveRequest], *,
-                     background: bool) -> Callable[[], list[Any]]:
+                     background: bool, mark_saved: bool = False) -> Callable[[], list[Any]]:
         """One ``save_state.lua`` call per request, written now (``background``: by a writer thread); the returned
         function gives the answers in order. A single Redis gets each call's wire bytes from
-        ``features.save_wire``; a cluster runs redis-py's pipeline (``_start_eval_all``)."""
+        ``features.save_wire``; a cluster runs redis-py's pipeline (``_start_eval_all``). ``mark_saved``: the
+        states are marked saved once their calls are made (a started save)."""
         if packable(self.client):
-            return self._start_packed(SAVE_SCRIPT, [self._save_wire(view, r) for r in requests], background)
-        return self._start_eval_all(SAVE_SCRIPT, self._save.sha, [save_call(view, r) for r in requests])
+            return self._start_packed(SAVE_SCRIPT, [self._save_wire(view, r, mark_saved) for r in requests],
+                                      background)
+        calls = [save_call(view, r) for r in requests]
+        if mark_saved:
+            for r in requests:
+                for st in r.states.values():
+                    st.mark_saved()
+        return self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)
 
-    def _save_wire(self, view: FeatureView, r: SaveRequest) -> bytes:
+    def _save_wire(self, view: FeatureView, r: SaveRequest, mark_saved: bool = False) -> bytes:
         """The wire bytes of one request's save call (``features.save_wire``)."""
-        return packed_save_call(view, r, self._save.sha)
+        return packed_save_call(view, r, self._save.sha, mark_saved=mark_saved)
 
     def _eval_all(self, script: str, sha: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """One pipelined ``EVALSHA`` per (keys, args) call, answers (or errors) in order: see
@@ -215,9 +219,10 @@ class RedisFeatureStore:
         calls: list[tuple[list[bytes], list[Any]]] = []
         written: list[tuple[str, dict[str, int]]] = []
         for r in requests:
-            entities = dict.fromkeys(r.states, r.pos.partition)
-            entities.update(dict.fromkeys(r.latest or (), r.pos.partition))
-            due = self.index_cache.due(entities, now_ms=now, refresh_ms=r.ttl_ms // 2)
+            entities = r.states.keys()
+            if r.latest and not r.latest.keys() <= entities:  # a latest vector without a state change
+                entities = entities | r.latest.keys()
+            due = self.index_cache.due_on(r.pos.partition, entities, now_ms=now, refresh_ms=r.ttl_ms // 2)
             by_bucket: dict[int, list[str]] = {}
             for e in due:
                 by_bucket.setdefault(index_bucket(e), []).append(e)

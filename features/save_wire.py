@@ -69,19 +69,25 @@ def save_call(view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[byte
     return keys, args
 
 
-def packed_save_call(view: FeatureView, r: SaveRequest, sha: str) -> bytes:
+def packed_save_call(view: FeatureView, r: SaveRequest, sha: str, *, mark_saved: bool = False) -> bytes:
     """The wire bytes of ``EVALSHA sha`` with :func:`save_call`'s KEYS and ARGV: from ``features._save`` when it
-    takes the request, else packed from :func:`save_call`."""
+    takes the request, else packed from :func:`save_call`. ``mark_saved``: the request's states are marked saved
+    once their changes are in the bytes (a started save; ``EntityState.mark_saved``), by the C part while it has
+    them at hand."""
     if pack_save is not None and compiled_parts_on():
         codec = codec_for(view.feature_names)
         packed = pack_save(sha, offset_key_for(view, r.pos), _head(r), state_key_for(view, r.pos, ""),
                            r.states if type(r.states) is dict else dict(r.states),
                            latest_key_for(view, r.pos, ""),
                            r.latest if r.latest is None or type(r.latest) is dict else dict(r.latest),
-                           codec.feature_names, codec.head)
+                           codec.feature_names, codec.head, mark_saved)
         if packed is not None:
             return packed
-    return pack_evalsha(sha, *save_call(view, r))
+    packed = pack_evalsha(sha, *save_call(view, r))
+    if mark_saved:
+        for st in r.states.values():
+            st.mark_saved()
+    return packed
 
 
 def _head(r: SaveRequest) -> tuple[int, int, bytes, int]:

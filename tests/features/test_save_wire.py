@@ -102,6 +102,32 @@ def test_the_compiled_call_is_the_reference_call_byte_for_byte(case: tuple[Featu
     assert save_wire.packed_save_call(view, r, SHA) == expected
 
 
+@settings(max_examples=examples(200), deadline=None)
+@given(st.sampled_from([PLAIN, DISTINCT]).flatmap(lambda v: st.tuples(st.just(v), requests(v))), st.booleans())
+def test_a_started_save_marks_its_states_saved_once_the_bytes_are_made(case: tuple[FeatureView, SaveRequest],
+                                                                        pure: bool) -> None:
+    """``mark_saved=True`` (a started save): the same bytes, and then every state of the request is clean (its
+    changes are in the bytes), whether C or Python made them; refused (a vector the view lacks): nothing marked;
+    ``mark_saved=False``: nothing marked."""
+    view, r = case
+    before = {e: state.to_redis() for e, state in r.states.items()}
+    expected = reference(view, r)
+    with pytest.MonkeyPatch.context() as mp:
+        if pure:
+            mp.setenv("DRIFTLINE_PURE_PYTHON", "1")
+        if isinstance(expected, FeatureError):
+            with pytest.raises(FeatureError):
+                save_wire.packed_save_call(view, r, SHA, mark_saved=True)
+            assert {e: state.to_redis() for e, state in r.states.items()} == before
+            return
+        assert save_wire.packed_save_call(view, r, SHA) == expected
+        assert {e: state.to_redis() for e, state in r.states.items()} == before
+        assert save_wire.packed_save_call(view, r, SHA, mark_saved=True) == expected
+    for state in r.states.values():
+        assert state.to_redis() == ({}, [])
+        assert state._dirty is None and state._deleted is None
+
+
 @settings(max_examples=examples(100), deadline=None)
 @given(requests(PLAIN))
 def test_the_common_case_is_compiled(r: SaveRequest) -> None:
