@@ -9,10 +9,12 @@ the first event of an entity loads 31 buckets from Redis, as after a restart or 
 
 Readings go to entities in round-robin order (each entity once per round), event times continuing the templates'
 history, in two phases with the same worker: *first touch*, one round (every event loads its entity's full
-window from Redis and folds all of it), drained completely; then *recurring*, ``max(events, entities)`` more
-readings (the steady state of a stream whose entities come back: cached states, as long as the cache holds them
-all). Rates come from the predictions' timestamps (10th-90th percentile, as in ``bench.pipeline_bench``); the
-500-entity row is the baseline of the same run.
+window from Redis and folds all of it), drained completely; then *recurring*, ``max(events, largest size)`` more
+readings for every size (the steady state of a stream whose entities come back: cached states, as long as the
+cache holds them all; the same count in every row, so that every row is measured over a stretch of about the same
+length). Rates come from the predictions' timestamps (10th-90th percentile, as in ``bench.pipeline_bench``); the
+500-entity row is the baseline of the same run, measured first and again last (the ratios are to the mean of the
+two, so a machine that changed speed during the run moves the baseline with it).
 Redis bytes per entity: ``INFO used_memory`` delta of the fill / entities.
 """
 
@@ -50,6 +52,13 @@ class EntitiesConfig:
     minutes: float = 30.0
     interval_s: float = 10.0
     timeout_s: float = 180.0
+    rebaseline: bool = True  # measure the first size again after the others: the baseline is the mean of both
+
+    def recurring(self) -> int:
+        """Recurring readings of every row: the same count for every size, so that every row is measured over a
+        stretch of about the same length (a 0.5 s row against a 5 s one compared two moments of a machine whose
+        speed moves 1.5-2x within minutes, not two entity counts)."""
+        return max(self.events, *self.sizes)
 
     @classmethod
     def tiny(cls) -> EntitiesConfig:
@@ -83,17 +92,20 @@ def _backlog(history: Sequence[Event], n: int, events: int, interval_s: float) -
 
 
 def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
-    """One row per entity count, in one run and on one stack; the first size is the baseline."""
+    """One row per entity count, in one run and on one stack; the first size is the baseline, measured first and
+    (``rebaseline``) again last: the ratios are to the mean of its two rates, so a machine that slowed down or
+    sped up during the run moves the baseline with it."""
     rows: list[list] = []
+    sizes = (*cfg.sizes, cfg.sizes[0]) if cfg.rebaseline and len(cfg.sizes) > 1 else cfg.sizes
     with tempfile.TemporaryDirectory(prefix="driftline-bench-registry-") as registry:
         train_models(registry, entities=100, minutes=5.0)
-        for n in cfg.sizes:
+        for n in sizes:
             settings, view = fresh_measurement(info, registry, partitions=PARTITIONS)
             client = redis.Redis.from_url(settings.redis_url)
             try:
                 history = memory_history(view, cfg)
                 grown = _fill(client, view, settings.pipeline.features_group, history, n)
-                records, second = _backlog(history, n, n + max(cfg.events, n), cfg.interval_s)
+                records, second = _backlog(history, n, n + cfg.recurring(), cfg.interval_s)
                 with WorkerProcesses(settings, view, 1) as procs:
                     # first touch: one event per entity, drained completely; then the recurring rounds
                     prefill(settings, view.source_topic, records[:n])
@@ -106,22 +118,26 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
             finally:
                 delete_group_keys(client, settings.pipeline.features_group)
                 client.close()
-    base = rows[0][3]
+    base = (rows[0][3] + rows[-1][3]) / 2 if len(rows) > len(cfg.sizes) else rows[0][3]
     for row in rows:
         row.insert(5, ratio(row[3], base))
+    if len(rows) > len(cfg.sizes):
+        rows[-1][0] = f"{cfg.sizes[0]:,} (again)"
     cap = PipelineSettings().cache_max_entities
     return [Table("entities", "Fused pipeline throughput at realistic entity counts, 30-minute windows full "
                               "(events/s)",
                   ["entities", "events", "first touch ev/s", "recurring ev/s", "recurring us/event",
                    f"recurring vs {cfg.sizes[0]:,} entities", "Redis B/entity"],
                   rows,
-                  notes=[f"entities + max({cfg.events:,}, entities) readings per row, entities in round-robin order, event times continuing "
+                  notes=[f"entities + {cfg.recurring():,} readings per row (the same recurring count for every size), entities in "
+                         "round-robin order, event times continuing "
                          f"{cfg.minutes:g} min of history already in Redis ({cfg.templates} real states replicated, "
                          f"{int(cfg.minutes) + 1} one-minute buckets each); one worker process, default settings (checkpoint every "
                          f"{PipelineSettings().checkpoint_interval_ms:,} ms, state cache of {cap:,} entities); "
                          "embedded tansu broker and the bench's own redis-server on this machine. First touch: the "
                          "first round (each event loads a full window from Redis and folds all of it); recurring: "
-                         "the later rounds. Rows are kept short (the machine is shared)."],
+                         "the later rounds. The first size is measured again last; the ratio column is to the mean of "
+                         "its two recurring rates."],
                   limit="limit: first touch: the Redis load of each event's window (HGETALL of 31 buckets, decode) "
                         "and a fold of every bucket; recurring: the per-event Python of the 500-entity row while "
                         "the cache holds every entity, the first-touch cost beyond that.")]

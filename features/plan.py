@@ -158,6 +158,9 @@ class Plan:
     # the kernel's step(state, ts, values) -> dict | None: EntityState.step's common case in one C call (every
     # window sliding); None: EntityState.step in Python always
     step: Callable[[Any, int, Any], dict[str, float] | None] | None = None
+    # the kernel's pack(acc) -> bytes | acc: a prefix fold as one bytes object of its doubles (what step reads
+    # back) when every accumulator is an exact float; None: the state caches the tuple
+    pack: Callable[[tuple], bytes | tuple] | None = None
 
     def row_from_partials(self, partials: dict[str, list]) -> list[float]:
         """One bucket row from 13-slot partials ``{field: [slots...]}`` (the former JSON encoding)."""
@@ -457,6 +460,7 @@ def compile_plan(view: FeatureView, *, compiled: bool | None = None) -> Plan:
         distinct_index,
         kernel is not None,
         None if kernel is None else kernel.step,
+        None if kernel is None else kernel.pack,
     )
 
 

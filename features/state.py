@@ -75,7 +75,8 @@ class EntityState:
         self._sets: dict[int, dict[int, set]] | None = None  # bucket -> layout index -> distinct values
         self._dirty: set[int] | None = None  # buckets changed since the last save (a set only while any: fewer
         self._deleted: set[int] | None = None  # objects for the garbage collector to walk per cached entity)
-        self._cache: tuple[int, tuple[int, ...], tuple] | None = None  # (last, window starts, prefix fold)
+        # (last, window starts, prefix fold: its accumulators, or their doubles' bytes when Plan.pack packed them)
+        self._cache: tuple[int, tuple[int, ...], tuple | bytes] | None = None
         self._read_last = -1  # bucket of the previous read ...
         self._reads = 0  # ... and how many reads it had: more than one predicts more than one in the next
 
@@ -216,9 +217,11 @@ class EntityState:
         hit = self._cache
         if hit is not None and hit[0] == last and hit[1] == starts:
             acc = hit[2]
+            if type(acc) is bytes:  # packed (Plan.pack): the same doubles, bit for bit
+                acc = tuple(memoryview(acc).cast("d"))
         else:
             acc = plan.fold(None, data, order, lo, hi, starts, sets)
-            self._cache = (last, starts, acc)
+            self._cache = (last, starts, acc if plan.pack is None else plan.pack(acc))
         if cur:
             acc = plan.fold(acc, data, order, hi, hi + 1, starts, sets)
         return plan.emit(acc)

@@ -43,6 +43,25 @@ def test_views_with_distinct_values_keep_the_python_fold() -> None:
     assert not compile_plan(view, compiled=True).compiled
 
 
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.lists(st.one_of(st.floats(), st.integers(-5, 5), st.just(-0.0)), min_size=1, max_size=8), st.booleans())
+def test_a_cached_prefix_fold_is_packed_only_when_every_accumulator_is_a_float(accs: list, right_size: bool) -> None:
+    """``Plan.pack``: the doubles' bytes, bit for bit (NaN, -0.0), when the tuple is all exact floats of the
+    kernel's size; anything else (an int count, another size) is kept as it is."""
+    view = FeatureView("p", 1, "t", "id", "ts", FIELDS, (FeatureSpec("m", "x", "mean", WINDOWS[0]),),
+                       bucket_ms=BUCKET)
+    plan = compile_plan(view, compiled=True)
+    n = len(plan.fold(None, array("d"), array("q"), 0, 0, plan.starts(0, 0), None))
+    acc = tuple((accs * n)[:n]) if right_size else tuple(accs[: n - 1])
+    packed = plan.pack(acc)
+    if right_size and all(type(x) is float for x in acc):
+        assert packed == struct.pack(f"={n}d", *acc)
+        assert [struct.pack("=d", x) for x in memoryview(packed).cast("d")] == [struct.pack("=d", x) for x in acc]
+    else:
+        assert packed is acc
+
+
 values_of = st.fixed_dictionaries(
     {},
     optional={
