@@ -21,11 +21,14 @@ def test_entities_bench_rows_per_size_with_full_windows() -> None:
     cfg = entities_bench.EntitiesConfig.tiny()
     with bench_stack() as info:
         [table] = entities_bench.run(info, cfg)
-    assert [r[0] for r in table.rows] == list(cfg.sizes)
-    for row in table.rows:
-        assert row[1] == row[0] + max(cfg.events, row[0])  # every reading got one prediction
+    # every size, then the baseline again; the same recurring readings in every row
+    assert [r[0] for r in table.rows] == [*cfg.sizes, f"{cfg.sizes[0]:,} (again)"]
+    for size, row in zip([*cfg.sizes, cfg.sizes[0]], table.rows, strict=True):
+        assert row[1] == size + cfg.recurring() == size + max(cfg.events, *cfg.sizes)  # one prediction each
         assert math.isfinite(row[3]) and row[3] > 0 and row[6] > 1000  # a full window is kilobytes in Redis
-    assert table.rows[0][5] == 1.0
+    first, again = table.rows[0][3], table.rows[-1][3]
+    for row in table.rows:  # ratios to the mean of the baseline's two rates
+        assert row[5] == pytest.approx(row[3] / ((first + again) / 2), rel=0.01)
 
 
 @pytest.mark.integration
