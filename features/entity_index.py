@@ -56,7 +56,8 @@ class IndexCache:
     A save asks about the entities of one partition at a time (:meth:`due_on`): it first drops, in one C-level set
     difference of the entity ids, those marked on that partition within the current window of ``refresh_ms`` (none
     of them can be due: marked less than ``refresh_ms`` ago), and checks only the rest one by one; at 100,000
-    entities every checkpoint asks about each entity saved (~0.1 us each instead of ~1 us).
+    entities every checkpoint asks about each entity saved (~0.5 us each in the worker, against ~1.2 for a check
+    of (entity, partition) pairs).
     """
 
     def __init__(self, max_entities: int = 1 << 18) -> None:
