@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, KeysView, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class IndexCache:
 
     def __init__(self, max_entities: int = 1 << 18) -> None:
         self.max_entities = max_entities
-        self._seen: dict[str, tuple[int, int]] = {}
+        self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()  # write order: the oldest out in O(1)
         self._recent: dict[int, set[str]] = {}  # partition -> entities marked on it at or after _recent_since
         self._recent_count = 0  # entries in _recent (the bound: more clears it, the one-by-one check serves)
         self._recent_since: int | None = None
@@ -99,16 +100,16 @@ class IndexCache:
         """Remember that ``written`` was indexed at ``now_ms``."""
         seen, recent = self._seen, self._recent
         for entity, p in written.items():
-            old = seen.pop(entity, None)  # re-inserted last: the dict's order is the write order
-            if old is not None and old[0] != p and old[0] in recent:  # moved: not recent on the old partition
-                recent[old[0]].discard(entity)
+            old = seen.get(entity)
             seen[entity] = (p, now_ms)
-        over = len(seen) - self.max_entities
-        if over > 0:
-            for entity in list(seen)[:over]:
-                p = seen.pop(entity)[0]
-                if p in recent:
-                    recent[p].discard(entity)
+            if old is not None:
+                seen.move_to_end(entity)  # the order is the write order
+                if old[0] != p and old[0] in recent:  # moved: not recent on the old partition
+                    recent[old[0]].discard(entity)
+        while len(seen) > self.max_entities:  # the oldest out, one at a time (no copy of the whole order)
+            entity, (p, _) = seen.popitem(last=False)
+            if p in recent:
+                recent[p].discard(entity)
         if self._recent_since is None or not written:
             return
         if now_ms < self._recent_since or self._recent_count + len(written) > self.max_entities:
