@@ -141,8 +141,7 @@ class RedisFeatureStore:
             try:
                 RedisFeatureStore._check(r, res)
                 if mark_saved:
-                    for st in r.states.values():
-                        st.mark_saved()
+                    r.mark_saved()
             except Exception as exc:  # noqa: BLE001 - the first is raised after every partition was handled
                 first = first or exc
         if first is not None:
@@ -160,8 +159,7 @@ class RedisFeatureStore:
         calls = [save_call(view, r) for r in requests]
         if mark_saved:
             for r in requests:
-                for st in r.states.values():
-                    st.mark_saved()
+                r.mark_saved()
         return self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)
 
     def _save_wire(self, view: FeatureView, r: SaveRequest, mark_saved: bool = False) -> bytes:

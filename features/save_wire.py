@@ -85,8 +85,7 @@ def packed_save_call(view: FeatureView, r: SaveRequest, sha: str, *, mark_saved:
             return packed
     packed = pack_evalsha(sha, *save_call(view, r))
     if mark_saved:
-        for st in r.states.values():
-            st.mark_saved()
+        r.mark_saved()
     return packed
 
 

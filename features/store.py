@@ -168,6 +168,11 @@ class SaveRequest:
     watermark_ms: int | None = None
     latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None
 
+    def mark_saved(self) -> None:
+        """Mark the request's states saved (``EntityState.mark_saved``): their changes are in a save."""
+        for st in self.states.values():
+            st.mark_saved()
+
 
 class SaveTicket:
     """A started save (:meth:`FeatureStore.start_save_many`): ``wait()`` runs ``finish`` (which reads the answers and
