@@ -21,11 +21,13 @@ per entity and counts it).
 
 Example:
     >>> cache = IndexCache(max_entities=2)
-    >>> cache.due({"a": 1, "b": 2}, now_ms=0, refresh_ms=100)
-    {'a': 1, 'b': 2}
-    >>> cache.mark({"a": 1, "b": 2}, now_ms=0)
-    >>> cache.due({"a": 1, "b": 3}, now_ms=50, refresh_ms=100), cache.due({"a": 1}, now_ms=150, refresh_ms=100)
-    ({'b': 3}, {'a': 1})
+    >>> cache.due_on(1, ["a", "b"], now_ms=0, refresh_ms=100)
+    {'a': 1, 'b': 1}
+    >>> cache.mark({"a": 1, "b": 1}, now_ms=0)
+    >>> cache.due_on(1, ["a"], now_ms=50, refresh_ms=100), cache.due_on(3, ["b"], now_ms=50, refresh_ms=100)
+    ({}, {'b': 3})
+    >>> cache.due_on(1, ["a"], now_ms=150, refresh_ms=100)
+    {'a': 1}
 """
 
 from __future__ import annotations
@@ -64,28 +66,18 @@ class IndexCache:
     def __init__(self, max_entities: int = 1 << 18) -> None:
         self.max_entities = max_entities
         self._seen: OrderedDict[str, tuple[int, int]] = OrderedDict()  # write order: the oldest out in O(1)
-        self._recent: dict[int, set[str]] = {}  # partition -> entities marked on it at or after _recent_since
-        self._recent_count = 0  # entries in _recent (the bound: more clears it, the one-by-one check serves)
+        # partition -> entities marked on it at or after _recent_since, all of them still in _seen (so within its bound)
+        self._recent: dict[int, set[str]] = {}
         self._recent_since: int | None = None
-
-    def due(self, parts: Mapping[str, int], *, now_ms: int, refresh_ms: int) -> dict[str, int]:
-        """The entries of ``parts`` (entity -> partition) to write: new, moved, or written ``refresh_ms`` ago."""
-        by_partition: dict[int, list[str]] = {}
-        for entity, p in parts.items():
-            by_partition.setdefault(p, []).append(entity)
-        out: dict[str, int] = {}
-        for p, entities in by_partition.items():
-            out.update(self.due_on(p, entities, now_ms=now_ms, refresh_ms=refresh_ms))
-        return out
 
     def due_on(self, partition: int, entities: Iterable[str], *, now_ms: int,
                refresh_ms: int) -> dict[str, int]:
-        """:meth:`due` of ``entities`` whose events all came from ``partition`` (a dict's keys are taken as they
-        are: a set difference, no copy)."""
+        """The index entries to write for ``entities``, whose events all came from ``partition`` (entity ->
+        partition): new, moved, or written ``refresh_ms`` ago. A dict's keys (or a set) are taken as they are: a set
+        difference, no copy."""
         since = self._recent_since
         if since is None or not since <= now_ms < since + refresh_ms:  # a new window: nothing marked in it yet
             self._recent.clear()
-            self._recent_count = 0
             self._recent_since = now_ms
         recent = self._recent.get(partition)
         candidates = entities - recent if recent and isinstance(entities, (KeysView, AbstractSet)) else entities
@@ -106,19 +98,16 @@ class IndexCache:
                 seen.move_to_end(entity)  # the order is the write order
                 if old[0] != p and old[0] in recent:  # moved: not recent on the old partition
                     recent[old[0]].discard(entity)
-        while len(seen) > self.max_entities:  # the oldest out, one at a time (no copy of the whole order)
-            entity, (p, _) = seen.popitem(last=False)
+        if self._recent_since is not None and written:
+            if now_ms < self._recent_since:
+                recent.clear()  # a mark older than the window: the one-by-one check serves
+            else:
+                for entity, p in written.items():
+                    recent.setdefault(p, set()).add(entity)
+        while len(seen) > self.max_entities:  # the oldest out, one at a time (no copy of the whole order); the
+            entity, (p, _) = seen.popitem(last=False)  # recent sets keep only what is remembered: within the bound
             if p in recent:
                 recent[p].discard(entity)
-        if self._recent_since is None or not written:
-            return
-        if now_ms < self._recent_since or self._recent_count + len(written) > self.max_entities:
-            recent.clear()  # a mark older than the window (or past the bound): the one-by-one check serves
-            self._recent_count = 0
-            return
-        for entity, p in written.items():
-            recent.setdefault(p, set()).add(entity)
-        self._recent_count += len(written)
 
     def __len__(self) -> int:
         return len(self._seen)
