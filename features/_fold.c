@@ -629,7 +629,7 @@ static PyObject *s_order, *s_data, *s_w, *s_dirty, *s_cache, *s_read_last, *s_re
 
 /* step(state, ts, values) -> dict, or None when Python must take the event (features.state.EntityState.step).
    It takes the common case only: the event's bucket is the state's newest row and was read before, with the fold
-   of the older buckets cached for it (EntityState._cache; its accumulators packed by pack, or a tuple), whether or not the state was saved since (its dirty set
+   of the older buckets cached for it (EntityState._cache, its accumulators packed by pack), whether or not the state was saved since (its dirty set
    None: one is made, as apply_values does); every test passes before anything is changed. Then it
    does what the Python step does: the row's apply, the bucket marked dirty, one more read counted, the cached
    prefix folded with the row, and the vector emitted. */
@@ -679,10 +679,9 @@ static PyObject *Kernel_step(Kernel *k, PyObject *const *args, Py_ssize_t nargs)
         origins[i] = PyLong_AsLongLong(v);
         if (origins[i] == -1 && PyErr_Occurred()) { PyErr_Clear(); goto python; }
     }
-    if (PyBytes_CheckExact(c_acc) && PyBytes_GET_SIZE(c_acc) == 8 * k->nacc) /* packed by Kernel.pack */
-        memcpy(acc, PyBytes_AS_STRING(c_acc), 8 * k->nacc);
-    else if (!exact_floats(c_acc, acc, k->nacc))
-        goto python;
+    /* packed by Kernel.pack; a tuple is what pack left as it was (an accumulator not an exact float): Python */
+    if (!PyBytes_CheckExact(c_acc) || PyBytes_GET_SIZE(c_acc) != 8 * k->nacc) goto python;
+    memcpy(acc, PyBytes_AS_STRING(c_acc), 8 * k->nacc);
     int odd = read_values(k, values, xs);
     if (odd < 0) goto done;
     if (odd) goto python;
