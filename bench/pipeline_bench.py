@@ -9,8 +9,10 @@ Three tables, one run, one stack (tansu + its own redis-server):
    time) at 20 %, 50 % and 80 % of the throughput just measured, for two ``batch_linger_ms`` settings (0: a
    batch is what is queued when the worker is free; 10: it also waits up to 10 ms for more, close to the
    former fixed 10 ms batch window), next to a bare consumer's latency (the broker's floor). Events are sent by a
-   producer with driftline's default linger (``streams.runtime.clients.producer_config``); a baseline row shows the broker's floor when they are
-   sent with a 1 ms linger instead (on tansu, many small produce requests are slower than fewer larger ones).
+   producer with driftline's default linger (``streams.runtime.clients.producer_config``), the one that sent the
+   warm-up events (a fresh producer holds its first records ~0.5 s); a baseline row shows the broker's floor when
+   they are sent with a 1 ms linger instead (on tansu, many small produce requests are slower than fewer larger
+   ones). Every row, worker or bare consumer, leaves out the first second of the live stream.
 3. **Scaling**: 1, 2 and 4 partitions with as many worker processes in one consumer group.
 
 Workers run in child processes (``multiprocessing`` spawn), so the producer and the measuring code never
@@ -26,13 +28,14 @@ import dataclasses
 import multiprocessing as mp
 import tempfile
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.common import (
     MODEL,
@@ -249,12 +252,19 @@ def _interval(ms: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- 2. latency
-def produce_live(settings: Settings, topic: str, templates: list[tuple[bytes, dict]], rate: float,
-                 seconds: float, linger_ms: int | None = None) -> tuple[int, float]:
+def live_producer(settings: Settings, linger_ms: int | None = None) -> Producer:
+    """The producer of a latency row's live events (``linger_ms`` or driftline's default linger). It sends the
+    warm-up events too, so the live events meet a producer that is already connected: a fresh idempotent producer
+    holds its first records ~0.5 s on tansu (producer id and metadata), which would be counted as the worker's
+    latency otherwise."""
+    return make_producer(settings.kafka, **({} if linger_ms is None else {"linger_ms": linger_ms}))
+
+
+def produce_live(producer: Producer, topic: str, templates: list[tuple[bytes, dict]], rate: float,
+                 seconds: float) -> tuple[int, float]:
     """Send ``templates`` round-robin at ``rate`` events/s for ``seconds``, each stamped with the send time as
-    its event time (so the producer's linger, ``linger_ms`` or driftline's default, counts in every latency); returns (events sent, achieved
+    its event time (so the producer's linger counts in every latency), then flush; returns (events sent, achieved
     rate)."""
-    producer = make_producer(settings.kafka, **({} if linger_ms is None else {"linger_ms": linger_ms}))
     sent, started = 0, time.perf_counter()
     wall0_ms = time.time() * 1000.0
     try:
@@ -279,12 +289,32 @@ def produce_live(settings: Settings, topic: str, templates: list[tuple[bytes, di
     return sent, sent / (time.perf_counter() - started)
 
 
+def live_templates(records: list[tuple[bytes, bytes]]) -> list[tuple[bytes, dict]]:
+    """The live stream's templates: the whole recorded stream, cycled by :func:`produce_live` and stamped with
+    the send time, so every patient's readings vary as recorded. (Cycling through one reading per patient
+    repeated each patient's values: the sensor checks rightly marked every patient's sensors stuck, and the
+    latency rows measured that fault path.)
+
+    >>> live_templates([(b"p1", b'{"ts": 1, "hr": 70.0}')])
+    [(b'p1', {'ts': 1, 'hr': 70.0})]
+    """
+    return [(k, orjson.loads(v)) for k, v in records]
+
+
+def warm_up(producer: Producer, topic: str, templates: list[tuple[bytes, dict]], entities: int) -> int:
+    """The stream's first ``entities`` events (one per patient) within 0.5 s, before a latency row's measured
+    stream: every patient's state loaded, the producer connected; returns the events sent."""
+    return produce_live(producer, topic, templates[:entities], entities / 0.5, 0.5)[0]
+
+
 def _bare_consumer(settings: Settings, topic: str, partitions: int, ready: Any, stop: Any, out: Any) -> None:
     """Child process: a bare consumer (assigned, no group, no processing) taking records as the batch loop does
-    (``streams.runtime.batch.take_batch``); sends back event time → received, in ms."""
+    (``streams.runtime.batch.take_batch``); sends back the event times and receive times, in ms. They are kept in
+    two arrays of doubles, not a list of tuples: half a million tuples would make the collector's full passes
+    (~100 ms each, at every 25 % of growth) stall this consumer, and the broker's floor would show them."""
     consumer = Consumer(consumer_config(settings.kafka, f"bench-lat-{run_id()}"))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    lat: list[float] = []
+    sent_ms, received_ms = array("d"), array("d")
     ready.set()
     try:
         while not stop.is_set():
@@ -292,55 +322,62 @@ def _bare_consumer(settings: Settings, topic: str, partitions: int, ready: Any, 
             now = time.time() * 1000
             for m in batch:
                 if m.error() is None:
-                    lat.append(now - orjson.loads(m.value())["ts"])
+                    sent_ms.append(orjson.loads(m.value())["ts"])
+                    received_ms.append(now)
     finally:
         consumer.close()
-        out.send(lat)
+        out.send((sent_ms, received_ms))
 
 
-def broker_latency(settings: Settings, topic: str, templates: list[tuple[bytes, dict]], rate: float,
-                   seconds: float, partitions: int, linger_ms: int | None = None) -> list[float]:
+def broker_latency(settings: Settings, topic: str, templates: list[tuple[bytes, dict]], entities: int,
+                   rate: float, seconds: float, partitions: int, linger_ms: int | None = None,
+                   warmup_ms: float = 1000.0) -> list[float]:
     """Baseline: event time → received by a bare consumer in a process of its own (like the worker), in ms, with
-    events produced exactly as for the pipeline. The broker's own produce → fetch floor under any worker."""
+    events produced exactly as for the pipeline (the same warm-up events, then ``warmup_ms`` of the live stream
+    left out). The broker's own produce → fetch floor under any worker."""
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_bare_consumer, args=(settings, topic, partitions, ready, stop, send),
                         name="bench-broker-latency", daemon=True)
     child.start()
+    producer = live_producer(settings, linger_ms)
     try:
         if not ready.wait(60):
             raise RuntimeError("the bare consumer did not start")
         time.sleep(0.5)  # an assign() on tansu delivers after ~10 ms
-        produce_live(settings, topic, templates, rate, seconds, linger_ms)
+        warm_up(producer, topic, templates, entities)
+        time.sleep(0.5)
+        start_ms = time.time() * 1000
+        produce_live(producer, topic, templates, rate, seconds + warmup_ms / 1000)
         time.sleep(0.5)
         stop.set()
-        lat = receive.recv() if receive.poll(30) else []
+        sent_ms, received_ms = receive.recv() if receive.poll(30) else ([], [])
     finally:
         stop.set()
         child.join(10)
         if child.is_alive():
             child.kill()
-    return lat[len(lat) // 10:]  # the first tenth is warm-up
+    return [received - ts for ts, received in zip(sent_ms, received_ms, strict=True) if ts >= start_ms + warmup_ms]
 
 
 def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], max_rate: float,
                   cfg: PipelineConfig) -> Table:
-    templates = [(k, orjson.loads(v)) for k, v in records[: cfg.entities]]
+    templates = live_templates(records)
     warmup_ms = 1000  # after the worker answered a first round of events (process start, group join, model)
     rows = []
     for linger_ms in cfg.latency_linger_ms:
         for level in cfg.latency_levels:
             settings, view = fresh_measurement(info, registry, partitions=cfg.latency_partitions,
                                                batch_linger_ms=linger_ms)
+            producer = live_producer(settings, cfg.load_linger_ms)
             with WorkerProcesses(settings, view, 1) as procs:
-                ready, _ = produce_live(settings, view.source_topic, templates, len(templates) / 0.5, 0.5,
-                                        cfg.load_linger_ms)
+                ready = warm_up(producer, view.source_topic, templates, cfg.entities)
                 if len(read_predictions(settings, ready, cfg.timeout_s, alive=lambda p=procs: p.alive)) < ready:
                     raise RuntimeError("the worker did not answer the warm-up events")
                 start_ms = time.time() * 1000
-                sent, achieved = produce_live(settings, view.source_topic, templates, level * max_rate,
-                                              cfg.latency_s + warmup_ms / 1000, cfg.load_linger_ms)
+                sent, achieved = produce_live(producer, view.source_topic, templates, level * max_rate,
+                                              cfg.latency_s + warmup_ms / 1000)
                 got = read_predictions(settings, ready + sent, 30.0, alive=lambda p=procs: p.alive)
             lat = [t - e for t, e in got if e >= start_ms + warmup_ms]
             p50, p95, p99 = percentiles(lat) if lat else [float("nan")] * 3
@@ -355,8 +392,8 @@ def latency_table(info: StackInfo, registry: str, records: list[tuple[bytes, byt
                           f"broker only, events sent with linger {cfg.compare_load_linger_ms} ms"))
     for level, partitions, load_linger, label in baselines:
         settings, view = fresh_measurement(info, registry, partitions=partitions)
-        lat = broker_latency(settings, view.source_topic, templates, level * max_rate, cfg.latency_s, partitions,
-                             load_linger)
+        lat = broker_latency(settings, view.source_topic, templates, cfg.entities, level * max_rate, cfg.latency_s,
+                             partitions, load_linger, warmup_ms)
         p50, p95, p99 = percentiles(lat) if lat else [float("nan")] * 3
         rows.append([f"{level:.0%}", label, round(level * max_rate), None, len(lat), p50, p95, p99,
                      max(lat) if lat else None])
