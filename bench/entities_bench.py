@@ -78,15 +78,16 @@ def _fill(client: redis.Redis, view: FeatureView, group: str, history: Sequence[
 
 def _backlog(history: Sequence[Event], n: int, events: int, interval_s: float) -> tuple[list[tuple[bytes, bytes]],
                                                                                        int]:
-    """(``events`` readings continuing the history: entity ``k % n`` at the k-th position, times increasing;
-    the event time where the second round starts)."""
+    """(``events`` readings continuing the history: entity ``k % n`` at the k-th position, times increasing,
+    the values of the templates' last readings, shifted by one template every round so that an entity's readings
+    vary as a sensor's do; the event time where the second round starts)."""
     end = max(ev.ts_ms for ev in history)
     values = [ev.values for ev in history[-len({e.entity_id for e in history}):]]
     step = interval_s * 1000 / n
     out = []
     for k in range(events):
         e = entity_id(k % n)
-        body = {"patient_id": e, "ts": int(end + 1000 + k * step), **values[k % len(values)]}
+        body = {"patient_id": e, "ts": int(end + 1000 + k * step), **values[(k + k // n) % len(values)]}
         out.append((e.encode(), codec.encode(body)))
     return out, int(end + 1000 + n * step)
 

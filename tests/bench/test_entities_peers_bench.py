@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is imported from the checkout root
@@ -29,6 +30,25 @@ def test_entities_bench_rows_per_size_with_full_windows() -> None:
     first, again = table.rows[0][3], table.rows[-1][3]
     for row in table.rows:  # ratios to the mean of the baseline's two rates
         assert row[5] == pytest.approx(row[3] / ((first + again) / 2), rel=0.01)
+
+
+@pytest.mark.parametrize("entities", [400, 500, 1_000])
+def test_entities_backlog_does_not_look_like_broken_sensors(entities: int) -> None:
+    """Every row's readings trip none of the worker's sensor checks: with the values of template ``k % 8`` at the
+    k-th reading, an entity count that 8 divides gave every entity the same values at every reading, and its row
+    measured the stuck-sensor path (the 10,000-entity row's later readings)."""
+    from bench.common import bench_view
+    from bench.memory_bench import history
+    from monitor.sensor_checks import RULES, SensorChecks, SensorConfig
+
+    cfg = entities_bench.EntitiesConfig()
+    view = bench_view("x")
+    records, _ = entities_bench._backlog(history(view, cfg), entities, 12 * entities, cfg.interval_s)
+    checks = SensorChecks(SensorConfig(RULES[view.name]))
+    for key, value in records:
+        body = orjson.loads(value)
+        checks.observe(key.decode(), body["ts"], {k: v for k, v in body.items() if isinstance(v, float)})
+    assert [e for e in {k.decode() for k, _ in records} if checks.faults(e)] == []
 
 
 @pytest.mark.integration
