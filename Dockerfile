@@ -5,7 +5,7 @@
 # (`docker build --build-arg BASE=driftline-local/python:3.11 --network host .`). pip needs PyPI and apt a Debian
 # mirror, either way.
 # Two stages. `build` compiles driftline's C parts (features._fold, features._check, features._save,
-# monitor._sensors: setup.py) into a wheel, with a C compiler and the Python headers that stay in that stage; the
+# monitor._sensors, models._matrix: setup.py) into a wheel, with a C compiler and the Python headers that stay in that stage; the
 # build fails if they did not compile, so the image never falls back to their (slower) Python twins unnoticed. The
 # image itself has no compiler: every dependency ships a manylinux wheel. Its layers from the slowest-changing down:
 # the user, the dependencies (read from pyproject.toml alone, cached until it changes), then driftline's wheel
@@ -27,7 +27,7 @@ COPY monitor /src/monitor
 RUN /opt/build/bin/pip wheel -q --no-deps --no-build-isolation -w /wheels /src \
     && /opt/build/bin/python -c "import glob, sys, zipfile; \
 built = [n for n in zipfile.ZipFile(glob.glob('/wheels/*.whl')[0]).namelist() if n.endswith('.so')]; \
-sys.exit(None if len(built) == 4 else f'the C parts did not all compile: {built}')"
+sys.exit(None if len(built) == 5 else f'the C parts did not all compile: {built}')"
 
 FROM ${BASE}
 ENV PYTHONDONTWRITEBYTECODE=1 \

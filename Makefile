@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test unit integration bench lint clean compose-up compose-down report-screenshot mutation docker-test peers-venv
 
-$(STAMP): pyproject.toml setup.py features/_exact.h features/_fold.c features/_check.c features/_save.c monitor/_sensors.c
+$(STAMP): pyproject.toml setup.py features/_exact.h features/_fold.c features/_check.c features/_save.c monitor/_sensors.c models/_matrix.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,dev,faust,parquet,examples]"

@@ -3,8 +3,9 @@ the same wire bytes (``encode_predictions`` vs ``codec.encode(p.to_dict())``).""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,18 +38,59 @@ class Linear:
 _value = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 5) | st.booleans()
           | st.floats(-1e3, 1e3).map(np.float64) | st.just("x"))
 _fitting = st.fixed_dictionaries({n: st.floats(-1e6, 1e6) for n in NAMES})
-_vector = (_fitting | st.dictionaries(st.sampled_from(NAMES + ("zz",)), _value, max_size=4))
+_nearly = st.fixed_dictionaries({n: st.floats(-1e6, 1e6) | _value for n in NAMES})  # every name, not all floats
+_vector = (_fitting | _nearly | st.dictionaries(st.sampled_from(NAMES + ("zz",)), _value, max_size=4))
 
 
-@given(st.lists(_vector, max_size=8))
-def test_fit_matrix_is_none_or_the_same_bits_as_matrix(vectors: list[dict[str, Any]]) -> None:
+def _model(compiled: bool) -> LoadedModel:
     m = LoadedModel(SimpleNamespace(feature_names=NAMES), None)
-    X = m.fit_matrix(vectors)
-    every_float = bool(vectors) and all(all(type(v.get(n)) is float for n in NAMES) for v in vectors)
+    if compiled and not m._compiled:
+        pytest.skip("models._matrix was not built (pip install -e . needs a C compiler)")
+    m.__dict__["_compiled"] = compiled  # the cached property, set: this path and no other
+    return m
+
+
+_mappings = st.sampled_from([dict, MappingProxyType, OrderedDict])  # C reads exact dicts only: Python decides
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "c"])
+@given(vectors=st.lists(st.tuples(_vector, _mappings), max_size=8), as_tuple=st.booleans())
+def test_fit_matrix_is_none_or_the_same_bits_as_matrix(compiled: bool, vectors: list[tuple[dict[str, Any], Any]],
+                                                        as_tuple: bool) -> None:
+    m = _model(compiled)
+    rows = [kind(v) for v, kind in vectors]
+    X = m.fit_matrix(tuple(rows) if as_tuple else rows)
+    every_float = bool(rows) and all(all(type(v.get(n)) is float for n in NAMES) for v in rows)
     assert (X is not None) == every_float
     if X is not None:
-        assert X.tobytes() == m.matrix(vectors).tobytes() and X.shape == (len(vectors), len(NAMES))
-        assert all(m.schema_mismatch(v) is None for v in vectors)
+        assert X.tobytes() == m.matrix(rows).tobytes() and X.shape == (len(rows), len(NAMES))
+        assert X.dtype == np.float64 and X.flags.writeable and X.flags.c_contiguous
+        assert all(m.schema_mismatch(v) is None for v in rows)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["python", "c"])
+@given(rows=st.lists(_fitting, max_size=3), odd=_nearly, at=st.integers(0, 3))
+def test_fit_matrix_refuses_a_batch_with_one_value_not_a_float(compiled: bool, rows: list[dict[str, Any]],
+                                                               odd: dict[str, Any], at: int) -> None:
+    """Among dicts of floats, one vector holding an int, a bool, a string or a float subclass (numpy's float64)
+    anywhere: no matrix (the rows are checked one by one)."""
+    m = _model(compiled)
+    rows.insert(min(at, len(rows)), odd)
+    X = m.fit_matrix(rows)
+    assert (X is None) == any(type(v) is not float for v in odd.values())
+    if X is not None:
+        assert X.tobytes() == m.matrix(rows).tobytes()
+
+
+def test_fit_matrix_compiled_serves_the_engines_vectors() -> None:
+    """The C path does serve the engine's vectors (dicts of floats), not only fall back to Python."""
+    from models import loaded
+
+    m = _model(True)
+    vectors = [{"a": 1.0, "b": -0.0, "c": float("nan")}, {"c": 3.0, "b": 2.0, "a": 1e308}]
+    assert loaded._compiled_matrix(vectors, NAMES) is not None
+    X = m.fit_matrix(vectors)
+    assert X.tobytes() == np.array([[1.0, -0.0, np.nan], [1e308, 2.0, 3.0]]).tobytes()
 
 
 def test_fit_matrix_leaves_one_feature_models_to_the_row_path() -> None:
