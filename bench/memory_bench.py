@@ -292,7 +292,7 @@ def worker_table(info: StackInfo, client: redis.Redis, view: FeatureView, layout
         got = run_pass(info.redis_url, view, GROUP, record, spec) if sizes else []
         base = got[0]["rss"] if got else 0
         if got and not rows:
-            rows.append(["empty worker (handler built, nothing touched)", "-", 0, 0, 0, base / 2**20, 0.0, None,
+            rows.append(["empty worker (handler built, nothing touched)", "-", 0, 0, 0, 0, base / 2**20, 0.0, None,
                          1.0, None])
         for r in got[1:]:
             if "skipped" in r:
@@ -305,7 +305,7 @@ def worker_table(info: StackInfo, client: redis.Redis, view: FeatureView, layout
             slopes[(kind, mode, cap)] = d / r["n"]
             if r["n"] <= cap < UNCAPPED:
                 continue  # under the cap: the uncapped row already says it
-            rows.append([what, cap_label, r["n"], r["cached"], r["silence"], r["rss"] / 2**20, d / 2**20,
+            rows.append([what, cap_label, r["n"], r["cached"], r["silence"], r["sensors"], r["rss"] / 2**20, d / 2**20,
                          d / r["n"], ratio(r["rss"], base),
                          r["redis"] / r["n"] if (kind, mode) == ("fresh", "handler") else None])
         if kind == "full":
@@ -325,17 +325,18 @@ def worker_table(info: StackInfo, client: redis.Redis, view: FeatureView, layout
                      "(and reloaded from Redis when their entity comes back).")
     notes.insert(0, f"RSS of a child interpreter (/proc statm after gc.collect) before and after touching N "
                     f"entities, one record each, through FusedHandler.process + finalize ({cfg.batch}-record "
-                    f"batches, {PARTITIONS} partitions, Redis store, SilenceTracker as build_pipeline builds them; "
+                    f"batches, {PARTITIONS} partitions, Redis store, SilenceTracker and sensor checks as build_pipeline "
+                    "builds them; "
                     "a stub scorer: the real one keeps nothing per entity). 'full' entities are loaded from Redis "
                     "with 31 buckets of history. Capped rows appear only above the cap (below, they equal the "
                     "uncapped ones). Last column: Redis used_memory delta / N written by the handler's "
                     "own save (cross-check of the Redis table).")
     return Table("memory", "Pipeline worker RSS per entity touched",
-                 ["state", "cache cap", "entities", "cached", "silence entries", "RSS MiB", "delta MiB",
+                 ["state", "cache cap", "entities", "cached", "silence entries", "sensor records", "RSS MiB", "delta MiB",
                   "bytes/entity", "RSS / empty", "Redis B/entity (real save)"], rows, notes=notes,
                  limit="limit: the cached EntityState objects: one array of doubles per entity (per bucket, the "
                        "slots the view reads), about its bytes in Redis; the silence tracker adds a dict entry "
-                       "and an id string per entity (up to 1M per partition); the handler path itself "
+                       "and an id string per entity, the sensor checks three small arrays per entity (up to 1M per partition); the handler path itself "
                        "(~5k entities/s here) bounds the sizes measured in the time budget.")
 
 

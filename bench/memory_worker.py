@@ -129,12 +129,15 @@ def child(redis_url: str, view: FeatureView, group: str, record: dict[str, Any],
     from features.redis_store import RedisFeatureStore
     from features.silence import SilenceTracker
     from streams.runtime.pipeline import FusedHandler
-    from streams.settings import PipelineSettings
+    from streams.runtime.workers import sensor_checks
+    from streams.settings import PipelineSettings, Settings
 
     client = redis.Redis.from_url(redis_url)
     silence = SilenceTracker(PipelineSettings().silence_idle_ms)
+    sensors = sensor_checks(Settings(), view)  # as build_pipeline builds them: a record per entity too
     handler = FusedHandler(view, RedisFeatureStore(client), _NoScorer(), group=group,  # type: ignore[arg-type]
-                           predictions_topic="p", dlq_topic="d", silence=silence, cache_max_entities=spec.cap)
+                           predictions_topic="p", dlq_topic="d", silence=silence, cache_max_entities=spec.cap,
+                           sensors=sensors)
     gc.collect()
     rss0, mem0, t0 = rss_bytes(), used_memory(client), time.perf_counter()
     out.put({"n": 0, "rss": rss0})
@@ -158,6 +161,7 @@ def child(redis_url: str, view: FeatureView, group: str, record: dict[str, Any],
         out.put({"n": target, "rss": rss_bytes(), "s": time.perf_counter() - t0,
                  "cached": len(handler.cache),
                  "silence": sum(len(d) for d in silence.last_seen.values()),
+                 "sensors": len(sensors) if sensors is not None else 0,
                  "redis": used_memory(client) - mem0})
     client.close()
     out.put(None)

@@ -60,17 +60,18 @@ def test_memory_bench_tables_and_cleanup(stack: StackInfo) -> None:
     assert all(r[4] > r[3] for r in redis_t.rows)  # Redis holds more than the raw values
     assert not any("differs" in n for n in redis_t.notes)  # replicas are byte-for-byte their templates
 
-    _check(worker_t, ["state", "cache cap", "entities", "cached", "silence entries", "RSS MiB", "delta MiB",
-                      "bytes/entity", "RSS / empty", "Redis B/entity (real save)"], 1 + 3 * len(cfg.sizes))
+    _check(worker_t, ["state", "cache cap", "entities", "cached", "silence entries", "sensor records", "RSS MiB",
+                      "delta MiB", "bytes/entity", "RSS / empty", "Redis B/entity (real save)"], 1 + 3 * len(cfg.sizes))
     empty, *rows = worker_t.rows
-    assert empty[2] == 0 and _positive(empty[5])
+    assert empty[2] == 0 and _positive(empty[6])
     assert [r[2] for r in rows] == list(cfg.sizes) * 3
     for r in rows:
+        alone = r[0] == memory_bench.WHAT[("fresh", "silence")]
         assert r[4] == r[2]  # every entity touched is tracked for silence
-        assert r[3] == (0 if r[0] == memory_bench.WHAT[("fresh", "silence")] else r[2])  # uncapped: all cached
-        assert _positive(r[7]) and r[8] >= 1.0
+        assert r[3] == r[5] == (0 if alone else r[2])  # uncapped: all cached, each with its sensor record
+        assert _positive(r[8]) and r[9] >= 1.0
     fresh, full = rows[len(cfg.sizes) - 1], rows[2 * len(cfg.sizes) - 1]
-    assert full[7] > 2 * fresh[7] and _positive(fresh[9])  # a cached history costs more than one bucket
+    assert full[8] > 2 * fresh[8] and _positive(fresh[10])  # a cached history costs more than one bucket
 
     client = redis.Redis.from_url(stack.redis_url)
     try:  # the run flushed its own redis-server
