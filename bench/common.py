@@ -23,7 +23,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,24 @@ def bench_settings(info: StackInfo, rid: str, *, registry_dir: str = "", batch_m
 def bench_view(rid: str, base: FeatureView = VITALS_VIEW) -> FeatureView:
     """``base`` reading this run's own source topic (its fingerprint, hence its Redis keys, are new too)."""
     return dataclasses.replace(base, source_topic=f"bench-{base.name}-{rid}")
+
+
+def faulty_sensors(view: FeatureView, readings: Iterable[tuple[str, int, Mapping[str, Any]]]) -> list[str]:
+    """The entities the worker's sensor checks (``monitor.sensor_checks.RULES`` of ``view``) mark faulty after
+    ``readings`` ((entity, event time, values), in the order sent). A bench's stream should have none: on a stream
+    of broken sensors every event takes the fault path, and the bench measures that path.
+
+    >>> faulty_sensors(VITALS_VIEW, [("p1", i * 1000, {"hr": 70.0}) for i in range(20)])
+    ['p1']
+    """
+    from monitor.sensor_checks import RULES, SensorChecks, SensorConfig
+
+    checks = SensorChecks(SensorConfig(RULES[view.name]))
+    entities: dict[str, None] = {}
+    for entity, ts, values in readings:
+        checks.observe(entity, ts, {k: v for k, v in values.items() if isinstance(v, float)})
+        entities[entity] = None
+    return [e for e in entities if checks.faults(e)]
 
 
 def delete_group_keys(client: redis.Redis, group: str) -> int:

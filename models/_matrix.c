@@ -6,7 +6,6 @@
    A bytearray, so numpy's frombuffer view of it is writable like the array the Python path builds. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <string.h>
 
 static PyObject *matrix(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {

@@ -37,18 +37,14 @@ def test_entities_backlog_does_not_look_like_broken_sensors(entities: int) -> No
     """Every row's readings trip none of the worker's sensor checks: with the values of template ``k % 8`` at the
     k-th reading, an entity count that 8 divides gave every entity the same values at every reading, and its row
     measured the stuck-sensor path (the 10,000-entity row's later readings)."""
-    from bench.common import bench_view
+    from bench.common import bench_view, faulty_sensors
     from bench.memory_bench import history
-    from monitor.sensor_checks import RULES, SensorChecks, SensorConfig
 
     cfg = entities_bench.EntitiesConfig()
     view = bench_view("x")
     records, _ = entities_bench._backlog(history(view, cfg), entities, 12 * entities, cfg.interval_s)
-    checks = SensorChecks(SensorConfig(RULES[view.name]))
-    for key, value in records:
-        body = orjson.loads(value)
-        checks.observe(key.decode(), body["ts"], {k: v for k, v in body.items() if isinstance(v, float)})
-    assert [e for e in {k.decode() for k, _ in records} if checks.faults(e)] == []
+    bodies = ((key.decode(), orjson.loads(value)) for key, value in records)
+    assert faulty_sensors(view, ((e, body["ts"], body) for e, body in bodies)) == []
 
 
 @pytest.mark.integration
