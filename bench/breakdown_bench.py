@@ -42,13 +42,16 @@ from streams.local.stack import StackInfo
 from streams.runtime import pipeline
 from streams.runtime.heap import PYTHON_DEFAULT, settle_heap
 from streams.runtime.workers import Worker, build_pipeline
+from streams.settings import PipelineSettings
 
 __all__ = ["BreakdownConfig", "StageClock", "run", "main"]
 
 
 @dataclass(frozen=True)
 class BreakdownConfig:
-    events: int = 40_000
+    # enough events for a drain of several default checkpoint intervals: a drain shorter than one interval ran
+    # no checkpoint within its span, and its table showed no state encode or save at all
+    events: int = 400_000
     entities: int = 500
     partitions: int = 3
     timeout_s: float = 180.0
@@ -143,6 +146,9 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
 ]
 
 
+CHECKPOINT = "FusedHandler.prepare_checkpoint"  # one call per interval checkpoint (the loop's overlapped save)
+
+
 def _saving(s: dict[str, float]) -> float:
     """The worker's time in checkpoint saves: synchronous ones, prepared ones and their sends, and the waits for
     their answers."""
@@ -151,29 +157,31 @@ def _saving(s: dict[str, float]) -> float:
 
 
 def drain(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], cfg: BreakdownConfig,
-          clock: StageClock | None) -> tuple[float, float, int, dict[str, float]]:
+          clock: StageClock | None) -> tuple[float, float, int, dict[str, float], int]:
     """(events/s from the predictions' timestamps, wall seconds from the first batch to the last, events, each
-    stage's seconds in that span) of one in-process worker draining ``records``; stages are timed only when a
-    ``clock`` is given. The span leaves out the group join before the first batch and the idle polls after
-    the last one."""
+    stage's seconds in that span, the interval checkpoints in it) of one in-process worker draining ``records``;
+    stages are timed only when a ``clock`` is given. The span leaves out the group join before the first batch and
+    the idle polls after the last one (and the checkpoint of the last interval, which runs in the first idle
+    poll)."""
     settings, view = fresh_measurement(info, registry, partitions=cfg.partitions)
     prefill(settings, view.source_topic, records)
     worker, handler = build_pipeline(settings, view, MODEL)
     seconds = clock.seconds if clock is not None else {}
-    span: dict[str, Any] = {"first": 0.0, "last": 0.0, "base": {}, "end": {}}
+    calls = clock.calls if clock is not None else {}
+    span: dict[str, Any] = {"first": 0.0, "last": 0.0, "base": {}, "end": {}, "base_calls": {}, "end_calls": {}}
     with contextlib.ExitStack() as stack:
         if clock is not None:
             stack.enter_context(instrumented(worker, handler, clock))
         run_once = worker.loop.run_once
 
         def spanned() -> int:
-            before = dict(seconds) if not span["first"] else None
+            before = (dict(seconds), dict(calls)) if not span["first"] else None
             t0 = time.perf_counter()
             n = run_once()
             if n:
                 if before is not None:
-                    span["first"], span["base"] = t0, before
-                span["last"], span["end"] = time.perf_counter(), dict(seconds)
+                    span["first"], (span["base"], span["base_calls"]) = t0, before
+                span["last"], span["end"], span["end_calls"] = time.perf_counter(), dict(seconds), dict(calls)
             return n
 
         worker.loop.run_once = spanned  # type: ignore[method-assign]
@@ -188,13 +196,14 @@ def drain(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], cf
             worker.stop()
     got = read_predictions(settings, len(records), 30.0)
     in_span = {k: v - span["base"].get(k, 0.0) for k, v in span["end"].items()}
-    return rate_from_timestamps([t for t, _ in got]), span["last"] - span["first"], len(got), in_span
+    checkpoints = span["end_calls"].get(CHECKPOINT, 0) - span["base_calls"].get(CHECKPOINT, 0)
+    return rate_from_timestamps([t for t, _ in got]), span["last"] - span["first"], len(got), in_span, checkpoints
 
 
 def breakdown_table(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]],
                     cfg: BreakdownConfig) -> Table:
-    plain_rate, _, plain_n, _ = drain(info, registry, records, cfg, None)
-    timed_rate, wall, timed_n, s = drain(info, registry, records, cfg, StageClock())
+    plain_rate, _, plain_n, _, _ = drain(info, registry, records, cfg, None)
+    timed_rate, wall, timed_n, s, checkpoints = drain(info, registry, records, cfg, StageClock())
     n = len(records)
     rows: list[list[Any]] = []
     by_bound: dict[str, float] = {}
@@ -216,7 +225,10 @@ def breakdown_table(info: StackInfo, registry: str, records: list[tuple[bytes, b
                         "up to 500, sklearn logistic v2), embedded "
                         "tansu and the bench's own redis-server on this machine. Baseline in the same run: the "
                         f"same drain without the stage clock: {plain_rate:,.0f} events/s; with it: "
-                        f"{timed_rate:,.0f} events/s (ratio {ratio(timed_rate, plain_rate):.2f})."],
+                        f"{timed_rate:,.0f} events/s (ratio {ratio(timed_rate, plain_rate):.2f}). "
+                        f"{checkpoints} interval checkpoint(s) in the span (every "
+                        f"{PipelineSettings().checkpoint_interval_ms:,} ms; the state encode and save rows are "
+                        "theirs, the last interval's checkpoint runs after the span)."],
                  limit=f"limit: Python CPU. Of {wall * 1e6 / n:.0f} µs per event, driftline's own Python takes "
                        f"{by_bound.get('Python', 0.0) * 1e6 / n:.0f} µs and JSON {by_bound.get('JSON', 0.0) * 1e6 / n:.0f}"
                        f" µs, all in one interpreter; the broker, Redis and the model call take "
