@@ -9,10 +9,11 @@ the first event of an entity loads 31 buckets from Redis, as after a restart or 
 
 Readings go to entities in round-robin order (each entity once per round), event times continuing the templates'
 history, in two phases with the same worker: *first touch*, one round (every event loads its entity's full
-window from Redis and folds all of it), drained completely; then *recurring*, ``max(events, largest size)`` more
+window from Redis and folds all of it), drained completely; then *recurring*, ``EntitiesConfig.recurring()`` more
 readings for every size (the steady state of a stream whose entities come back: cached states, as long as the
 cache holds them all; the same count in every row, so that every row is measured over a stretch of about the same
-length). Rates come from the predictions' timestamps (10th-90th percentile, as in ``bench.pipeline_bench``); the
+length, and one bucket of event time at the largest size, so that its entities' bucket starts weigh as in a
+steady stream). Rates come from the predictions' timestamps (10th-90th percentile, as in ``bench.pipeline_bench``); the
 500-entity row is the baseline of the same run, measured first and again last (the ratios are to the mean of the
 two, so a machine that changed speed during the run moves the baseline with it).
 Redis bytes per entity: ``INFO used_memory`` delta of the fill / entities.
@@ -21,6 +22,7 @@ Redis bytes per entity: ``INFO used_memory`` delta of the fill / entities.
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from bench.store_read_bench import PARTITIONS
 from features.definitions import FeatureView
 from features.records import Event
 from features.store import SourcePosition, latest_key_for, state_key_for
+from features.views import VITALS_VIEW
 from streams import codec
 from streams.local.stack import StackInfo
 from streams.settings import PipelineSettings
@@ -57,8 +60,16 @@ class EntitiesConfig:
     def recurring(self) -> int:
         """Recurring readings of every row: the same count for every size, so that every row is measured over a
         stretch of about the same length (a 0.5 s row against a 5 s one compared two moments of a machine whose
-        speed moves 1.5-2x within minutes, not two entity counts)."""
-        return max(self.events, *self.sizes)
+        speed moves 1.5-2x within minutes, not two entity counts), and at least one bucket of event time for the
+        largest size: every entity starts a new bucket once per bucket (a full fold of its window, an expired
+        bucket, a new row), all of them in the same round after the bucket's start. One round of the largest
+        size held that round or not depending on where the bucket started, and was not the steady state.
+
+        >>> EntitiesConfig().recurring(), EntitiesConfig(sizes=(500,), events=1_000).recurring()
+        (600000, 3000)
+        """
+        rounds_per_bucket = math.ceil(VITALS_VIEW.bucket_ms / (self.interval_s * 1000))
+        return max(self.events, max(self.sizes) * rounds_per_bucket)
 
     @classmethod
     def tiny(cls) -> EntitiesConfig:
@@ -131,7 +142,8 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
                   ["entities", "events", "first touch ev/s", "recurring ev/s", "recurring us/event",
                    f"recurring vs {cfg.sizes[0]:,} entities", "Redis B/entity"],
                   rows,
-                  notes=[f"entities + {cfg.recurring():,} readings per row (the same recurring count for every size), entities in "
+                  notes=[f"entities + {cfg.recurring():,} readings per row (the same recurring count for every size: at least a "
+                         "bucket of event time at the largest size), entities in "
                          "round-robin order, event times continuing "
                          f"{cfg.minutes:g} min of history already in Redis ({cfg.templates} real states replicated, "
                          f"{int(cfg.minutes) + 1} one-minute buckets each); one worker process, default settings (checkpoint every "
