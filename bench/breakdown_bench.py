@@ -33,7 +33,7 @@ from bench.common import (
 )
 from bench.pipeline_bench import fresh_measurement, rate_from_timestamps, read_predictions
 from bench.store_bench import prefill
-from features.store import PreparedSave, SaveTicket
+from features.store import SaveTicket
 from models.loaded import LoadedModel
 from models.prediction import Prediction
 from models.prediction_columns import PredictionColumns
@@ -99,9 +99,9 @@ def instrumented(worker: Worker, handler: pipeline.FusedHandler, clock: StageClo
         *((obj, attr, f"{type(obj).__name__}.{attr}") for obj, attr in (
             (loop, "run_once"), (loop, "next_batch"), (loop, "_handle"), (loop.outputs, "produce_all"),
             (loop, "checkpoint"), (loop, "_commit"), (handler, "process"), (handler.pending, "_load"),
-            (handler, "checkpoint"), (handler, "prepare_checkpoint"), (handler.engine, "process"),
+            (handler, "checkpoint"), (handler, "start_checkpoint"), (handler.engine, "process"),
             (handler.scorer, "score"), (handler.store, "_save_wire"))),
-        (PreparedSave, "start", "PreparedSave.start"), (SaveTicket, "wait", "SaveTicket.wait"),
+        (SaveTicket, "wait", "SaveTicket.wait"),
         (codec, "encode", "codec.encode"),
         (PredictionColumns, "encode", "PredictionColumns.encode"),
         (Prediction, "to_dict", "Prediction.to_dict"), (LoadedModel, "predict_scores", "LoadedModel.predict_scores"),
@@ -146,14 +146,12 @@ STAGES: list[tuple[str, str, Callable[[dict[str, float]], float]]] = [
 ]
 
 
-CHECKPOINT = "FusedHandler.prepare_checkpoint"  # one call per interval checkpoint (the loop's overlapped save)
+CHECKPOINT = "FusedHandler.start_checkpoint"  # one call per interval checkpoint (the loop's overlapped save)
 
 
 def _saving(s: dict[str, float]) -> float:
-    """The worker's time in checkpoint saves: synchronous ones, prepared ones and their sends, and the waits for
-    their answers."""
-    return (s["FusedHandler.checkpoint"] + s["FusedHandler.prepare_checkpoint"] + s["PreparedSave.start"]
-            + s["SaveTicket.wait"])
+    """The worker's time in checkpoint saves: synchronous ones, started ones, and the waits for their answers."""
+    return s["FusedHandler.checkpoint"] + s["FusedHandler.start_checkpoint"] + s["SaveTicket.wait"]
 
 
 def drain(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], cfg: BreakdownConfig,

@@ -6,10 +6,8 @@
   (``index_entities.lua``, one ``EVALSHA`` per index bucket; none in the steady state; ``features.entity_index``),
   then one pipelined ``EVALSHA`` of ``save_state.lua`` per partition, one round trip per batch, that checks the
   offset, HSETs/HDELs, PEXPIREs and sets the offset, all atomically. ``start_save_many`` writes the same calls and
-  returns before their answers (on a single Redis: one connection kept out of the pool until the ticket's
-  ``wait``), so the caller's next work overlaps Redis running the scripts; every other call waits for it first.
-  ``prepare_save_many`` builds those calls (and writes the index) at once and writes the calls at its ``start()``,
-  so a checkpoint builds them while its outputs' deliveries are awaited. Every key of a
+  returns before their answers (on a single Redis: one connection kept out of the pool until the ticket's ``wait``),
+  so the caller's next work overlaps Redis running the scripts; every other call waits for it first. Every key of a
   call shares one hash tag (``{topic:partition}``, ``{ix:topic:bucket}``), so each script runs in one Redis Cluster
   slot; a cluster client groups the pipeline per node and follows ``MOVED`` / ``ASK``. A ``NOSCRIPT`` answer (a
   fresh node, a script flush, a failover) loads the script on every primary and reruns those calls.
@@ -40,7 +38,6 @@ from features.redis_reads import ServingReads
 from features.save_wire import packed_save_call, save_call
 from features.state import EntityState
 from features.store import (
-    PreparedSave,
     SaveRequest,
     SaveTicket,
     SourcePosition,
@@ -124,28 +121,16 @@ class RedisFeatureStore:
         once their partition's save applied."""
         self._settle()
         self._index(view, requests)
-        write = self._build_saves(view, requests, mark_saved=False)
-        self._check_all(requests, write(False)(), mark_saved=True)
+        self._check_all(requests, self._start_saves(view, requests, background=False)(), mark_saved=True)
 
     def start_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> SaveTicket:
-        """See ``features.store.FeatureStore``: :meth:`prepare_save_many`, started at once."""
-        return self.prepare_save_many(view, requests).start()
-
-    def prepare_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> PreparedSave:
-        """See ``features.store.FeatureStore``: the index written and the calls of :meth:`save_many` built now, the
-        states marked saved now (their changes are in the calls); ``start()`` writes the calls, and its ticket reads
-        the answers."""
+        """See ``features.store.FeatureStore``: the index and the calls of :meth:`save_many`, written now; the
+        states are marked saved now (their changes are in the calls); the ticket reads the answers."""
         self._settle()
         self._index(view, requests)
-        write = self._build_saves(view, requests, mark_saved=True)
-
-        def start() -> SaveTicket:
-            self._settle()
-            answers = write(True)
-            self._started = SaveTicket(lambda: self._check_all(requests, answers(), mark_saved=False))
-            return self._started
-
-        return PreparedSave(start)
+        answers = self._start_saves(view, requests, background=True, mark_saved=True)
+        self._started = SaveTicket(lambda: self._check_all(requests, answers(), mark_saved=False))
+        return self._started
 
     @staticmethod
     def _check_all(requests: Sequence[SaveRequest], results: Sequence[Any], *, mark_saved: bool) -> None:
@@ -162,21 +147,20 @@ class RedisFeatureStore:
         if first is not None:
             raise first
 
-    def _build_saves(self, view: FeatureView, requests: Sequence[SaveRequest], *,
-                     mark_saved: bool) -> Callable[[bool], Callable[[], list[Any]]]:
-        """One ``save_state.lua`` call per request, built now; the returned ``write(background)`` writes them (by a
-        writer thread when ``background``) and returns the function that gives the answers in order. A single
-        Redis gets each call's wire bytes from ``features.save_wire``; a cluster runs redis-py's pipeline when
-        written (``_start_eval_all``). ``mark_saved``: the states are marked saved once their calls are built (a
-        started or prepared save)."""
+    def _start_saves(self, view: FeatureView, requests: Sequence[SaveRequest], *,
+                     background: bool, mark_saved: bool = False) -> Callable[[], list[Any]]:
+        """One ``save_state.lua`` call per request, written now (``background``: by a writer thread); the returned
+        function gives the answers in order. A single Redis gets each call's wire bytes from
+        ``features.save_wire``; a cluster runs redis-py's pipeline (``_start_eval_all``). ``mark_saved``: the
+        states are marked saved once their calls are made (a started save)."""
         if packable(self.client):
-            packed = [self._save_wire(view, r, mark_saved) for r in requests]
-            return lambda background: self._start_packed(SAVE_SCRIPT, packed, background)
+            return self._start_packed(SAVE_SCRIPT, [self._save_wire(view, r, mark_saved) for r in requests],
+                                      background)
         calls = [save_call(view, r) for r in requests]
         if mark_saved:
             for r in requests:
                 r.mark_saved()
-        return lambda _background: self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)
+        return self._start_eval_all(SAVE_SCRIPT, self._save.sha, calls)
 
     def _save_wire(self, view: FeatureView, r: SaveRequest, mark_saved: bool = False) -> bytes:
         """The wire bytes of one request's save call (``features.save_wire``)."""

@@ -14,11 +14,6 @@ Contract (the same contract tests run over :class:`MemoryFeatureStore` and
   taken as they are at the call and marked saved then (later changes stay dirty for the next save); the ticket's
   ``wait()`` returns once they are written, or raises what ``save_many`` would have. Every other call of the
   store waits for a started save first, so its reads see it. After a failed save the caller drops those states.
-* ``prepare_save_many`` is ``start_save_many`` in two steps: the calls are built and the states marked saved now
-  (a :class:`PreparedSave`), and written only by its ``start()``, which returns the ticket. The caller changes none
-  of those states in between, so a checkpoint can build its save while it waits for its outputs' deliveries and
-  write it once they were acknowledged. A prepared save never started writes nothing (the caller drops those
-  states, as after a failed save).
 * ``read_features`` (serving) reads many entities' current vectors in one round trip.
 * ``read_latest_matrix`` (serving fast path) reads many entities' latest vectors, saved by ``save(latest=...)``,
   in one round trip as one float matrix in ``view.feature_names`` order; ``read_latest`` is its dict form.
@@ -120,10 +115,6 @@ class FeatureStore(Protocol):
     def start_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> SaveTicket:
         """``save_many``, started: see the module docstring (a store that cannot overlap a save with the caller's
         work saves right here and returns a ticket already settled)."""
-        ...
-
-    def prepare_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> PreparedSave:
-        """``start_save_many`` in two steps, built now and written by ``start()``: see the module docstring."""
         ...
 
     def read_latest(
@@ -229,32 +220,6 @@ class SaveTicket:
             raise self._error
 
 
-class PreparedSave:
-    """A save built, not written yet (:meth:`FeatureStore.prepare_save_many`): ``start()`` writes it and returns its
-    :class:`SaveTicket`; it can be started once.
-
-    >>> prepared = PreparedSave(SaveTicket.settled)
-    >>> prepared.start().done
-    True
-    >>> prepared.start()
-    Traceback (most recent call last):
-    ...
-    RuntimeError: this save was started already
-    """
-
-    __slots__ = ("_start",)
-
-    def __init__(self, start: Callable[[], SaveTicket]) -> None:
-        self._start: Callable[[], SaveTicket] | None = start
-
-    def start(self) -> SaveTicket:
-        """Write the save; its ticket reads the answers."""
-        start, self._start = self._start, None
-        if start is None:
-            raise RuntimeError("this save was started already")
-        return start()
-
-
 def check_offsets(current: int, expected: int, new: int) -> None:
     """Raise unless ``current == expected`` and ``new >= current`` (the CAS rule of ``save``).
 
@@ -270,10 +235,6 @@ def check_offsets(current: int, expected: int, new: int) -> None:
         raise OffsetRegressionError(
             expected, current, f"refusing to move offset back from {current} to {new}"
         )
-
-
-# a memory save's writes, built before they are applied: {latest key: bytes}, {state key: (HSET fields, HDEL fields)}
-_Writes = tuple[dict[bytes, bytes], dict[bytes, tuple[dict[bytes, bytes], list[bytes]]]]
 
 
 class MemoryFeatureStore:
@@ -315,25 +276,11 @@ class MemoryFeatureStore:
 
     def start_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> SaveTicket:
         """See :class:`FeatureStore`: saved right here (memory has nothing to overlap); a settled ticket."""
-        return self.prepare_save_many(view, requests).start()
-
-    def prepare_save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> PreparedSave:
-        """See :class:`FeatureStore`: the index and each request's writes built now and its states marked saved, as
-        the Redis store builds its calls; ``start()`` applies them right here (a settled ticket)."""
-        built = [(r, self._build(view, r)) for r in requests]
-        for r in requests:
-            r.mark_saved()
-
-        def start() -> SaveTicket:
-            first: Exception | None = None
-            for r, writes in built:
-                try:
-                    self._write(view, r, writes)
-                except Exception as exc:  # noqa: BLE001 - the ticket raises it, after the other partitions
-                    first = first or exc
-            return SaveTicket.settled(first)
-
-        return PreparedSave(start)
+        try:
+            self.save_many(view, requests)
+        except Exception as exc:  # noqa: BLE001 - the ticket raises it
+            return SaveTicket.settled(exc)
+        return SaveTicket.settled()
 
     def save(
         self,
@@ -348,43 +295,31 @@ class MemoryFeatureStore:
         latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
         """See :class:`FeatureStore`; ``watermark_ms`` is stored beside the offset when given."""
-        request = SaveRequest(pos, states, expected_offset, new_offset, ttl_ms, watermark_ms, latest)
-        self._write(view, request, self._build(view, request))
-        request.mark_saved()
-
-    def _build(self, view: FeatureView, r: SaveRequest) -> _Writes:
-        """The entity index written (before any state, as the Redis store does), then what the save will write:
-        each latest vector's bytes and each changed state's fields (what the Redis store's call carries)."""
-        self._index(view, r.pos, [*r.states, *(r.latest or {})], r.ttl_ms)
+        self._index(view, pos, [*states, *(latest or {})], ttl_ms)  # before the state, as the Redis store does
+        okey = offset_key_for(view, pos)
+        check_offsets(decode_position(self.strings.get(okey))[0], expected_offset, new_offset)
         encode = codec_for(view.feature_names).encode
-        latest = {latest_key_for(view, r.pos, e): encode(as_of, vector)
-                  for e, (as_of, vector) in (r.latest or {}).items()}
-        changes: dict[bytes, tuple[dict[bytes, bytes], list[bytes]]] = {}
-        for entity_id, st in r.states.items():
+        for entity_id, (as_of, vector) in (latest or {}).items():
+            key = latest_key_for(view, pos, entity_id)
+            self.strings[key] = encode(as_of, vector)
+            self.ttls[key] = ttl_ms
+        for entity_id, st in states.items():
             sets, dels = st.to_redis()
-            if sets or dels:
-                changes[state_key_for(view, r.pos, entity_id)] = (sets, dels)
-        return latest, changes
-
-    def _write(self, view: FeatureView, r: SaveRequest, writes: _Writes) -> None:
-        """``save_state.lua``'s steps: compare-and-set the offset, then the built writes, then the new position."""
-        okey = offset_key_for(view, r.pos)
-        check_offsets(decode_position(self.strings.get(okey))[0], r.expected_offset, r.new_offset)
-        latest, changes = writes
-        for key, value in latest.items():
-            self.strings[key] = value
-            self.ttls[key] = r.ttl_ms
-        for key, (sets, dels) in changes.items():
+            if not sets and not dels:
+                continue
+            key = state_key_for(view, pos, entity_id)
             h = self.hashes.setdefault(key, {})
             h.update(sets)
             for f in dels:
                 h.pop(f, None)
             if h:
-                self.ttls[key] = r.ttl_ms
+                self.ttls[key] = ttl_ms
             else:
                 del self.hashes[key]
                 self.ttls.pop(key, None)
-        self.strings[okey] = encode_position(r.new_offset, r.watermark_ms)
+        self.strings[okey] = encode_position(new_offset, watermark_ms)
+        for st in states.values():
+            st.mark_saved()
 
     def _index(self, view: FeatureView, pos: SourcePosition, entities: list[str], ttl_ms: int) -> None:
         """The entity -> partition index (``features.entity_index``), conflicts reported."""

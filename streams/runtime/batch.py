@@ -31,8 +31,7 @@ from streams.exceptions import InfrastructureError
 from streams.runtime.dead_letters import headers_for
 
 __all__ = ["Output", "BatchResult", "BatchHandler", "DeliveryError", "LoopHealth", "CommitLog", "take_batch",
-           "first_offsets", "seek_all", "is_consumer_error", "next_offsets", "describe", "dead_letter",
-           "SendWrite", "WaitForWrite"]
+           "first_offsets", "seek_all", "is_consumer_error", "next_offsets", "describe", "dead_letter"]
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +46,6 @@ class Output:
     headers: list[tuple[str, bytes]] | None = None
 
 
-WaitForWrite = Callable[[], None]  # waits for a sent state write's answers; raises what the write raised
-SendWrite = Callable[[], WaitForWrite]  # sends a prepared state write; returns the wait for its answers
-
-
 @dataclass
 class BatchResult:
     outputs: list[Output] = field(default_factory=list)
@@ -58,12 +53,10 @@ class BatchResult:
     # True: ``finalize`` checkpoints everything the handler applied since its last checkpoint (not only this
     # batch), so a loop with a checkpoint interval runs it once per interval instead of after every batch
     deferrable: bool = False
-    # optional, for a deferrable result: ``finalize`` prepared (its writes built, none sent), called before the
-    # outputs' flush; returns the send, called once every output was delivered, which returns the wait for the
-    # writes, which raises what ``finalize`` would have. A loop with a checkpoint interval builds the write while
-    # the deliveries are awaited, overlaps it with the next batches, and commits the offsets once the wait
-    # returned (``streams.runtime.loop``)
-    prepare_finalize: Callable[[], SendWrite] | None = None
+    # optional, for a deferrable result: ``finalize`` started (its writes sent); returns the wait for them, which
+    # raises what ``finalize`` would have. A loop with a checkpoint interval overlaps the write with the next
+    # batches and commits the offsets once the wait returned (``streams.runtime.loop``)
+    start_finalize: Callable[[], Callable[[], None]] | None = None
 
 
 class BatchHandler(Protocol):

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from features.definitions import FeatureView
 from features.state import EntityState
-from features.store import FeatureStore, PreparedSave, SaveRequest, SourcePosition
+from features.store import FeatureStore, SaveRequest, SaveTicket, SourcePosition
 from streams.runtime.state_cache import StateCache
 
 __all__ = ["PendingState"]
@@ -151,17 +151,17 @@ class PendingState:
         self._saved(requests)
         return len(requests)
 
-    def prepare_save(self) -> PreparedSave | None:
-        """:meth:`save` in two steps (``FeatureStore.prepare_save_many``): the changes are built into a save now and
-        counted as saved from here on, so the next batches build on them; the save is written by its ``start()``,
-        whose ticket the caller waits for before committing the offsets. None when nothing was pending. When the
-        save is never started, or its ticket raises, the caller rolls back everything (:meth:`rollback`)."""
+    def start_save(self) -> SaveTicket | None:
+        """:meth:`save`, started (``FeatureStore.start_save_many``): the changes are written now and counted as
+        saved from here on, so the next batches build on them while Redis applies them; None when nothing was
+        pending. The caller waits for the ticket before committing the offsets, and rolls back everything
+        (:meth:`rollback`) when it raises."""
         requests = self.requests()
         if not requests:
             return None
-        prepared = self.store.prepare_save_many(self.view, requests)
+        ticket = self.store.start_save_many(self.view, requests)
         self._saved(requests)
-        return prepared
+        return ticket
 
     def _saved(self, requests: Sequence[SaveRequest]) -> None:
         """The partitions of ``requests`` start over at their new offsets; their cached states are trusted there."""

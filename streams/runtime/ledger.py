@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message, TopicPartition
 
-from streams.runtime.batch import BatchResult, SendWrite, WaitForWrite, offset_bounds
+from streams.runtime.batch import BatchResult, offset_bounds
 
 __all__ = ["CheckpointLedger", "StartedCheckpoint"]
 
@@ -37,8 +37,8 @@ class CheckpointLedger:
         self.started_at = time.monotonic()  # when the oldest change not checkpointed yet was handled
         self.since: dict[tuple[str, int], int] = {}  # first offset handled after the last checkpoint
         self.uncommitted: dict[tuple[str, int], int] = {}  # next offset to commit at the checkpoint
-        # each handler's state write, once, with its prepare when it can be prepared (BatchResult.prepare_finalize)
-        self.finalizers: dict[Callable[[], None], Callable[[], SendWrite] | None] = {}
+        # each handler's state write, once, with its start when it can be started (BatchResult.start_finalize)
+        self.finalizers: dict[Callable[[], None], Callable[[], Callable[[], None]] | None] = {}
         self.started: StartedCheckpoint | None = None  # a checkpoint whose writes were not answered yet
 
     @property
@@ -72,10 +72,10 @@ class CheckpointLedger:
         for key, offset in (offset_bounds(records)[1] if last is None else last).items():
             self.uncommitted[key] = offset + 1
         if result.finalize is not None:
-            self.finalizers.setdefault(result.finalize, result.prepare_finalize)
+            self.finalizers.setdefault(result.finalize, result.start_finalize)
 
-    def start(self, waits: list[WaitForWrite]) -> None:
-        """After the pending checkpoints were sent (``waits``: the waits for their writes): keep what to commit
+    def start(self, waits: list[Callable[[], None]]) -> None:
+        """After the pending checkpoints were started (``waits``: the waits for their writes): keep what to commit
         once they went through and what to take back if they do not (:attr:`started`); the rest starts over."""
         self.started = StartedCheckpoint(waits, dict(self.since), dict(self.uncommitted))
         self.clear()
@@ -135,7 +135,7 @@ class CheckpointLedger:
 
 @dataclass
 class StartedCheckpoint:
-    """A checkpoint whose state writes were sent, not yet answered (``BatchResult.prepare_finalize``): the waits
+    """A checkpoint whose state writes were started, not yet answered (``BatchResult.start_finalize``): the waits
     for them, and the ledger's bookkeeping then: the next offsets to commit once they went through, and where a
     rewind goes back to if one failed."""
 

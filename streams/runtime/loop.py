@@ -13,9 +13,8 @@ with the same features and ``prediction_id`` (an identifiable duplicate), the st
 but the flush, the state write and the commit run once per interval (as Kafka Streams' and Quix Streams' commit
 interval), and synchronously on revoke, shutdown and when the stream goes idle. Serving reads lag by up to the
 interval; a crash replays up to it (:mod:`streams.runtime.checkpoint`; the loop's side: :mod:`streams.runtime.ledger`).
-A write that can be prepared (``BatchResult.prepare_finalize``: the fused pipeline's Redis save) is built at an
-interval's checkpoint while the outputs' deliveries are awaited, sent once they were acknowledged, and answered
-while the loop goes on; its offsets are committed once it was answered, at the next
+A write that can be started (``BatchResult.start_finalize``: the fused pipeline's Redis save) is started at an
+interval's checkpoint while the loop goes on; its offsets are committed once it was answered, at the next
 checkpoint or before anything that needs the store settled (revoke, shutdown, idle, rewind, careful handling). A
 failed one is taken back into the ledger, so the rewind goes back to the checkpoint before it.
 
@@ -316,17 +315,18 @@ class BatchLoop:
     def checkpoint(self, *, overlap: bool = False) -> None:
         """Flush and check every delivery since the last checkpoint, run the pending ``finalize`` calls (the state
         writes), then commit the next offsets of everything handled since. ``overlap``: a write that can be
-        prepared (``prepare_finalize``) is built before the flush, so building it overlaps the wait for the
-        deliveries, and only sent after it; its offsets wait for :meth:`settle_started` (called first by the next
-        checkpoint). A flush that fails drops what was built: the rewind that follows rolls the handler back."""
+        started (``start_finalize``) is only started, and its offsets wait for :meth:`settle_started` (called
+        first by the next checkpoint)."""
         self.settle_started()
-        sends = [prepare() for prepare in self.ledger.finalizers.values() if prepare is not None] if overlap else []
         self._flush_and_check()
-        for finalize, prepare in self.ledger.finalizers.items():
-            if prepare is None or not overlap:
+        waits = []
+        for finalize, start in self.ledger.finalizers.items():
+            if start is None or not overlap:
                 finalize()
-        if sends:
-            self.ledger.start([send() for send in sends])
+            else:
+                waits.append(start())
+        if waits:
+            self.ledger.start(waits)
             return
         committed = self.ledger.take()
         if committed:

@@ -5,9 +5,9 @@ touched entities' window state (one Redis round trip per partition), applies the
 same engine the offline path uses, scores every accepted event in one call per model version, and returns the
 predictions and dead letters to produce plus a ``finalize`` that checkpoints: it saves every state change since
 the last checkpoint with the offset, atomically per partition (:mod:`streams.runtime.checkpoint`). The loop runs it
-after every batch (``checkpoint_interval_ms`` 0) or once per interval; under an interval it prepares it instead
-(``prepare_finalize``: built while the outputs' deliveries are awaited, written once they were acknowledged, answers
-read before the commit), so Redis applies a checkpoint while the worker handles the next batches.
+after every batch (``checkpoint_interval_ms`` 0) or once per interval; under an interval it starts it instead
+(``start_finalize``: written now, answers read before the commit), so Redis applies a checkpoint while the worker
+handles the next batches.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from monitor.scorer_alerts import AlertThrottle, alert_for
 from monitor.sensor_checks import SensorChecks
 from streams import codec
 from streams.metrics import Metrics, observe_many
-from streams.runtime.batch import BatchResult, Output, SendWrite, WaitForWrite, dead_letter, describe
+from streams.runtime.batch import BatchResult, Output, dead_letter, describe
 from streams.runtime.checkpoint import PendingState
 from streams.runtime.state_cache import DEFAULT_MAX_ENTITIES, StateCache
 
@@ -211,8 +211,7 @@ class FusedHandler:
                     outputs.append(Output(self.alerts_topic, codec.encode(alert.to_dict()), alert.dedup_key))
             if self.on_predictions:
                 self.on_predictions(scored.predictions)
-        return BatchResult(outputs, finalize=self.checkpoint, deferrable=True,
-                           prepare_finalize=self.prepare_checkpoint)
+        return BatchResult(outputs, finalize=self.checkpoint, deferrable=True, start_finalize=self.start_checkpoint)
 
     def _silent(self, pos: SourcePosition, states: dict, due: list[tuple[str, int]],
                 as_of: int | None) -> list[Output]:
@@ -254,30 +253,22 @@ class FusedHandler:
         if self.pending.save():
             self.metrics.redis_seconds.labels("save").observe(time.perf_counter() - t0)
 
-    def prepare_checkpoint(self) -> SendWrite:
-        """:meth:`checkpoint` in two steps (:meth:`PendingState.prepare_save`): the save is built now; the returned
-        ``send`` writes it to Redis (the loop calls it once the outputs were acknowledged), and the next batches go
-        on while Redis applies it; ``send``'s returned function waits for the answers (raising what the save
-        raised). The loop calls that before it commits the offsets."""
+    def start_checkpoint(self) -> Callable[[], None]:
+        """:meth:`checkpoint`, started (:meth:`PendingState.start_save`): the changes are written to Redis now and
+        the next batches go on while Redis applies them; the returned function waits for the answers (raising
+        what the save raised). The loop calls it before it commits the offsets."""
         t0 = time.perf_counter()
-        prepared = self.pending.prepare_save()
-        prepared_s = time.perf_counter() - t0
-        if prepared is None:
-            return _send_nothing
+        ticket = self.pending.start_save()
+        started_s = time.perf_counter() - t0
+        if ticket is None:
+            return _nothing
 
-        def send() -> WaitForWrite:
+        def wait() -> None:
             t1 = time.perf_counter()
-            ticket = prepared.start()
-            started_s = prepared_s + time.perf_counter() - t1
+            ticket.wait()
+            self.metrics.redis_seconds.labels("save").observe(started_s + time.perf_counter() - t1)
 
-            def wait() -> None:
-                t2 = time.perf_counter()
-                ticket.wait()
-                self.metrics.redis_seconds.labels("save").observe(started_s + time.perf_counter() - t2)
-
-            return wait
-
-        return send
+        return wait
 
     def _export_cache(self) -> None:
         self.metrics.cache_entities.set(len(self.cache))
@@ -315,11 +306,6 @@ class FusedHandler:
 
 def _nothing() -> None:
     """The wait of a checkpoint that had nothing to save."""
-
-
-def _send_nothing() -> WaitForWrite:
-    """The send of a checkpoint that had nothing to save."""
-    return _nothing
 
 
 def _offset_of(event: Event) -> int:

@@ -368,54 +368,6 @@ def test_a_started_save_writes_what_save_many_writes_and_reads_see_it(env) -> No
         _delete_view_keys(store.client, twin_view)
 
 
-def test_a_prepared_save_writes_nothing_until_started_then_what_save_many_writes(env) -> None:
-    """prepare_save_many builds the save and marks the states saved; the store holds nothing of it (reads see the
-    old offset and states) until ``start()``, after which it holds what save_many writes."""
-    from features.store import SaveRequest
-
-    store, view = env
-    twin_view = dataclasses.replace(view, name=view.name + "-twin")
-    engine = FeatureEngine(view)
-    pos = SourcePosition("g", "vitals", 0)
-    built = []
-    for v in (view, twin_view):
-        states, _ = store.load(v, pos, ["a", "b"])
-        engine.process(states, events(0, 6), watermark_ms=None, min_offset=-1)
-        built.append([SaveRequest(pos, states, -1, 5, view.retention_ms, T0 + 9_000)])
-    prepared = store.prepare_save_many(view, built[0])
-    assert all(not st.is_dirty for st in built[0][0].states.values())  # in the built save
-    assert store.position(view, pos) == (-1, None)
-    assert all(st.is_empty for st in store.load(view, pos, ["a", "b"])[0].values())
-    ticket = prepared.start()
-    store.save_many(twin_view, built[1])
-    ticket.wait()
-    assert store.position(view, pos) == store.position(twin_view, pos) == (5, T0 + 9_000)
-    for e in ("a", "b"):
-        got, want = (store.load(v, pos, [e])[0][e].features(v, T0 + 40_000) for v in (view, twin_view))
-        assert got == want and not math.isnan(got["hr_mean_5m"])
-    if hasattr(store, "client"):
-        _delete_view_keys(store.client, twin_view)
-
-
-def test_a_prepared_save_never_started_leaves_the_store_as_it_was(env) -> None:
-    """The checkpoint's flush failed after the save was built: nothing is written, and the caller's replay (its
-    states reloaded) saves at the old offset."""
-    from features.store import SaveRequest
-
-    store, view = env
-    pos = SourcePosition("g", "vitals", 0)
-    run_batch(store, view, pos, events(0, 4))  # offset 3 stored
-    before = store.load(view, pos, ["a", "b"])[0]
-    states, _ = store.load(view, pos, ["a", "b"])
-    FeatureEngine(view).process(states, events(4, 4, t0=T0 + 60_000), watermark_ms=None, min_offset=3)
-    store.prepare_save_many(view, [SaveRequest(pos, states, 3, 7, view.retention_ms)])  # dropped
-    assert store.last_offset(view, pos) == 3
-    after = store.load(view, pos, ["a", "b"])[0]
-    assert all(after[e].features(view, T0 + 90_000) == before[e].features(view, T0 + 90_000) for e in ("a", "b"))
-    run_batch(store, view, pos, events(4, 4, t0=T0 + 60_000))  # the replay
-    assert store.last_offset(view, pos) == 7
-
-
 def test_a_change_after_a_started_save_goes_in_the_next_one(env) -> None:
     """The states' changes are taken at the start: a change made while the save is unanswered stays dirty and is
     written by the next save (a lost update otherwise)."""

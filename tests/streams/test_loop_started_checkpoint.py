@@ -1,17 +1,16 @@
-"""BatchLoop with a checkpoint interval and a handler whose state write can be prepared (``prepare_finalize``, as
-the fused pipeline's Redis save): the write is built before the interval's checkpoint flushes the outputs, sent
-only once they were delivered, the next batches go on, and the offsets are committed only once the write was
-answered (at the next checkpoint, or before a revoke, shutdown, idle poll or rewind). A write that failed sends
-the loop back to the checkpoint before it; a flush that failed drops the built write unsent."""
+"""BatchLoop with a checkpoint interval and a handler whose state write can be started (``start_finalize``, as the
+fused pipeline's Redis save): the write is started at the interval's checkpoint, the next batches go on, and the
+offsets are committed only once the write was answered (at the next checkpoint, or before a revoke, shutdown,
+idle poll or rewind). A write that failed sends the loop back to the checkpoint before it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from streams.runtime.batch import BatchResult, SendWrite, WaitForWrite
+from streams.runtime.batch import BatchResult
 from streams.runtime.loop import BatchLoop
 
 from .fake_message import FakeMessage
@@ -20,7 +19,7 @@ from .test_loop_checkpoint import DeferringHandler
 
 
 class StartingHandler(DeferringHandler):
-    """A deferring handler whose checkpoint can be prepared; ``fail_wait``: how many waits raise."""
+    """A deferring handler whose checkpoint can be started; ``fail_wait``: how many waits raise."""
 
     def __init__(self, events: list[str], fail_wait: int = 0) -> None:
         super().__init__(events)
@@ -29,25 +28,19 @@ class StartingHandler(DeferringHandler):
 
     def process(self, messages: Sequence[FakeMessage]) -> BatchResult:
         result = super().process(messages)
-        return BatchResult(result.outputs, finalize=result.finalize, deferrable=True,
-                           prepare_finalize=self._prepare)
+        return BatchResult(result.outputs, finalize=result.finalize, deferrable=True, start_finalize=self._start)
 
-    def _prepare(self) -> SendWrite:
-        self.events.append("prepare")
+    def _start(self) -> Callable[[], None]:
+        self.events.append("start")
 
-        def send() -> WaitForWrite:
-            self.events.append("start")
+        def wait() -> None:
+            self.events.append("wait")
+            if self.fail_wait:
+                self.fail_wait -= 1
+                raise ConnectionError("redis went away before it answered")
+            self.answered += 1
 
-            def wait() -> None:
-                self.events.append("wait")
-                if self.fail_wait:
-                    self.fail_wait -= 1
-                    raise ConnectionError("redis went away before it answered")
-                self.answered += 1
-
-            return wait
-
-        return send
+        return wait
 
 
 def make(batches: Sequence[Sequence[FakeMessage]], interval_ms: int = 60_000, **kw: Any
@@ -69,7 +62,7 @@ def test_the_interval_checkpoint_is_started_and_committed_only_after_its_answer(
     loop.run_once()
     due(loop)
     loop.run_once()
-    assert events[-3:] == ["prepare", "flush", "start"] and consumer.commits == []  # sent, not answered: no commit
+    assert events[-2:] == ["flush", "start"] and consumer.commits == []  # written, not answered: no commit
     assert handler.finalized == 0
     loop.run_once()  # the next batch goes on meanwhile
     assert consumer.commits == [] and "wait" not in events
@@ -77,7 +70,7 @@ def test_the_interval_checkpoint_is_started_and_committed_only_after_its_answer(
     consumer.batches.append(msgs("src", 0, [4]))
     loop.run_once()  # the next checkpoint: the answer first, its commit, then this interval's start
     tail = events[events.index("wait"):]
-    assert tail == ["wait", "commit", "prepare", "flush", "start"]
+    assert tail == ["wait", "commit", "flush", "start"]
     assert consumer.commits == [[("src", 0, 3)]]
 
 
@@ -142,25 +135,3 @@ def test_without_an_interval_the_write_is_never_left_unanswered() -> None:
     loop.run_once()
     assert "start" not in events and handler.finalized == 2
     assert consumer.commits == [[("src", 0, 1)], [("src", 0, 2)]]
-
-
-def test_a_write_built_before_a_failed_flush_is_never_sent() -> None:
-    """The outputs of the interval were not all delivered: the write built while the flush waited is dropped
-    unsent, the handler rolls back, nothing is committed, and the replay's checkpoint builds and sends its own."""
-    loop, consumer, handler, events = make([msgs("src", 0, [0, 1]), msgs("src", 0, [2])])
-    producer = loop.producer
-    loop.run_once()
-    producer.undelivered = 1  # type: ignore[attr-defined]
-    due(loop)
-    assert loop.run_once() == 0  # the checkpoint's flush left an output undelivered: back to the last checkpoint
-    assert events.count("prepare") == 1 and "start" not in events
-    assert handler.rollbacks == 1 and consumer.commits == [] and ("src", 0, 0) in consumer.seeks
-    producer.undelivered = 0  # type: ignore[attr-defined]
-    consumer.batches.append(msgs("src", 0, [0, 1, 2]))
-    loop.run_once()
-    due(loop)
-    consumer.batches.append(msgs("src", 0, [3]))
-    loop.run_once()
-    assert events[-3:] == ["prepare", "flush", "start"]
-    loop.settle_started()
-    assert consumer.commits == [[("src", 0, 4)]]
