@@ -176,16 +176,19 @@ def bench_view(rid: str, base: FeatureView = VITALS_VIEW) -> FeatureView:
 
 
 def faulty_sensors(view: FeatureView, readings: Iterable[tuple[str, int, Mapping[str, Any]]]) -> list[str]:
-    """The entities the worker's sensor checks (``monitor.sensor_checks.RULES`` of ``view``) mark faulty after
+    """The entities the worker's sensor checks (``streams.runtime.workers.sensor_checks``) mark faulty after
     ``readings`` ((entity, event time, values), in the order sent). A bench's stream should have none: on a stream
     of broken sensors every event takes the fault path, and the bench measures that path.
 
     >>> faulty_sensors(VITALS_VIEW, [("p1", i * 1000, {"hr": 70.0}) for i in range(20)])
     ['p1']
     """
-    from monitor.sensor_checks import RULES, SensorChecks, SensorConfig
+    from streams.runtime.workers import sensor_checks
+    from streams.settings import Settings
 
-    checks = SensorChecks(SensorConfig(RULES[view.name]))
+    checks = sensor_checks(Settings(), view)  # the worker's own builder (build_pipeline)
+    if checks is None:  # switched off, or no rules for the view: nothing would be checked, so nothing is shown
+        raise ValueError(f"the worker builds no sensor checks for view {view.name!r}")
     entities: dict[str, None] = {}
     for entity, ts, values in readings:
         checks.observe(entity, ts, {k: v for k, v in values.items() if isinstance(v, float)})
