@@ -151,7 +151,7 @@ CHECKPOINT = "FusedHandler.start_checkpoint"  # one call per interval checkpoint
 
 def _saving(s: dict[str, float]) -> float:
     """The worker's time in checkpoint saves: synchronous ones, started ones, and the waits for their answers."""
-    return s["FusedHandler.checkpoint"] + s["FusedHandler.start_checkpoint"] + s["SaveTicket.wait"]
+    return s["FusedHandler.checkpoint"] + s[CHECKPOINT] + s["SaveTicket.wait"]
 
 
 def drain(info: StackInfo, registry: str, records: list[tuple[bytes, bytes]], cfg: BreakdownConfig,
