@@ -6,8 +6,7 @@ the machine's state:
 
 1. batch read of ``--entities`` (1,000) entities: ``read_latest_matrix`` with no partitioner (the index finds
    them; a reader that already read them: one round trip), the same from a reader that never saw them (the index
-   first, then the vectors: two round trips), and a raw read of the same vector fields (an HGET per key in one
-   script call per partition: ``bench.store_read_bench.queue_raw_vector_read``);
+   first, then the vectors: two round trips), and a raw pipelined MGET per partition of the latest keys;
 2. the aggregator alone (``bench.store_bench``'s features-only loop: parse → engine → Redis save → commit) over
    the same pre-filled topic, each backend with its own group, alternating;
 3. the fused pipeline (one worker process) on each backend, and on the cluster 1 and 2 worker processes in one
@@ -42,9 +41,9 @@ from bench.common import (
 )
 from bench.pipeline_bench import _backlog_rate
 from bench.store_bench import aggregator_run, prefill
-from bench.store_read_bench import RAW_READ, _timed, fill_store, queue_raw_vector_read
+from bench.store_read_bench import _timed, fill_store
 from features.redis_store import RedisFeatureStore
-from features.store import SourcePosition, state_key_for
+from features.store import SourcePosition, latest_key_for
 from streams.local.demo import to_events
 from streams.local.redis_cluster import LocalCluster
 from streams.local.stack import StackInfo
@@ -86,7 +85,7 @@ def read_table(clients: dict[str, AnyRedis], cfg: ClusterConfig, rid: str) -> Ta
             by_part: dict[int, list[bytes]] = {}
             for e in ids:
                 by_part.setdefault(part[e], []).append(
-                    state_key_for(view, SourcePosition(group, view.source_topic, part[e]), e))
+                    latest_key_for(view, SourcePosition(group, view.source_topic, part[e]), e))
 
             def hot(store: RedisFeatureStore = warm, ids: list[str] = ids) -> None:
                 store.read_latest_matrix(view, ids, group=group)
@@ -97,14 +96,14 @@ def read_table(clients: dict[str, AnyRedis], cfg: ClusterConfig, rid: str) -> Ta
             def raw(client: AnyRedis = client, by_part: dict[int, list[bytes]] = by_part) -> None:
                 pipe = client.pipeline(transaction=False)
                 for keys in by_part.values():
-                    queue_raw_vector_read(pipe, keys)
+                    pipe.execute_command("MGET", *keys)
                 pipe.execute()
 
             for fn in (hot, cold, raw):
                 fn()  # warm-up: connections, scripts, slot maps
             fns += [(name, "read_latest_matrix, no partitioner (reader knows the partitions)", hot, []),
                     (name, "read_latest_matrix, no partitioner, a reader that never saw them", cold, []),
-                    (name, RAW_READ, raw, [])]
+                    (name, "raw MGET per partition of the same keys", raw, [])]
         _timed([(fn, acc) for _, _, fn, acc in fns], cfg.reads)
     finally:
         for client in clients.values():
@@ -116,18 +115,17 @@ def read_table(clients: dict[str, AnyRedis], cfg: ClusterConfig, rid: str) -> Ta
         rows.append([name, what, *p, len(acc)])
     for name in clients:
         hot_p = by[(name, "read_latest_matrix, no partitioner (reader knows the partitions)")]
-        raw_p = by[(name, RAW_READ)]
-        rows.append([name, "ratio (warm read_latest_matrix / raw read)",
+        raw_p = by[(name, "raw MGET per partition of the same keys")]
+        rows.append([name, "ratio (warm read_latest_matrix / raw MGET)",
                      *(ratio(a, b) for a, b in zip(hot_p, raw_p, strict=True)), None])
     singles = {what: percentiles(acc) for name, what, _, acc in fns if name == "one Redis"}
     hot_single = singles["read_latest_matrix, no partitioner (reader knows the partitions)"]
     return Table("cluster", f"Batch read of {cfg.entities:,} entities, one Redis vs a 3-master cluster (ms; "
                  f"{cfg.reads} reads each, alternating)",
                  ["backend", "read", "p50 ms", "p95 ms", "p99 ms", "reads"], rows,
-                 limit=f"limit: one Redis: the raw read plus ≈{hot_single[0] - singles[RAW_READ][0]:.1f} ms "
-                       "(index keys built and checked, the former latest keys sent for the fallback, one "
-                       "frombuffer); the cluster sends one MGET per index bucket and one script call per "
-                       "partition, grouped per node (3 connections, 3 replies to merge); a new reader pays "
+                 limit=f"limit: one Redis: the raw MGET plus ≈{hot_single[0] - singles['raw MGET per partition of the same keys'][0]:.1f} ms "
+                       "(index keys built and checked, one frombuffer); the cluster sends one MGET per index bucket "
+                       "and per partition, grouped per node (3 connections, 3 replies to merge); a new reader pays "
                        "a second round trip.")
 
 

@@ -38,6 +38,7 @@ from bench.store_bench import prefill
 from bench.store_read_bench import PARTITIONS
 from features.definitions import FeatureView
 from features.records import Event
+from features.store import SourcePosition, latest_key_for, state_key_for
 from features.views import VITALS_VIEW
 from streams import codec
 from streams.local.stack import StackInfo
@@ -79,7 +80,9 @@ def _fill(client: redis.Redis, view: FeatureView, group: str, history: Sequence[
     """Full-window states for ``entity_id(0..n-1)`` in the run's keys; returns Redis ``used_memory`` growth."""
     before = used_memory(client)
     templates = save_templates(client, view, history, "full", group=group)
-    layout = KeyLayout(view, group)
+    layout = KeyLayout(view)
+    layout.prefixes = [(state_key_for(view, pos, ""), latest_key_for(view, pos, ""))
+                       for pos in (SourcePosition(group, view.source_topic, p) for p in range(PARTITIONS))]
     replicate(client, view, layout, templates, len(templates), n)
     return used_memory(client) - before
 

@@ -38,10 +38,9 @@ import redis
 from features.definitions import FeatureView
 from features.engine import FeatureEngine
 from features.exceptions import RecordError
-from features.keys import LATEST_FIELD
 from features.records import parse_record
 from features.state import EntityState
-from features.store import SourcePosition, state_key_for
+from features.store import SourcePosition, latest_key_for, state_key_for
 from models.prediction import Prediction
 from models.registry import Registry
 from streams import codec
@@ -159,12 +158,14 @@ class NaiveFaustAgent(AppThread):
                     continue
                 _, vector = result.vectors[0]
                 sets, dels = state.to_redis()
-                sets[LATEST_FIELD] = orjson.dumps({"as_of": ev.ts_ms, "f": vector})  # the hash's latest vector
                 pipe = r.pipeline(transaction=False)
-                pipe.hset(key, mapping=sets)  # type: ignore[arg-type]
+                if sets:
+                    pipe.hset(key, mapping=sets)  # type: ignore[arg-type]
                 if dels:
                     pipe.hdel(key, *dels)
                 pipe.pexpire(key, view.retention_ms)
+                pipe.set(latest_key_for(view, pos, ev.entity_id), orjson.dumps({"as_of": ev.ts_ms, "f": vector}),
+                         px=view.retention_ms)
                 t0 = time.perf_counter()
                 pipe.execute()
                 t1 = time.perf_counter()

@@ -5,11 +5,11 @@ Run ``python -m bench.memory_bench [--tiny]`` (its own redis-server via ``bench_
 * **Redis** (VITALS_VIEW): a few real states are computed by the engine and saved by ``RedisFeatureStore.save``
   (``bench.store_read_bench.fill_store``): *fresh* (one event, 1 bucket) and *full* (30 min of readings every
   10 s, 31 buckets). Their stored bytes are replicated under other entity ids through the production key layout
-  (``features.store.state_key_for`` prefixes, the real partition of each id) with the save script's commands
-  (``HSET`` of every bucket field and the latest vector's field, ``PEXPIRE``), streamed on one connection with
-  ``CLIENT REPLY OFF`` (millions of events never go through Python). Per size: ``FLUSHDB``, write,
+  (``features.store.state_key_for`` / ``latest_key_for`` prefixes, the real partition of each id) with the save
+  script's commands (``HSET`` of every bucket field, ``PEXPIRE``, ``SET ... PX``), streamed on one connection
+  with ``CLIENT REPLY OFF`` (millions of events never go through Python). Per size: ``FLUSHDB``, write,
   ``INFO used_memory`` delta / N and a ``MEMORY USAGE`` sample, next to the baseline: the raw bytes of the
-  values (hash fields + values, the latest vector's among them). A size whose footprint (measured slope x N) would not fit in
+  values (hash fields + values + latest value). A size whose footprint (measured slope x N) would not fit in
   ``mem_share`` of the free memory is not written: its row says *extrapolated* and from which slope.
 * **Worker** (``bench.memory_worker``): RSS of a spawned child holding the real ``FusedHandler``'s per-entity
   state after touching N entities through ``process`` + ``finalize``, next to the same child before the first
@@ -32,11 +32,10 @@ from bench.common import Table, bench_stack, bench_view, ratio, run_id, vitals_s
 from bench.memory_worker import Pass, entity_id, run_pass, used_memory
 from bench.store_read_bench import PARTITIONS, fill_store
 from features.definitions import FeatureView
-from features.keys import LATEST_FIELD
 from features.partitioning import kafka_partition
 from features.plan import plan_for
 from features.records import Event
-from features.store import SourcePosition, state_key_for
+from features.store import SourcePosition, latest_key_for, state_key_for
 from streams.local.demo import to_events
 from streams.local.stack import StackInfo
 from streams.settings import PipelineSettings
@@ -80,23 +79,19 @@ def available_bytes() -> int:
 # ------------------------------------------------------------------------------------------- templates
 @dataclass(frozen=True)
 class Template:
-    """The stored bytes of one real entity: its state hash (its bucket fields and its latest vector's field)."""
+    """The stored bytes of one real entity: its state hash and its latest-vector string."""
 
     fields: dict[bytes, bytes]
+    latest: bytes
 
     @property
     def raw(self) -> int:
-        """Field + value bytes of the hash (what the encoding needs, no key names).
+        """Field + value bytes of the hash plus the latest value (what the encoding needs, no key names).
 
-        >>> Template({b"60000": b"{}", b"l": b"xyz"}).raw
-        11
+        >>> Template({b"60000": b"{}"}, b"xyz").raw
+        10
         """
-        return sum(len(f) + len(v) for f, v in self.fields.items())
-
-    @property
-    def buckets(self) -> int:
-        """Bucket fields (every field but the latest vector's)."""
-        return len(self.fields) - (LATEST_FIELD in self.fields)
+        return sum(len(f) + len(v) for f, v in self.fields.items()) + len(self.latest)
 
 
 def history(view: FeatureView, cfg: MemoryConfig | Any) -> list[Event]:
@@ -120,26 +115,26 @@ def save_templates(client: redis.Redis, view: FeatureView, events: Sequence[Even
     out = []
     for e in sorted(part):
         pos = SourcePosition(group, view.source_topic, part[e])
-        fields: dict[bytes, bytes] = client.hgetall(state_key_for(view, pos, e))  # type: ignore[assignment]
-        if LATEST_FIELD not in fields:
-            raise RuntimeError(f"template {e}: its state hash has no latest vector")
-        out.append(Template(fields))
+        out.append(Template(client.hgetall(state_key_for(view, pos, e)),  # type: ignore[arg-type]
+                            client.get(latest_key_for(view, pos, e))))  # type: ignore[arg-type]
     return out
 
 
 class KeyLayout:
     """Production keys of ``entity_id(i)``: per-partition prefixes + the id; partitions memoised."""
 
-    def __init__(self, view: FeatureView, group: str = GROUP) -> None:
-        self.prefixes = [state_key_for(view, SourcePosition(group, view.source_topic, p), "")
-                         for p in range(PARTITIONS)]
+    def __init__(self, view: FeatureView) -> None:
+        self.prefixes = [(state_key_for(view, pos, ""), latest_key_for(view, pos, ""))
+                         for pos in (SourcePosition(GROUP, view.source_topic, p) for p in range(PARTITIONS))]
         self._parts: list[int] = []
 
-    def keys(self, i: int) -> tuple[bytes]:
-        """The entity's keys: its state hash (which holds its latest vector)."""
+    def keys(self, i: int) -> tuple[bytes, bytes]:
+        """(state hash key, latest string key)."""
         while len(self._parts) <= i:
             self._parts.append(kafka_partition(entity_id(len(self._parts)).encode(), PARTITIONS))
-        return (self.prefixes[self._parts[i]] + entity_id(i).encode(),)
+        s, lt = self.prefixes[self._parts[i]]
+        e = entity_id(i).encode()
+        return s + e, lt + e
 
 
 def _bulk(b: bytes) -> bytes:
@@ -162,16 +157,19 @@ def replicate(client: redis.Redis, view: FeatureView, layout: KeyLayout, tpl: Se
     kw = client.connection_pool.connection_kwargs
     ttl = _bulk(str(view.retention_ms).encode())
     parts = [(b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(t.fields)),
-              b"".join(_bulk(f) + _bulk(v) for f, v in sorted(t.fields.items()))) for t in tpl]
+              b"".join(_bulk(f) + _bulk(v) for f, v in sorted(t.fields.items())),
+              _bulk(t.latest) + b"$2\r\nPX\r\n" + ttl) for t in tpl]
     before = int(client.dbsize())  # type: ignore[arg-type]
     with socket.create_connection((kw.get("host", "127.0.0.1"), kw.get("port", 6379))) as sock:
         sock.sendall(_cmd(b"CLIENT", b"REPLY", b"OFF") + _cmd(b"SELECT", str(kw.get("db", 0)).encode()))
         buf: list[bytes] = []
         size = 0
         for i in range(start, n):
-            head, fields = parts[i % len(parts)]
-            sk = _bulk(layout.keys(i)[0])
-            chunk = b"".join((head, sk, fields, b"*3\r\n$7\r\nPEXPIRE\r\n", sk, ttl))
+            head, fields, latest = parts[i % len(parts)]
+            skey, lkey = layout.keys(i)
+            sk = _bulk(skey)
+            chunk = b"".join((head, sk, fields, b"*3\r\n$7\r\nPEXPIRE\r\n", sk, ttl,
+                              b"*5\r\n$3\r\nSET\r\n", _bulk(lkey), latest))
             buf.append(chunk)
             size += len(chunk)
             if size >= flush_bytes:
@@ -181,7 +179,7 @@ def replicate(client: redis.Redis, view: FeatureView, layout: KeyLayout, tpl: Se
         reply = b""
         while not reply.endswith(b"\r\n"):
             reply += sock.recv(64)
-    if reply != b"+OK\r\n" or int(client.dbsize()) != before + max(0, n - start):  # type: ignore[arg-type]
+    if reply != b"+OK\r\n" or int(client.dbsize()) != before + 2 * max(0, n - start):  # type: ignore[arg-type]
         raise RuntimeError(f"replicating {n - start} entities: reply {reply!r}, dbsize {client.dbsize()}")
 
 
@@ -211,7 +209,7 @@ def redis_row(client: redis.Redis, view: FeatureView, layout: KeyLayout, events:
     same = [client.memory_usage(k, samples=0) for k in layout.keys(len(tpl))] == \
         [client.memory_usage(k, samples=0) for k in layout.keys(0)]  # a replica == its template saved for real
     raw = sum(tpl[i % len(tpl)].raw for i in range(n)) / n
-    return {"n": n, "buckets": sum(t.buckets for t in tpl) / len(tpl), "raw": raw,
+    return {"n": n, "buckets": sum(len(t.fields) for t in tpl) / len(tpl), "raw": raw,
             "usage": sum(usage) / len(ids), "delta": delta / n, "same": same or n <= len(tpl)}
 
 

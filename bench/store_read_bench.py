@@ -6,12 +6,10 @@ Part (a) of ``bench.store_bench`` (which calls :func:`fill_store` and :func:`rea
 Rows, all over the same entities and interleaved (the order rotates every round):
 
 * ``read_latest_matrix``: the serving fast path, ids + ``as_of`` + a 2-D float array in the view's feature order
-  (one pipelined ``read_latest.lua`` call per partition, one ``numpy.frombuffer``; ``features.latest``);
+  (one pipelined MGET per partition, one ``numpy.frombuffer``; ``features.latest``);
 * ``read_latest``: the mapping API over it, with every entity's ``{feature: value}`` dict built (it builds them
   on access: a caller that looks up a few pays close to the matrix row);
-* baseline: a raw read of the same prebuilt keys' vector fields, no decoding: one script call per partition, an
-  ``HGET`` per key (:func:`queue_raw_vector_read`; Redis has no multi-key ``HGET``: the vector is a field of the
-  state hash, and an ``MGET`` of string keys, the baseline before 2026-12-07, reads nothing now);
+* baseline: a raw pipelined MGET per partition of the same prebuilt keys, no decoding;
 * ``read_features`` (recompute every window at ``now`` from the bucket hashes) next to its raw
   pipelined ``HGETALL`` baseline; ``reads`` rounds only, since one read folds every bucket.
 """
@@ -21,7 +19,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import redis
 
@@ -37,28 +34,16 @@ from bench.common import (
     vitals_stream,
 )
 from features.definitions import FeatureView
-from features.keys import LATEST_FIELD
 from features.partitioning import entity_partitioner, kafka_partition
 from features.records import Event
 from features.redis_store import RedisFeatureStore
 from features.state import EntityState
-from features.store import SourcePosition, state_key_for
+from features.store import SourcePosition, latest_key_for, state_key_for
 from streams.local.demo import to_events
 from streams.runtime.workers import redis_client
 
 PARTITIONS = 3
 FAST_READS = 200  # the fast paths are cheap: always this many rounds, for a real p99
-
-
-# The raw read of the latest vectors: an HGET of each key's vector field, in one script call per partition (one
-# slot), no index, no fallback, no decoding.
-RAW_VECTOR_SCRIPT = "local out = {} for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[1]) end return out"
-RAW_READ = "raw HGET of the same vector fields, one script call per partition"
-
-
-def queue_raw_vector_read(pipe: Any, keys: list[bytes]) -> None:
-    """Queue the raw read of ``keys``' latest-vector fields (one partition's state hashes) on ``pipe``."""
-    pipe.execute_command("EVAL", RAW_VECTOR_SCRIPT, len(keys), *keys, LATEST_FIELD)
 
 
 def fill_store(client: redis.Redis, view: FeatureView, group: str, events: Sequence[Event], chunk: int,
@@ -114,13 +99,13 @@ def read_table(client: redis.Redis, view: FeatureView, group: str, part: dict[st
 
     by_part: dict[int, list[bytes]] = {}
     for e in ids:
-        by_part.setdefault(part[e], []).append(state_key_for(view, SourcePosition(group, view.source_topic,
-                                                                                  part[e]), e))
+        by_part.setdefault(part[e], []).append(latest_key_for(view, SourcePosition(group, view.source_topic,
+                                                                                   part[e]), e))
 
     def raw_latest() -> None:
         pipe = client.pipeline(transaction=False)
         for keys_of_part in by_part.values():
-            queue_raw_vector_read(pipe, keys_of_part)
+            pipe.mget(keys_of_part)
         pipe.execute()
 
     state_keys = [state_key_for(view, SourcePosition(group, view.source_topic, part[e]), e) for e in ids]
@@ -153,7 +138,7 @@ def read_table(client: redis.Redis, view: FeatureView, group: str, part: dict[st
 
     rows = [["read_latest_matrix (serving path: ids + 2-D float array)", *pm, per_s(pm)],
             ["read_latest (mapping, every entity's dict built)", *pd, per_s(pd)],
-            [RAW_READ, *prl, per_s(prl)],
+            ["raw MGET per partition of the same keys", *prl, per_s(prl)],
             ["ratio (read_latest_matrix / raw)", *(ratio(a, b) for a, b in zip(pm, prl, strict=True)), None],
             ["ratio (read_latest / raw)", *(ratio(a, b) for a, b in zip(pd, prl, strict=True)), None],
             ["read_features (exact recompute at now)", *pf, per_s(pf)],
@@ -161,10 +146,8 @@ def read_table(client: redis.Redis, view: FeatureView, group: str, part: dict[st
             ["ratio (read_features / raw)", *(ratio(a, b) for a, b in zip(pf, prh, strict=True)), None]]
     return Table("store", f"Batch read of {n:,} entities ({len(t_m)} fast-path reads, {reads} recompute reads, ms)",
                  ["read", "p50 ms", "p95 ms", "p99 ms", "entities/s at p50"], rows,
-                 limit=f"limit: read_latest_matrix is the raw read (redis-py packing {n:,} keys, Redis running an "
-                       f"HGET per key in a script, hiredis building {n:,} bytes objects) plus the former latest "
-                       f"keys the store's script falls back to (twice the keys sent) and "
-                       f"≈{pm[0] - prl[0]:.1f} ms of key building and one frombuffer at "
+                 limit=f"limit: read_latest_matrix is the raw MGET (redis-py packing {n:,} keys, hiredis building "
+                       f"{n:,} bytes objects) plus ≈{pm[0] - prl[0]:.1f} ms of key building and one frombuffer at "
                        f"p50; read_latest adds ≈{pd[0] - pm[0]:.1f} ms of Python dicts; read_features is CPU-bound "
                        f"folding every bucket's JSON (≈{pf[0] - prh[0]:.0f} ms of {pf[0]:.0f} ms beyond its raw read).")
 

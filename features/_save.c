@@ -1,19 +1,19 @@
 /* features._save: the wire bytes of one save_state.lua call (features.save_wire), for the common case.
 
-   pack_save(sha, offset_key, head, state_prefix, states, latest, names, latest_head[, mark_saved]) -> bytes | None
+   pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, latest, names, latest_head[, mark_saved])
+       -> bytes | None
 
    The RESP array of EVALSHA sha numkeys KEYS... ARGV... exactly as hiredis packs what features.save_wire.save_call
-   returns: the offset key and ``head`` (the four offset/TTL arguments) first; per entity state with changes or a
-   latest vector, its key (state_prefix + the id's UTF-8), its counts, its dirty buckets (sorted; field = the bucket
-   start in decimal, value = b"B", the row width as a little-endian uint16, the row's doubles), its latest vector
-   (field "l", features.keys.LATEST_FIELD; value = the LatestCodec bytes: latest_head, as_of as int64, the vector's
-   doubles in ``names`` order; a vector given as bytes, already encoded, is written as it is) and its expired
-   buckets (sorted); then per latest vector of an entity not in ``states``, its key, "1", "0", "l" and the vector. None, before anything is returned, for what only Python
-   writes: a state with distinct-value sets, a vector that lacks a feature, has another or holds a non-float,
-   anything not of the expected types, a big-endian machine. ``mark_saved`` true: once the bytes are made (not when
-   None is returned), every state's dirty and expired marks are cleared (EntityState.mark_saved: _dirty = _deleted
-   = None), in C, as a started save marks its states (a Python loop over 50,000 states cost ~0.9 us each, mostly
-   cache misses). */
+   returns: the offset key and ``head`` (the four offset/TTL arguments) first; per entity state with changes, its
+   key (state_prefix + the id's UTF-8), its counts, its dirty buckets (sorted; field = the bucket start in decimal,
+   value = b"B", the row width as a little-endian uint16, the row's doubles) and its expired buckets (sorted); per
+   latest vector, its key (latest_prefix + id), "-1", "0" and the LatestCodec value (latest_head, as_of as int64,
+   the vector's doubles in ``names`` order; a value given as bytes, encoded when staged, is written as it is). None, before anything is returned, for what only Python writes: a
+   state with distinct-value sets, a vector that lacks a feature, has another or holds a non-float, anything not of
+   the expected types, a big-endian machine. ``mark_saved`` true: once the bytes are made (not when None is
+   returned), every state's dirty and expired marks are cleared (EntityState.mark_saved: _dirty = _deleted = None),
+   in C, as a started save marks its states (a Python loop over 50,000 states cost ~0.9 us each, mostly cache
+   misses). */
 #include "_exact.h"
 
 #include <stdlib.h>
@@ -138,12 +138,8 @@ static Py_ssize_t bisect_left(const long long *O, Py_ssize_t n, long long x) {
 
 static PyObject *s_order, *s_data, *s_w, *s_dirty, *s_deleted, *s_sets;
 
-#define LATEST "l" /* features.keys.LATEST_FIELD */
-
-/* one entity state's KEYS and ARGV entries, with its latest vector's field when ``latest`` (a LatestCodec value of
-   ``vsize`` bytes) is not NULL: 1 written (or nothing to write), 0 for Python, -1 on error */
-static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, PyObject *state, const char *latest,
-                     Py_ssize_t vsize) {
+/* one entity state's KEYS and ARGV entries: 1 written (or nothing to write), 0 for Python, -1 on error */
+static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, PyObject *state) {
     PyObject *order = NULL, *data = NULL, *w = NULL, *dirty = NULL, *deleted = NULL, *sets = NULL;
     long long *dirty_b = NULL, *deleted_b = NULL;
     Py_ssize_t *rows = NULL;
@@ -167,7 +163,7 @@ static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, P
     ok = sorted_ints(deleted, &deleted_b, &ndeleted);
     if (ok <= 0) { rc = ok; goto done; }
     rc = 1;
-    if (ndirty == 0 && ndeleted == 0 && !latest) goto done; /* nothing changed, no vector: no key, as save_call */
+    if (ndirty == 0 && ndeleted == 0) goto done; /* nothing changed: no key, as save_call */
     rc = 0; /* not arrays of 'q' and 'd' (as EntityState keeps them): Python */
     if (get_buffer(order, &ov, 'q', 0, 0) < 0) { PyErr_Clear(); goto done; }
     have_o = 1;
@@ -183,7 +179,7 @@ static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, P
         if ((rows[j] + 1) * width > ndata) { rc = 0; goto done; }
     }
     if (bulk2(keys, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix), id, id_len) < 0
-        || bulk_ll(args, ndirty + (latest != NULL)) < 0 || bulk_ll(args, ndeleted) < 0)
+        || bulk_ll(args, ndirty) < 0 || bulk_ll(args, ndeleted) < 0)
         goto done;
     char *row = PyMem_Malloc(3 + 8 * width + 1);
     if (!row) { PyErr_NoMemory(); goto done; }
@@ -198,7 +194,6 @@ static int put_state(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, P
         }
     }
     PyMem_Free(row);
-    if (latest && (bulk2(args, LATEST, 1, NULL, 0) < 0 || bulk2(args, latest, vsize, NULL, 0) < 0)) goto done;
     for (Py_ssize_t j = 0; j < ndeleted; j++)
         if (bulk_ll(args, deleted_b[j]) < 0) goto done;
     rc = 1;
@@ -212,17 +207,16 @@ done:
     return rc;
 }
 
-/* the LatestCodec bytes of one (as_of, {name: float}) value into a new buffer (*val, *size; PyMem_Free it):
-   1 made, 0 for Python, -1 on error */
-static int latest_bytes(PyObject *value, PyObject *names, PyObject *head, double *xs, char **val, Py_ssize_t *size) {
-    Py_ssize_t nf = PyTuple_GET_SIZE(names);
-    if (PyBytes_CheckExact(value)) { /* encoded before (encode_latest, LatestCodec.encode): its bytes, copied */
-        *size = PyBytes_GET_SIZE(value);
-        *val = PyMem_Malloc(*size + 1);
-        if (!*val) { PyErr_NoMemory(); return -1; }
-        memcpy(*val, PyBytes_AS_STRING(value), *size);
-        return 1;
-    }
+/* one latest vector's KEYS and ARGV entries: 1 written, 0 for Python, -1 on error */
+static int put_latest(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, PyObject *value, PyObject *names,
+                      PyObject *head, double *xs) {
+    Py_ssize_t id_len, nf = PyTuple_GET_SIZE(names);
+    const char *id = PyUnicode_CheckExact(entity) ? PyUnicode_AsUTF8AndSize(entity, &id_len) : NULL;
+    if (!id) { PyErr_Clear(); return 0; }
+    if (PyBytes_CheckExact(value)) /* encoded when staged (encode_latest, LatestCodec.encode): written as it is */
+        return bulk2(keys, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix), id, id_len) < 0
+               || bulk2(args, "-1", 2, NULL, 0) < 0 || bulk2(args, "0", 1, NULL, 0) < 0
+               || bulk2(args, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL, 0) < 0 ? -1 : 1;
     if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 2) return 0;
     PyObject *as_of = PyTuple_GET_ITEM(value, 0), *vector = PyTuple_GET_ITEM(value, 1);
     if (!PyLong_CheckExact(as_of) || !PyDict_CheckExact(vector) || PyDict_GET_SIZE(vector) != nf) return 0;
@@ -235,48 +229,34 @@ static int latest_bytes(PyObject *value, PyObject *names, PyObject *head, double
         if (!PyFloat_CheckExact(x)) return 0;
         xs[i] = PyFloat_AS_DOUBLE(x);
     }
-    Py_ssize_t hn = PyBytes_GET_SIZE(head);
-    *size = hn + 8 + 8 * nf;
-    *val = PyMem_Malloc(*size + 1);
-    if (!*val) { PyErr_NoMemory(); return -1; }
-    memcpy(*val, PyBytes_AS_STRING(head), hn);
-    memcpy(*val + hn, &ts, 8);
-    memcpy(*val + hn + 8, xs, 8 * nf);
-    return 1;
-}
-
-/* the KEYS and ARGV entries of an entity that is not in ``states``: its latest vector alone; 1 written, 0 for
-   Python, -1 on error */
-static int put_latest(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, PyObject *value, PyObject *names,
-                      PyObject *head, double *xs) {
-    Py_ssize_t id_len, size;
-    const char *id = PyUnicode_CheckExact(entity) ? PyUnicode_AsUTF8AndSize(entity, &id_len) : NULL;
-    if (!id) { PyErr_Clear(); return 0; }
-    char *val = NULL;
-    int rc = latest_bytes(value, names, head, xs, &val, &size);
-    if (rc <= 0) return rc;
+    Py_ssize_t hn = PyBytes_GET_SIZE(head), size = hn + 8 + 8 * nf;
+    char *val = PyMem_Malloc(size + 1);
+    if (!val) { PyErr_NoMemory(); return -1; }
+    memcpy(val, PyBytes_AS_STRING(head), hn);
+    memcpy(val + hn, &ts, 8);
+    memcpy(val + hn + 8, xs, 8 * nf);
     int bad = bulk2(keys, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix), id, id_len) < 0
-              || bulk2(args, "1", 1, NULL, 0) < 0 || bulk2(args, "0", 1, NULL, 0) < 0
-              || bulk2(args, LATEST, 1, NULL, 0) < 0 || bulk2(args, val, size, NULL, 0) < 0;
+              || bulk2(args, "-1", 2, NULL, 0) < 0 || bulk2(args, "0", 1, NULL, 0) < 0
+              || bulk2(args, val, size, NULL, 0) < 0;
     PyMem_Free(val);
     return bad ? -1 : 1;
 }
 
 static PyObject *pack_save(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
-    if (nargs != 8 && nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "pack_save(sha, offset_key, head, state_prefix, states, latest, names, "
-                                         "latest_head[, mark_saved])");
+    if (nargs != 9 && nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, "
+                                         "latest, names, latest_head[, mark_saved])");
         return NULL;
     }
-    int mark_saved = nargs == 9 ? PyObject_IsTrue(a[8]) : 0;
+    int mark_saved = nargs == 10 ? PyObject_IsTrue(a[9]) : 0;
     if (mark_saved < 0) return NULL;
     PyObject *sha = a[0], *offset_key = a[1], *head = a[2], *state_prefix = a[3], *states = a[4];
-    PyObject *latest = a[5], *names = a[6], *latest_head = a[7];
+    PyObject *latest_prefix = a[5], *latest = a[6], *names = a[7], *latest_head = a[8];
 #if PY_BIG_ENDIAN
     Py_RETURN_NONE; /* the rows and vectors are written little-endian: Python byteswaps them */
 #endif
     if (!PyBytes_CheckExact(offset_key) || !PyTuple_CheckExact(head) || !PyBytes_CheckExact(state_prefix)
-        || !PyDict_CheckExact(states)
+        || !PyDict_CheckExact(states) || !PyBytes_CheckExact(latest_prefix)
         || (latest != Py_None && !PyDict_CheckExact(latest)) || !PyTuple_CheckExact(names)
         || !PyBytes_CheckExact(latest_head))
         Py_RETURN_NONE;
@@ -300,26 +280,13 @@ static PyObject *pack_save(PyObject *self, PyObject *const *a, Py_ssize_t nargs)
     Py_ssize_t pos = 0;
     PyObject *entity, *value;
     while (PyDict_Next(states, &pos, &entity, &value)) {
-        char *vec = NULL;
-        Py_ssize_t vsize = 0;
-        PyObject *vector = latest == Py_None ? NULL : PyDict_GetItemWithError(latest, entity);
-        if (!vector && PyErr_Occurred()) goto fail;
-        if (vector) {
-            rc = latest_bytes(vector, names, latest_head, xs, &vec, &vsize);
-            if (rc < 0) goto fail;
-            if (rc == 0) goto done;
-        }
-        rc = put_state(&keys, &args, state_prefix, entity, value, vec, vsize);
-        PyMem_Free(vec);
+        rc = put_state(&keys, &args, state_prefix, entity, value);
         if (rc < 0) goto fail;
         if (rc == 0) goto done;
     }
     pos = 0;
     while (latest != Py_None && PyDict_Next(latest, &pos, &entity, &value)) {
-        int in_states = PyDict_Contains(states, entity);
-        if (in_states < 0) goto fail;
-        if (in_states) continue; /* written with its state above */
-        rc = put_latest(&keys, &args, state_prefix, entity, value, names, latest_head, xs);
+        rc = put_latest(&keys, &args, latest_prefix, entity, value, names, latest_head, xs);
         if (rc < 0) goto fail;
         if (rc == 0) goto done;
     }
@@ -358,8 +325,8 @@ free:
 
 /* encode_latest(latest, names, latest_head) -> dict | None: {entity: (as_of, {name: float})} as {entity: the
    LatestCodec bytes} (a value already bytes is kept), or None when a vector is not the common case (Python encodes
-   it, or refuses it, as before). The pipeline encodes each batch's vectors while they are in the cache, instead of
-   holding their dicts until a checkpoint reads them again, cold. */
+   it, or refuses it, as before). The pipeline encodes each batch's vectors when it stages them, while they are in
+   the CPU's cache, instead of holding their dicts until a checkpoint reads them again, cold. */
 static PyObject *encode_latest(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "encode_latest(latest, names, latest_head)");
@@ -367,13 +334,12 @@ static PyObject *encode_latest(PyObject *self, PyObject *const *a, Py_ssize_t na
     }
     PyObject *latest = a[0], *names = a[1], *head = a[2];
 #if PY_BIG_ENDIAN
-    Py_RETURN_NONE;
+    Py_RETURN_NONE; /* the vectors are written little-endian: Python byteswaps them */
 #endif
     if (!PyDict_CheckExact(latest) || !PyTuple_CheckExact(names) || !PyBytes_CheckExact(head)) Py_RETURN_NONE;
-    double *xs = PyMem_Malloc((PyTuple_GET_SIZE(names) + 1) * sizeof(double));
-    if (!xs) return PyErr_NoMemory();
+    Py_ssize_t nf = PyTuple_GET_SIZE(names), hn = PyBytes_GET_SIZE(head), size = hn + 8 + 8 * nf;
     PyObject *out = PyDict_New();
-    if (!out) { PyMem_Free(xs); return NULL; }
+    if (!out) return NULL;
     Py_ssize_t pos = 0;
     PyObject *entity, *value;
     while (PyDict_Next(latest, &pos, &entity, &value)) {
@@ -382,25 +348,39 @@ static PyObject *encode_latest(PyObject *self, PyObject *const *a, Py_ssize_t na
             encoded = value;
             Py_INCREF(encoded);
         } else {
-            char *val = NULL;
-            Py_ssize_t size = 0;
-            int rc = latest_bytes(value, names, head, xs, &val, &size);
-            if (rc <= 0) {
-                Py_DECREF(out);
-                PyMem_Free(xs);
-                if (rc < 0) return NULL;
-                Py_RETURN_NONE;
+            if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 2) goto python;
+            PyObject *as_of = PyTuple_GET_ITEM(value, 0), *vector = PyTuple_GET_ITEM(value, 1);
+            if (!PyLong_CheckExact(as_of) || !PyDict_CheckExact(vector) || PyDict_GET_SIZE(vector) != nf)
+                goto python;
+            int overflow = 0;
+            long long ts = PyLong_AsLongLongAndOverflow(as_of, &overflow);
+            if (overflow || (ts == -1 && PyErr_Occurred())) { PyErr_Clear(); goto python; }
+            if (!(encoded = PyBytes_FromStringAndSize(NULL, size))) goto fail;
+            char *w = PyBytes_AS_STRING(encoded);
+            memcpy(w, PyBytes_AS_STRING(head), hn);
+            memcpy(w + hn, &ts, 8);
+            for (Py_ssize_t i = 0; i < nf; i++) { /* every name found, as many as the vector holds: the same keys */
+                PyObject *x = PyDict_GetItemWithError(vector, PyTuple_GET_ITEM(names, i));
+                if (!x || !PyFloat_CheckExact(x)) {
+                    Py_DECREF(encoded);
+                    if (PyErr_Occurred()) goto fail;
+                    goto python;
+                }
+                double d = PyFloat_AS_DOUBLE(x);
+                memcpy(w + hn + 8 + 8 * i, &d, 8);
             }
-            encoded = PyBytes_FromStringAndSize(val, size);
-            PyMem_Free(val);
-            if (!encoded) { Py_DECREF(out); PyMem_Free(xs); return NULL; }
         }
         int bad = PyDict_SetItem(out, entity, encoded) < 0;
         Py_DECREF(encoded);
-        if (bad) { Py_DECREF(out); PyMem_Free(xs); return NULL; }
+        if (bad) goto fail;
     }
-    PyMem_Free(xs);
     return out;
+python:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(out);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
@@ -408,7 +388,7 @@ static PyMethodDef methods[] = {
      "encode_latest(latest, names, latest_head) -> dict | None: each (as_of, {name: float}) value as its LatestCodec "
      "bytes, or None when one is not the common case"},
     {"pack_save", (PyCFunction)(void (*)(void))pack_save, METH_FASTCALL,
-     "pack_save(sha, offset_key, head, state_prefix, states, latest, names, latest_head[, mark_saved])"
+     "pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, latest, names, latest_head[, mark_saved])"
      " -> bytes | None: the wire bytes of one save_state.lua call, or None for what only Python writes; mark_saved: "
      "the states' marks cleared once the bytes are made"},
     {NULL, NULL, 0, NULL},

@@ -4,6 +4,7 @@ Keys::
 
     state:  dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:e:<entity_id>   (hash)
     offset: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:off             (string)
+    latest: dl:{<topic>:<partition>}:fv:<view>:v<version>:<fingerprint>:g:<group>:l:<entity_id>   (string)
     index:  dl:{ix:<topic>:<bucket>}:fv:<view>:v<version>:<fingerprint>:g:<group>:p:<entity_id>   (string)
 
 * ``{<topic>:<partition>}`` is a **Redis Cluster hash tag**: only the part between the braces is hashed,
@@ -28,19 +29,14 @@ Values:
   layout ``features.plan`` derives from the view) + optionally ``b"|"`` and orjson ``{field index: [distinct
   values]}`` (spec and decoder: ``features.state``; the former orjson ``{field_name: [13 slots(, distinct)]}``
   values are still read). TTL (PEXPIRE on every save) = the view's ``retention_ms`` or more.
-  One more field, :data:`LATEST_FIELD` (``l``, never a number), holds the entity's **latest vector**:
-  ``b"DLv" + u8 format (1) + u32 n + i64 as_of ms + n x f64`` (little-endian, features in the view's
-  ``feature_names`` order, NaN when missing; spec and decoder: ``features.latest``), the feature vector as of
-  its last applied event, written in the same ``HSET`` of the same atomic save as its buckets, so serving reads
-  one small fixed-size value per entity instead of folding buckets, and decodes a batch with one
-  ``numpy.frombuffer``. Readers also accept format 0, orjson ``{"as_of": ms, "f": {feature: value}}``.
 * index string: the partition (ASCII decimal) the entity's events last arrived on; written before the state
   (``features.entity_index``), TTL = twice the state's, refreshed by the writer at least every half state TTL.
 * offset string: ``<last applied offset>`` or ``<last applied offset>:<watermark ms>``; no TTL.
-* former latest string (:func:`latest_key`, ``...:g:<group>:l:<entity_id>``): where versions before
-  2026-12-07 kept the latest vector, a string key of its own with the state's TTL. Its ``SET ... PX`` was half
-  of Redis's time per entity saved (4.7 of 9.2 us). Nothing writes it now; serving reads fall back to it for an
-  entity whose hash has no :data:`LATEST_FIELD` yet (written by an older worker), until it expires.
+* latest string: ``b"DLv" + u8 format (1) + u32 n + i64 as_of ms + n x f64`` (little-endian, features in the
+  view's ``feature_names`` order, NaN when missing; spec and decoder: ``features.latest``): the entity's feature
+  vector as of its last applied event, written in the same atomic save as its state, so serving reads one small
+  fixed-size value per entity instead of folding buckets, and decodes a batch with one ``numpy.frombuffer``.
+  Same TTL as the state. Readers also accept format 0, orjson ``{"as_of": ms, "f": {feature: value}}``.
 
 Example:
     >>> state_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features", "p-17")
@@ -59,7 +55,6 @@ from features.definitions import FeatureView
 
 PREFIX = "dl"
 INDEX_BUCKETS = 64
-LATEST_FIELD = b"l"  # the state hash's field holding the entity's latest vector (bucket fields are decimal)
 
 
 def _esc(text: str) -> str:
@@ -90,8 +85,7 @@ def offset_key(
 def latest_key(
     topic: str, partition: int, view_name: str, version: int, fingerprint: str, group: str, entity_id: str
 ) -> bytes:
-    """Key of the **former** string holding an entity's latest vector (read only as a fallback: the vector is now
-    the state hash's :data:`LATEST_FIELD`).
+    """Key of the string holding an entity's feature vector as of its last event (for serving reads).
 
     >>> latest_key("vitals", 3, "vitals_v", 2, "abc123", "driftline-features", "p-17")
     b'dl:{vitals:3}:fv:vitals_v:v2:abc123:g:driftline-features:l:p-17'

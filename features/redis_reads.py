@@ -1,15 +1,13 @@
 """Serving reads on Redis that find every entity whatever partitioner its producer used.
 
-An entity's state and latest vector (a field of its state hash) live under its source partition's hash tag; the
-partition is learned from the entity -> partition index (``features.entity_index``), not computed from the key. A
-read of many entities is **one round trip** (as many ``read_latest.lua`` calls as partitions, each an ``HGET`` per
-entity, falling back to the former latest-vector string for entities an older worker wrote) once the reader knows
-their partitions: it remembers what the
+An entity's state and latest vector live under its source partition's hash tag; the partition is learned from
+the entity -> partition index (``features.entity_index``), not computed from the key. A read of many entities is
+**one round trip** (as many MGETs as partitions) once the reader knows their partitions: it remembers what the
 index said and re-checks it every ``revalidate_s`` (10 s), or at once when a vector is not where it was. For the
 other entities the index entries are read in the same round trip as the vectors at a guessed partition (the
 caller's ``partition_of``, if any); a second round trip reads those the guess missed. On a single Redis the
 index lookup is one MGET; on a Redis Cluster one MGET per index bucket (64 buckets, one slot each), and the
-vectors one script call per partition (one slot each).
+vectors one MGET per partition (one slot each).
 
 Entities without an index entry (state written before the index existed) are still found at the guessed
 partition.
@@ -24,17 +22,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from redis.cluster import RedisCluster
 
 from features.definitions import FeatureView
-from features.keys import LATEST_FIELD, index_base_key, index_bucket
-from features.store import SourcePosition, latest_key_for, state_key_for
+from features.keys import index_base_key, index_bucket
+from features.store import SourcePosition, latest_key_for
 
 Scope = tuple[str, str, int, str, str]  # topic, view name, version, fingerprint, group
-READ_SCRIPT = (Path(__file__).with_name("read_latest.lua")).read_text()
 
 __all__ = ["ServingReads"]
 
@@ -52,8 +48,8 @@ class ServingReads:
         self.cluster = isinstance(client, RedisCluster)
         self.max_entities = max_entities
         self.revalidate_s = revalidate_s
-        # scope -> entity -> (partition, (state key, former latest key), checked at (monotonic s))
-        self._known: dict[Scope, dict[str, tuple[int, tuple[bytes, bytes], float]]] = {}
+        # scope -> entity -> (partition, latest key, checked at (monotonic s))
+        self._known: dict[Scope, dict[str, tuple[int, bytes, float]]] = {}
 
     @staticmethod
     def _scope(view: FeatureView, group: str) -> Scope:
@@ -66,14 +62,13 @@ class ServingReads:
 
     def _remember(self, scope: Scope, view: FeatureView, group: str, found: dict[str, int], now: float) -> None:
         known = self._known.setdefault(scope, {})
-        prefixes: dict[int, tuple[bytes, bytes]] = {}
+        prefixes: dict[int, bytes] = {}
         for e, p in found.items():
             prefix = prefixes.get(p)
             if prefix is None:
-                prefix = prefixes[p] = _prefixes(view, group, p)
+                prefix = prefixes[p] = latest_key_for(view, SourcePosition(group, view.source_topic, p), "")
             known.pop(e, None)
-            raw_id = e.encode()
-            known[e] = (p, (prefix[0] + raw_id, prefix[1] + raw_id), now)
+            known[e] = (p, prefix + e.encode(), now)
         over = len(known) - self.max_entities
         if over > 0:
             for e in list(known)[:over]:
@@ -102,7 +97,8 @@ class ServingReads:
                      raws: list[bytes | None]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for p, idx in parts.items():
-            _queue_vectors(pipe, _keys_of(view, group, p, [ids[i] for i in idx]))
+            prefix = latest_key_for(view, SourcePosition(group, view.source_topic, p), "")  # ends in ":l:"
+            pipe.execute_command("MGET", *[prefix + ids[i].encode() for i in idx])  # one slot (cluster: no .mget)
         for idx, values in zip(parts.values(), pipe.execute(), strict=True):
             for i, raw in zip(idx, values, strict=True):
                 raws[i] = raw
@@ -129,7 +125,7 @@ class ServingReads:
         fresh = now - self.revalidate_s
         n = len(ids)
         raws: list[bytes | None] = [None] * n
-        hot: dict[int, tuple[list[int], list[tuple[bytes, bytes]]]] = {}
+        hot: dict[int, tuple[list[int], list[bytes]]] = {}
         cold: list[int] = []
         for i, e in enumerate(ids):
             k = known.get(e)
@@ -152,10 +148,11 @@ class ServingReads:
                 by_guess.setdefault(g, []).append(j)
         pipe = self.client.pipeline(transaction=False)
         for _, keys in hot.values():
-            _queue_vectors(pipe, keys)
+            pipe.execute_command("MGET", *keys)
         groups = self._queue_index(pipe, self._index_keys(scope, cold_ids)) if cold_ids else []
         for p, idx in by_guess.items():
-            _queue_vectors(pipe, _keys_of(view, group, p, [cold_ids[j] for j in idx]))
+            prefix = latest_key_for(view, SourcePosition(group, view.source_topic, p), "")
+            pipe.execute_command("MGET", *[prefix + cold_ids[j].encode() for j in idx])
         replies = pipe.execute()
         lost: list[int] = []  # remembered entities whose vector is not where it was: ask the index again
         for (idx, _), values in zip(hot.values(), replies, strict=False):
@@ -188,26 +185,6 @@ class ServingReads:
         if learned:
             self._remember(scope, view, group, learned, now)
         return raws
-
-
-def _prefixes(view: FeatureView, group: str, partition: int) -> tuple[bytes, bytes]:
-    """The state key and the former latest-vector key of entity "" at ``partition`` (an id's UTF-8 completes each)."""
-    pos = SourcePosition(group, view.source_topic, partition)
-    return state_key_for(view, pos, ""), latest_key_for(view, pos, "")
-
-
-def _keys_of(view: FeatureView, group: str, partition: int, ids: Sequence[str]) -> list[tuple[bytes, bytes]]:
-    """(state key, former latest key) of each id at ``partition``."""
-    state_prefix, latest_prefix = _prefixes(view, group, partition)
-    return [(state_prefix + raw, latest_prefix + raw) for raw in (e.encode() for e in ids)]
-
-
-def _queue_vectors(pipe: Any, keys: Sequence[tuple[bytes, bytes]]) -> None:
-    """Queue one ``read_latest.lua`` call for ``keys`` (one partition, so one slot): its answer is their vectors.
-    ``EVAL`` (Redis caches the compiled script by its digest), not ``EVALSHA``: no ``NOSCRIPT`` to handle on a
-    fresh node or after a failover."""
-    pipe.execute_command("EVAL", READ_SCRIPT, 2 * len(keys), *[k for k, _ in keys], *[k for _, k in keys],
-                         LATEST_FIELD)
 
 
 def _decode_index(n: int, groups: list[list[int]], replies: Sequence[Sequence[bytes | None]]) -> list[int | None]:

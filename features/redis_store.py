@@ -5,7 +5,7 @@
 * ``save`` / ``save_many``: first the entity -> partition index of entities this writer has not indexed recently
   (``index_entities.lua``, one ``EVALSHA`` per index bucket; none in the steady state; ``features.entity_index``),
   then one pipelined ``EVALSHA`` of ``save_state.lua`` per partition, one round trip per batch, that checks the
-  offset, HSETs (buckets and latest vector)/HDELs, PEXPIREs and sets the offset, all atomically. ``start_save_many`` writes the same calls and
+  offset, HSETs/HDELs, PEXPIREs and sets the offset, all atomically. ``start_save_many`` writes the same calls and
   returns before their answers (on a single Redis: one connection kept out of the pool until the ticket's ``wait``),
   so the caller's next work overlaps Redis running the scripts; every other call waits for it first. Every key of a
   call shares one hash tag (``{topic:partition}``, ``{ix:topic:bucket}``), so each script runs in one Redis Cluster
@@ -13,8 +13,7 @@
   fresh node, a script flush, a failover) loads the script on every primary and reruns those calls.
 * ``read_latest_matrix`` / ``read_latest`` / ``read_features``: the partition of each entity comes from the index
   (``features.redis_reads``), so reads find entities whatever partitioner the producer used; the latest vectors
-  (a field of each state hash, written by the same ``HSET`` as its buckets) are one ``read_latest.lua`` call per
-  partition, decoded in bulk (``features.latest``).
+  are one ``MGET`` per partition, decoded in bulk (``features.latest``).
 
 Use a bytes client: ``RedisFeatureStore(make_redis(url))`` (``streams.redis_client``).
 """
@@ -42,6 +41,7 @@ from features.store import (
     SaveRequest,
     SaveTicket,
     SourcePosition,
+    latest_key_for,
     offset_key_for,
     state_key_for,
 )
@@ -304,9 +304,10 @@ class RedisFeatureStore:
 
     def entity_ttl_ms(self, view: FeatureView, pos: SourcePosition, entity_id: str, *,
                       latest: bool = False) -> int | None:
-        """Remaining TTL of one entity key in ms (None when the key does not exist); ``latest``: of the key holding
-        its latest vector (its state hash, since the vector is one of its fields)."""
+        """Remaining TTL of one entity key in ms (None when the key does not exist); ``latest``: of its latest
+        vector's key instead of its state's."""
         self._settle()
-        ttl = int(self.client.pttl(state_key_for(view, pos, entity_id)))  # type: ignore[arg-type]
+        key = (latest_key_for if latest else state_key_for)(view, pos, entity_id)
+        ttl = int(self.client.pttl(key))  # type: ignore[arg-type]
         return None if ttl == -2 else ttl
 

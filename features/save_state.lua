@@ -4,9 +4,8 @@
 -- ARGV[2]      new offset (must be >= stored)
 -- ARGV[3]      new value of the offset key ("<offset>" or "<offset>:<watermark>")
 -- ARGV[4]      TTL in ms for every entity key written
--- ARGV[5..]    per entity key, in KEYS order: nset, ndel, nset x (field, value), ndel x field
---              (the fields set are the changed buckets and, when the entity had events, its latest vector:
---              features.keys.LATEST_FIELD, so one HSET writes both)
+-- ARGV[5..]    per entity key, in KEYS order: nset, ndel, nset x (field, value), ndel x field;
+--              nset = -1 means a string key: one value follows (SET), then ndel = 0
 -- Returns {1, stored} on success, {0, stored} on a CAS mismatch, {-1, stored} on a backwards move;
 -- nothing is written unless 1 is returned.
 -- A hash's fields go in one HSET and one HDEL (in chunks of at most 1000 arguments: Lua's stack is bounded).
@@ -31,19 +30,20 @@ for i = 2, #KEYS do
   local nset = tonumber(ARGV[a])
   local ndel = tonumber(ARGV[a + 1])
   a = a + 2
-  -- the common cases without the chunk loop (each redis.call and Lua call costs): a bucket row and the latest
-  -- vector, or one of them
-  if nset == 2 then
-    redis.call('HSET', key, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
-  elseif nset == 1 then
-    redis.call('HSET', key, ARGV[a], ARGV[a + 1])
-  elseif nset > 0 then
-    each_chunk('HSET', key, a, 2 * nset)
+  if nset == -1 then  -- a plain string value (the entity's latest feature vector), not a hash
+    redis.call('SET', key, ARGV[a], 'PX', ttl)
+    a = a + 1
+  else
+    if nset == 1 then  -- the common case, one bucket row: no chunk loop (each redis.call and Lua call costs)
+      redis.call('HSET', key, ARGV[a], ARGV[a + 1])
+    else
+      each_chunk('HSET', key, a, 2 * nset)
+    end
+    a = a + 2 * nset
+    if ndel > 0 then each_chunk('HDEL', key, a, ndel) end
+    a = a + ndel
+    redis.call('PEXPIRE', key, ttl)
   end
-  a = a + 2 * nset
-  if ndel > 0 then each_chunk('HDEL', key, a, ndel) end
-  a = a + ndel
-  redis.call('PEXPIRE', key, ttl)
 end
 redis.call('SET', KEYS[1], ARGV[3])
 return {1, stored}

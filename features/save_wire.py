@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from features.definitions import FeatureView
 from features.kernel import compiled_parts_on
-from features.keys import LATEST_FIELD, encode_position
+from features.keys import encode_position
 from features.latest import codec_for
 from features.redis_packed import pack_evalsha
-from features.store import SaveRequest, offset_key_for, state_key_for
+from features.store import SaveRequest, latest_key_for, offset_key_for, state_key_for
 
 try:
     from features._save import pack_save
@@ -42,36 +42,30 @@ __all__ = ["save_call", "packed_save_call"]
 # Small counts as the bytes redis-py would send for the int (its encoder writes ``repr(n)``): the same command on
 # the wire, without the int path of redis-py's per-argument encoder.
 _COUNTS = tuple(str(n).encode() for n in range(64))
-_VECTOR_ONLY = (b"1", b"0", LATEST_FIELD)  # save_state.lua: one field set (the latest vector), none deleted
+_STRING_KEY = (b"-1", b"0")  # save_state.lua: nset -1, ndel 0 = a plain string value follows
 
 
 def save_call(view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[bytes | int]]:
-    """KEYS and ARGV of ``save_state.lua`` for one request (see the script's header): per entity, its changed
-    buckets and, when it had events, its latest vector (the hash's ``LATEST_FIELD``), in one key's ``HSET``."""
+    """KEYS and ARGV of ``save_state.lua`` for one request (see the script's header)."""
     keys: list[bytes] = [offset_key_for(view, r.pos)]
     # every key of the call shares one prefix (as features.redis_reads reads it): the entity's UTF-8 completes it
-    state_prefix = state_key_for(view, r.pos, "")
+    state_prefix, latest_prefix = state_key_for(view, r.pos, ""), latest_key_for(view, r.pos, "")
     args: list[bytes | int] = list(_head(r))
-    latest = r.latest or {}
-    encode = codec_for(view.feature_names).encode
     for entity_id, st in r.states.items():
         sets, dels = st.to_redis()
-        vector = latest.get(entity_id)
-        if not sets and not dels and vector is None:
+        if not sets and not dels:
             continue
         keys.append(state_prefix + entity_id.encode())
-        args.append(_count(len(sets) + (vector is not None)))
+        args.append(_count(len(sets)))
         args.append(_count(len(dels)))
         for f, v in sets.items():
             args.append(f)
             args.append(v)
-        if vector is not None:
-            args += [LATEST_FIELD, vector if type(vector) is bytes else encode(*vector)]
         args.extend(dels)
-    for entity_id, vector in latest.items():  # an entity without a state in the request: its vector alone
-        if entity_id not in r.states:
-            keys.append(state_prefix + entity_id.encode())
-            args += [*_VECTOR_ONLY, vector if type(vector) is bytes else encode(*vector)]
+    encode = codec_for(view.feature_names).encode
+    for entity_id, value in (r.latest or {}).items():  # same slot (hash tag): same atomic step
+        keys.append(latest_prefix + entity_id.encode())
+        args += [*_STRING_KEY, value if type(value) is bytes else encode(*value)]
     return keys, args
 
 
@@ -84,6 +78,7 @@ def packed_save_call(view: FeatureView, r: SaveRequest, sha: str, *, mark_saved:
         codec = codec_for(view.feature_names)
         packed = pack_save(sha, offset_key_for(view, r.pos), _head(r), state_key_for(view, r.pos, ""),
                            r.states if type(r.states) is dict else dict(r.states),
+                           latest_key_for(view, r.pos, ""),
                            r.latest if r.latest is None or type(r.latest) is dict else dict(r.latest),
                            codec.feature_names, codec.head, mark_saved)
         if packed is not None:

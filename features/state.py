@@ -53,7 +53,6 @@ import orjson
 
 from features.aggregations import DISTINCT_CAP
 from features.definitions import FeatureView
-from features.keys import LATEST_FIELD
 from features.plan import Plan, plan_for
 from features.records import Event
 
@@ -268,12 +267,9 @@ class EntityState:
 
     @classmethod
     def from_redis(cls, mapping: Mapping[bytes, bytes], view: FeatureView | None = None) -> EntityState:
-        """Rebuild a clean state from a Redis hash (``HGETALL`` result; its latest vector's field,
-        ``features.keys.LATEST_FIELD``, is not a bucket and is left out). ``view`` is needed only for values in
-        the former JSON encoding."""
+        """Rebuild a clean state from a Redis hash (``HGETALL`` result). ``view`` is needed only for values
+        in the former JSON encoding."""
         st = cls()
-        if LATEST_FIELD in mapping:
-            mapping = {f: v for f, v in mapping.items() if f != LATEST_FIELD}
         if not mapping:
             return st
         items = sorted(zip(map(int, mapping), mapping.values(), strict=True))

@@ -49,15 +49,7 @@ from typing import Protocol, runtime_checkable
 from features.definitions import FeatureView
 from features.entity_index import ConflictReporter, PartitionConflict
 from features.exceptions import OffsetRegressionError, StaleOffsetError
-from features.keys import (
-    LATEST_FIELD,
-    decode_position,
-    encode_position,
-    index_key,
-    latest_key,
-    offset_key,
-    state_key,
-)
+from features.keys import decode_position, encode_position, index_key, latest_key, offset_key, state_key
 from features.latest import LatestMatrix, LatestVectors, codec_for
 from features.state import EntityState
 
@@ -84,7 +76,7 @@ def state_key_for(view: FeatureView, pos: SourcePosition, entity_id: str) -> byt
 
 
 def latest_key_for(view: FeatureView, pos: SourcePosition, entity_id: str) -> bytes:
-    """The former latest-vector key of ``entity_id`` at ``pos`` (read only as a fallback; see ``features.keys``)."""
+    """The latest-vector key of ``entity_id`` at ``pos`` (see ``features.keys``)."""
     return latest_key(pos.topic, pos.partition, view.name, view.version, view.fingerprint(), pos.group, entity_id)
 
 
@@ -312,11 +304,12 @@ class MemoryFeatureStore:
         okey = offset_key_for(view, pos)
         check_offsets(decode_position(self.strings.get(okey))[0], expected_offset, new_offset)
         encode = codec_for(view.feature_names).encode
-        changes = {e: st.to_redis() for e, st in states.items()}
-        for entity_id, value in (latest or {}).items():  # the vector is a field of the state hash
-            sets = changes.setdefault(entity_id, ({}, []))[0]
-            sets[LATEST_FIELD] = value if type(value) is bytes else encode(*value)
-        for entity_id, (sets, dels) in changes.items():
+        for entity_id, value in (latest or {}).items():
+            key = latest_key_for(view, pos, entity_id)
+            self.strings[key] = value if type(value) is bytes else encode(*value)
+            self.ttls[key] = ttl_ms
+        for entity_id, st in states.items():
+            sets, dels = st.to_redis()
             if not sets and not dels:
                 continue
             key = state_key_for(view, pos, entity_id)
@@ -384,14 +377,10 @@ class MemoryFeatureStore:
         """See :class:`FeatureStore`."""
         ids = list(entity_ids)
         parts = [self._partition(view, group, e, partition_of) for e in ids]
-        raws = [None if p is None else self._latest_raw(view, SourcePosition(group, view.source_topic, p), e)
+        raws = [None if p is None else self.strings.get(latest_key_for(view, SourcePosition(group, view.source_topic,
+                                                                                               p), e))
                 for e, p in zip(ids, parts, strict=True)]
         return codec_for(view.feature_names).matrix(ids, raws)
-
-    def _latest_raw(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> bytes | None:
-        """The entity's latest vector: its state hash's field, else the former string key (as the Redis reads)."""
-        raw = self.hashes.get(state_key_for(view, pos, entity_id), {}).get(LATEST_FIELD)
-        return raw if raw is not None else self.strings.get(latest_key_for(view, pos, entity_id))
 
     def raw_state(self, view: FeatureView, pos: SourcePosition, entity_id: str) -> dict[bytes, bytes]:
         """The stored hash of one entity (for tests and debugging)."""
@@ -399,6 +388,6 @@ class MemoryFeatureStore:
 
     def entity_ttl_ms(self, view: FeatureView, pos: SourcePosition, entity_id: str, *,
                       latest: bool = False) -> int | None:
-        """The TTL set on one entity key (None when the key does not exist); ``latest``: on the key holding its
-        latest vector (its state hash, since the vector is one of its fields)."""
-        return self.ttls.get(state_key_for(view, pos, entity_id))
+        """The TTL set on one entity key (None when the key does not exist); ``latest``: on its latest vector's
+        key instead of its state's."""
+        return self.ttls.get((latest_key_for if latest else state_key_for)(view, pos, entity_id))

@@ -3,8 +3,8 @@
 Between two checkpoints a partition's changed entity states, each entity's latest feature vector and the
 watermark live only in memory (:class:`PendingState`). A checkpoint (:meth:`PendingState.save`) writes them,
 with the highest applied offset, in **one atomic step per partition** (``save_state.lua``: compare-and-set of
-the offset, HSET/HDEL of the state deltas, the latest vectors as fields of the same hashes), after the batches'
-outputs were delivered; the loop (:class:`streams.runtime.loop.BatchLoop`) then commits the Kafka offsets. So a hot entity's
+the offset, HSET/HDEL of the state deltas, SET of the latest vectors), after the batches' outputs were
+delivered; the loop (:class:`streams.runtime.loop.BatchLoop`) then commits the Kafka offsets. So a hot entity's
 state is written once per checkpoint interval instead of once per batch.
 
 What a crash does: Redis holds the state at the last checkpoint's offset and Kafka's committed offset is at

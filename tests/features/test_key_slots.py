@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from features.keys import INDEX_BUCKETS, index_bucket, index_key
-from features.redis_reads import _keys_of
 from features.save_wire import save_call
 from features.state import EntityState
 from features.store import SaveRequest, SourcePosition
@@ -30,18 +29,9 @@ def test_a_save_step_touches_one_slot(topic: str, partition: int, entities: list
         states[e] = s
     r = SaveRequest(SourcePosition("g{1}", topic, partition), states, -1, 0, 60_000,
                     latest={e: (1, {}) for e in entities})
-    keys, _ = save_call(view, r)  # the script's KEYS: the offset and one hash per entity (its vector a field of it)
-    assert len(keys) == 1 + len(entities)
+    keys, _ = save_call(view, r)  # the script's KEYS
+    assert len(keys) == 1 + 2 * len(entities)
     assert {key_slot(k) for k in keys} == {key_slot(f"{{{topic}:{partition}}}".encode())}
-
-
-@given(topic=topics, partition=st.integers(0, 500), entities=st.lists(ids, min_size=1, max_size=8, unique=True))
-def test_a_latest_read_touches_one_slot(topic: str, partition: int, entities: list[str]) -> None:
-    """``read_latest.lua``'s KEYS for one partition: each entity's state hash and its former latest-vector key."""
-    view = dataclasses.replace(VITALS_VIEW, source_topic=topic)
-    pairs = _keys_of(view, "g{1}", partition, entities)
-    assert len(pairs) == len(entities)
-    assert {key_slot(k) for pair in pairs for k in pair} == {key_slot(f"{{{topic}:{partition}}}".encode())}
 
 
 @given(topic=topics, entity=ids)

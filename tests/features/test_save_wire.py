@@ -1,6 +1,6 @@
 """``features._save`` (C) writes a save call's wire bytes: the same bytes as hiredis packing ``save_call`` (the
 reference), on random states (dirty and expired buckets, distinct-value sets), latest vectors (whole, missing or
-extra features, ints; of entities with a state in the request or without) and entity ids; and it takes the common
+extra features, ints; some encoded before, as the pipeline stages them) and entity ids; and it takes the common
 case instead of leaving it to Python."""
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from hypothesis import strategies as st
 from features import save_wire
 from features.definitions import FeatureSpec, FeatureView, FieldSpec, Window
 from features.exceptions import FeatureError
-from features.keys import LATEST_FIELD
 from features.latest import codec_for
 from features.records import Event
 from features.redis_packed import pack_evalsha
 from features.state import EntityState
-from features.store import SaveRequest, SourcePosition, offset_key_for, state_key_for
+from features.store import SaveRequest, SourcePosition, latest_key_for, offset_key_for, state_key_for
 from tests.budget import examples
 
 pytestmark = pytest.mark.skipif(save_wire.pack_save is None, reason="features._save was not built")
@@ -78,10 +77,8 @@ def vectors(draw: st.DrawFn, names: tuple[str, ...]) -> dict:
 @st.composite
 def requests(draw: st.DrawFn, view: FeatureView) -> SaveRequest:
     entity_states = draw(st.dictionaries(ids, states(view), max_size=5))
-    # a vector's entity: mostly one with a state in the request (its field goes into that state's HSET), or not
-    vector_ids = st.sampled_from(sorted(entity_states)) | ids if entity_states else ids
-    latest = draw(st.none() | st.dictionaries(vector_ids, st.tuples(st.integers(-2**62, 2**62),
-                                                                    vectors(view.feature_names)), max_size=5))
+    latest = draw(st.none() | st.dictionaries(ids, st.tuples(st.integers(-2**62, 2**62),
+                                                             vectors(view.feature_names)), max_size=5))
     if latest and draw(st.booleans()):  # some vectors encoded before (as the pipeline stages them)
         codec = codec_for(view.feature_names)
         for e in draw(st.lists(st.sampled_from(sorted(latest)), unique=True)):
@@ -147,8 +144,8 @@ def test_the_common_case_is_compiled(r: SaveRequest) -> None:
                 for v in (r.latest or {}).values())
     codec = codec_for(PLAIN.feature_names)
     packed = save_wire.pack_save(SHA, offset_key_for(PLAIN, r.pos), save_wire._head(r),
-                                 state_key_for(PLAIN, r.pos, ""), dict(r.states), r.latest, codec.feature_names,
-                                 codec.head)
+                                 state_key_for(PLAIN, r.pos, ""), dict(r.states), latest_key_for(PLAIN, r.pos, ""),
+                                 r.latest, codec.feature_names, codec.head)
     assert (packed is not None) == whole
     if whole:
         assert packed == reference(PLAIN, r)
@@ -160,11 +157,11 @@ def test_a_distinct_state_and_a_partial_vector_are_left_to_python() -> None:
     distinct = EntityState()
     distinct.apply(DISTINCT, Event("e", 0, {"x": 1.0}))
     common = (SHA, offset_key_for(DISTINCT, pos), (-1, 0, b"0", 60_000), state_key_for(DISTINCT, pos, ""))
-    assert save_wire.pack_save(*common, {"e": distinct}, None, codec.feature_names, codec.head) is None
+    assert save_wire.pack_save(*common, {"e": distinct}, b"l:", None, codec.feature_names, codec.head) is None
     partial = {"e": (5, {"x_mean": 1.0})}
-    assert save_wire.pack_save(*common, {}, partial, codec.feature_names, codec.head) is None
+    assert save_wire.pack_save(*common, {}, b"l:", partial, codec.feature_names, codec.head) is None
     whole = {"e": (5, dict.fromkeys(PLAIN.feature_names, math.nan))}
-    assert save_wire.pack_save(*common, {}, whole, codec.feature_names, codec.head) is not None
+    assert save_wire.pack_save(*common, {}, b"l:", whole, codec.feature_names, codec.head) is not None
 
 
 def test_without_the_compiled_parts_the_call_is_packed_from_save_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,21 +179,6 @@ def test_without_the_compiled_parts_the_call_is_packed_from_save_call(monkeypatc
     monkeypatch.delenv("DRIFTLINE_PURE_PYTHON")
     monkeypatch.setattr(save_wire, "pack_save", None)
     assert save_wire.packed_save_call(PLAIN, r, SHA) == compiled and len(calls) == 2
-
-
-def test_an_entity_with_a_state_and_a_vector_is_one_key_whose_hset_holds_both() -> None:
-    """The latest vector is a field of the state hash: one key, its changed bucket and the vector in one HSET's
-    arguments (nset 2), before the expired buckets; a vector without a state in the request is its own key (nset
-    1). Checked on the reference (the compiled bytes equal it: the property tests above)."""
-    state = EntityState()
-    state.apply(PLAIN, Event("e", 0, {"x": 1.0, "y": 2.0}))
-    vector = (5, dict.fromkeys(PLAIN.feature_names, 0.5))
-    r = SaveRequest(SourcePosition("g", "t", 0), {"e": state}, -1, 0, 60_000, None, {"e": vector, "f": vector})
-    keys, args = save_wire.save_call(PLAIN, r)
-    assert keys[1:] == [state_key_for(PLAIN, r.pos, "e"), state_key_for(PLAIN, r.pos, "f")]
-    encoded = codec_for(PLAIN.feature_names).encode(*vector)
-    assert args[4:10] == [b"2", b"0", b"0", state.to_redis()[0][b"0"], LATEST_FIELD, encoded]
-    assert args[10:] == [b"1", b"0", LATEST_FIELD, encoded]
 
 
 @settings(max_examples=examples(200), deadline=None)

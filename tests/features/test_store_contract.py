@@ -245,51 +245,6 @@ def test_latest_vector_is_saved_atomically_and_read_in_one_call(env) -> None:
     assert store.read_latest(view, ["p1"], partition_of=part, group="serve")["p1"][1]["hr_mean_5m"] != -1.0
 
 
-def test_the_latest_vector_is_a_field_of_the_state_hash_the_state_ignores(env) -> None:
-    """The vector lives in the entity's state hash (one key, one TTL): a load gives the same state as without it,
-    and a vector saved without a state change (``states`` empty) is read like any other."""
-    store, view = env
-    pos = SourcePosition("serve", view.source_topic, 0)
-    states, off = store.load(view, pos, {"p1"})
-    batch = [Event("p1", T0 + k * 1000, dict(VALUES, hr=60.0 + k), offset=off + 1 + k) for k in range(3)]
-    res = FeatureEngine(view).process(states, batch, watermark_ms=None, min_offset=off)
-    ev, vec = res.vectors[-1]
-    store.save(view, pos, states, expected_offset=off, new_offset=res.last_offset, ttl_ms=view.retention_ms,
-               latest={"p1": (ev.ts_ms, vec)})
-    loaded, off = store.load(view, pos, {"p1"})
-    assert loaded["p1"].features(view, ev.ts_ms) == states["p1"].features(view, ev.ts_ms)
-    assert set(loaded["p1"].buckets(view)) == set(states["p1"].buckets(view))
-    for ttl in store.entity_ttl_ms(view, pos, "p1", latest=True), store.entity_ttl_ms(view, pos, "p1"):
-        assert ttl is not None and view.retention_ms - 60_000 < ttl <= view.retention_ms
-    store.save(view, pos, {}, expected_offset=off, new_offset=off + 1, ttl_ms=view.retention_ms,
-               latest={"p1": (ev.ts_ms + 5, dict(vec, hr_mean_5m=-3.0))})
-    got = store.read_latest(view, ["p1"], partition_of=lambda e: 0, group="serve")["p1"]
-    assert got[0] == ev.ts_ms + 5 and got[1]["hr_mean_5m"] == -3.0
-    assert store.load(view, pos, {"p1"})[0]["p1"].features(view, ev.ts_ms) == states["p1"].features(view, ev.ts_ms)
-
-
-def test_a_vector_an_older_worker_wrote_as_a_string_key_is_still_read(env) -> None:
-    """Workers before 2026-12-07 kept the vector in a string key of its own (``features.keys.latest_key``): a reader
-    falls back to it while the entity's hash has no vector field, and the field wins once a new worker wrote it."""
-    from features.latest import codec_for
-    from features.store import latest_key_for
-
-    store, view = env
-    pos = SourcePosition("serve", view.source_topic, 1)
-    encode = codec_for(view.feature_names).encode
-    old = dict.fromkeys(view.feature_names, 1.5)
-    key, value = latest_key_for(view, pos, "p7"), encode(T0, old)
-    if isinstance(store, MemoryFeatureStore):
-        store.strings[key] = value
-    else:
-        store.client.set(key, value, px=view.retention_ms)  # type: ignore[attr-defined]
-    got = store.read_latest(view, ["p7", "p8"], partition_of=lambda e: 1, group="serve")
-    assert set(got) == {"p7"} and got["p7"] == (T0, old)
-    new = dict.fromkeys(view.feature_names, 2.5)
-    store.save(view, pos, {}, expected_offset=-1, new_offset=0, ttl_ms=view.retention_ms, latest={"p7": (T0 + 1, new)})
-    assert store.read_latest(view, ["p7"], partition_of=lambda e: 1, group="serve")["p7"] == (T0 + 1, new)
-
-
 def test_latest_matrix_rows_follow_the_request_across_partitions(env) -> None:
     store, view = env
     parts = 3

@@ -101,7 +101,7 @@ def test_a_remembered_partition_is_rechecked_when_the_vector_is_gone(backend: st
     try:
         write_latest(store, view, ["e1"], lambda e: 1)
         assert store.read_latest_matrix(view, ["e1"], group="serve").found.all()
-        client.delete(*store.reads._known[store.reads._scope(view, "serve")]["e1"][1])  # the old vector expired
+        client.delete(store.reads._known[store.reads._scope(view, "serve")]["e1"][1])  # the old vector expired
         write_latest(store, view, ["e1"], lambda e: 4, hr0=7.0)  # the entity's events now come from partition 4
         m = store.read_latest_matrix(view, ["e1"], group="serve")
         assert m.found.all() and m.values[0, view.feature_names.index("hr_mean_5m")] == 7.0
