@@ -8,7 +8,7 @@
    key (state_prefix + the id's UTF-8), its counts, its dirty buckets (sorted; field = the bucket start in decimal,
    value = b"B", the row width as a little-endian uint16, the row's doubles) and its expired buckets (sorted); per
    latest vector, its key (latest_prefix + id), "-1", "0" and the LatestCodec value (latest_head, as_of as int64,
-   the vector's doubles in ``names`` order; a value given as bytes, encoded when staged, is written as it is). None, before anything is returned, for what only Python writes: a
+   the vector's doubles in ``names`` order). None, before anything is returned, for what only Python writes: a
    state with distinct-value sets, a vector that lacks a feature, has another or holds a non-float, anything not of
    the expected types, a big-endian machine. ``mark_saved`` true: once the bytes are made (not when None is
    returned), every state's dirty and expired marks are cleared (EntityState.mark_saved: _dirty = _deleted = None),
@@ -213,10 +213,6 @@ static int put_latest(Buf *keys, Buf *args, PyObject *prefix, PyObject *entity, 
     Py_ssize_t id_len, nf = PyTuple_GET_SIZE(names);
     const char *id = PyUnicode_CheckExact(entity) ? PyUnicode_AsUTF8AndSize(entity, &id_len) : NULL;
     if (!id) { PyErr_Clear(); return 0; }
-    if (PyBytes_CheckExact(value)) /* encoded when staged (encode_latest, LatestCodec.encode): written as it is */
-        return bulk2(keys, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix), id, id_len) < 0
-               || bulk2(args, "-1", 2, NULL, 0) < 0 || bulk2(args, "0", 1, NULL, 0) < 0
-               || bulk2(args, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL, 0) < 0 ? -1 : 1;
     if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 2) return 0;
     PyObject *as_of = PyTuple_GET_ITEM(value, 0), *vector = PyTuple_GET_ITEM(value, 1);
     if (!PyLong_CheckExact(as_of) || !PyDict_CheckExact(vector) || PyDict_GET_SIZE(vector) != nf) return 0;
@@ -323,70 +319,7 @@ free:
     return result;
 }
 
-/* encode_latest(latest, names, latest_head) -> dict | None: {entity: (as_of, {name: float})} as {entity: the
-   LatestCodec bytes} (a value already bytes is kept), or None when a vector is not the common case (Python encodes
-   it, or refuses it, as before). The pipeline encodes each batch's vectors when it stages them, while they are in
-   the CPU's cache, instead of holding their dicts until a checkpoint reads them again, cold. */
-static PyObject *encode_latest(PyObject *self, PyObject *const *a, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "encode_latest(latest, names, latest_head)");
-        return NULL;
-    }
-    PyObject *latest = a[0], *names = a[1], *head = a[2];
-#if PY_BIG_ENDIAN
-    Py_RETURN_NONE; /* the vectors are written little-endian: Python byteswaps them */
-#endif
-    if (!PyDict_CheckExact(latest) || !PyTuple_CheckExact(names) || !PyBytes_CheckExact(head)) Py_RETURN_NONE;
-    Py_ssize_t nf = PyTuple_GET_SIZE(names), hn = PyBytes_GET_SIZE(head), size = hn + 8 + 8 * nf;
-    PyObject *out = PyDict_New();
-    if (!out) return NULL;
-    Py_ssize_t pos = 0;
-    PyObject *entity, *value;
-    while (PyDict_Next(latest, &pos, &entity, &value)) {
-        PyObject *encoded;
-        if (PyBytes_CheckExact(value)) {
-            encoded = value;
-            Py_INCREF(encoded);
-        } else {
-            if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != 2) goto python;
-            PyObject *as_of = PyTuple_GET_ITEM(value, 0), *vector = PyTuple_GET_ITEM(value, 1);
-            if (!PyLong_CheckExact(as_of) || !PyDict_CheckExact(vector) || PyDict_GET_SIZE(vector) != nf)
-                goto python;
-            int overflow = 0;
-            long long ts = PyLong_AsLongLongAndOverflow(as_of, &overflow);
-            if (overflow || (ts == -1 && PyErr_Occurred())) { PyErr_Clear(); goto python; }
-            if (!(encoded = PyBytes_FromStringAndSize(NULL, size))) goto fail;
-            char *w = PyBytes_AS_STRING(encoded);
-            memcpy(w, PyBytes_AS_STRING(head), hn);
-            memcpy(w + hn, &ts, 8);
-            for (Py_ssize_t i = 0; i < nf; i++) { /* every name found, as many as the vector holds: the same keys */
-                PyObject *x = PyDict_GetItemWithError(vector, PyTuple_GET_ITEM(names, i));
-                if (!x || !PyFloat_CheckExact(x)) {
-                    Py_DECREF(encoded);
-                    if (PyErr_Occurred()) goto fail;
-                    goto python;
-                }
-                double d = PyFloat_AS_DOUBLE(x);
-                memcpy(w + hn + 8 + 8 * i, &d, 8);
-            }
-        }
-        int bad = PyDict_SetItem(out, entity, encoded) < 0;
-        Py_DECREF(encoded);
-        if (bad) goto fail;
-    }
-    return out;
-python:
-    Py_DECREF(out);
-    Py_RETURN_NONE;
-fail:
-    Py_DECREF(out);
-    return NULL;
-}
-
 static PyMethodDef methods[] = {
-    {"encode_latest", (PyCFunction)(void (*)(void))encode_latest, METH_FASTCALL,
-     "encode_latest(latest, names, latest_head) -> dict | None: each (as_of, {name: float}) value as its LatestCodec "
-     "bytes, or None when one is not the common case"},
     {"pack_save", (PyCFunction)(void (*)(void))pack_save, METH_FASTCALL,
      "pack_save(sha, offset_key, head, state_prefix, states, latest_prefix, latest, names, latest_head[, mark_saved])"
      " -> bytes | None: the wire bytes of one save_state.lua call, or None for what only Python writes; mark_saved: "

@@ -37,12 +37,6 @@ import numpy as np
 import orjson
 
 from features.exceptions import FeatureError
-from features.kernel import compiled_parts_on
-
-try:
-    from features._save import encode_latest
-except ImportError:  # built without a C compiler: LatestCodec.encode serves
-    encode_latest = None
 
 MAGIC = b"DLv"
 FORMAT = 1
@@ -162,22 +156,6 @@ class LatestCodec:
         get, nan = vector.get, math.nan
         return self._pack(MAGIC, FORMAT, len(self.feature_names), as_of_ms,
                           *[get(k, nan) for k in self.feature_names])
-
-    def encode_all(self, latest: Mapping[str, tuple[int, Mapping[str, float]] | bytes]) -> dict[str, bytes]:
-        """Every ``(as_of, vector)`` of ``latest`` as its stored value (a value already encoded is kept): in C
-        (``features._save.encode_latest``) for the common case (every vector whole, made of floats), else one by
-        one with :meth:`encode`.
-
-        >>> codec = LatestCodec(("a", "b"))
-        >>> codec.encode_all({"e": (5, {"a": 1.0, "b": 2.0}), "f": (6, {"b": 2.5})}) == {
-        ...     "e": codec.encode(5, {"a": 1.0, "b": 2.0}), "f": codec.encode(6, {"b": 2.5})}
-        True
-        """
-        if encode_latest is not None and type(latest) is dict and compiled_parts_on():
-            encoded = encode_latest(latest, self.feature_names, self.head)
-            if encoded is not None:
-                return encoded
-        return {e: v if type(v) is bytes else self.encode(*v) for e, v in latest.items()}  # type: ignore[misc]
 
     def decode(self, raw: bytes) -> tuple[int, dict[str, float]]:
         """``(as_of_ms, {feature: value})`` of one stored value (any format this module reads)."""

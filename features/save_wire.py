@@ -63,9 +63,9 @@ def save_call(view: FeatureView, r: SaveRequest) -> tuple[list[bytes], list[byte
             args.append(v)
         args.extend(dels)
     encode = codec_for(view.feature_names).encode
-    for entity_id, value in (r.latest or {}).items():  # same slot (hash tag): same atomic step
+    for entity_id, (as_of, vector) in (r.latest or {}).items():  # same slot (hash tag): same atomic step
         keys.append(latest_prefix + entity_id.encode())
-        args += [*_STRING_KEY, value if type(value) is bytes else encode(*value)]
+        args += [*_STRING_KEY, encode(as_of, vector)]
     return keys, args
 
 

@@ -63,11 +63,6 @@ class SourcePosition:
     partition: int
 
 
-# an entity's latest vector as a save takes it: (as_of ms, {feature: value}), or already encoded
-# (``features.latest.LatestCodec.encode`` / ``encode_all``: the pipeline encodes a batch's vectors while they are hot)
-LatestValue = tuple[int, Mapping[str, float]] | bytes
-
-
 def state_key_for(view: FeatureView, pos: SourcePosition, entity_id: str) -> bytes:
     """The state key of ``entity_id`` at ``pos`` (see ``features.keys``)."""
     return state_key(
@@ -105,10 +100,10 @@ class FeatureStore(Protocol):
         new_offset: int,
         ttl_ms: int,
         watermark_ms: int | None = None,
-        latest: Mapping[str, LatestValue] | None = None,
+        latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
         """Atomically compare-and-set the offset and write the states' changes (and each entity's latest
-        vector, ``{entity: (as_of_ms, vector)}`` or its encoded bytes (``LatestValue``), when given)."""
+        vector, ``{entity: (as_of_ms, vector)}``, when given)."""
         ...
 
     def save_many(self, view: FeatureView, requests: Sequence[SaveRequest]) -> None:
@@ -171,7 +166,7 @@ class SaveRequest:
     new_offset: int
     ttl_ms: int
     watermark_ms: int | None = None
-    latest: Mapping[str, LatestValue] | None = None
+    latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None
 
     def mark_saved(self) -> None:
         """Mark the request's states saved (``EntityState.mark_saved``): their changes are in a save."""
@@ -297,16 +292,16 @@ class MemoryFeatureStore:
         new_offset: int,
         ttl_ms: int,
         watermark_ms: int | None = None,
-        latest: Mapping[str, LatestValue] | None = None,
+        latest: Mapping[str, tuple[int, Mapping[str, float]]] | None = None,
     ) -> None:
         """See :class:`FeatureStore`; ``watermark_ms`` is stored beside the offset when given."""
         self._index(view, pos, [*states, *(latest or {})], ttl_ms)  # before the state, as the Redis store does
         okey = offset_key_for(view, pos)
         check_offsets(decode_position(self.strings.get(okey))[0], expected_offset, new_offset)
         encode = codec_for(view.feature_names).encode
-        for entity_id, value in (latest or {}).items():
+        for entity_id, (as_of, vector) in (latest or {}).items():
             key = latest_key_for(view, pos, entity_id)
-            self.strings[key] = value if type(value) is bytes else encode(*value)
+            self.strings[key] = encode(as_of, vector)
             self.ttls[key] = ttl_ms
         for entity_id, st in states.items():
             sets, dels = st.to_redis()

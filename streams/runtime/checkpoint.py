@@ -38,9 +38,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from features.definitions import FeatureView
-from features.latest import codec_for
 from features.state import EntityState
-from features.store import FeatureStore, LatestValue, SaveRequest, SaveTicket, SourcePosition
+from features.store import FeatureStore, SaveRequest, SaveTicket, SourcePosition
 from streams.runtime.state_cache import StateCache
 
 __all__ = ["PendingState"]
@@ -54,7 +53,7 @@ class _Partition:
     applied: int
     watermark_ms: int | None = None
     states: dict[str, EntityState] = field(default_factory=dict)
-    latest: dict[str, bytes] = field(default_factory=dict)  # each entity's latest vector, encoded when staged
+    latest: dict[str, tuple[int, Mapping[str, float]]] = field(default_factory=dict)
 
     @property
     def dirty(self) -> bool:
@@ -72,7 +71,6 @@ class PendingState:
         self.group = group
         self.on_load = on_load  # seconds of each store load (a metric)
         self._parts: dict[int, _Partition] = {}
-        self._codec = codec_for(view.feature_names)
 
     def position(self, partition: int) -> SourcePosition:
         return SourcePosition(self.group, self.view.source_topic, partition)
@@ -122,12 +120,9 @@ class PendingState:
         return loaded, stored
 
     def stage(self, partition: int, states: Mapping[str, EntityState], stored: int, *, new_offset: int,
-              watermark_ms: int | None, latest: Mapping[str, LatestValue]) -> None:
+              watermark_ms: int | None, latest: Mapping[str, tuple[int, Mapping[str, float]]]) -> None:
         """After a batch was applied: its states, latest vectors, offset and watermark wait for the checkpoint;
-        the states also go (back) into the cache, trusted at the offset Redis holds. The vectors are encoded here
-        (``LatestCodec.encode_all``), while the batch's dicts are in the CPU's cache: held until the checkpoint
-        and read again then, 100,000 entities' dicts cost the worker 18 % of its rate (measured with the
-        entities bench: 28k events/s against 33-35k without the vectors)."""
+        the states also go (back) into the cache, trusted at the offset Redis holds."""
         part = self._parts.get(partition)
         if part is None or part.stored != stored:
             part = _Partition(stored, stored)
@@ -137,8 +132,7 @@ class PendingState:
         for e, st in states.items():
             if st.is_dirty:
                 part.states[e] = st
-        if latest:
-            part.latest.update(self._codec.encode_all(latest))
+        part.latest.update(latest)
         self.cache.put(partition, stored, states)
 
     def requests(self) -> list[SaveRequest]:

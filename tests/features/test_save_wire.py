@@ -1,11 +1,9 @@
 """``features._save`` (C) writes a save call's wire bytes: the same bytes as hiredis packing ``save_call`` (the
 reference), on random states (dirty and expired buckets, distinct-value sets), latest vectors (whole, missing or
-extra features, ints; some encoded before, as the pipeline stages them) and entity ids; and it takes the common
-case instead of leaving it to Python."""
+extra features, ints) and entity ids; and it takes the common case instead of leaving it to Python."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -79,11 +77,6 @@ def requests(draw: st.DrawFn, view: FeatureView) -> SaveRequest:
     entity_states = draw(st.dictionaries(ids, states(view), max_size=5))
     latest = draw(st.none() | st.dictionaries(ids, st.tuples(st.integers(-2**62, 2**62),
                                                              vectors(view.feature_names)), max_size=5))
-    if latest and draw(st.booleans()):  # some vectors encoded before (as the pipeline stages them)
-        codec = codec_for(view.feature_names)
-        for e in draw(st.lists(st.sampled_from(sorted(latest)), unique=True)):
-            with contextlib.suppress(FeatureError):  # a feature the view lacks: only the tuple can say so
-                latest[e] = codec.encode(*latest[e])
     pos = SourcePosition(draw(st.text(max_size=4)), "t", draw(st.integers(0, 40)))
     expected = draw(st.integers(-1, 2**40))
     return SaveRequest(pos, entity_states, expected, expected + draw(st.integers(0, 9)), draw(st.integers(1, 10**9)),
@@ -139,9 +132,8 @@ def test_a_started_save_marks_its_states_saved_once_the_bytes_are_made(case: tup
 @given(requests(PLAIN))
 def test_the_common_case_is_compiled(r: SaveRequest) -> None:
     """No distinct sets, whole float vectors: the extension writes the call itself (not left to Python)."""
-    whole = all(type(v) is bytes or (type(v[1]) is dict and set(v[1]) == set(PLAIN.feature_names)
-                                     and all(type(x) is float for x in v[1].values()))
-                for v in (r.latest or {}).values())
+    whole = all(type(v) is dict and set(v) == set(PLAIN.feature_names) and all(type(x) is float for x in v.values())
+                for _, v in (r.latest or {}).values())
     codec = codec_for(PLAIN.feature_names)
     packed = save_wire.pack_save(SHA, offset_key_for(PLAIN, r.pos), save_wire._head(r),
                                  state_key_for(PLAIN, r.pos, ""), dict(r.states), latest_key_for(PLAIN, r.pos, ""),
@@ -179,28 +171,6 @@ def test_without_the_compiled_parts_the_call_is_packed_from_save_call(monkeypatc
     monkeypatch.delenv("DRIFTLINE_PURE_PYTHON")
     monkeypatch.setattr(save_wire, "pack_save", None)
     assert save_wire.packed_save_call(PLAIN, r, SHA) == compiled and len(calls) == 2
-
-
-@settings(max_examples=examples(200), deadline=None)
-@given(st.dictionaries(ids, st.tuples(st.integers(-2**62, 2**62), vectors(PLAIN.feature_names)), max_size=6),
-       st.booleans())
-def test_vectors_encoded_when_staged_are_the_codec_s_bytes(latest: dict, pure: bool) -> None:
-    """``LatestCodec.encode_all`` (C for whole float vectors, else ``encode`` one by one): the bytes ``encode``
-    gives each vector, or its refusal of a feature the view lacks."""
-    codec = codec_for(PLAIN.feature_names)
-    try:
-        expected: dict | type = {e: codec.encode(*v) for e, v in latest.items()}
-    except FeatureError:
-        expected = FeatureError
-    with pytest.MonkeyPatch.context() as mp:
-        if pure:
-            mp.setenv("DRIFTLINE_PURE_PYTHON", "1")
-        if expected is FeatureError:
-            with pytest.raises(FeatureError):
-                codec.encode_all(latest)
-            return
-        assert codec.encode_all(latest) == expected
-        assert codec.encode_all(expected) == expected  # already encoded: kept  # type: ignore[arg-type]
 
 
 reference_call = save_wire.save_call
