@@ -22,6 +22,7 @@ Redis bytes per entity: ``INFO used_memory`` delta of the fill / entities.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import tempfile
 from collections.abc import Sequence
@@ -56,6 +57,17 @@ class EntitiesConfig:
     interval_s: float = 10.0
     timeout_s: float = 180.0
     rebaseline: bool = True  # measure the first size again after the others: the baseline is the mean of both
+    rounds: int = 1  # every size this many times, interleaved (--rounds): ratios of means over more of the run
+
+    def sequence(self) -> tuple[int, ...]:
+        """The rows' sizes in the order they are measured: every size, ``rounds`` times over, then (``rebaseline``)
+        the first size again.
+
+        >>> EntitiesConfig().sequence(), EntitiesConfig(sizes=(500, 100_000), rounds=2).sequence()
+        ((500, 10000, 100000, 500), (500, 100000, 500, 100000, 500))
+        """
+        seq = self.sizes * self.rounds
+        return (*seq, self.sizes[0]) if self.rebaseline and len(seq) > 1 else seq
 
     def recurring(self) -> int:
         """Recurring readings of every row: the same count for every size, so that every row is measured over a
@@ -108,7 +120,7 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
     (``rebaseline``) again last: the ratios are to the mean of its two rates, so a machine that slowed down or
     sped up during the run moves the baseline with it."""
     rows: list[list] = []
-    sizes = (*cfg.sizes, cfg.sizes[0]) if cfg.rebaseline and len(cfg.sizes) > 1 else cfg.sizes
+    sizes = cfg.sequence()
     with tempfile.TemporaryDirectory(prefix="driftline-bench-registry-") as registry:
         train_models(registry, entities=100, minutes=5.0)
         for n in sizes:
@@ -130,12 +142,17 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
             finally:
                 delete_group_keys(client, settings.pipeline.features_group)
                 client.close()
-    again = len(sizes) > len(cfg.sizes)  # the baseline measured a second time, last
-    base = (rows[0][3] + rows[-1][3]) / 2 if again else rows[0][3]
+    baseline = [row[3] for row, n in zip(rows, sizes, strict=True) if n == cfg.sizes[0]]
+    base = sum(baseline) / len(baseline)  # every measurement of the first size: first, between rounds, last
     for row in rows:
         row.insert(5, ratio(row[3], base))
-    if again:
-        rows[-1][0] = f"{cfg.sizes[0]:,} (again)"
+    seen: dict[int, int] = {}
+    for row, n in zip(rows, sizes, strict=True):  # a size measured before: "(again)", "(3rd)", ...
+        seen[n] = seen.get(n, 0) + 1
+        if seen[n] > 1:
+            row[0] = f"{n:,} ({'again' if seen[n] == 2 else _ordinal(seen[n])})"
+    means = [f"{n:,} entities: {ratio(_mean(rows, sizes, n), base):.3g}x over {sizes.count(n)} rows"
+             for n in cfg.sizes[1:]] if cfg.rounds > 1 else []
     cap = PipelineSettings().cache_max_entities
     return [Table("entities", "Fused pipeline throughput at realistic entity counts, 30-minute windows full "
                               "(events/s)",
@@ -151,18 +168,39 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
                          "embedded tansu broker and the bench's own redis-server on this machine. First touch: the "
                          "first round (each event loads a full window from Redis and folds all of it); recurring: "
                          "the later rounds. The first size is measured again last; the ratio column is to the mean of "
-                         "its two recurring rates."],
+                         "its recurring rates."
+                         + (f" Every size measured {cfg.rounds} times, interleaved; the mean recurring rate of each "
+                            f"size against the first size's mean: {'; '.join(means)}." if means else "")],
                   limit="limit: first touch: the Redis load of each event's window (HGETALL of 31 buckets, decode) "
                         "and a fold of every bucket; recurring: the per-event Python of the 500-entity row while "
                         "the cache holds every entity, the first-touch cost beyond that.")]
+
+
+def _mean(rows: list[list], sizes: tuple[int, ...], n: int) -> float:
+    """The mean recurring rate of the rows of size ``n``."""
+    rates = [row[3] for row, size in zip(rows, sizes, strict=True) if size == n]
+    return sum(rates) / len(rates)
+
+
+def _ordinal(k: int) -> str:
+    """
+    >>> _ordinal(3), _ordinal(4), _ordinal(12), _ordinal(21)
+    ('3rd', '4th', '12th', '21st')
+    """
+    suffix = "th" if k % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
 
 
 def main(argv: list[str] | None = None) -> list[Table]:
     """Run on a fresh embedded stack and print the table."""
     p = argparse.ArgumentParser(prog="python -m bench.entities_bench", description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every size this many times, interleaved (a noisy machine: the ratios of means "
+                        "over more of the run); default 1")
     args = p.parse_args(argv)
-    return run_on_fresh_stack(run, EntitiesConfig.tiny() if args.tiny else EntitiesConfig())
+    cfg = EntitiesConfig.tiny() if args.tiny else EntitiesConfig()
+    return run_on_fresh_stack(run, dataclasses.replace(cfg, rounds=max(1, args.rounds)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ a note says so, which is what is checked then."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -30,6 +31,22 @@ def test_entities_bench_rows_per_size_with_full_windows() -> None:
     first, again = table.rows[0][3], table.rows[-1][3]
     for row in table.rows:  # ratios to the mean of the baseline's two rates
         assert row[5] == pytest.approx(row[3] / ((first + again) / 2), rel=0.01)
+    assert "interleaved" not in table.notes[0]
+
+
+@pytest.mark.integration
+def test_entities_bench_rounds_interleave_the_sizes_and_compare_means() -> None:
+    """``--rounds 2``: every size twice, interleaved, then the baseline; each row's ratio is to the mean of all the
+    baseline's rates, and the notes give each size's mean against the baseline's mean."""
+    cfg = dataclasses.replace(entities_bench.EntitiesConfig.tiny(), sizes=(50, 400), rounds=2)
+    with bench_stack() as info:
+        [table] = entities_bench.run(info, cfg)
+    assert [r[0] for r in table.rows] == [50, 400, "50 (again)", "400 (again)", "50 (3rd)"]
+    base = [table.rows[i][3] for i in (0, 2, 4)]
+    for row in table.rows:
+        assert row[5] == pytest.approx(row[3] / (sum(base) / 3), rel=0.01)
+    mean_400 = (table.rows[1][3] + table.rows[3][3]) / 2
+    assert f"400 entities: {mean_400 / (sum(base) / 3):.3g}x over 2 rows" in table.notes[0]
 
 
 def test_the_recurring_readings_span_a_bucket_of_event_time_at_the_largest_size() -> None:
