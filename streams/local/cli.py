@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import logging
 import os
@@ -385,6 +386,8 @@ def _origin(settings: Settings) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftline registry list | head` ends quietly
+    # `kill -USR1 <pid>`: every thread's stack to stderr, the process goes on (where a stuck command waits)
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     args = build_parser().parse_args(argv)
     json_lines = args.log_json or Settings.from_env({k: v for k, v in os.environ.items()
                                                      if k == "DRIFTLINE_LOG_JSON"}).log_json

@@ -37,7 +37,15 @@ def test_ctrl_c_mid_demo_stops_every_process(tmp_path: Path) -> None:
         assert all(pid_alive(p) for p in pids), state
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=30)  # reading on: a child blocked on a full pipe cannot stop
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the CLI's faulthandler: every thread's stack, to say where it waits
+            time.sleep(2)
+            proc.kill()
+            out, _ = proc.communicate()
+            pytest.fail("the demo did not stop within 30 s of Ctrl-C; its output and its threads' stacks:\n"
+                        + "".join(lines) + out)
     finally:
         if proc.poll() is None:
             proc.kill()
