@@ -11,6 +11,7 @@ before the command runs, and turns every error into one line (``--debug``: the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import faulthandler
 import json
@@ -384,10 +385,18 @@ def _origin(settings: Settings) -> dict[str, str]:
             "redis": "from REDIS_URL" if os.environ.get("REDIS_URL") else found}
 
 
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>``: every thread's stack to the process's stderr (file descriptor 2, whatever ``sys.stderr``
+    was replaced by), and the process goes on: where a stuck command waits."""
+    stream = sys.__stderr__
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no stderr file descriptor: no dumps
+        if stream is not None:
+            faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True, chain=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftline registry list | head` ends quietly
-    # `kill -USR1 <pid>`: every thread's stack to stderr, the process goes on (where a stuck command waits)
-    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    _stacks_on_sigusr1()
     args = build_parser().parse_args(argv)
     json_lines = args.log_json or Settings.from_env({k: v for k, v in os.environ.items()
                                                      if k == "DRIFTLINE_LOG_JSON"}).log_json
