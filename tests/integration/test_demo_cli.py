@@ -20,8 +20,12 @@ pytestmark = pytest.mark.integration
 def test_ctrl_c_mid_demo_stops_every_process(tmp_path: Path) -> None:
     env = {**os.environ, "DRIFTLINE_RUN_DIR": str(tmp_path / "run"), "PYTHONUNBUFFERED": "1",
            "REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens there: the demo must start its own Redis
+    # Ctrl-C as on a terminal's foreground job: SIGINT at its default in the child, whatever this run inherited (a
+    # test run started in the background of a non-interactive shell ignores SIGINT, and so would the demo: CI,
+    # launched that way, failed here with the demo still producing 30 s after the signal)
     proc = subprocess.Popen([sys.executable, "-m", "streams.local.cli", "demo", "--entities", "100", "--duration", "60"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state_file = tmp_path / "run" / "stack.json"
     lines: list[str] = []
     try:
