@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.local.procs import pid_alive
+from streams.local.procs import pid_alive, stop_pid
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,8 @@ def test_ctrl_c_mid_demo_stops_every_process(tmp_path: Path) -> None:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state_file = tmp_path / "run" / "stack.json"
     lines: list[str] = []
+    pids: list[int] = []
+    killed = False
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -47,6 +49,7 @@ def test_ctrl_c_mid_demo_stops_every_process(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGUSR1)  # the CLI's faulthandler: every thread's stack, to say where it waits
             time.sleep(2)
             proc.kill()
+            killed = True
             out, _ = proc.communicate()
             pytest.fail("the demo did not stop within 30 s of Ctrl-C; its output and its threads' stacks:\n"
                         + "".join(lines) + out)
@@ -54,6 +57,10 @@ def test_ctrl_c_mid_demo_stops_every_process(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            killed = True
+        if killed:
+            for pid in pids:  # a demo killed cannot stop its broker and Redis: the test does
+                stop_pid(pid, timeout_s=5)
     assert not state_file.exists()
     deadline = time.time() + 5
     while any(pid_alive(p) for p in pids) and time.time() < deadline:
