@@ -117,7 +117,7 @@ def _backlog(history: Sequence[Event], n: int, events: int, interval_s: float) -
 
 def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
     """One row per entity count, in one run and on one stack; the first size is the baseline, measured first and
-    (``rebaseline``) again last: the ratios are to the mean of its two rates, so a machine that slowed down or
+    (``rebaseline``) again last: the ratios are to the mean of all its rates, so a machine that slowed down or
     sped up during the run moves the baseline with it."""
     rows: list[list] = []
     sizes = cfg.sequence()
@@ -142,8 +142,7 @@ def run(info: StackInfo, cfg: EntitiesConfig = EntitiesConfig()) -> list[Table]:
             finally:
                 delete_group_keys(client, settings.pipeline.features_group)
                 client.close()
-    baseline = [row[3] for row, n in zip(rows, sizes, strict=True) if n == cfg.sizes[0]]
-    base = sum(baseline) / len(baseline)  # every measurement of the first size: first, between rounds, last
+    base = _mean(rows, sizes, cfg.sizes[0])  # every measurement of the first size: first, between rounds, last
     for row in rows:
         row.insert(5, ratio(row[3], base))
     seen: dict[int, int] = {}
